@@ -1,0 +1,24 @@
+"""Where MNIST Studio finds datasets, keeps trained runs and ships its bundled model.
+
+Both directories come from environment settings so the app, the CLI, tests and
+benchmarks can point at different places without code changes.
+"""
+
+import os
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR_ENV = "MNIST_STUDIO_DATA_DIR"
+RUNS_DIR_ENV = "MNIST_STUDIO_RUNS_DIR"
+# The pretrained model that makes drawing work before anyone trains (read-only).
+BUNDLED_MODELS_DIR = PROJECT_DIR / "models"
+
+
+def data_dir() -> Path:
+    """The data directory: `$MNIST_STUDIO_DATA_DIR`, else `data/` in the project."""
+    return Path(os.environ.get(DATA_DIR_ENV) or PROJECT_DIR / "data").expanduser()
+
+
+def runs_dir() -> Path:
+    """The runs directory: `$MNIST_STUDIO_RUNS_DIR`, else `runs/` in the project."""
+    return Path(os.environ.get(RUNS_DIR_ENV) or PROJECT_DIR / "runs").expanduser()

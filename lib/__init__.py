@@ -3,3 +3,8 @@
 Everything here works without Streamlit (only `lib/ui.py` imports it) and
 imports TensorFlow lazily, so pages that do not train stay fast to load.
 """
+
+import os
+
+# TensorFlow's C++ start-up chatter (CPU feature notices) means nothing to a user.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

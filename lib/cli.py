@@ -1,0 +1,315 @@
+"""Command line: the same engine as the app (`python -m lib ...`).
+
+Train on a bigger machine, then browse the runs in the app. Errors are one
+line on stderr with a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from lib import architectures, datasets, runs
+
+EXIT_USAGE, EXIT_FAILED = 2, 1
+BAR_WIDTH = 30
+BAR_INTERVAL_S = 0.1  # redraw the terminal bar at most ten times a second
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise CliError(f"{message} (see `python -m lib {self.prog.split()[-1]} --help`)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return EXIT_USAGE
+        return args.handler(args)
+    except CliError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, LookupError, RuntimeError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - the CLI promises one line, never a traceback
+        print(f"error: unexpected {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lib", description="MNIST Studio engine: zoo, train, runs, evaluate, predict.")
+    commands = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    zoo = commands.add_parser("zoo", help="list the model zoo")
+    zoo.add_argument("--json", action="store_true", help="one JSON list on stdout")
+    zoo.set_defaults(handler=cmd_zoo)
+
+    train = commands.add_parser("train", help="train a model and save it as a run")
+    train.add_argument("--dataset", default="mnist")
+    train.add_argument("--arch", default="cnn-tf-tutorial", help="a zoo name (see `zoo`)")
+    train.add_argument("--epochs", type=int, default=5)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--optimizer", choices=("adam", "sgd", "rmsprop"), default="adam")
+    train.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3, RMSprop 1e-4)")
+    train.add_argument("--validation-split", type=float, default=0.1)
+    train.add_argument("--limit", type=int, default=None, help="train on a stratified sample of N images")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--no-normalize", action="store_true", help="feed raw 0..255 pixels")
+    train.add_argument("--one-hot", action="store_true", help="one-hot labels with categorical crossentropy")
+    train.add_argument("--augment", action="store_true", help="shifts, rotation, zoom, stroke width")
+    train.add_argument("--target-accuracy", type=float, default=None, help="stop once val_accuracy reaches this (0-1)")
+    train.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0 = off)")
+    train.add_argument("--precision", choices=("auto", "float32", "mixed"), default="auto")
+    train.add_argument("--name", default="", help="display name of the run")
+    _add_dirs(train)
+    train.add_argument("--json", action="store_true", help="last stdout line is a JSON summary")
+    train.set_defaults(handler=cmd_train)
+
+    listing = commands.add_parser("runs", help="list saved runs")
+    _add_dirs(listing, data=False)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_runs)
+
+    evaluate = commands.add_parser("evaluate", help="score a saved run on its test set")
+    evaluate.add_argument("run", help="run id, or 'default' for the bundled model")
+    _add_dirs(evaluate)
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="classify image files as the Draw page does")
+    predict.add_argument("--model", default="default", help="run id, a run folder or .keras file, or 'default'")
+    predict.add_argument("images", nargs="+", help="PNG or JPEG files")
+    _add_dirs(predict, data=False)
+    predict.add_argument("--json", action="store_true", help="one JSON line per image")
+    predict.set_defaults(handler=cmd_predict)
+    return parser
+
+
+def _add_dirs(parser, data: bool = True) -> None:
+    if data:
+        parser.add_argument("--data-dir", type=Path, default=None, help="default: $MNIST_STUDIO_DATA_DIR or data/")
+    parser.add_argument("--runs-dir", type=Path, default=None, help="default: $MNIST_STUDIO_RUNS_DIR or runs/")
+
+
+def cmd_zoo(args) -> int:
+    rows = []
+    for arch in architectures.ZOO.values():
+        rows.append(
+            {
+                "name": arch.name,
+                "title": arch.title,
+                "family": arch.family,
+                "params": architectures.count_params(arch.layers, (28, 28, 1), 10),
+                "layers": [dict(layer) for layer in arch.layers],
+                "tutorial": arch.tutorial,
+                "description": arch.description,
+            }
+        )
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for row in rows:
+            print(f"{row['name']:<18} {row['params']:>9,} params  {row['title']}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from lib import training
+
+    if args.arch not in architectures.ZOO:
+        raise CliError(f"Unknown architecture: {args.arch!r}. Known: {', '.join(architectures.ZOO)}.")
+    known = datasets.available_datasets(args.data_dir)
+    if args.dataset not in known:
+        raise CliError(f"Unknown dataset: {args.dataset!r}. Known: {', '.join(known)}.")
+    learning_rate = args.lr if args.lr is not None else (1e-4 if args.optimizer == "rmsprop" else 1e-3)
+    config = training.TrainConfig(
+        dataset=args.dataset,
+        arch=args.arch,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        learning_rate=learning_rate,
+        validation_split=args.validation_split,
+        normalize=not args.no_normalize,
+        label_encoding="one_hot" if args.one_hot else "sparse",
+        seed=args.seed,
+        target_metric="val_accuracy" if args.target_accuracy is not None else "",
+        target_value=args.target_accuracy or 0.0,
+        early_stopping_patience=args.patience,
+        augment=args.augment,
+        precision=args.precision,
+        limit=args.limit,
+        name=args.name,
+    )
+    bar = _ProgressBar(sys.stderr)
+    run, result = training.train_and_save(
+        config, data_dir=args.data_dir, runs_dir=args.runs_dir, on_progress=bar.update
+    )
+    bar.close()
+    summary = {
+        "run_id": run.run_id,
+        "status": result.status,
+        "reason": result.stop_reason,
+        "test_accuracy": result.test_accuracy,
+        "test_loss": result.test_loss,
+        "seconds": round(result.seconds, 2),
+        "samples_per_s": round(result.samples_per_s, 1),
+        "params": result.params,
+        "precision": result.precision,
+        "epochs_completed": len(result.history),
+        "path": str(run.path),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        accuracy = "n/a" if result.test_accuracy is None else f"{result.test_accuracy:.2%}"
+        print(
+            f"{result.status}: run {run.run_id} · test accuracy {accuracy} · "
+            f"{result.seconds:.1f} s · {result.samples_per_s:,.0f} images/s · precision {result.precision}\n"
+            f"{result.stop_reason}\nsaved to {run.path}"
+        )
+    return 0 if result.status != "failed" else EXIT_FAILED
+
+
+def cmd_runs(args) -> int:
+    found, damaged = runs.list_runs(args.runs_dir)
+    rows = [_run_row(run) for run in found]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for row in rows:
+            accuracy = "   n/a" if row["test_accuracy"] is None else f"{row['test_accuracy']:6.2%}"
+            print(f"{row['run_id']:<24} {accuracy}  {row['status']:<9} {row['display_name']}")
+    for folder in damaged:
+        print(f"warning: skipped damaged run {folder.run_id}: {folder.problem}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from lib import inference
+
+    run = runs.get_run(args.run, args.runs_dir)
+    dataset = datasets.load_dataset(run.dataset["name"], args.data_dir)
+    model = runs.load_model(run)
+    probs = inference.predict_proba(model, dataset.x_test, normalize=run.normalize)
+    scores = inference.score(probs, dataset.y_test, dataset.info.num_classes)
+    summary = {"run_id": run.run_id, "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
+               "per_class_accuracy": scores["per_class_accuracy"], "images": int(len(dataset.y_test))}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{run.display_name}: test accuracy {scores['accuracy']:.2%}, loss {scores['loss']:.4f} on {len(dataset.y_test):,} images")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from lib import drawing, inference
+
+    model, run_meta = _resolve_model(args.model, args.runs_dir)
+    class_names = run_meta.get("dataset", {}).get("class_names") or [str(i) for i in range(10)]
+    normalize = bool(run_meta.get("config", {}).get("normalize", True))
+    mode = "digit" if run_meta.get("dataset", {}).get("kind", "digit") == "digit" else "object"
+    failures = 0
+    for name in args.images:
+        try:
+            image = drawing.load_image_file(Path(name))
+            processed = drawing.preprocess_image(image, mode=mode)
+            if processed is None:
+                raise drawing.InvalidImage("the image is blank: no ink found")
+            probs = inference.predict_unit_images(model, processed, normalize=normalize)[0]
+        except (drawing.InvalidImage, OSError) as error:
+            failures += 1
+            line = {"file": name, "error": str(error)}
+            print(json.dumps(line) if args.json else f"{name}: error: {error}")
+            continue
+        label = int(probs.argmax())
+        if args.json:
+            print(json.dumps({"file": name, "label": label, "class_name": class_names[label],
+                              "confidence": float(probs[label]), "probabilities": [float(p) for p in probs]}))
+        else:
+            print(f"{name}: {class_names[label]} ({probs[label]:.1%})")
+    return EXIT_FAILED if failures == len(args.images) else 0
+
+
+def _resolve_model(ref: str, runs_dir):
+    """A run id, 'default', a run folder or a .keras file -> (model, meta)."""
+    path = Path(ref)
+    if path.suffix == ".keras" and path.is_file():
+        meta_path = path.parent / runs.META_FILE
+        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+        return runs.load_model_file(path), meta
+    if path.is_dir() and (path / runs.MODEL_FILE).is_file():
+        run = runs._read_run(path)
+        return runs.load_model(run), run.meta
+    run = runs.get_run(ref, runs_dir)
+    return runs.load_model(run), run.meta
+
+
+def _run_row(run: runs.RunInfo) -> dict:
+    meta = run.meta
+    return {
+        "run_id": run.run_id,
+        "display_name": run.display_name,
+        "dataset": run.dataset.get("name"),
+        "arch": meta.get("arch"),
+        "params": meta.get("params"),
+        "epochs_completed": meta.get("epochs_completed"),
+        "test_accuracy": meta.get("test_accuracy"),
+        "test_loss": meta.get("test_loss"),
+        "training_seconds": meta.get("training_seconds"),
+        "samples_per_s": meta.get("samples_per_s"),
+        "status": meta.get("status"),
+        "created_at": meta.get("created_at"),
+        "read_only": run.read_only,
+    }
+
+
+class _ProgressBar:
+    """A one-line terminal progress bar fed by training progress events."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.last_draw = 0.0
+        self.interactive = stream.isatty()
+
+    def update(self, event: dict) -> None:
+        kind = event.get("kind")
+        if kind == "batch":
+            now = time.monotonic()
+            if not self.interactive or now - self.last_draw < BAR_INTERVAL_S:
+                return
+            self.last_draw = now
+            done = event["step"] / event["steps"]
+            filled = int(done * BAR_WIDTH)
+            eta = event.get("eta")
+            self.stream.write(
+                f"\repoch {event['epoch']}/{event['epochs']} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] "
+                f"loss {event['loss']:.4f} acc {event['accuracy']:.4f} "
+                f"{event['samples_per_s']:,.0f} img/s ETA {eta or 0:.0f}s "
+            )
+            self.stream.flush()
+        elif kind == "epoch":
+            val = event.get("val_accuracy")
+            val_text = f" val_acc {val:.4f}" if val is not None else ""
+            self.stream.write(
+                f"\repoch {event['epoch']}/{event['epochs']} loss {event['loss'] or float('nan'):.4f} "
+                f"acc {event['accuracy'] or float('nan'):.4f}{val_text} ({event['seconds']:.1f} s)".ljust(100) + "\n"
+            )
+            self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.flush()

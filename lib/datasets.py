@@ -1,0 +1,376 @@
+"""Datasets: a registry of what can be trained on, validated loading, and splits.
+
+Built-ins are MNIST and Fashion-MNIST; any `NAME.npz` in the data directory (or
+uploaded by a user) is a dataset too. Images stay uint8 in memory with a
+channel axis, (N, H, W, C); scaling to [0, 1] happens per batch in training.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from lib import paths
+
+REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
+MAX_CLASSES = 100
+MIN_SIDE, MAX_SIDE = 8, 128  # larger images would not train in a browser session
+MAX_NPZ_BYTES = 300 * 1024 * 1024
+DIGIT_NAMES = tuple(str(d) for d in range(10))
+FASHION_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
+UPLOADS_SUBDIR = ".datasets"  # inside the runs dir: the data dir may be read-only
+
+
+class DatasetUnavailable(RuntimeError):
+    """The dataset cannot be had here; the message says which file to put where."""
+
+
+class InvalidDataset(ValueError):
+    """An npz file is not a usable dataset; the message names the problem."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    title: str
+    class_names: tuple[str, ...]
+    input_shape: tuple[int, int, int]
+    kind: str  # "digit" (MNIST-style drawing preprocessing) or "object"
+    path: Path | None = None  # the npz it comes from; None: the Keras loader
+    description: str = ""
+    attribution: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    info: DatasetInfo
+    x_train: np.ndarray  # uint8 (N, H, W, C)
+    y_train: np.ndarray  # int64 (N,)
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A dataset cut into train / validation / test, ready for `train`."""
+
+    info: DatasetInfo
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def num_classes(self) -> int:
+        return self.info.num_classes
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.info.input_shape
+
+
+BUILTINS = {
+    "mnist": DatasetInfo(
+        name="mnist",
+        title="MNIST handwritten digits",
+        class_names=DIGIT_NAMES,
+        input_shape=(28, 28, 1),
+        kind="digit",
+        description="70,000 grayscale 28x28 handwritten digits (60,000 train, 10,000 test).",
+        attribution="MNIST: Yann LeCun, Corinna Cortes and Christopher J.C. Burges.",
+    ),
+    "fashion_mnist": DatasetInfo(
+        name="fashion_mnist",
+        title="Fashion-MNIST clothing",
+        class_names=FASHION_NAMES,
+        input_shape=(28, 28, 1),
+        kind="object",
+        description="70,000 grayscale 28x28 Zalando article images in 10 classes.",
+        attribution="Fashion-MNIST: Zalando Research (Han Xiao, Kashif Rasul, Roland Vollgraf), MIT licence.",
+    ),
+}
+
+
+def uploads_dir() -> Path:
+    """Where datasets uploaded in the app are kept."""
+    return paths.runs_dir() / UPLOADS_SUBDIR
+
+
+def available_datasets(data_dir: Path | None = None) -> dict[str, DatasetInfo]:
+    """Built-ins first, then every valid-looking `NAME.npz` in the data and uploads dirs.
+
+    A file whose header cannot be read is left out here; loading it by name
+    reports the problem.
+    """
+    found = dict(BUILTINS)
+    for folder in (Path(data_dir) if data_dir else paths.data_dir(), uploads_dir()):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.npz")):
+            name = path.stem.lower()
+            if not NAME_PATTERN.match(name):
+                continue
+            try:
+                found[name] = _file_info(name, path)
+            except InvalidDataset:
+                continue
+    return found
+
+
+def get_info(name: str, data_dir: Path | None = None) -> DatasetInfo:
+    datasets = available_datasets(data_dir)
+    if name not in datasets:
+        raise ValueError(f"Unknown dataset: {name!r}. Known: {', '.join(datasets)}.")
+    return datasets[name]
+
+
+def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
+    """Load a dataset by name: the data directory first, else the Keras loader."""
+    folder = Path(data_dir) if data_dir else paths.data_dir()
+    info = get_info(name, folder)
+    if info.path is not None:
+        return replace(load_npz(info.path), info=info)
+    try:
+        arrays = _keras_load(name)
+    except Exception as error:  # noqa: BLE001 - any download failure means the same to a user
+        raise DatasetUnavailable(
+            f"{info.title} is not available: no {name}.npz in the data directory {folder} and "
+            f"the download failed ({type(error).__name__}). Put {name}.npz (keys x_train, y_train, "
+            f"x_test, y_test, as keras.datasets.{name}.load_data() returns them) into {folder}, "
+            f"or point MNIST_STUDIO_DATA_DIR at the folder that has it."
+        ) from None
+    validate_arrays(arrays)
+    return _as_dataset(arrays, info)
+
+
+def load_npz(path: Path) -> Dataset:
+    """Load and validate an npz dataset file (never unpickles anything)."""
+    path = Path(path)
+    info = _file_info(path.stem.lower(), path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in REQUIRED_KEYS if key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, KeyError) as error:
+        raise InvalidDataset(f"{path.name}: cannot read the arrays ({error}).") from None
+    validate_arrays(arrays, source=path.name)
+    return _as_dataset(arrays, info)
+
+
+def validate_arrays(arrays: dict, source: str = "dataset") -> None:
+    """Refuse anything that is not (N,H,W[,C]) uint8 images with labels 0..K-1."""
+    missing = [key for key in REQUIRED_KEYS if key not in arrays]
+    if missing:
+        raise InvalidDataset(
+            f"{source}: missing array(s) {', '.join(missing)}; an npz dataset needs "
+            f"x_train, y_train, x_test and y_test."
+        )
+    shapes = {}
+    for split in ("train", "test"):
+        x, y = np.asarray(arrays[f"x_{split}"]), np.asarray(arrays[f"y_{split}"])
+        if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)):
+            raise InvalidDataset(
+                f"{source}: x_{split} has shape {x.shape}; expected (N, H, W) or (N, H, W, C) with C 1 or 3."
+            )
+        if x.dtype != np.uint8:
+            raise InvalidDataset(
+                f"{source}: x_{split} has dtype {x.dtype}; expected uint8 pixels 0..255 "
+                f"(convert with (x * 255).round().astype('uint8') if yours are floats in [0, 1])."
+            )
+        if not (MIN_SIDE <= x.shape[1] <= MAX_SIDE and MIN_SIDE <= x.shape[2] <= MAX_SIDE):
+            raise InvalidDataset(
+                f"{source}: images are {x.shape[1]}x{x.shape[2]}; sides must be {MIN_SIDE} to {MAX_SIDE} pixels."
+            )
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+            raise InvalidDataset(
+                f"{source}: y_{split} has shape {y.shape} and dtype {y.dtype}; expected one integer label per image."
+            )
+        if len(x) != len(y):
+            raise InvalidDataset(f"{source}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels.")
+        if len(y) == 0:
+            raise InvalidDataset(f"{source}: the {split} split is empty.")
+        if y.min() < 0 or y.max() >= MAX_CLASSES:
+            raise InvalidDataset(
+                f"{source}: y_{split} has labels from {y.min()} to {y.max()}; labels must be 0..K-1 with K <= {MAX_CLASSES}."
+            )
+        shapes[split] = x.shape[1:] if x.ndim == 4 else (*x.shape[1:], 1)
+    if shapes["train"] != shapes["test"]:
+        raise InvalidDataset(
+            f"{source}: train images are {shapes['train']} but test images are {shapes['test']}; they must match."
+        )
+    train_classes = np.unique(arrays["y_train"])
+    if len(train_classes) < 2:
+        raise InvalidDataset(f"{source}: the training labels hold only one class; a classifier needs at least two.")
+    if int(np.max(arrays["y_test"])) > int(train_classes.max()):
+        raise InvalidDataset(f"{source}: y_test has labels that never occur in y_train.")
+
+
+def prepare(
+    dataset: Dataset, *, validation_split: float = 0.1, limit: int | None = None, seed: int = 0
+) -> PreparedData:
+    """Hold out a seeded, stratified validation split; optionally subsample training data.
+
+    `limit` caps the training images (before the validation split) with the
+    class balance kept, for quick runs. The test set stays whole.
+    """
+    if not 0.0 <= validation_split < 0.9:
+        raise ValueError(f"validation_split must be in [0, 0.9), got {validation_split}.")
+    rng = np.random.default_rng(seed)
+    x, y = dataset.x_train, dataset.y_train
+    notes = []
+    if limit is not None and limit < len(y):
+        if limit < 2 * dataset.info.num_classes:
+            raise ValueError(f"limit={limit} is too small: use at least {2 * dataset.info.num_classes} images.")
+        keep = _stratified_take(y, limit, rng)
+        x, y = x[keep], y[keep]
+        notes.append(f"Training on a stratified sample of {limit:,} images.")
+    val_count = int(round(len(y) * validation_split))
+    if validation_split > 0 and val_count == 0:
+        val_count = 1
+    val_idx = _stratified_take(y, val_count, rng) if val_count else np.array([], dtype=np.int64)
+    train_mask = np.ones(len(y), dtype=bool)
+    train_mask[val_idx] = False
+    return PreparedData(
+        info=dataset.info,
+        x_train=x[train_mask],
+        y_train=y[train_mask],
+        x_val=x[val_idx],
+        y_val=y[val_idx],
+        x_test=dataset.x_test,
+        y_test=dataset.y_test,
+        notes=tuple(notes),
+    )
+
+
+def pixel_stats(x: np.ndarray) -> dict:
+    """Shape, dtype and pixel statistics, as the Data page shows them."""
+    sample = x[: min(len(x), 5000)]
+    return {
+        "shape": tuple(x.shape),
+        "dtype": str(x.dtype),
+        "min": int(sample.min()),
+        "max": int(sample.max()),
+        "mean": float(sample.mean()),
+        "std": float(sample.std()),
+        "mean_scaled": float(sample.mean() / 255.0),
+        "std_scaled": float(sample.std() / 255.0),
+    }
+
+
+def class_counts(y: np.ndarray, num_classes: int) -> list[int]:
+    return np.bincount(y, minlength=num_classes)[:num_classes].tolist()
+
+
+def save_upload(name: str, data: bytes) -> DatasetInfo:
+    """Validate an uploaded npz and keep it under the uploads dir; returns its info."""
+    name = name.lower()
+    if not NAME_PATTERN.match(name) or name in BUILTINS:
+        raise InvalidDataset(
+            "Dataset names use lowercase letters, digits, '-' and '_' (up to 40), and cannot be mnist or fashion_mnist."
+        )
+    if len(data) > MAX_NPZ_BYTES:
+        raise InvalidDataset(f"The file is {len(data) / 2**20:.0f} MB; the limit is {MAX_NPZ_BYTES // 2**20} MB.")
+    if not data.startswith(b"PK"):
+        raise InvalidDataset("This is not an .npz file (save yours with numpy.savez_compressed).")
+    folder = uploads_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.upload.tmp"
+    tmp.write_bytes(data)
+    try:
+        load_npz(tmp)
+    except InvalidDataset as error:
+        tmp.unlink(missing_ok=True)
+        raise InvalidDataset(str(error).replace(tmp.name, "the uploaded file")) from None
+    target = folder / f"{name}.npz"
+    tmp.replace(target)
+    return _file_info(name, target)
+
+
+def _stratified_take(y: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` indices with each class represented in proportion, seeded."""
+    order = rng.permutation(len(y))
+    shuffled = y[order]
+    classes, totals = np.unique(shuffled, return_counts=True)
+    quotas = np.floor(totals / len(y) * count).astype(int)
+    # Hand the rounding remainder to the classes with the largest fractional parts.
+    remainder = count - quotas.sum()
+    fractions = totals / len(y) * count - quotas
+    quotas[np.argsort(-fractions)[:remainder]] += 1
+    picked = [order[shuffled == c][:q] for c, q in zip(classes, quotas)]
+    return np.sort(np.concatenate(picked))
+
+
+def _npy_header_shape(archive: zipfile.ZipFile, key: str) -> tuple:
+    with archive.open(f"{key}.npy") as handle:
+        version = np.lib.format.read_magic(handle)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, _ = reader(handle)
+    return shape
+
+
+def _file_info(name: str, path: Path) -> DatasetInfo:
+    """Info from the npy headers only, so listing datasets stays cheap."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            shape = _npy_header_shape(archive, "x_train")
+            names = archive.namelist()
+            class_names = None
+            if "class_names.npy" in names:
+                with np.load(path, allow_pickle=False) as npz:
+                    class_names = tuple(str(c) for c in npz["class_names"])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        raise InvalidDataset(f"{path.name}: not a readable npz dataset ({error}).") from None
+    if len(shape) not in (3, 4):
+        raise InvalidDataset(f"{path.name}: x_train has shape {shape}; expected (N, H, W) or (N, H, W, C).")
+    input_shape = (shape[1], shape[2], shape[3] if len(shape) == 4 else 1)
+    builtin = BUILTINS.get(name)
+    if builtin is not None:
+        return DatasetInfo(**{**builtin.__dict__, "path": path, "input_shape": input_shape})
+    if class_names is None:
+        with np.load(path, allow_pickle=False) as npz:
+            num_classes = int(npz["y_train"].max()) + 1
+        class_names = tuple(str(c) for c in range(num_classes))
+    return DatasetInfo(
+        name=name,
+        title=f"{name} (your file)",
+        class_names=class_names,
+        input_shape=input_shape,
+        kind="object",
+        path=path,
+        description=f"Your dataset from {path.name}.",
+    )
+
+
+def _keras_load(name: str) -> dict:
+    import keras
+
+    loader = {"mnist": keras.datasets.mnist, "fashion_mnist": keras.datasets.fashion_mnist}[name]
+    (x_train, y_train), (x_test, y_test) = loader.load_data()
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+def _as_dataset(arrays: dict, info: DatasetInfo) -> Dataset:
+    def images(x):
+        return x if x.ndim == 4 else x[..., np.newaxis]
+
+    return Dataset(
+        info=info,
+        x_train=images(arrays["x_train"]),
+        y_train=arrays["y_train"].astype(np.int64),
+        x_test=images(arrays["x_test"]),
+        y_test=arrays["y_test"].astype(np.int64),
+    )

@@ -1,0 +1,474 @@
+"""Training: one frozen config in, a trained model and its measurements out.
+
+`train(config, data, on_progress, should_stop)` runs Keras `fit` on uint8
+images scaled per batch, reports every batch and epoch through a plain
+callable, stops cleanly when asked (keeping the weights so far), and scores the
+result on the test set. TensorFlow is imported only when training starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from lib import architectures, datasets, inference, runs
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+LABEL_ENCODINGS = ("sparse", "one_hot")
+PRECISIONS = ("auto", "float32", "mixed")
+TARGET_METRICS = ("accuracy", "val_accuracy", "loss", "val_loss")
+STATUSES = ("finished", "stopped", "failed")
+# Shuffle the whole training set each epoch; uint8 keeps even 60k images at 47 MB.
+SHUFFLE_BUFFER = 60_000
+# A healthy classifier's crossentropy starts near ln(classes) (about 100 on raw pixels);
+# a running loss beyond this has diverged and would end in NaN or garbage weights.
+DIVERGED_LOSS = 1e6
+
+ProgressFn = Callable[[dict], None]
+StopFn = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run; stored in meta.json and enough to rebuild it."""
+
+    dataset: str = "mnist"  # a name from lib.datasets.available_datasets()
+    arch: str = "cnn-tf-tutorial"  # a zoo name, or "custom" with `layers`
+    layers: tuple = ()  # custom layer specs (dicts) when arch == "custom"
+    epochs: int = 5  # the tutorials use 5 (CNN/MLP) to 50 (softmax, RMSprop)
+    batch_size: int = 64  # the LeNet-ish tutorial's 64; large enough to keep 2 cores busy
+    optimizer: str = "adam"  # adam / sgd / rmsprop, as the tutorials use them
+    learning_rate: float = 1e-3  # Adam's default; RMSprop tutorials use 1e-4
+    validation_split: float = 0.1  # held out of the training set; the test set stays for the final score
+    normalize: bool = True  # pixels / 255; off reproduces the unnormalized tutorials
+    label_encoding: str = "sparse"  # integer labels, or one-hot as the softmax tutorial encodes by hand
+    seed: int = 0  # seeds the split, the shuffling and the initial weights
+    target_metric: str = ""  # stop once this metric reaches target_value ("" = off): the callback lesson
+    target_value: float = 0.0
+    early_stopping_patience: int = 0  # epochs without val_loss improvement before stopping (0 = off)
+    augment: bool = False  # random shifts, rotation, zoom and stroke width: closer to drawn digits
+    precision: str = "auto"  # auto: mixed bfloat16 only where the hardware runs it natively
+    limit: int | None = None  # stratified cap on training images, for quick runs
+    name: str = ""  # display name; empty: derived from arch and dataset
+
+    def __post_init__(self):
+        problems = self.problems()
+        if problems:
+            raise ValueError(" ".join(problems))
+
+    def problems(self) -> list[str]:
+        """What is wrong with this config, in words a user can act on."""
+        found = []
+        if self.arch != "custom" and self.arch not in architectures.ZOO:
+            found.append(f"Unknown architecture: {self.arch!r}.")
+        if self.arch == "custom" and not self.layers:
+            found.append("A custom architecture needs at least one layer.")
+        if not 1 <= self.epochs <= 500:
+            found.append("Epochs must be between 1 and 500.")
+        if not 1 <= self.batch_size <= 4096:
+            found.append("Batch size must be between 1 and 4096.")
+        if self.optimizer not in OPTIMIZERS:
+            found.append(f"Optimizer must be one of {', '.join(OPTIMIZERS)}.")
+        if not 0 < self.learning_rate <= 10:
+            found.append("Learning rate must be above 0 and at most 10.")
+        if not 0 <= self.validation_split < 0.9:
+            found.append("Validation split must be at least 0 and below 0.9.")
+        if self.label_encoding not in LABEL_ENCODINGS:
+            found.append(f"Label encoding must be one of {', '.join(LABEL_ENCODINGS)}.")
+        if self.precision not in PRECISIONS:
+            found.append(f"Precision must be one of {', '.join(PRECISIONS)}.")
+        if self.target_metric and self.target_metric not in TARGET_METRICS:
+            found.append(f"Target metric must be one of {', '.join(TARGET_METRICS)}.")
+        if self.target_metric.startswith("val_") and self.validation_split == 0:
+            found.append("A validation target needs a validation split above 0.")
+        if self.early_stopping_patience < 0:
+            found.append("Early-stopping patience cannot be negative.")
+        if self.early_stopping_patience and self.validation_split == 0:
+            found.append("Early stopping watches val_loss: set a validation split above 0.")
+        if self.limit is not None and self.limit < 20:
+            found.append("Limit must be at least 20 images (or none).")
+        return found
+
+    @property
+    def layer_specs(self) -> list[dict]:
+        if self.arch == "custom":
+            return [dict(layer) for layer in self.layers]
+        return [dict(layer) for layer in architectures.get_architecture(self.arch).layers]
+
+    @property
+    def display_name(self) -> str:
+        return self.name or f"{self.arch} · {self.dataset}"
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["layers"] = [dict(layer) for layer in self.layers]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["layers"] = tuple(values.get("layers") or ())
+        return cls(**values)
+
+
+@dataclass
+class TrainResult:
+    model: object  # keras.Model
+    status: str  # finished / stopped / failed
+    stop_reason: str
+    history: list[dict]  # one row per epoch: epoch, loss, accuracy, val_loss, val_accuracy, seconds
+    seconds: float
+    samples_per_s: float
+    precision: str  # the dtype policy actually used
+    params: int
+    test_loss: float | None = None
+    test_accuracy: float | None = None
+    per_class_accuracy: list[float] = field(default_factory=list)
+    confusion: list[list[int]] = field(default_factory=list)
+
+
+def resolve_precision(precision: str) -> str:
+    """The Keras dtype policy for a precision setting: detect, never guess.
+
+    bfloat16 is only fast where the CPU has native bf16 instructions; elsewhere
+    it is emulated and slower than float32.
+    """
+    if precision == "float32":
+        return "float32"
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return "mixed_float16" if precision in ("auto", "mixed") else "float32"
+    if cpu_has_native_bf16():
+        return "mixed_bfloat16"
+    # Asked for mixed on a CPU that would emulate it: still honour the request.
+    return "mixed_bfloat16" if precision == "mixed" else "float32"
+
+
+def cpu_has_native_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def train(
+    config: TrainConfig,
+    data,
+    on_progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> TrainResult:
+    """Train `config` on prepared data (lib.datasets.PreparedData)."""
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    layers = config.layer_specs
+    architectures.validate(layers, data.input_shape, data.num_classes)
+    policy = resolve_precision(config.precision)
+    model = architectures.build_model(
+        layers, data.input_shape, data.num_classes, dtype_policy=policy, name=_model_name(config)
+    )
+    model.compile(
+        optimizer=_optimizer(config, policy),
+        loss="sparse_categorical_crossentropy" if config.label_encoding == "sparse" else "categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    train_ds = make_dataset(data.x_train, data.y_train, config, training=True, num_classes=data.num_classes)
+    val_ds = None
+    if len(data.y_val):
+        val_ds = make_dataset(data.x_val, data.y_val, config, training=False, num_classes=data.num_classes)
+
+    reporter = ProgressReporter(
+        on_progress, should_stop, epochs=config.epochs,
+        steps=math.ceil(len(data.y_train) / config.batch_size), batch_size=config.batch_size,
+        samples=len(data.y_train),
+    )
+    callbacks = [reporter]
+    if config.target_metric:
+        callbacks.append(TargetReached(config.target_metric, config.target_value))
+    if config.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
+            )
+        )
+    started = time.perf_counter()
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=0, shuffle=False)
+    seconds = time.perf_counter() - started
+
+    status, reason = "finished", f"Completed {config.epochs} epochs."
+    if reporter.nan_seen:
+        status, reason = "failed", (
+            "The loss exploded (became NaN or astronomically large), so training was ended. "
+            "Lower the learning rate, turn normalization on, or pick another optimizer."
+        )
+    elif reporter.stop_requested:
+        status, reason = "stopped", f"Stopped by request after {reporter.samples_seen:,} images; weights so far kept."
+    else:
+        for callback in callbacks[1:]:
+            if getattr(callback, "stopped_epoch", 0) or getattr(callback, "reached", False):
+                reason = getattr(callback, "reason", None) or (
+                    f"Early stopping: val_loss did not improve for {config.early_stopping_patience} epochs; best weights restored."
+                )
+    result = TrainResult(
+        model=model,
+        status=status,
+        stop_reason=reason,
+        history=reporter.epoch_rows,
+        seconds=seconds,
+        samples_per_s=reporter.samples_seen / max(reporter.train_seconds, 1e-9),
+        precision=policy,
+        params=int(model.count_params()),
+    )
+    if status != "failed":
+        score_on_test(result, data, config)
+    if on_progress:
+        on_progress({"kind": "end", "status": status, "reason": reason, "test_accuracy": result.test_accuracy})
+    return result
+
+
+def train_and_save(
+    config: TrainConfig,
+    *,
+    data_dir=None,
+    runs_dir=None,
+    on_progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+):
+    """Load and split the dataset, train, and save the run: the path every front end uses.
+
+    Returns (RunInfo, TrainResult). A failed (NaN) run is saved too, with its
+    status, so the user can see what happened.
+    """
+    dataset = datasets.load_dataset(config.dataset, data_dir)
+    data = datasets.prepare(
+        dataset, validation_split=config.validation_split, limit=config.limit, seed=config.seed
+    )
+    result = train(config, data, on_progress, should_stop)
+    run = runs.save_run(result, config, data.info, runs_dir)
+    return run, result
+
+
+def score_on_test(result: TrainResult, data, config: TrainConfig) -> None:
+    """Test loss, accuracy, per-class accuracy and confusion matrix in one batched pass."""
+    probs = inference.predict_proba(result.model, data.x_test, normalize=config.normalize)
+    metrics = inference.score(probs, data.y_test, data.num_classes)
+    result.test_loss = metrics["loss"]
+    result.test_accuracy = metrics["accuracy"]
+    result.per_class_accuracy = metrics["per_class_accuracy"]
+    result.confusion = metrics["confusion"]
+
+
+def make_dataset(x, y, config: TrainConfig, *, training: bool, num_classes: int):
+    """A tf.data pipeline over uint8 arrays: shuffle, batch, then scale per batch."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if training:
+        ds = ds.shuffle(min(len(y), SHUFFLE_BUFFER), seed=config.seed, reshuffle_each_iteration=True)
+    ds = ds.batch(config.batch_size)
+    scale = 1.0 / 255.0 if config.normalize else 1.0
+    augmenter = make_augmenter(config.seed) if training and config.augment else None
+
+    def to_model_input(images, labels):
+        images = tf.cast(images, tf.float32)
+        if augmenter is not None:
+            images = augmenter(images)
+        images = images * scale
+        if config.label_encoding == "one_hot":
+            labels = tf.one_hot(labels, num_classes)
+        return images, labels
+
+    return ds.map(to_model_input, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def make_augmenter(seed: int):
+    """Shifts, rotation, zoom and stroke-width changes that mimic how people draw."""
+    import keras
+    import tensorflow as tf
+
+    geometric = keras.Sequential(
+        [
+            keras.layers.RandomRotation(0.04, fill_mode="constant", seed=seed),  # about ±15°
+            keras.layers.RandomZoom((-0.15, 0.15), fill_mode="constant", seed=seed + 1),
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed + 2),
+        ]
+    )
+
+    def augment(images):
+        images = geometric(images, training=True)
+        # Thicker or thinner strokes: grey dilation / erosion on a random third each.
+        thicker = tf.nn.max_pool2d(images, ksize=2, strides=1, padding="SAME")
+        thinner = -tf.nn.max_pool2d(-images, ksize=2, strides=1, padding="SAME")
+        choice = tf.random.uniform((tf.shape(images)[0], 1, 1, 1), 0, 3, dtype=tf.int32)
+        images = tf.where(choice == 1, thicker, tf.where(choice == 2, thinner, images))
+        return images
+
+    return augment
+
+
+def _optimizer(config: TrainConfig, policy: str):
+    import keras
+
+    classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+    optimizer = classes[config.optimizer](learning_rate=config.learning_rate)
+    if policy == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def _model_name(config: TrainConfig) -> str:
+    return "".join(ch if ch.isalnum() else "_" for ch in config.arch)
+
+
+def _keras_callback_base():
+    import keras
+
+    return keras.callbacks.Callback
+
+
+class _LazyCallback:
+    """Build the Keras Callback subclasses on first use so importing lib stays TF-free."""
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._cls = None
+
+    def __call__(self, *args, **kwargs):
+        if self._cls is None:
+            self._cls = self._factory(_keras_callback_base())
+        return self._cls(*args, **kwargs)
+
+
+def _progress_reporter_class(base):
+    class _ProgressReporter(base):
+        """Turns Keras batch/epoch ends into plain `on_progress(dict)` calls."""
+
+        def __init__(self, on_progress, should_stop, *, epochs, steps, batch_size, samples):
+            super().__init__()
+            self.on_progress, self.should_stop = on_progress, should_stop
+            self.epochs, self.steps, self.batch_size, self.samples = epochs, steps, batch_size, samples
+            self.epoch_rows: list[dict] = []
+            self.samples_seen = 0
+            self.train_seconds = 0.0
+            self.stop_requested = False
+            self.nan_seen = False
+
+        def on_train_begin(self, logs=None):
+            self.started = time.perf_counter()
+            self._emit({"kind": "start", "epochs": self.epochs, "steps": self.steps})
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            self.epoch_started = time.perf_counter()
+            self.epoch_samples = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            logs = logs or {}
+            step = batch + 1
+            seen = min(step * self.batch_size, self.samples)
+            self.samples_seen += seen - self.epoch_samples
+            self.epoch_samples = seen
+            loss = float(logs.get("loss", math.nan))
+            if not math.isfinite(loss) or loss > DIVERGED_LOSS:
+                self.nan_seen = True
+                self.model.stop_training = True
+            elapsed_epoch = time.perf_counter() - self.epoch_started
+            rate = self.epoch_samples / max(elapsed_epoch, 1e-9)
+            remaining = (self.epochs - self.epoch - 1) * self.samples + (self.samples - seen)
+            self._emit(
+                {
+                    "kind": "batch",
+                    "epoch": self.epoch + 1,
+                    "epochs": self.epochs,
+                    "step": step,
+                    "steps": self.steps,
+                    "epoch_float": self.epoch + step / self.steps,
+                    "loss": loss,
+                    "accuracy": float(logs.get("accuracy", math.nan)),
+                    "samples_per_s": rate,
+                    "elapsed": time.perf_counter() - self.started,
+                    "eta": remaining / rate if rate > 0 else None,
+                }
+            )
+            if self.should_stop is not None and self.should_stop():
+                self.stop_requested = True
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            seconds = time.perf_counter() - self.epoch_started
+            self.train_seconds += seconds
+            row = {
+                "epoch": epoch + 1,
+                "loss": _float_or_none(logs.get("loss")),
+                "accuracy": _float_or_none(logs.get("accuracy")),
+                "val_loss": _float_or_none(logs.get("val_loss")),
+                "val_accuracy": _float_or_none(logs.get("val_accuracy")),
+                "seconds": seconds,
+                "images": self.epoch_samples,
+            }
+            self.epoch_rows.append(row)
+            elapsed = time.perf_counter() - self.started
+            done = self.samples_seen / max(self.epochs * self.samples, 1)
+            self._emit(
+                {
+                    "kind": "epoch",
+                    **row,
+                    "epochs": self.epochs,
+                    "epoch_float": float(epoch + 1) if self.epoch_samples == self.samples else epoch + self.epoch_samples / self.samples,
+                    "samples_per_s": self.epoch_samples / max(seconds, 1e-9),
+                    "elapsed": elapsed,
+                    "eta": elapsed * (1 - done) / done if done > 0 else None,
+                }
+            )
+
+        def _emit(self, event):
+            if self.on_progress is not None:
+                self.on_progress(event)
+
+    return _ProgressReporter
+
+
+def _target_class(base):
+    class _TargetReached(base):
+        """Stops training once a metric reaches a target (the tutorials' callback lesson)."""
+
+        def __init__(self, metric, value):
+            super().__init__()
+            self.metric, self.value = metric, value
+            self.reached = False
+            self.reason = ""
+
+        def on_epoch_end(self, epoch, logs=None):
+            current = (logs or {}).get(self.metric)
+            if current is None:
+                return
+            lower_is_better = self.metric.endswith("loss")
+            hit = current <= self.value if lower_is_better else current >= self.value
+            if hit:
+                self.reached = True
+                sign = "≤" if lower_is_better else "≥"
+                self.reason = f"Target reached at epoch {epoch + 1}: {self.metric} {float(current):.4f} {sign} {self.value}."
+                self.model.stop_training = True
+
+    return _TargetReached
+
+
+ProgressReporter = _LazyCallback(_progress_reporter_class)
+TargetReached = _LazyCallback(_target_class)
+
+
+def _float_or_none(value):
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None

@@ -1,0 +1,108 @@
+"""Run registry: atomic saves, damaged folders skipped, rename, delete, read-only bundled model."""
+
+import json
+import shutil
+
+import pytest
+
+from lib import paths, runs
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_data_dir, tmp_path_factory):
+    from lib.training import TrainConfig, train_and_save
+
+    folder = tmp_path_factory.mktemp("source_runs")
+    run, _ = train_and_save(TrainConfig(arch="softmax", epochs=1, limit=200), data_dir=tiny_data_dir, runs_dir=folder)
+    return run
+
+
+def copy_run(run, runs_dir, run_id):
+    target = runs_dir / run_id
+    shutil.copytree(run.path, target)
+    return target
+
+
+def test_damaged_folders_are_reported_and_skipped(trained_run, runs_dir):
+    runs_dir.mkdir(parents=True)
+    copy_run(trained_run, runs_dir, "20260101-000000-aaaaaa")
+    broken_json = copy_run(trained_run, runs_dir, "20260101-000001-bbbbbb")
+    (broken_json / "meta.json").write_text("{not json")
+    no_model = copy_run(trained_run, runs_dir, "20260101-000002-cccccc")
+    (no_model / "model.keras").unlink()
+    (runs_dir / ".tmp-20260101-000003-dddddd").mkdir()  # a save that crashed half-way
+    found, damaged = runs.list_runs(runs_dir, include_bundled=False)
+    assert [run.run_id for run in found] == ["20260101-000000-aaaaaa"]
+    problems = {folder.run_id: folder.problem for folder in damaged}
+    assert "not valid JSON" in problems["20260101-000001-bbbbbb"]
+    assert "model.keras is missing" in problems["20260101-000002-cccccc"]
+    assert len(problems) == 2  # the hidden temporary folder is not a run at all
+
+
+def test_rename_changes_display_name_only(trained_run, runs_dir):
+    runs_dir.mkdir(parents=True)
+    copy_run(trained_run, runs_dir, "20260101-000000-aaaaaa")
+    renamed = runs.rename_run("20260101-000000-aaaaaa", "  My first\nmodel  ", runs_dir)
+    assert renamed.display_name == "My firstmodel"
+    assert runs.get_run("20260101-000000-aaaaaa", runs_dir).display_name == "My firstmodel"
+    with pytest.raises(ValueError):
+        runs.rename_run("20260101-000000-aaaaaa", "   ", runs_dir)
+
+
+def test_delete_removes_only_that_run(trained_run, runs_dir):
+    runs_dir.mkdir(parents=True)
+    copy_run(trained_run, runs_dir, "20260101-000000-aaaaaa")
+    copy_run(trained_run, runs_dir, "20260101-000001-bbbbbb")
+    runs.delete_run("20260101-000000-aaaaaa", runs_dir)
+    found, _ = runs.list_runs(runs_dir, include_bundled=False)
+    assert [run.run_id for run in found] == ["20260101-000001-bbbbbb"]
+    with pytest.raises(runs.RunNotFound):
+        runs.get_run("20260101-000000-aaaaaa", runs_dir)
+
+
+def test_ids_from_user_text_are_refused(runs_dir):
+    for bad in ("../../etc", "x/y", ""):
+        with pytest.raises(runs.RunNotFound):
+            runs.get_run(bad, runs_dir)
+
+
+def test_bundled_model_is_listed_read_only(trained_run, runs_dir, tmp_path, monkeypatch):
+    bundled = tmp_path / "models"
+    shutil.copytree(trained_run.path, bundled / "default")
+    monkeypatch.setattr(paths, "BUNDLED_MODELS_DIR", bundled)
+    found, _ = runs.list_runs(runs_dir)
+    assert found[-1].run_id == "default" and found[-1].read_only
+    with pytest.raises(runs.ReadOnlyRun):
+        runs.delete_run("default", runs_dir)
+    with pytest.raises(runs.ReadOnlyRun):
+        runs.rename_run("default", "x", runs_dir)
+    assert (bundled / "default" / "model.keras").exists()
+
+
+def test_a_crash_while_saving_leaves_no_run(trained_run, runs_dir, monkeypatch):
+    class Exploding:
+        def save(self, path):
+            path.write_bytes(b"partial")
+            raise OSError("disk full")
+
+    result = type("R", (), {"model": Exploding(), "history": []})()
+    with pytest.raises(OSError):
+        runs.save_run(result, None, None, runs_dir)
+    assert list(runs_dir.iterdir()) == []
+
+
+def test_keras_safe_mode_refuses_lambda_layers(tmp_path):
+    import keras
+
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
+    path = tmp_path / "evil.keras"
+    keras.Model(inputs, outputs).save(path)
+    with pytest.raises(runs.DamagedRun, match="could not be loaded"):
+        runs.load_model_file(path)
+
+
+def test_meta_json_is_strict_json(trained_run):
+    meta = json.loads((trained_run.path / "meta.json").read_text())
+    assert set(meta) >= {"config", "test_accuracy", "per_class_accuracy", "confusion", "params", "training_seconds",
+                         "samples_per_s", "status", "versions", "created_at", "display_name"}

@@ -1,0 +1,132 @@
+"""Training engine and run registry: real 1-epoch fits on small slices of MNIST."""
+
+import json
+import threading
+
+import numpy as np
+import pytest
+
+from lib import datasets, inference, runs, training
+from lib.training import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def mnist_small(tiny_data_dir):
+    dataset = datasets.load_dataset("mnist", tiny_data_dir)
+    return datasets.prepare(dataset, validation_split=0.15, limit=512, seed=0)
+
+
+def test_one_epoch_fit_saves_a_run_that_reloads_with_identical_predictions(mnist_small, runs_dir):
+    config = TrainConfig(arch="cnn-tf-tutorial", epochs=1, batch_size=32, precision="float32")
+    events = []
+    result = training.train(config, mnist_small, on_progress=events.append)
+    assert result.status == "finished"
+    assert result.params == 93_322
+    assert 0.0 <= result.test_accuracy <= 1.0 and result.test_loss > 0
+    assert len(result.confusion) == 10 and sum(map(sum, result.confusion)) == len(mnist_small.y_test)
+    kinds = [event["kind"] for event in events]
+    assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("epoch") == 1
+    batches = [event for event in events if event["kind"] == "batch"]
+    assert len(batches) == int(np.ceil(len(mnist_small.y_train) / 32))  # every batch reported
+    for key in ("loss", "accuracy", "epoch", "step", "samples_per_s", "elapsed", "eta"):
+        assert key in batches[-1]
+    epoch = next(event for event in events if event["kind"] == "epoch")
+    assert epoch["val_accuracy"] is not None and epoch["val_loss"] is not None
+
+    run = runs.save_run(result, config, mnist_small.info, runs_dir)
+    assert sorted(p.name for p in run.path.iterdir()) == ["history.csv", "meta.json", "model.keras"]
+    meta = json.loads((run.path / "meta.json").read_text())
+    assert meta["status"] == "finished" and meta["params"] == 93_322
+    assert meta["config"]["arch"] == "cnn-tf-tutorial"
+    assert meta["versions"]["keras"].startswith("3.")
+    reloaded = runs.load_model(runs.get_run(run.run_id, runs_dir))
+    x = mnist_small.x_test[:64]
+    np.testing.assert_allclose(
+        inference.predict_proba(reloaded, x, normalize=True),
+        inference.predict_proba(result.model, x, normalize=True),
+        rtol=1e-5, atol=1e-6,
+    )
+    # The reloaded model scores the same on the test set (tutorial lesson 9).
+    probs = inference.predict_proba(reloaded, mnist_small.x_test, normalize=True)
+    assert inference.score(probs, mnist_small.y_test, 10)["accuracy"] == pytest.approx(result.test_accuracy)
+
+
+def test_stop_request_mid_epoch_saves_a_stopped_run_that_loads(mnist_small, runs_dir):
+    config = TrainConfig(arch="mlp-128", epochs=3, batch_size=16)
+    steps = []
+    stop = threading.Event()
+
+    def on_progress(event):
+        if event["kind"] == "batch":
+            steps.append(event["step"])
+            if event["step"] == 5:
+                stop.set()
+
+    result = training.train(config, mnist_small, on_progress, stop.is_set)
+    assert result.status == "stopped"
+    assert max(steps) == 5  # stopped right after the batch that asked, mid-epoch
+    assert len(result.history) <= 1
+    assert result.test_accuracy is not None  # the weights so far are kept and scored
+    run = runs.save_run(result, config, mnist_small.info, runs_dir)
+    assert runs.get_run(run.run_id, runs_dir).meta["status"] == "stopped"
+    assert runs.load_model(run).count_params() == 101_770
+
+
+def test_stop_at_target_ends_early(mnist_small):
+    config = TrainConfig(arch="softmax", epochs=6, target_metric="loss", target_value=100.0)
+    result = training.train(config, mnist_small)
+    assert len(result.history) == 1
+    assert result.status == "finished" and "Target reached at epoch 1" in result.stop_reason
+
+
+def test_nan_loss_ends_the_run_with_a_clear_status(mnist_small):
+    config = TrainConfig(arch="mlp-1024", epochs=2, optimizer="sgd", learning_rate=10.0, normalize=False)
+    batches = []
+    result = training.train(config, mnist_small, lambda e: e["kind"] == "batch" and batches.append(e))
+    assert result.status == "failed"
+    assert len(batches) < 10  # ended at the first exploding batch, not after two epochs
+    assert "NaN" in result.stop_reason and "learning rate" in result.stop_reason
+    assert result.test_accuracy is None
+
+
+def test_one_hot_labels_unnormalized_and_augmented_training_run(mnist_small):
+    config = TrainConfig(arch="softmax", epochs=1, label_encoding="one_hot", normalize=False, augment=True,
+                         optimizer="rmsprop", learning_rate=1e-4)
+    result = training.train(config, mnist_small)
+    assert result.status == "finished" and result.params == 7_850
+
+
+def test_make_dataset_keeps_uint8_until_the_batch_and_scales_it(mnist_small):
+    config = TrainConfig(batch_size=50)
+    batch_x, batch_y = next(iter(training.make_dataset(mnist_small.x_train, mnist_small.y_train, config,
+                                                       training=False, num_classes=10)))
+    assert batch_x.shape == (50, 28, 28, 1) and batch_x.dtype.name == "float32"
+    assert float(batch_x.numpy().max()) <= 1.0
+    np.testing.assert_allclose(batch_x.numpy(), mnist_small.x_train[:50] / 255.0, atol=1e-6)
+    assert mnist_small.x_train.dtype == np.uint8
+
+
+def test_config_refuses_bad_settings_in_words():
+    with pytest.raises(ValueError, match="Unknown architecture: 'nope'"):
+        TrainConfig(arch="nope")
+    with pytest.raises(ValueError, match="validation split above 0"):
+        TrainConfig(validation_split=0.0, early_stopping_patience=2)
+    config = TrainConfig(arch="mlp-128", epochs=2, name="mine")
+    assert TrainConfig.from_dict({**config.to_dict(), "unknown_key": 1}) == config
+
+
+def test_auto_precision_detects_instead_of_guessing(monkeypatch):
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
+    assert training.resolve_precision("auto") == "float32"
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)
+    assert training.resolve_precision("auto") == "mixed_bfloat16"
+    assert training.resolve_precision("float32") == "float32"
+
+
+def test_train_and_save_uses_the_data_dir_and_registry(tiny_data_dir, runs_dir):
+    config = TrainConfig(dataset="fashion_mnist", arch="mlp-128", epochs=1, limit=200)
+    run, result = training.train_and_save(config, data_dir=tiny_data_dir, runs_dir=runs_dir)
+    assert run.path.parent == runs_dir
+    assert run.class_names[0] == "T-shirt/top"
+    listed, damaged = runs.list_runs(runs_dir, include_bundled=False)
+    assert [r.run_id for r in listed] == [run.run_id] and not damaged

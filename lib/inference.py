@@ -60,3 +60,9 @@ def score(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
         "per_class_accuracy": [float(v) for v in per_class],
         "confusion": confusion.tolist(),
     }
+
+
+def top_k(probs: np.ndarray, class_names, k: int = 3) -> list[tuple[str, float]]:
+    """The k most probable classes, best first, as (name, probability)."""
+    order = np.argsort(probs)[::-1][:k]
+    return [(str(class_names[i]), float(probs[i])) for i in order]

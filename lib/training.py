@@ -19,6 +19,7 @@ import numpy as np
 from lib import architectures, datasets, inference, runs
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+LR_SCHEDULES = ("constant", "cosine")
 LABEL_ENCODINGS = ("sparse", "one_hot")
 PRECISIONS = ("auto", "float32", "mixed")
 TARGET_METRICS = ("accuracy", "val_accuracy", "loss", "val_loss")
@@ -44,6 +45,7 @@ class TrainConfig:
     batch_size: int = 64  # the LeNet-ish tutorial's 64; large enough to keep 2 cores busy
     optimizer: str = "adam"  # adam / sgd / rmsprop, as the tutorials use them
     learning_rate: float = 1e-3  # Adam's default; RMSprop tutorials use 1e-4
+    lr_schedule: str = "constant"  # or "cosine": decay to 1% over the run, for the last tenths of a percent
     validation_split: float = 0.1  # held out of the training set; the test set stays for the final score
     normalize: bool = True  # pixels / 255; off reproduces the unnormalized tutorials
     label_encoding: str = "sparse"  # integer labels, or one-hot as the softmax tutorial encodes by hand
@@ -78,6 +80,8 @@ class TrainConfig:
             found.append("Learning rate must be above 0 and at most 10.")
         if not 0 <= self.validation_split < 0.9:
             found.append("Validation split must be at least 0 and below 0.9.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            found.append(f"Learning-rate schedule must be one of {', '.join(LR_SCHEDULES)}.")
         if self.label_encoding not in LABEL_ENCODINGS:
             found.append(f"Label encoding must be one of {', '.join(LABEL_ENCODINGS)}.")
         if self.precision not in PRECISIONS:
@@ -176,8 +180,9 @@ def train(
     model = architectures.build_model(
         layers, data.input_shape, data.num_classes, dtype_policy=policy, name=_model_name(config)
     )
+    steps_per_epoch = math.ceil(len(data.y_train) / config.batch_size)
     model.compile(
-        optimizer=_optimizer(config, policy),
+        optimizer=_optimizer(config, policy, total_steps=config.epochs * steps_per_epoch),
         loss="sparse_categorical_crossentropy" if config.label_encoding == "sparse" else "categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -188,7 +193,7 @@ def train(
 
     reporter = ProgressReporter(
         on_progress, should_stop, epochs=config.epochs,
-        steps=math.ceil(len(data.y_train) / config.batch_size), batch_size=config.batch_size,
+        steps=steps_per_epoch, batch_size=config.batch_size,
         samples=len(data.y_train),
     )
     callbacks = [reporter]
@@ -315,11 +320,14 @@ def make_augmenter(seed: int):
     return augment
 
 
-def _optimizer(config: TrainConfig, policy: str):
+def _optimizer(config: TrainConfig, policy: str, total_steps: int):
     import keras
 
     classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
-    optimizer = classes[config.optimizer](learning_rate=config.learning_rate)
+    learning_rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps, alpha=0.01)
+    optimizer = classes[config.optimizer](learning_rate=learning_rate)
     if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

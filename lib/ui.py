@@ -1,0 +1,267 @@
+"""Streamlit helpers shared by the pages: session state, caches, sidebar, errors.
+
+The only modules in lib that import Streamlit are this one and lib/ui_*.py.
+Nothing here imports TensorFlow at module level, so Home renders without it.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import streamlit as st
+
+from lib import datasets, jobs, paths, runs
+
+# Session-state keys: declared once, used by every page.
+SESSION_ID = "session_id"
+DATASET = "dataset"
+SELECTED_RUN = "selected_run"
+LAST_JOB = "last_job"
+DEFAULTS = {DATASET: "mnist", SELECTED_RUN: None, LAST_JOB: None}
+JOB_POLL_SECONDS = 1.0  # charts redraw at least once a second while training
+SIDEBAR_POLL_SECONDS = 2.0
+
+
+def apply_session_defaults() -> None:
+    st.session_state.setdefault(SESSION_ID, uuid.uuid4().hex)
+    for key, value in DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+
+
+@st.cache_resource
+def job_manager() -> jobs.JobManager:
+    """One process-wide job manager: jobs survive reruns, page changes and closed tabs."""
+    return jobs.JobManager()
+
+
+def data_dir_key() -> str:
+    """Part of every dataset cache key, so changing the data dir is seen."""
+    return str(paths.data_dir())
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def dataset_infos(data_dir: str) -> dict[str, datasets.DatasetInfo]:
+    return datasets.available_datasets(data_dir)
+
+
+@st.cache_data(show_spinner="Loading the test images…", max_entries=4)
+def test_split(name: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    dataset = datasets.load_dataset(name, data_dir)
+    return dataset.x_test, dataset.y_test
+
+
+@st.cache_data(show_spinner="Reading the dataset…", max_entries=4)
+def dataset_overview(name: str, data_dir: str, samples_per_class: int = 8) -> dict:
+    """Small, cacheable facts about a dataset for the Data page (not the arrays)."""
+    dataset = datasets.load_dataset(name, data_dir)
+    rng = np.random.default_rng(0)
+    grid, titles = [], []
+    for label, name in enumerate(dataset.info.class_names):
+        idx = np.flatnonzero(dataset.y_train == label)
+        pick = rng.choice(idx, size=min(samples_per_class, len(idx)), replace=False) if len(idx) else idx
+        grid.append(dataset.x_train[np.sort(pick)])
+        titles += [name] * len(pick)
+    pixel_sample = dataset.x_train[:500]
+    return {
+        "info": dataset.info,
+        "train_counts": datasets.class_counts(dataset.y_train, dataset.info.num_classes),
+        "test_counts": datasets.class_counts(dataset.y_test, dataset.info.num_classes),
+        "train_stats": datasets.pixel_stats(dataset.x_train),
+        "test_stats": datasets.pixel_stats(dataset.x_test),
+        "grid_images": np.concatenate(grid),
+        "grid_titles": titles,
+        "grid_columns": samples_per_class,
+        "pixel_sample": pixel_sample,
+        "pixel_sample_scaled": pixel_sample.astype(np.float32) / 255.0,
+    }
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def run_model(run_id: str, stamp: float):
+    """A run's Keras model, cached by id (stamp: the file's mtime, so a replaced file reloads).
+
+    Only saved runs come here, never a model that is still training.
+    """
+    return runs.load_model(runs.get_run(run_id))
+
+
+def model_for(run: runs.RunInfo):
+    return run_model(run.run_id, run.model_path.stat().st_mtime)
+
+
+def list_runs() -> tuple[list[runs.RunInfo], list[runs.DamagedFolder]]:
+    return runs.list_runs()
+
+
+def show_damaged(damaged: list[runs.DamagedFolder]) -> None:
+    """Say which run folders were skipped, without hiding the good ones."""
+    if damaged:
+        names = "; ".join(f"{folder.run_id} ({folder.problem})" for folder in damaged)
+        st.warning(
+            f"Skipped {len(damaged)} damaged run folder(s): {names}. Your other runs are fine; "
+            f"delete or repair the folder(s) in {paths.runs_dir()}.",
+            icon=":material/warning:",
+        )
+
+
+def error(what: str, todo: str) -> None:
+    """An error a user can act on: what happened, then what to do."""
+    st.error(f"**{what}**  \n{todo}", icon=":material/error:")
+
+
+def dataset_error(name: str, problem: Exception) -> None:
+    if isinstance(problem, datasets.DatasetUnavailable):
+        error(f"The dataset {name!r} is not available here.", str(problem))
+    else:
+        error(f"The dataset {name!r} cannot be used.", f"{problem} Pick another dataset in the sidebar or fix the file.")
+
+
+def selected_dataset() -> datasets.DatasetInfo:
+    infos = dataset_infos(data_dir_key())
+    return infos.get(st.session_state[DATASET]) or infos["mnist"]
+
+
+def run_picker(label: str, found: list[runs.RunInfo], *, key: str, multi: bool = False, max_selections=None):
+    """Pick saved runs by name; remembers the last choice across pages."""
+    if not found:
+        st.info("No trained runs yet. Train one on the **Train** page.", icon=":material/info:")
+        return [] if multi else None
+    by_id = {run.run_id: run for run in found}
+    ids = list(by_id)
+    if multi:
+        default = [run_id for run_id in st.session_state.get(key, ids[:2]) if run_id in by_id] or ids[:1]
+        chosen = st.multiselect(label, ids, default=default, format_func=lambda i: by_id[i].label,
+                                key=key, max_selections=max_selections)
+        return [by_id[run_id] for run_id in chosen]
+    remembered = st.session_state.get(SELECTED_RUN)
+    index = ids.index(remembered) if remembered in by_id else 0
+    chosen = st.selectbox(label, ids, index=index, format_func=lambda i: by_id[i].label, key=key)
+    st.session_state[SELECTED_RUN] = chosen
+    return by_id[chosen]
+
+
+def sidebar() -> None:
+    """Dataset in use and this session's running or last job, on every page."""
+    with st.sidebar:
+        infos = dataset_infos(data_dir_key())
+        if st.session_state[DATASET] not in infos:
+            st.session_state[DATASET] = "mnist"
+        st.selectbox(
+            "Dataset",
+            list(infos),
+            format_func=lambda name: infos[name].title,
+            key=DATASET,
+            persist_state="session",  # the choice holds on every page
+            help="Used by the Data and Train pages. Add your own .npz on the Data page.",
+        )
+        _sidebar_job_status()
+
+
+def _sidebar_job_status() -> None:
+    manager = job_manager()
+    mine = manager.jobs_for(st.session_state[SESSION_ID])
+    active = any(job.active for job in mine)
+
+    @st.fragment(run_every=SIDEBAR_POLL_SECONDS if active else None)
+    def status():
+        jobs_now = manager.jobs_for(st.session_state[SESSION_ID])
+        if not jobs_now:
+            st.caption("No training in this session yet.")
+            return
+        job = jobs_now[0]
+        st.caption("Training job" if job.active else "Last training job")
+        st.markdown(f"**{job.config.display_name}**  \n{describe_state(job)}")
+        if job.state == jobs.RUNNING:
+            st.progress(min(job_fraction(job), 1.0))
+        was_active = st.session_state.get("_sidebar_active")
+        st.session_state["_sidebar_active"] = job.active
+        if was_active and not job.active:
+            st.rerun()  # stop polling once the job has ended
+
+    status()
+
+
+def job_fraction(job: jobs.Job) -> float:
+    last = job.last or {}
+    epochs = last.get("epochs") or job.config.epochs
+    if last.get("kind") == "batch":
+        return (last["epoch"] - 1 + last["step"] / last["steps"]) / epochs
+    if last.get("kind") == "epoch":
+        return last["epoch"] / epochs
+    return 0.0
+
+
+def describe_state(job: jobs.Job) -> str:
+    if job.state == jobs.QUEUED:
+        return f"Queued: position {job.position} (one training runs at a time on this machine)."
+    if job.state == jobs.RUNNING:
+        last = job.last or {}
+        if last.get("kind") in ("batch", "epoch"):
+            return f"Running: epoch {last['epoch']}/{last.get('epochs', job.config.epochs)} · {job_fraction(job):.0%}"
+        return "Starting: loading data and building the model…"
+    if job.state == jobs.FAILED:
+        return f"Failed: {job.error}"
+    if job.state == jobs.CANCELLED:
+        return "Cancelled before it started."
+    accuracy = job.summary.get("test_accuracy")
+    score = f" · test accuracy {accuracy:.2%}" if accuracy is not None else ""
+    return f"{job.state.capitalize()}{score}"
+
+
+def runs_table(found: list[runs.RunInfo]):
+    """One row per run, as Home and Compare show them."""
+    import pandas as pd
+
+    rows = []
+    for run in found:
+        meta = run.meta
+        rows.append(
+            {
+                "name": run.display_name + (" 🔒" if run.read_only else ""),
+                "dataset": run.dataset.get("name"),
+                "architecture": meta.get("arch"),
+                "params": meta.get("params"),
+                "epochs": meta.get("epochs_completed"),
+                "training s": meta.get("training_seconds"),
+                "images/s": meta.get("samples_per_s"),
+                "test accuracy": meta.get("test_accuracy"),
+                "status": meta.get("status"),
+                "created": (meta.get("created_at") or "")[:16].replace("T", " "),
+                "run id": run.run_id,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
+    """A saved run: scores, curves, confusion matrix, per-class accuracy, downloads."""
+    from lib import charts
+
+    meta = run.meta
+    status = meta.get("status", "?")
+    if status == "failed":
+        error("This run failed.", meta.get("stop_reason", ""))
+    else:
+        st.success(f"{status.capitalize()}: {meta.get('stop_reason', '')}", icon=":material/check_circle:")
+    cols = st.columns(5)
+    accuracy, loss = meta.get("test_accuracy"), meta.get("test_loss")
+    cols[0].metric("Test accuracy", "n/a" if accuracy is None else f"{accuracy:.2%}")
+    cols[1].metric("Test loss", "n/a" if loss is None else f"{loss:.4f}")
+    cols[2].metric("Parameters", f"{meta.get('params', 0):,}")
+    cols[3].metric("Training time", f"{meta.get('training_seconds', 0):.1f} s")
+    cols[4].metric("Speed", f"{meta.get('samples_per_s', 0):,.0f} img/s", help=f"precision {meta.get('precision')}")
+    history = runs.load_history(run)
+    left, right = st.columns(2)
+    left.plotly_chart(charts.history_figure_from_csv_frame(history, "accuracy"), key=f"{key}_acc")
+    right.plotly_chart(charts.history_figure_from_csv_frame(history, "loss"), key=f"{key}_loss")
+    if meta.get("confusion"):
+        left, right = st.columns(2)
+        left.plotly_chart(charts.confusion_figure(meta["confusion"], run.class_names), key=f"{key}_confusion")
+        right.plotly_chart(charts.per_class_accuracy_figure(meta["per_class_accuracy"], run.class_names),
+                           key=f"{key}_per_class")
+    down_model, down_history, _ = st.columns([1, 1, 3])
+    down_model.download_button("Model (.keras)", run.model_path.read_bytes(), f"{run.run_id}.keras",
+                               mime="application/octet-stream", key=f"{key}_dl_model", icon=":material/download:")
+    down_history.download_button("History (CSV)", run.history_path.read_bytes(), f"{run.run_id}-history.csv",
+                                 mime="text/csv", key=f"{key}_dl_history", icon=":material/download:")

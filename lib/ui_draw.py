@@ -1,0 +1,102 @@
+"""Draw page widgets: the canvas, the image upload, and side-by-side model answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from lib import charts, drawing, inference, runs, ui
+
+CANVAS_PX = 280  # 10x MNIST's 28: fine strokes, and the size the preprocessing is tuned on
+CANVAS_KEY = "draw_canvas_version"
+MAX_MODELS = 4
+
+
+def canvas(stroke_width: int) -> np.ndarray | None:
+    """The drawing canvas; returns its RGBA pixels (None before the first stroke).
+
+    Clearing works by changing the widget key: the component has no clear call.
+    """
+    from streamlit_drawable_canvas import st_canvas
+
+    version = st.session_state.setdefault(CANVAS_KEY, 0)
+    result = st_canvas(
+        stroke_width=stroke_width,
+        stroke_color="#FFFFFF",
+        background_color="#000000",
+        update_streamlit=True,
+        height=CANVAS_PX,
+        width=CANVAS_PX,
+        drawing_mode="freedraw",
+        return_image_data=True,
+        key=f"draw_canvas_{version}",
+    )
+    return result.image_data
+
+
+def clear_canvas() -> None:
+    st.session_state[CANVAS_KEY] = st.session_state.get(CANVAS_KEY, 0) + 1
+
+
+def uploaded_image(upload) -> np.ndarray | None:
+    """Decode an uploaded PNG/JPEG after checking type and size; errors shown, never raised."""
+    if upload is None:
+        return None
+    try:
+        return drawing.decode_image_upload(upload.getvalue())
+    except drawing.InvalidImage as problem:
+        ui.error("This file cannot be used.", str(problem))
+        return None
+
+
+def drawable_runs(found: list[runs.RunInfo]) -> list[runs.RunInfo]:
+    """Runs that take one-channel square images: the ones a drawing can be fed to."""
+    usable = []
+    for run in found:
+        shape = run.dataset.get("input_shape") or [28, 28, 1]
+        if shape[-1] == 1 and shape[0] == shape[1] and run.meta.get("status") != "failed":
+            usable.append(run)
+    return usable
+
+
+def default_selection(usable: list[runs.RunInfo]) -> list[str]:
+    ids = [run.run_id for run in usable]
+    if runs.BUNDLED_ID in ids:
+        return [runs.BUNDLED_ID]
+    return ids[:1]
+
+
+def preprocess_for(run: runs.RunInfo, image: np.ndarray) -> np.ndarray | None:
+    mode = "digit" if run.dataset.get("kind", "digit") == "digit" else "object"
+    size = (run.dataset.get("input_shape") or [28])[0]
+    return drawing.preprocess_image(image, mode=mode, size=size)
+
+
+def show_answers(image: np.ndarray, chosen: list[runs.RunInfo]) -> None:
+    """Each chosen model's answer side by side: the input it sees, top-3 and all probabilities."""
+    columns = st.columns(len(chosen))
+    for column, run in zip(columns, chosen):
+        with column:
+            processed = preprocess_for(run, image)
+            st.markdown(f"**{run.display_name}**")
+            if processed is None:
+                st.info("Draw something (or upload an image): no ink found yet.", icon=":material/draw:")
+                continue
+            try:
+                model = ui.model_for(run)
+            except runs.DamagedRun as problem:
+                ui.error("This model could not be loaded.", f"{problem} Pick another run.")
+                continue
+            probs = inference.predict_unit_images(model, processed, normalize=run.normalize)[0]
+            best = inference.top_k(probs, run.class_names, k=3)
+            st.metric("Prediction", best[0][0], f"{best[0][1]:.1%} sure", delta_color="off")
+            st.caption(" · ".join(f"{name}: {p:.1%}" for name, p in best))
+            st.image(processed_preview(processed), caption="What the model sees (28 x 28)", width=140)
+            st.plotly_chart(charts.probability_figure(probs, run.class_names), key=f"draw_probs_{run.run_id}")
+
+
+def processed_preview(processed: np.ndarray) -> np.ndarray:
+    """The model input blown up with crisp pixels, as uint8 for st.image."""
+    scale = max(1, 140 // processed.shape[0])
+    big = np.kron(processed, np.ones((scale, scale), dtype=np.float32))
+    return (big * 255).round().astype(np.uint8)

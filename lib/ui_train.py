@@ -1,0 +1,278 @@
+"""Train page widgets: architecture picker and builder, settings, live job panel.
+
+Streamlit-only glue: every decision (validation, shapes, training) is in lib.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lib import architectures, charts, jobs, runs, ui
+from lib.training import OPTIMIZERS, PRECISIONS, TARGET_METRICS, TrainConfig
+
+CUSTOM = "custom"
+KEEP = "session"  # settings survive visits to other pages
+BATCH_SIZES = (16, 32, 64, 128, 256, 512)
+LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+BUILDER_COLUMNS = ("type", "size", "kernel", "activation", "padding", "rate")
+QUICK_RUN = dict(arch="cnn-tf-tutorial", epochs=3, batch_size=64)
+# Widget keys of the settings, so presets can set them before the widgets draw.
+K = {name: f"train_{name}" for name in (
+    "arch", "epochs", "batch_size", "optimizer", "learning_rate", "validation_split", "normalize",
+    "label_encoding", "augment", "target_on", "target_metric", "target_value", "patience", "seed",
+    "precision", "limit", "name", "builder", "builder_base", "json",
+)}
+SETTING_DEFAULTS = {
+    K["arch"]: "cnn-tf-tutorial", K["epochs"]: 5, K["batch_size"]: 64, K["optimizer"]: "adam",
+    K["learning_rate"]: 1e-3, K["validation_split"]: 0.1, K["normalize"]: True, K["label_encoding"]: "sparse",
+    K["augment"]: False, K["target_on"]: False, K["target_metric"]: "val_accuracy", K["target_value"]: 0.98,
+    K["patience"]: 0, K["seed"]: 0, K["precision"]: "auto", K["limit"]: 0, K["name"]: "",
+}
+
+
+def apply_defaults() -> None:
+    """Initial settings; the widgets keep them for the session (persist_state="session")."""
+    for key, value in SETTING_DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+
+
+def submit(config: TrainConfig) -> str:
+    job_id = ui.job_manager().submit(config, st.session_state[ui.SESSION_ID])
+    st.session_state[ui.LAST_JOB] = job_id
+    return job_id
+
+
+def submit_quick_run() -> str:
+    """Home's one-click path: the tutorial CNN with good defaults on the selected dataset."""
+    return submit(TrainConfig(dataset=st.session_state[ui.DATASET], **QUICK_RUN))
+
+
+def apply_tutorial_preset(arch_name: str) -> None:
+    """Button callback: copy the tutorial's exact settings into the widgets."""
+    tutorial = architectures.get_architecture(arch_name).tutorial or {}
+    st.session_state[ui.DATASET] = tutorial.get("dataset", st.session_state[ui.DATASET])
+    for field in ("epochs", "batch_size", "optimizer", "learning_rate", "validation_split", "normalize",
+                  "label_encoding"):
+        if field in tutorial:
+            st.session_state[K[field]] = tutorial[field]
+    st.session_state[K["augment"]] = False
+    st.session_state[K["target_on"]] = False
+
+
+def architecture_picker(info) -> tuple[str, list[dict] | None]:
+    """The zoo or the layer builder; returns (arch name, layer specs) with the summary shown."""
+    names = [*architectures.ZOO, CUSTOM]
+
+    def label(name):
+        if name == CUSTOM:
+            return "Build your own, layer by layer"
+        return f"{name} · {architectures.ZOO[name].title}"
+
+    arch_name = st.selectbox("Architecture", names, format_func=label, key=K["arch"], persist_state=KEEP)
+    if arch_name == CUSTOM:
+        layers = layer_builder()
+    else:
+        arch = architectures.get_architecture(arch_name)
+        st.caption(arch.description)
+        if arch.tutorial:
+            st.button(
+                f"Use the tutorial's settings ({arch.tutorial['reported']})",
+                on_click=apply_tutorial_preset, args=(arch_name,), key="train_preset",
+                icon=":material/school:", help="Sets dataset, optimizer, learning rate, batch size, epochs, "
+                "normalization and label encoding exactly as the tutorial had them.",
+            )
+        layers = arch.layer_list()
+    if layers is None:
+        return arch_name, None
+    try:
+        rows = architectures.summarize(layers, info.input_shape, info.num_classes)
+    except architectures.InvalidArchitecture as problem:
+        ui.error("This architecture cannot be trained on this dataset.", str(problem))
+        return arch_name, None
+    show_summary(rows, layers, info)
+    return arch_name, layers
+
+
+def show_summary(rows, layers, info) -> None:
+    import pandas as pd
+
+    table = pd.DataFrame(
+        [{"#": r.index, "layer": r.label, "output shape": " x ".join(map(str, r.output_shape)),
+          "params": r.params, "how the params are counted": r.formula} for r in rows]
+    )
+    total = sum(r.params for r in rows)
+    macs = architectures.forward_macs_per_sample(layers, info.input_shape, info.num_classes)
+    with st.expander(f"Model summary: {total:,} parameters · {macs / 1e6:.1f} M multiply-adds per image", expanded=True):
+        st.dataframe(table, hide_index=True, key="train_summary")
+        st.caption(
+            "Conv2D: (kernel height x kernel width x input channels + 1 bias) x filters. "
+            "Dense: (inputs + 1 bias) x units. Pooling, Flatten and Dropout have no weights."
+        )
+
+
+def layer_builder() -> list[dict] | None:
+    """Assemble a model as a table of layers, starting from any zoo model."""
+    import pandas as pd
+
+    base = st.selectbox("Start from", list(architectures.ZOO), key=K["builder_base"],
+                        help="Copies this zoo model into the table below; then edit, add or remove rows.")
+    start = pd.DataFrame([_spec_to_row(spec) for spec in architectures.get_architecture(base).layers],
+                         columns=BUILDER_COLUMNS)
+    edited = st.data_editor(
+        start,
+        num_rows="dynamic",
+        key=f"{K['builder']}_{base}",
+        hide_index=True,
+        column_config={
+            "type": st.column_config.SelectboxColumn("type", options=sorted(architectures.LAYER_TYPES), required=True),
+            "size": st.column_config.TextColumn("units / filters", help="Dense units or Conv2D filters; "
+                                                "'num_classes' on the last layer means the dataset's class count"),
+            "kernel": st.column_config.NumberColumn("kernel / pool", min_value=1, max_value=15, step=1),
+            "activation": st.column_config.SelectboxColumn("activation", options=["", *architectures.ACTIVATIONS]),
+            "padding": st.column_config.SelectboxColumn("padding", options=["", *architectures.PADDINGS]),
+            "rate": st.column_config.NumberColumn("dropout rate", min_value=0.0, max_value=0.95, step=0.05),
+        },
+    )
+    pasted = st.text_area("…or paste a layer list as JSON (overrides the table)", key=K["json"],
+                          placeholder='[{"type": "Flatten"}, {"type": "Dense", "units": "num_classes", '
+                                      '"activation": "softmax"}]')
+    try:
+        if pasted.strip():
+            layers = architectures.layers_from_json(pasted)
+        else:
+            specs = [_row_to_spec(row) for row in edited.to_dict("records") if row.get("type")]
+            layers = architectures.normalize_layers(specs)
+    except architectures.InvalidArchitecture as problem:
+        ui.error("This layer list is not valid yet.", str(problem))
+        return None
+    st.download_button("Export as JSON", architectures.layers_to_json(layers), "architecture.json",
+                       mime="application/json", key="train_export_json", icon=":material/download:")
+    return layers
+
+
+def _spec_to_row(spec: dict) -> dict:
+    size = spec.get("units", spec.get("filters"))
+    kernel = spec.get("kernel_size", spec.get("pool_size"))
+    return {"type": spec["type"], "size": None if size is None else str(size), "kernel": kernel,
+            "activation": spec.get("activation") or "", "padding": spec.get("padding") or "",
+            "rate": spec.get("rate")}
+
+
+def _row_to_spec(row: dict) -> dict:
+    layer_type = row["type"]
+    spec = {"type": layer_type}
+    size = str(row.get("size") or "").strip()
+    if size:
+        value = size if size == architectures.NUM_CLASSES_TOKEN else _int_or_text(size)
+        spec["units" if layer_type == "Dense" else "filters"] = value
+    kernel = row.get("kernel")
+    if kernel == kernel and kernel is not None:  # NaN-safe
+        spec["kernel_size" if layer_type == "Conv2D" else "pool_size"] = int(kernel)
+    if row.get("activation"):
+        spec["activation"] = row["activation"]
+    if row.get("padding"):
+        spec["padding"] = row["padding"]
+    rate = row.get("rate")
+    if rate == rate and rate is not None:
+        spec["rate"] = float(rate)
+    allowed = architectures.LAYER_TYPES.get(layer_type, {})
+    return {key: value for key, value in spec.items() if key == "type" or key in allowed}
+
+
+def _int_or_text(text: str):
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def settings_form(arch_name: str, layers: list[dict] | None) -> TrainConfig | None:
+    """Hyperparameter widgets; returns a valid config or shows what is wrong."""
+    left, middle, right = st.columns(3)
+    with left:
+        st.number_input("Epochs", 1, 200, key=K["epochs"], persist_state=KEEP)
+        st.selectbox("Batch size", BATCH_SIZES, key=K["batch_size"], persist_state=KEEP)
+        st.selectbox("Optimizer", OPTIMIZERS, key=K["optimizer"], persist_state=KEEP)
+        st.select_slider("Learning rate", LEARNING_RATES, key=K["learning_rate"], persist_state=KEEP, format_func=lambda v: f"{v:g}")
+    with middle:
+        st.slider("Validation split", 0.0, 0.5, step=0.05, key=K["validation_split"], persist_state=KEEP,
+                  help="Held out of the training set to watch for overfitting; the test set is kept for the final score.")
+        st.toggle("Normalize pixels to [0, 1]", key=K["normalize"], persist_state=KEEP, help="Off reproduces the unnormalized tutorials.")
+        st.radio("Labels", ("sparse", "one_hot"), key=K["label_encoding"], persist_state=KEEP, horizontal=True,
+                 format_func=lambda v: {"sparse": "integers", "one_hot": "one-hot"}[v])
+        st.toggle("Augment (shift, rotate, zoom, stroke width)", key=K["augment"], persist_state=KEEP)
+    with right:
+        st.toggle("Stop at a target", key=K["target_on"], persist_state=KEEP, help="The tutorials' callback: end training once reached.")
+        if st.session_state[K["target_on"]]:
+            st.selectbox("Target metric", TARGET_METRICS, key=K["target_metric"], persist_state=KEEP)
+            st.number_input("Target value", 0.0, 100.0, step=0.01, key=K["target_value"], persist_state=KEEP, format="%.3f")
+        st.number_input("Early-stopping patience (0 = off)", 0, 50, key=K["patience"], persist_state=KEEP)
+        st.selectbox("Precision", PRECISIONS, key=K["precision"], persist_state=KEEP,
+                     help="auto: mixed bfloat16 where this CPU runs it natively, float32 otherwise.")
+        st.number_input("Seed", 0, 2**31 - 1, key=K["seed"], persist_state=KEEP)
+        st.number_input("Limit training images (0 = all)", 0, 10_000_000, step=1000, key=K["limit"], persist_state=KEEP)
+    st.text_input("Run name (optional)", key=K["name"], persist_state=KEEP, max_chars=runs.MAX_NAME_LENGTH)
+    if layers is None:
+        return None
+    state = st.session_state
+    try:
+        return TrainConfig(
+            dataset=state[ui.DATASET], arch=arch_name, layers=tuple(layers) if arch_name == CUSTOM else (),
+            epochs=int(state[K["epochs"]]), batch_size=int(state[K["batch_size"]]), optimizer=state[K["optimizer"]],
+            learning_rate=float(state[K["learning_rate"]]), validation_split=float(state[K["validation_split"]]),
+            normalize=bool(state[K["normalize"]]), label_encoding=state[K["label_encoding"]],
+            seed=int(state[K["seed"]]), augment=bool(state[K["augment"]]), precision=state[K["precision"]],
+            target_metric=state[K["target_metric"]] if state[K["target_on"]] else "",
+            target_value=float(state[K["target_value"]]), early_stopping_patience=int(state[K["patience"]]),
+            limit=int(state[K["limit"]]) or None, name=state[K["name"]],
+        )
+    except ValueError as problem:
+        ui.error("These settings cannot be used.", str(problem))
+        return None
+
+
+def job_panel(job_id: str) -> None:
+    """Live view of one job: progress, charts, Stop; polls while the job is active."""
+    manager = ui.job_manager()
+    first = manager.snapshot(job_id)
+    if first is None:
+        return
+
+    @st.fragment(run_every=ui.JOB_POLL_SECONDS if first.active else None)
+    def panel():
+        job = manager.snapshot(job_id)
+        head, stop = st.columns([5, 1])
+        head.markdown(f"#### {job.config.display_name}\n{ui.describe_state(job)}")
+        if job.active:
+            stop.button("Stop", key=f"stop_{job_id}", icon=":material/stop_circle:", type="primary",
+                        on_click=manager.stop, args=(job_id,),
+                        help="Stops after the current batch and keeps the model trained so far.")
+        if job.state == jobs.RUNNING:
+            last = job.last or {}
+            rate, eta = last.get("samples_per_s"), last.get("eta")
+            detail = f"{rate:,.0f} images/s · ETA {eta:,.0f} s" if rate and eta is not None else "warming up…"
+            st.progress(min(ui.job_fraction(job), 1.0), text=detail)
+        acc, loss = st.columns(2)
+        total = job.config.epochs
+        acc.plotly_chart(charts.history_figure(job.batches, job.epochs, metric="accuracy", total_epochs=total),
+                         key=f"live_acc_{job_id}")
+        loss.plotly_chart(charts.history_figure(job.batches, job.epochs, metric="loss", total_epochs=total),
+                          key=f"live_loss_{job_id}")
+        if job.state == jobs.FAILED:
+            ui.error("Training failed.", job.error)
+        was_active = st.session_state.get(f"_active_{job_id}", first.active)
+        st.session_state[f"_active_{job_id}"] = job.active
+        if was_active and not job.active:
+            st.rerun()  # show the finished run's report
+
+    panel()
+
+
+def finished_run(job_id: str) -> runs.RunInfo | None:
+    job = ui.job_manager().snapshot(job_id)
+    if job is None or job.run_id is None:
+        return None
+    try:
+        return runs.get_run(job.run_id)
+    except (runs.RunNotFound, runs.DamagedRun):
+        return None

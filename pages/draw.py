@@ -1,0 +1,41 @@
+"""Draw: write a digit (or upload a picture) and see what one or several models answer."""
+
+import streamlit as st
+
+from lib import ui, ui_draw
+
+st.title("Draw")
+found, damaged = ui.list_runs()
+ui.show_damaged(damaged)
+usable = ui_draw.drawable_runs(found)
+if not usable:
+    ui.error("No model to ask yet.", "Train one on the Train page (the bundled default model is missing).")
+    st.stop()
+by_id = {run.run_id: run for run in usable}
+chosen_ids = st.multiselect(
+    "Models to ask", list(by_id), default=ui_draw.default_selection(usable), format_func=lambda i: by_id[i].label,
+    max_selections=ui_draw.MAX_MODELS, key="draw_models",
+    help="Pick up to four runs to compare their answers on the same drawing.",
+)
+chosen = [by_id[run_id] for run_id in chosen_ids]
+
+pad, answers = st.columns([2, 3])
+with pad:
+    source = st.segmented_control("Input", ["Draw", "Upload an image instead"], default="Draw", key="draw_source")
+    if source == "Upload an image instead":
+        upload = st.file_uploader("PNG or JPEG, up to 5 MB", type=["png", "jpg", "jpeg"], key="draw_upload")
+        image = ui_draw.uploaded_image(upload)
+        if image is not None:
+            st.image(image, caption="Your image", width=ui_draw.CANVAS_PX)
+    else:
+        st.caption("Draw one digit, large and centred or not: the app scales and centres it like MNIST.")
+        width = st.slider("Stroke width", 8, 40, 20, key="draw_stroke")
+        image = ui_draw.canvas(width)
+        st.button("Clear", on_click=ui_draw.clear_canvas, icon=":material/delete:", key="draw_clear")
+with answers:
+    if not chosen:
+        st.info("Pick at least one model above.", icon=":material/info:")
+    elif image is None:
+        st.info("Draw a digit on the canvas to see the predictions.", icon=":material/draw:")
+    else:
+        ui_draw.show_answers(image, chosen)

@@ -1,0 +1,52 @@
+"""Home: what MNIST Studio does, the quick paths, and recent runs. Renders without TensorFlow."""
+
+import streamlit as st
+
+from lib import ui, ui_train
+
+st.title("MNIST Studio")
+st.markdown(
+    "Train neural networks on handwritten digits and clothing images, watch them learn "
+    "with live charts, then test them on your own drawings, all without writing code. "
+    "Every architecture from the classic Keras tutorials is here, from softmax regression to small CNNs."
+)
+
+quick_train, quick_draw, quick_data = st.columns(3)
+with quick_train.container(border=True):
+    st.subheader(":material/bolt: Train in one click")
+    st.caption("The tutorial CNN on MNIST with good defaults: about 99% test accuracy in a few minutes.")
+    if st.button("Train a model now", type="primary", key="home_quick_train"):
+        ui_train.submit_quick_run()
+        st.switch_page("pages/train.py")
+with quick_draw.container(border=True):
+    st.subheader(":material/draw: Draw a digit")
+    st.caption("A pretrained model is bundled, so drawing works before you train anything.")
+    st.page_link("pages/draw.py", label="Open the canvas", icon=":material/arrow_forward:")
+with quick_data.container(border=True):
+    st.subheader(":material/dataset: Look at the data")
+    st.caption("Samples per class, pixel statistics, and why normalization matters.")
+    st.page_link("pages/data.py", label="Explore the dataset", icon=":material/arrow_forward:")
+
+st.subheader("Recent runs")
+found, damaged = ui.list_runs()
+ui.show_damaged(damaged)
+if found:
+    st.dataframe(ui.runs_table(found[:8]), hide_index=True, key="home_recent_runs")
+    st.page_link("pages/compare.py", label="Compare all runs", icon=":material/compare_arrows:")
+else:
+    st.info("No runs yet. Start one above or on the Train page.", icon=":material/info:")
+
+with st.expander("The lessons you can see happen here"):
+    st.markdown(
+        "1. `predict` gives a probability per class; the prediction is the most probable one (**Predictions**, **Draw**).\n"
+        "2. More neurons train slower and are usually more accurate (**Compare** `mlp-128` with `mlp-1024`).\n"
+        "3. A Dense layer on images without Flatten, or a last layer with the wrong number of units, fails: "
+        "the **Train** page says why before training.\n"
+        "4. An extra hidden layer may change little on simple data (`mlp-512` vs `mlp-512-256`).\n"
+        "5. More epochs can overfit: the training curve keeps rising while validation stalls.\n"
+        "6. Normalization matters (turn it off on the **Train** page and compare).\n"
+        "7. A callback can stop training once a target is reached (stop-at-target).\n"
+        "8. Dropout and more filters reduce overfitting (`cnn-gap-deep`).\n"
+        "9. History and model can be downloaded, and a reloaded model scores the same.\n"
+        "10. Ten random test images with their labels and probabilities (**Predictions**)."
+    )

@@ -1,0 +1,34 @@
+"""Train: pick an architecture and settings, train in the background, watch it live."""
+
+import streamlit as st
+
+from lib import ui, ui_train
+
+st.title("Train")
+info = ui.selected_dataset()
+st.caption(f"Dataset: **{info.title}** · {info.num_classes} classes · images "
+           f"{' x '.join(map(str, info.input_shape))} (change it in the sidebar)")
+
+with st.container(border=True):
+    st.subheader("1 · Architecture")
+    arch_name, layers = ui_train.architecture_picker(info)
+
+with st.container(border=True):
+    st.subheader("2 · Settings")
+    config = ui_train.settings_form(arch_name, layers)
+
+manager = ui.job_manager()
+busy = [job for job in manager.running() if job.session_id != st.session_state[ui.SESSION_ID]]
+if busy:
+    st.info("Another session is training right now; your run will queue behind it.", icon=":material/hourglass:")
+if st.button("Train", type="primary", icon=":material/play_arrow:", disabled=config is None, key="train_start"):
+    ui_train.submit(config)
+
+job_id = st.session_state.get(ui.LAST_JOB)
+if job_id and manager.snapshot(job_id) is not None:
+    st.subheader("3 · Training")
+    ui_train.job_panel(job_id)
+    run = ui_train.finished_run(job_id)
+    if run is not None:
+        st.subheader("4 · Results")
+        ui.run_report(run)

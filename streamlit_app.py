@@ -1,0 +1,22 @@
+"""MNIST Studio: the router. Page config, session defaults, shared sidebar, navigation."""
+
+import streamlit as st
+
+from lib import ui, ui_train
+
+st.set_page_config(page_title="MNIST Studio", page_icon=":material/draw:", layout="wide")
+ui.apply_session_defaults()
+ui_train.apply_defaults()
+
+page = st.navigation(
+    [
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/data.py", title="Data", icon=":material/dataset:"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/predictions.py", title="Predictions", icon=":material/grid_view:"),
+        st.Page("pages/draw.py", title="Draw", icon=":material/draw:"),
+        st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
+    ]
+)
+ui.sidebar()
+page.run()

@@ -1,0 +1,99 @@
+"""Home and Data pages, as a visitor first sees them."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+from tests.app.conftest import APP_FILE, open_page
+
+
+def test_home_renders_without_importing_tensorflow(app_runs):
+    """As a visitor, I get the home page fast: it never loads TensorFlow."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from streamlit.testing.v1 import AppTest
+        at = AppTest.from_file({APP_FILE!r}, default_timeout=60)
+        at.run()
+        assert not at.exception, at.exception
+        assert at.title[0].value == "MNIST Studio"
+        print("TF_LOADED" if "tensorflow" in sys.modules or "keras" in sys.modules else "TF_FREE")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ}, cwd=os.path.dirname(APP_FILE))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "TF_FREE" in done.stdout
+
+
+def test_home_shows_quick_paths_and_recent_runs(app_runs):
+    """As a visitor, I see what the app does, one-click paths, and the runs trained so far."""
+    at = open_page("pages/home.py")
+    assert any(button.label == "Train a model now" for button in at.button)
+    names = list(at.dataframe[0].value["name"])
+    assert names == ["weak softmax", "good softmax"]  # newest first
+
+
+def test_one_click_training_from_home_trains_a_run(app_runs):
+    """As a beginner, I press one button and get a trained model without choosing anything."""
+    from lib import runs, ui
+
+    at = open_page("pages/home.py")
+    at.button(key="home_quick_train").click().run()
+    job_id = at.session_state[ui.LAST_JOB]
+    job = ui.job_manager().wait(job_id, timeout=300)
+    assert job.state == "finished", job.error
+    run = runs.get_run(job.run_id)
+    assert run.meta["arch"] == "cnn-tf-tutorial" and run.meta["config"]["epochs"] == 3
+
+
+def test_data_page_shows_samples_balance_and_pixel_stats(app_runs):
+    """As a learner, I see sample images of every class, how many there are, and the pixel range."""
+    at = open_page("pages/data.py")
+    keys = {chart.key for chart in at.get("plotly_chart")}
+    assert {"data_samples", "data_balance", "data_raw_pixels", "data_scaled_pixels"} <= keys
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert metrics["Training images"] == "600" and metrics["Classes"] == "10"
+    assert any("uint8" in markdown.value for markdown in at.markdown)
+
+
+def test_data_page_refuses_a_bad_upload_and_accepts_a_good_one(app_runs, tmp_path):
+    """As a practitioner, I add my own .npz; a broken one is refused with the reason."""
+    from tests.conftest import synthetic_arrays
+
+    at = open_page("pages/data.py")
+    at.text_input(key="data_upload_name").set_value("letters")
+    at.file_uploader(key="data_upload_file").set_value(("letters.npz", b"PK not really", "application/octet-stream"))
+    at.run()
+    at.button(key="data_upload_add").click().run()
+    assert at.error and "cannot be used as a dataset" in at.error[0].value
+    good = tmp_path / "good.npz"
+    np.savez(good, **synthetic_arrays(40, 20, num_classes=4))
+    at.file_uploader(key="data_upload_file").set_value(("good.npz", good.read_bytes(), "application/octet-stream"))
+    at.run()
+    at.button(key="data_upload_add").click().run()
+    assert not at.error
+    assert any("Added letters: 4 classes" in message.value for message in at.success)
+    from lib import datasets
+
+    assert datasets.available_datasets()["letters"].num_classes == 4
+
+
+def test_missing_dataset_shows_what_to_do(app_runs, monkeypatch, tmp_path):
+    """As a user offline without Fashion-MNIST, I am told which file to put where."""
+    from lib import datasets
+
+    empty = tmp_path / "empty_data"
+    empty.mkdir()
+    monkeypatch.setenv("MNIST_STUDIO_DATA_DIR", str(empty))
+    monkeypatch.setattr(datasets, "_keras_load", lambda name: (_ for _ in ()).throw(OSError("offline")))
+    at = open_page("pages/data.py")
+    # AppTest drops sidebar elements from its tree after the first run under st.navigation,
+    # so pick the dataset the way the sidebar stores it.
+    at.session_state["dataset"] = "fashion_mnist"
+    at.run()
+    assert at.error and "fashion_mnist.npz" in at.error[0].value and str(empty) in at.error[0].value
+    assert not at.exception

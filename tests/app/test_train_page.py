@@ -1,0 +1,101 @@
+"""Train page: pick, configure, train in the background, watch, stop."""
+
+from lib import runs, ui
+from tests.app.conftest import open_page, run_names
+
+
+def test_train_page_shows_the_model_summary_with_parameter_formulas(app_runs):
+    """As a learner, I see each layer's output shape and how its parameters are counted."""
+    at = open_page("pages/train.py")
+    at.selectbox(key="train_arch").set_value("cnn-tf-tutorial").run()
+    summary = at.dataframe[0].value
+    assert summary["params"].sum() == 93_322
+    assert "(3*3*1 + 1) * 32 = 320" in list(summary["how the params are counted"])
+    assert any("93,322 parameters" in expander.label for expander in at.expander)
+
+
+def test_tutorial_preset_sets_the_tutorials_exact_settings(app_runs):
+    """As a teacher, one click reproduces the softmax tutorial's settings."""
+    at = open_page("pages/train.py")
+    at.selectbox(key="train_arch").set_value("softmax").run()
+    at.button(key="train_preset").click().run()
+    assert at.selectbox(key="train_optimizer").value == "rmsprop"
+    assert at.select_slider(key="train_learning_rate").value == 1e-4
+    assert at.number_input(key="train_epochs").value == 50
+    assert at.toggle(key="train_normalize").value is False
+
+
+def test_dense_without_flatten_is_refused_before_training(app_runs):
+    """As a learner who forgot Flatten, I get a plain explanation instead of a crash."""
+    at = open_page("pages/train.py")
+    at.selectbox(key="train_arch").set_value("custom").run()
+    at.text_area(key="train_json").set_value(
+        '[{"type": "Dense", "units": 64, "activation": "relu"},'
+        ' {"type": "Dense", "units": "num_classes", "activation": "softmax"}]'
+    ).run()
+    assert at.error and "Flatten" in at.error[0].value
+    assert at.button(key="train_start").disabled
+
+
+def test_wrong_number_of_output_units_is_refused(app_runs):
+    """As a learner, a last layer with 5 units on 10 classes is explained, not crashed."""
+    at = open_page("pages/train.py")
+    at.selectbox(key="train_arch").set_value("custom").run()
+    at.text_area(key="train_json").set_value(
+        '[{"type": "Flatten"}, {"type": "Dense", "units": 5, "activation": "softmax"}]'
+    ).run()
+    assert at.error and "10 classes" in at.error[0].value
+
+
+def test_inconsistent_settings_show_an_error(app_runs):
+    """As a user, a validation target without a validation split is explained."""
+    at = open_page("pages/train.py")
+    at.slider(key="train_validation_split").set_value(0.0).run()
+    at.toggle(key="train_target_on").set_value(True).run()
+    assert at.error and "validation split above 0" in at.error[0].value
+    assert at.button(key="train_start").disabled
+
+
+def test_training_produces_a_run_shown_with_results_and_on_compare(app_runs):
+    """As a user, I train a small model, see its scores, and find it on Compare and Predictions."""
+    at = open_page("pages/train.py")
+    at.selectbox(key="train_arch").set_value("mlp-128").run()
+    at.number_input(key="train_epochs").set_value(1)
+    at.text_input(key="train_name").set_value("my mlp")
+    at.run()
+    at.button(key="train_start").click().run()
+    job = ui.job_manager().wait(at.session_state[ui.LAST_JOB], timeout=300)
+    assert job.state == "finished", job.error
+    assert job.batches and job.epochs  # live progress was recorded for the charts
+    at.run()
+    assert not at.exception
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert metrics["Test accuracy"].endswith("%") and metrics["Parameters"] == "101,770"
+    assert {"report_acc", "report_confusion"} <= {chart.key for chart in at.get("plotly_chart")}
+    compare = open_page("pages/compare.py")
+    assert "my mlp" in run_names(compare)
+    predictions = open_page("pages/predictions.py")
+    assert any("my mlp" in option for box in predictions.selectbox for option in box.options)
+
+
+def test_stop_keeps_a_usable_model(app_runs):
+    """As a user, I stop a long training; the model trained so far is saved and usable."""
+    at = open_page("pages/train.py")
+    at.selectbox(key="train_arch").set_value("mlp-128").run()
+    at.number_input(key="train_epochs").set_value(200)
+    at.selectbox(key="train_batch_size").set_value(16)
+    at.run()
+    at.button(key="train_start").click().run()
+    job_id = at.session_state[ui.LAST_JOB]
+    manager = ui.job_manager()
+    for _ in range(600):
+        job = manager.snapshot(job_id)
+        if job.batches:
+            break
+        at.run()
+    at.button(key=f"stop_{job_id}").click().run()
+    job = manager.wait(job_id, timeout=120)
+    assert job.state == "stopped"
+    run = runs.get_run(job.run_id)
+    assert run.meta["status"] == "stopped" and run.meta["test_accuracy"] is not None
+    assert runs.load_model(run).count_params() == 101_770

@@ -1,0 +1,96 @@
+"""The command line: exit codes, one-line errors and JSON shapes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lib import cli
+
+PROJECT = Path(__file__).resolve().parents[2]
+REFERENCE_PARAMS = {
+    "softmax": 7_850, "mlp-500x2": 648_010, "mlp-128": 101_770, "mlp-512": 407_050, "mlp-1024": 814_090,
+    "mlp-512-256": 535_818, "cnn-lenet-ish": 206_922, "cnn-tf-tutorial": 93_322, "cnn-gap-small": 19_466,
+    "cnn-gap-deep": 409_162,
+}
+
+
+def run_cli(*args, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "lib", *args], capture_output=True, text=True, cwd=PROJECT,
+                          env=env, timeout=300)
+
+
+def test_zoo_json_lists_reference_parameter_counts():
+    done = run_cli("zoo", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {row["name"]: row for row in json.loads(done.stdout)}
+    for name, params in REFERENCE_PARAMS.items():
+        assert rows[name]["params"] == params
+        assert rows[name]["layers"][-1]["type"] == "Dense"
+    assert "cnn-best" in rows
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--arch", "nope"], "Unknown architecture: 'nope'"),
+        (["train", "--dataset", "nope"], "Unknown dataset: 'nope'"),
+        (["train", "--epochs", "many"], "invalid int value"),
+        (["evaluate", "not-a-run"], "No run 'not-a-run'"),
+    ],
+)
+def test_bad_arguments_give_one_line_errors_and_non_zero_exit(capsys, args, message, tmp_path):
+    code = cli.main([*args, "--runs-dir", str(tmp_path)] if args[0] != "train" else [*args, "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_missing_data_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    from lib import datasets
+
+    monkeypatch.setattr(datasets, "_keras_load", lambda name: (_ for _ in ()).throw(OSError("offline")))
+    code = cli.main(["train", "--dataset", "fashion_mnist", "--data-dir", str(tmp_path), "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_FAILED
+    assert "fashion_mnist.npz" in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_runs_evaluate_and_predict_json(tiny_data_dir, tmp_path):
+    runs_dir = tmp_path / "runs"
+    done = run_cli("train", "--dataset", "mnist", "--arch", "mlp-128", "--epochs", "1", "--limit", "300",
+                   "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs_dir), "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {"run_id", "test_accuracy", "test_loss", "seconds", "params"} <= set(summary)
+    assert summary["params"] == 101_770
+
+    listed = json.loads(run_cli("runs", "--runs-dir", str(runs_dir), "--json").stdout)
+    assert [row["run_id"] for row in listed if not row["read_only"]] == [summary["run_id"]]
+
+    evaluated = json.loads(run_cli("evaluate", summary["run_id"], "--data-dir", str(tiny_data_dir),
+                                   "--runs-dir", str(runs_dir), "--json").stdout)
+    assert evaluated["test_accuracy"] == pytest.approx(summary["test_accuracy"])
+
+    digit = np.zeros((100, 100), dtype=np.uint8)
+    digit[20:80, 45:55] = 255
+    png = tmp_path / "one.png"
+    Image.fromarray(digit).save(png)
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    done = run_cli("predict", "--model", summary["run_id"], str(png), str(text), "--runs-dir", str(runs_dir), "--json")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.strip().splitlines()]
+    assert lines[0]["file"] == str(png) and isinstance(lines[0]["label"], int)
+    assert len(lines[0]["probabilities"]) == 10 and sum(lines[0]["probabilities"]) == pytest.approx(1, abs=1e-4)
+    assert lines[1]["file"] == str(text) and "error" in lines[1]
+    # A run folder path works as well as an id.
+    by_path = run_cli("predict", "--model", summary["path"], str(png), "--json")
+    assert json.loads(by_path.stdout.splitlines()[0])["label"] == lines[0]["label"]

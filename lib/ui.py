@@ -23,6 +23,16 @@ JOB_POLL_SECONDS = 1.0  # charts redraw at least once a second while training
 SIDEBAR_POLL_SECONDS = 2.0
 
 
+def require_entry() -> None:
+    """Pages run only through the router; a cold deep link is sent through it once.
+
+    (Before the first run of streamlit_app.py a fresh server may serve pages/*.py
+    directly, skipping page config, session defaults and the sidebar.)
+    """
+    if SESSION_ID not in st.session_state:
+        st.switch_page("streamlit_app.py")
+
+
 def apply_session_defaults() -> None:
     st.session_state.setdefault(SESSION_ID, uuid.uuid4().hex)
     for key, value in DEFAULTS.items():
@@ -130,14 +140,21 @@ def run_picker(label: str, found: list[runs.RunInfo], *, key: str, multi: bool =
     by_id = {run.run_id: run for run in found}
     ids = list(by_id)
     if multi:
-        default = [run_id for run_id in st.session_state.get(key, ids[:2]) if run_id in by_id] or ids[:1]
+        if key in st.session_state:
+            # Keep the user's picks that still exist (a run may have been deleted).
+            st.session_state[key] = [run_id for run_id in st.session_state[key] if run_id in by_id] or ids[:1]
+            default = None
+        else:
+            default = ids[:2]
         chosen = st.multiselect(label, ids, default=default, format_func=lambda i: by_id[i].label,
                                 key=key, max_selections=max_selections)
         return [by_id[run_id] for run_id in chosen]
+    if st.session_state.get(key) not in by_id:
+        st.session_state.pop(key, None)
     remembered = st.session_state.get(SELECTED_RUN)
     index = ids.index(remembered) if remembered in by_id else 0
-    chosen = st.selectbox(label, ids, index=index, format_func=lambda i: by_id[i].label, key=key)
-    st.session_state[SELECTED_RUN] = chosen
+    initial = {} if key in st.session_state else {"index": index}
+    chosen = st.selectbox(label, ids, format_func=lambda i: by_id[i].label, key=key, **initial)
     return by_id[chosen]
 
 

@@ -4,6 +4,8 @@ import streamlit as st
 
 from lib import charts, datasets, ui
 
+ui.require_entry()
+
 st.title("Data")
 info = ui.selected_dataset()
 try:

@@ -4,6 +4,8 @@ import streamlit as st
 
 from lib import ui, ui_draw
 
+ui.require_entry()
+
 st.title("Draw")
 found, damaged = ui.list_runs()
 ui.show_damaged(damaged)

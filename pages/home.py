@@ -4,6 +4,8 @@ import streamlit as st
 
 from lib import ui, ui_train
 
+ui.require_entry()
+
 st.title("MNIST Studio")
 st.markdown(
     "Train neural networks on handwritten digits and clothing images, watch them learn "

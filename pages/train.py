@@ -4,6 +4,8 @@ import streamlit as st
 
 from lib import ui, ui_train
 
+ui.require_entry()
+
 st.title("Train")
 info = ui.selected_dataset()
 st.caption(f"Dataset: **{info.title}** · {info.num_classes} classes · images "

@@ -1,0 +1,281 @@
+"""Widgets of the Predictions and Compare pages: test-set predictions, run table, run management.
+
+Streamlit-only glue: sampling, captions and scores are in lib.predictions,
+figures in lib.charts, the run registry in lib.runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from lib import charts, datasets, inference, paths, predictions, runs, ui
+
+# Session-state and widget keys of the two pages.
+SEED = "pred_seed"
+GRID_SIZE, TRUE_CLASS, ONLY_WRONG, INSPECT = "pred_grid_size", "pred_true_class", "pred_only_wrong", "pred_inspect"
+NOTICE, MANAGE, NEW_NAME = "compare_notice", "compare_manage_run", "compare_new_name_"
+COMPARE_PICKER = "compare_runs"
+ALL_CLASSES = "all"
+GRID_MIN_CELL_PX = 100  # narrower cells wrap to fewer columns: images and captions stay readable
+INSPECT_IMAGE_PX = 196
+TOP_CONFUSED = 5
+BEST_MARK = "★"
+MARKDOWN_PUNCTUATION = set("\\`*_{}[]<>()#+-.!|~:$")
+
+
+# ---------------------------------------------------------------- Predictions
+
+
+@st.cache_data(show_spinner="Predicting the whole test set…", max_entries=8)
+def _test_probabilities(
+    _model, _images: np.ndarray, run_id: str, stamp: float, dataset: str, data_dir: str, normalize: bool
+) -> np.ndarray:
+    """Probabilities for a run's whole test split, once per run (the model and images are keyed by the rest)."""
+    return inference.predict_proba(_model, _images, normalize=normalize)
+
+
+def load_test_predictions(run: runs.RunInfo) -> tuple[predictions.TestPredictions, np.ndarray] | None:
+    """The run's predictions on its dataset's test split, and the images; None after showing an error."""
+    name = run.dataset.get("name", "")
+    try:
+        x_test, y_test = ui.test_split(name, ui.data_dir_key())
+    except (ValueError, datasets.DatasetUnavailable, datasets.InvalidDataset) as problem:
+        where = (
+            "" if isinstance(problem, datasets.DatasetUnavailable)  # its message already says where to put what
+            else f" Put `{name}.npz` into the data directory ({paths.data_dir()}) or point "
+                 "`MNIST_STUDIO_DATA_DIR` at the folder that has it."
+        )
+        ui.error(
+            f"This run was trained on {run.dataset.get('title') or name}, which is not available here.",
+            f"{problem}{where} The **Data** page lists the datasets found; or pick another run.",
+        )
+        return None
+    try:
+        model = ui.model_for(run)
+    except (runs.DamagedRun, runs.RunNotFound, OSError) as problem:
+        ui.error("This run's model cannot be loaded.",
+                 f"{problem} Pick another run, or delete this one on **Compare**.")
+        return None
+    try:
+        probs = _test_probabilities(model, x_test, run.run_id, run.model_path.stat().st_mtime, name,
+                                    ui.data_dir_key(), run.normalize)
+        return predictions.from_probabilities(probs, y_test, len(run.class_names)), x_test
+    except Exception as problem:  # noqa: BLE001 - a model that does not fit the data is one problem to a user
+        ui.error(
+            "This run's model does not fit its dataset's test images.",
+            f"{type(problem).__name__}: {problem}. The dataset file may have changed since training; "
+            "train a new run on it.",
+        )
+        return None
+
+
+def score_row(run: runs.RunInfo, preds: predictions.TestPredictions) -> dict:
+    """Test accuracy and mistakes as metrics; returns the scores (confusion matrix included)."""
+    scores = preds.scores()
+    wrong = int((~preds.correct).sum())
+    dataset = run.dataset.get("title") or run.dataset.get("name", "?")
+    st.caption(f"Test set of **{dataset}**: {len(preds.y_true):,} images the run never trained on.")
+    cols = st.columns(3)
+    cols[0].metric("Test accuracy", f"{scores['accuracy']:.2%}", border=True)
+    cols[1].metric(f"Misclassified (of {len(preds.y_true):,})", f"{wrong:,}", border=True)
+    cols[2].metric("Test loss", f"{scores['loss']:.4f}", border=True, help="Mean cross-entropy on the test set")
+    return scores
+
+
+def _shuffle() -> None:
+    st.session_state[SEED] = st.session_state.get(SEED, 0) + 1
+
+
+def grid_filters(class_names: list[str]) -> dict:
+    """Grid size, true-class filter, misclassified-only switch and the Shuffle button."""
+    size_col, class_col, wrong_col, shuffle_col = st.columns([3, 3, 2, 1.4], vertical_alignment="bottom")
+    with size_col:
+        count = st.segmented_control("Images", predictions.GRID_SIZES, default=predictions.GRID_SIZES[0],
+                                     required=True, key=GRID_SIZE, persist_state="session")
+    with class_col:
+        options = [ALL_CLASSES, *range(len(class_names))]
+        true_class = st.selectbox("True class", options, key=TRUE_CLASS, persist_state="session",
+                                  format_func=lambda c: "all classes" if c == ALL_CLASSES else class_names[c])
+    with wrong_col:
+        only_wrong = st.toggle("Only misclassified", key=ONLY_WRONG, persist_state="session")
+    with shuffle_col:
+        st.button("Shuffle", icon=":material/shuffle:", on_click=_shuffle, key="pred_shuffle",
+                  help="Draw a new random sample", width="stretch")
+    return {
+        "count": int(count),
+        "true_class": None if true_class == ALL_CLASSES else int(true_class),
+        "only_wrong": bool(only_wrong),
+        "seed": int(st.session_state.get(SEED, 0)),
+    }
+
+
+def sample_grid(preds: predictions.TestPredictions, x_test: np.ndarray, class_names: list[str], *,
+                count: int, seed: int, true_class: int | None, only_wrong: bool) -> None:
+    """A seeded random sample of test images passing the filters, then one of them up close."""
+    indices = predictions.sample_indices(preds, count=count, seed=seed, true_class=true_class, only_wrong=only_wrong)
+    available = len(predictions.candidate_indices(preds, true_class=true_class, only_wrong=only_wrong))
+    st.caption(predictions.sample_note(len(indices), available, count) + " Misclassified ones are captioned in red.")
+    if not len(indices):
+        return
+    captions = predictions.captions(preds, indices, class_names)
+    image_grid(x_test[indices], captions, preds.correct[indices], key="pred_grid")
+    st.subheader("One image up close")
+    inspect_image(preds, x_test, indices, captions, class_names)
+
+
+def image_grid(images: np.ndarray, captions: list[str], correct: np.ndarray, *, key: str) -> None:
+    """Images with their captions in a wrapping grid; wrong ones captioned in red."""
+    grid = st.grid(predictions.grid_columns(len(images)), min_column_width=GRID_MIN_CELL_PX, gap="xsmall",
+                   border=True, key=key)
+    for image, text, right in zip(images, captions, correct):
+        with grid.cell():
+            st.image(image, width="stretch", clamp=True)
+            text = _plain(text)
+            st.caption(text if right else f":red[{text}]")
+
+
+def _plain(text: str) -> str:
+    """Text shown as is in Markdown: punctuation escaped (no list numbers, links), line breaks kept."""
+    escaped = "".join(f"\\{ch}" if ch in MARKDOWN_PUNCTUATION else ch for ch in text)
+    return escaped.replace("\n", "  \n")
+
+
+def inspect_image(preds: predictions.TestPredictions, x_test: np.ndarray, indices: np.ndarray,
+                  captions: list[str], class_names: list[str]) -> None:
+    """Pick one shown image: it large, and its full probability bar chart."""
+    positions = list(range(len(indices)))
+    wrong = [p for p in positions if not preds.correct[indices[p]]]
+    chosen = st.selectbox("Image to inspect", positions, index=wrong[0] if wrong else 0, key=INSPECT,
+                          format_func=lambda p: captions[p].replace("\n", " · "))
+    index = int(indices[chosen])
+    picture, chart = st.columns([1, 3], vertical_alignment="center")
+    picture.image(x_test[index], width=INSPECT_IMAGE_PX, clamp=True, caption=f"test image #{index}")
+    chart.plotly_chart(
+        charts.probability_figure(preds.probs[index], class_names, true_label=int(preds.y_true[index])),
+        key="pred_probability",
+    )
+
+
+def confusion_details(scores: dict, class_names: list[str]) -> None:
+    """The most frequent mistakes as a small table, and the confusion heatmap in an expander."""
+    pairs = charts.confused_pairs(scores["confusion"], class_names, top=TOP_CONFUSED)
+    st.subheader("Most confused classes")
+    if pairs:
+        table = pd.DataFrame(pairs, columns=["true class", "predicted as", "images"])
+        st.dataframe(table, hide_index=True, key="pred_confused_pairs", width="content")
+    else:
+        st.caption("No mistakes on the test set.")
+    with st.expander("Confusion matrix"):
+        normalize = st.toggle("Percent of each true class", key="pred_confusion_percent")
+        st.plotly_chart(charts.confusion_figure(scores["confusion"], class_names, normalize=normalize),
+                        key="pred_confusion")
+
+
+# ---------------------------------------------------------------- Compare
+
+
+def history_labels(chosen: list[runs.RunInfo]) -> list[str]:
+    """Legend names: the display name, with the run id added where two runs share a name."""
+    names = [run.display_name for run in chosen]
+    return [f"{name} ({run.run_id})" if names.count(name) > 1 else name for name, run in zip(names, chosen)]
+
+
+def compare_charts(chosen: list[runs.RunInfo]) -> None:
+    """Validation accuracy and loss per epoch of the chosen runs, overlaid."""
+    histories = {}
+    for label, run in zip(history_labels(chosen), chosen):
+        try:
+            histories[label] = runs.load_history(run)
+        except (OSError, ValueError) as problem:
+            st.warning(f"The history of {label!r} cannot be read ({problem}); it is left out.",
+                       icon=":material/warning:")
+    accuracy, loss = st.columns(2)
+    accuracy.plotly_chart(charts.compare_figure(histories, metric="val_accuracy"), key="compare_val_accuracy")
+    loss.plotly_chart(charts.compare_figure(histories, metric="val_loss"), key="compare_val_loss")
+
+
+def runs_overview(found: list[runs.RunInfo]) -> None:
+    """All runs in a sortable table; the best test accuracy starred and highlighted."""
+    table = ui.runs_table(found)
+    accuracy = pd.to_numeric(table["test accuracy"], errors="coerce")
+    best = accuracy.notna() & (accuracy == accuracy.max())
+    table.insert(0, "best", np.where(best, BEST_MARK, ""))
+    table["test accuracy"] = accuracy * 100  # percent with fixed decimals; the column still sorts by value
+    styled = table.style.apply(
+        lambda row: ["background-color: rgba(0, 158, 115, 0.12)" if best[row.name] else ""] * len(row), axis=1
+    )
+    st.dataframe(
+        styled,
+        hide_index=True,
+        key="compare_runs_table",
+        column_config={
+            "best": st.column_config.TextColumn("", width=32, help="Best test accuracy"),
+            "params": st.column_config.NumberColumn(format="localized"),
+            "training s": st.column_config.NumberColumn("training time", format="%.1f s"),
+            "images/s": st.column_config.NumberColumn(format="%,.0f"),
+            "test accuracy": st.column_config.NumberColumn(format="%.2f%%"),
+        },
+    )
+
+
+def manage_run(found: list[runs.RunInfo]) -> None:
+    """Rename or delete one run; the bundled model refuses both. The outcome shows below."""
+    by_id = {run.run_id: run for run in found}
+    run_id = st.selectbox("Run", list(by_id), format_func=lambda i: by_id[i].label, key=MANAGE)
+    run = by_id[run_id]
+    if run.read_only:
+        st.caption("🔒 The bundled model is read-only: it cannot be renamed or deleted.")
+    rename_col, delete_col = st.columns(2)
+    with rename_col.container(border=True):
+        st.text_input("New name", value=run.display_name, max_chars=runs.MAX_NAME_LENGTH,
+                      key=f"{NEW_NAME}{run_id}")
+        st.button("Rename", icon=":material/edit:", key="compare_rename", on_click=_rename, args=(run_id,))
+    with delete_col.container(border=True):
+        sure = st.checkbox(f"Yes, delete {run.display_name!r} for good", key=f"compare_confirm_{run_id}")
+        st.button("Delete run", icon=":material/delete:", type="primary", disabled=not sure, key="compare_delete",
+                  on_click=_delete, args=(run_id, run.display_name))
+    outcome = st.session_state.pop(NOTICE, None)
+    if outcome and outcome[0] == "ok":
+        st.success(outcome[1], icon=":material/check_circle:")
+    elif outcome:
+        ui.error(outcome[1], outcome[2])
+
+
+# Button callbacks: they run before the page, so the table, the charts and the
+# pickers all show the change in the same rerun.
+
+
+def _rename(run_id: str) -> None:
+    new_name = st.session_state.get(f"{NEW_NAME}{run_id}", "")
+    if _apply(lambda: runs.rename_run(run_id, new_name), f"Renamed to {runs.clean_name(new_name)!r}."):
+        # Pickers keep their choice as its label: set them again so they show the new name.
+        for key in (MANAGE, COMPARE_PICKER):
+            if key in st.session_state:
+                st.session_state[key] = st.session_state[key]
+
+
+def _delete(run_id: str, name: str) -> None:
+    if _apply(lambda: runs.delete_run(run_id), f"Deleted {name!r}."):
+        if COMPARE_PICKER in st.session_state:
+            st.session_state[COMPARE_PICKER] = [i for i in st.session_state[COMPARE_PICKER] if i != run_id]
+        remaining = [run.run_id for run in runs.list_runs()[0]]
+        if remaining:
+            st.session_state[MANAGE] = remaining[0]  # set, not dropped, so the picker shows it
+        else:
+            st.session_state.pop(MANAGE, None)
+
+
+def _apply(change, notice: str) -> bool:
+    """Run a rename/delete and keep its outcome (success, or why not) for the page to show."""
+    try:
+        change()
+    except runs.ReadOnlyRun as problem:
+        st.session_state[NOTICE] = ("error", "The bundled model is read-only.", str(problem))
+        return False
+    except (ValueError, runs.RunNotFound, runs.DamagedRun, OSError) as problem:
+        st.session_state[NOTICE] = ("error", "That did not work.", str(problem))
+        return False
+    st.session_state[NOTICE] = ("ok", notice)
+    return True

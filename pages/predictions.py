@@ -1,0 +1,29 @@
+"""Predictions: a run's probabilities on its test set, as images with labels (tutorial lessons 1 and 10)."""
+
+import streamlit as st
+
+from lib import ui, ui_results
+
+ui.require_entry()
+
+st.title("Predictions")
+st.caption("For every test image the model outputs a probability per class; its prediction is the most "
+           "probable class. Browse random test images, spot the mistakes, and see the full probabilities.")
+
+found, damaged = ui.list_runs()
+ui.show_damaged(damaged)
+run = ui.run_picker("Run", found, key="pred_run")
+if run is None:
+    st.stop()
+loaded = ui_results.load_test_predictions(run)
+if loaded is None:
+    st.stop()
+preds, x_test = loaded
+class_names = run.class_names
+scores = ui_results.score_row(run, preds)
+
+st.subheader("Random test images")
+choice = ui_results.grid_filters(class_names)
+ui_results.sample_grid(preds, x_test, class_names, **choice)
+
+ui_results.confusion_details(scores, class_names)

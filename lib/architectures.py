@@ -1,0 +1,559 @@
+"""Model architectures as data: the zoo, shape inference, validation and a Keras builder.
+
+A model is a list of plain layer-spec dicts, e.g.
+`{"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"}`.
+Everything except `build_model` is pure Python, so pages can show shapes, parameter
+counts and plain-language errors without importing TensorFlow. Every model takes
+(height, width, channels) images; Flatten (or GlobalAveragePooling2D) turns them into
+the flat vector a Dense layer needs.
+"""
+
+import json
+import math
+import numbers
+import re
+from dataclasses import dataclass, replace
+
+# Safety caps: a learner's typo must not ask the CPU for a 10-billion-parameter model.
+MAX_LAYERS = 40
+MAX_UNITS = 4096
+MAX_FILTERS = 1024
+MAX_PARAMS = 20_000_000  # about 80 MB of float32 weights
+MAX_FORWARD_MACS = 1_000_000_000  # per image; the tutorial CNN needs 2.8 million
+# The string a Dense layer may use for "as many units as the dataset has classes".
+NUM_CLASSES_TOKEN = "num_classes"
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu", "silu", "linear")
+PADDINGS = ("valid", "same")
+
+# Arguments each layer type accepts, with the value a new layer starts with.
+# Arguments in REQUIRED_ARGS must still be written in every spec: a Dense layer
+# without a size is a mistake worth pointing out, not something to guess.
+LAYER_TYPES: dict[str, dict] = {
+    "Conv2D": {"filters": 32, "kernel_size": 3, "strides": 1, "padding": "valid", "activation": None},
+    "MaxPooling2D": {"pool_size": 2, "strides": None, "padding": "valid"},
+    "AveragePooling2D": {"pool_size": 2, "strides": None, "padding": "valid"},
+    "Flatten": {},
+    "Dense": {"units": 128, "activation": None},
+    "Dropout": {"rate": 0.5},
+    "GlobalAveragePooling2D": {},
+    "BatchNormalization": {},
+    "Activation": {"activation": "relu"},
+}
+REQUIRED_ARGS = {"Conv2D": ("filters",), "Dense": ("units",), "Activation": ("activation",)}
+# Layers that need (height, width, channels) input.
+SPATIAL_TYPES = ("Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D")
+POOLING_TYPES = ("MaxPooling2D", "AveragePooling2D")
+# The tutorials that do not say otherwise are run with the app's held-out split.
+DEFAULT_VALIDATION_SPLIT = 0.2
+
+
+class InvalidArchitecture(ValueError):
+    """A layer list that cannot become a working model; the message tells a learner what to fix."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A named model in the zoo, with the tutorial settings that reproduce its reported score."""
+
+    name: str  # zoo key, e.g. "cnn-tf-tutorial"
+    title: str  # short human title
+    family: str  # "linear" | "mlp" | "cnn"
+    description: str  # what it is and which lesson it teaches
+    layers: tuple  # layer-spec dicts, normalized; read-only: use layer_list() for copies
+    tutorial: dict | None  # the tutorial's exact settings and reported result; None for our own
+
+    def layer_list(self) -> list[dict]:
+        """Fresh copies of the layer specs, safe to edit."""
+        return [dict(spec) for spec in self.layers]
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One line of a model summary, computed without Keras."""
+
+    index: int  # 1-based, as in error messages ("Layer 3 (Dense) ...")
+    type: str
+    label: str  # e.g. "Conv2D(32, 3x3, relu)"
+    output_shape: tuple  # without the batch axis, e.g. (26, 26, 32) or (128,)
+    params: int
+    formula: str  # how the tutorials count it, e.g. "(3*3*1 + 1) * 32 = 320"
+
+
+# ---------------------------------------------------------------- normalization
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _whole_number(value, where, name, low, high):
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON and number widgets may write 32 as 32.0
+    if not _is_int(value) or not low <= value <= high:
+        raise InvalidArchitecture(f"{where}: {name} must be a whole number from {low} to {high:,}; got {value!r}.")
+    return int(value)
+
+
+def _check_arg(layer_type, name, value, where):
+    """The argument's value in canonical form, or InvalidArchitecture saying what is wrong."""
+    if name == "filters":
+        return _whole_number(value, where, name, 1, MAX_FILTERS)
+    if name == "units":
+        if value == NUM_CLASSES_TOKEN:
+            return value
+        if isinstance(value, str):
+            raise InvalidArchitecture(
+                f'{where}: units must be a whole number or "{NUM_CLASSES_TOKEN}"; got {value!r}.'
+            )
+        return _whole_number(value, where, name, 1, MAX_UNITS)
+    if name in ("kernel_size", "pool_size"):
+        return _whole_number(value, where, name, 1, 64)
+    if name == "strides":
+        if value is None and layer_type in POOLING_TYPES:
+            return None  # Keras default: move by one whole window
+        return _whole_number(value, where, name, 1, 64)
+    if name == "padding":
+        if value not in PADDINGS:
+            raise InvalidArchitecture(f'{where}: padding must be "valid" or "same"; got {value!r}.')
+        return value
+    if name == "activation":
+        if value is None and layer_type != "Activation":
+            return None
+        if value not in ACTIVATIONS:
+            raise InvalidArchitecture(
+                f"{where}: activation must be one of {', '.join(ACTIVATIONS)}; got {value!r}."
+            )
+        return value
+    if name == "rate":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+            raise InvalidArchitecture(
+                f"{where}: rate is the fraction of values dropped and must be at least 0 and below 1; got {value!r}."
+            )
+        return float(value)
+    raise AssertionError(f"no rule for argument {name!r}")  # LAYER_TYPES and this function disagree
+
+
+def _unknown_type_message(where, layer_type):
+    known = ", ".join(LAYER_TYPES)
+    matches = [name for name in LAYER_TYPES if name.lower() == str(layer_type).lower()]
+    hint = f" Did you mean {matches[0]!r}?" if matches else ""
+    return f"{where} has unknown type {layer_type!r}.{hint} Known layer types: {known}."
+
+
+def normalize_layers(layers) -> list[dict]:
+    """Check type names and arguments and fill in defaults; return new dicts.
+
+    Raises InvalidArchitecture naming the layer number and the problem.
+    """
+    if isinstance(layers, (str, bytes, dict)) or not hasattr(layers, "__iter__"):
+        raise InvalidArchitecture("A model must be a list of layers, e.g. [{\"type\": \"Flatten\"}, ...].")
+    layers = list(layers)
+    if not layers:
+        raise InvalidArchitecture("The model has no layers. Add at least a Flatten and a Dense output layer.")
+    if len(layers) > MAX_LAYERS:
+        raise InvalidArchitecture(f"The model has {len(layers)} layers; the limit is {MAX_LAYERS}. Remove some layers.")
+    normalized = []
+    for index, spec in enumerate(layers, start=1):
+        if not isinstance(spec, dict) or "type" not in spec:
+            raise InvalidArchitecture(
+                f'Layer {index} must be a dict with a "type", e.g. {{"type": "Dense", "units": 10}}; got {spec!r}.'
+            )
+        layer_type = spec["type"]
+        if not isinstance(layer_type, str) or layer_type not in LAYER_TYPES:
+            raise InvalidArchitecture(_unknown_type_message(f"Layer {index}", layer_type))
+        where = f"Layer {index} ({layer_type})"
+        allowed = LAYER_TYPES[layer_type]
+        for name in spec:
+            if name != "type" and name not in allowed:
+                options = ", ".join(allowed) or "none"
+                raise InvalidArchitecture(f"{where} has no argument {name!r}. Its arguments: {options}.")
+        for name in REQUIRED_ARGS.get(layer_type, ()):
+            if name not in spec:
+                raise InvalidArchitecture(f"{where} needs {name!r}, e.g. {name}={allowed[name]!r}.")
+        clean = {"type": layer_type}
+        for name, default in allowed.items():
+            clean[name] = _check_arg(layer_type, name, spec.get(name, default), where)
+        normalized.append(clean)
+    return normalized
+
+
+# ---------------------------------------------------------------- shape inference
+
+
+def _check_problem(input_shape, num_classes):
+    """input_shape and num_classes as plain ints, or InvalidArchitecture."""
+    shape_ok = (
+        isinstance(input_shape, (tuple, list))
+        and len(input_shape) == 3
+        and all(_is_int(n) and n >= 1 for n in input_shape)
+    )
+    if not shape_ok:
+        raise InvalidArchitecture(f"input_shape must be (height, width, channels) of positive ints; got {input_shape!r}.")
+    if not _is_int(num_classes) or num_classes < 2:
+        raise InvalidArchitecture(f"num_classes must be a whole number of at least 2; got {num_classes!r}.")
+    return tuple(int(n) for n in input_shape), int(num_classes)
+
+
+def _shape_text(shape):
+    return "x".join(str(n) for n in shape)
+
+
+def _out_size(size, window, stride, padding):
+    if padding == "same":
+        return math.ceil(size / stride)
+    return (size - window) // stride + 1
+
+
+def _label(spec):
+    layer_type = spec["type"]
+    parts = []
+    if layer_type == "Conv2D":
+        parts = [str(spec["filters"]), f"{spec['kernel_size']}x{spec['kernel_size']}"]
+    elif layer_type in POOLING_TYPES:
+        parts = [f"{spec['pool_size']}x{spec['pool_size']}"]
+    elif layer_type == "Dense":
+        parts = [str(spec["units"])]
+    elif layer_type == "Dropout":
+        parts = [f"{spec['rate']:g}"]
+    strides = spec.get("strides")
+    if strides is not None and strides != spec.get("pool_size", 1):
+        parts.append(f"stride {strides}")
+    if spec.get("padding") == "same":
+        parts.append("same")
+    if spec.get("activation"):
+        parts.append(spec["activation"])
+    return f"{layer_type}({', '.join(parts)})" if parts else layer_type
+
+
+def _infer(layers, input_shape, num_classes):
+    """Normalized specs (num_classes resolved), summary rows and forward MACs per sample."""
+    input_shape, num_classes = _check_problem(input_shape, num_classes)
+    specs = normalize_layers(layers)
+    for spec in specs:
+        if spec["type"] == "Dense" and spec["units"] == NUM_CLASSES_TOKEN:
+            spec["units"] = num_classes
+
+    shape = input_shape
+    rows, total_macs = [], 0
+    for index, spec in enumerate(specs, start=1):
+        layer_type = spec["type"]
+        where = f"Layer {index} ({layer_type})"
+        params, macs, formula = 0, 0, "0 (no weights)"
+        if layer_type in SPATIAL_TYPES and len(shape) == 1:
+            raise InvalidArchitecture(
+                f"{where} needs images (height x width x channels), but it gets a flat vector of "
+                f"{shape[0]:,} numbers. Move it before the Flatten layer: convolution and pooling "
+                "layers come first, then Flatten, then Dense."
+            )
+        if layer_type == "Dense" and len(shape) == 3:
+            what = "images" if shape == input_shape else "feature maps"
+            raise InvalidArchitecture(
+                f"{where} gets {_shape_text(shape)} {what}, but Dense needs a flat vector. "
+                "Add a Flatten (or GlobalAveragePooling2D) layer before it."
+            )
+
+        if layer_type in ("Conv2D", *POOLING_TYPES):
+            height, width, channels = shape
+            if layer_type == "Conv2D":
+                window, stride, noun = spec["kernel_size"], spec["strides"], "kernel"
+            else:
+                window, noun = spec["pool_size"], "pooling window"
+                stride = spec["strides"] or window
+            if window > min(height, width):
+                raise InvalidArchitecture(
+                    f"{where} has a {window}x{window} {noun}, but its input is only {height}x{width}: "
+                    "the images have shrunk too much by this point. Use a smaller size, "
+                    'padding="same" in earlier layers, or fewer pooling layers.'
+                )
+            out_h = _out_size(height, window, stride, spec["padding"])
+            out_w = _out_size(width, window, stride, spec["padding"])
+            if layer_type == "Conv2D":
+                filters = spec["filters"]
+                shape = (out_h, out_w, filters)
+                params = (window * window * channels + 1) * filters
+                formula = f"({window}*{window}*{channels} + 1) * {filters} = {params:,}"
+                macs = out_h * out_w * window * window * channels * filters
+            else:
+                shape = (out_h, out_w, channels)
+        elif layer_type == "Flatten":
+            shape = (math.prod(shape),)
+        elif layer_type == "GlobalAveragePooling2D":
+            shape = (shape[-1],)
+        elif layer_type == "Dense":
+            inputs, units = shape[0], spec["units"]
+            shape = (units,)
+            params = (inputs + 1) * units
+            formula = f"({inputs:,} + 1) * {units:,} = {params:,}"
+            macs = inputs * units
+        elif layer_type == "BatchNormalization":
+            channels = shape[-1]
+            params = 4 * channels
+            formula = f"4 * {channels:,} = {params:,} ({2 * channels:,} trainable)"
+        total_macs += macs
+        rows.append(LayerRow(index, layer_type, _label(spec), shape, params, formula))
+
+    last = specs[-1]
+    if last["type"] != "Dense":
+        raise InvalidArchitecture(
+            f"The last layer is {last['type']}, but the model must end with a Dense layer with "
+            f"{num_classes} units and softmax activation (one probability per class). "
+            f"Add a Dense({num_classes}, softmax) layer at the end."
+        )
+    if last["units"] != num_classes:
+        raise InvalidArchitecture(
+            f"The last layer has {last['units']} units, but this dataset has {num_classes} classes: "
+            f"set its units to {num_classes}."
+        )
+    if last["activation"] != "softmax":
+        current = f"the {last['activation']!r} activation" if last["activation"] else "no activation"
+        raise InvalidArchitecture(
+            f"The last layer has {current}, but it needs softmax so the model outputs one probability "
+            'per class: set its activation to "softmax".'
+        )
+    total_params = sum(row.params for row in rows)
+    if total_params > MAX_PARAMS:
+        raise InvalidArchitecture(
+            f"This model would have {total_params:,} parameters; the limit is {MAX_PARAMS:,}. "
+            "Use fewer units or filters, or add pooling before Flatten."
+        )
+    if total_macs > MAX_FORWARD_MACS:
+        raise InvalidArchitecture(
+            f"This model would need {total_macs:,} multiply-adds per image, far too slow to train here "
+            f"(the limit is {MAX_FORWARD_MACS:,}). Use fewer filters or pool earlier."
+        )
+    return specs, rows, total_macs
+
+
+def summarize(layers, input_shape, num_classes) -> list[LayerRow]:
+    """One row per layer: label, output shape, parameters and how they are counted."""
+    return _infer(layers, input_shape, num_classes)[1]
+
+
+def validate(layers, input_shape, num_classes) -> None:
+    """Raise InvalidArchitecture with a plain-language message if the model cannot work."""
+    _infer(layers, input_shape, num_classes)
+
+
+def count_params(layers, input_shape, num_classes) -> int:
+    """Total parameters (weights, biases and BatchNormalization statistics), as Keras counts them."""
+    return sum(row.params for row in summarize(layers, input_shape, num_classes))
+
+
+def forward_macs_per_sample(layers, input_shape, num_classes) -> int:
+    """Multiply-adds in one forward pass of one image (Conv2D and Dense layers only).
+
+    Training costs about 3 * 2 * MACs floating-point operations per image.
+    """
+    return _infer(layers, input_shape, num_classes)[2]
+
+
+# ---------------------------------------------------------------- Keras
+
+
+def _keras_name(layer_type, index):
+    return f"{re.sub(r'(?<=[a-z])(?=[A-Z])', '_', layer_type).lower()}_{index}"
+
+
+def build_model(layers, input_shape, num_classes, *, dtype_policy: str | None = None, name: str = "model"):
+    """A fresh keras.Sequential for these layers; validates first.
+
+    Every layer uses `dtype_policy` (e.g. "mixed_bfloat16") except the last, which stays
+    float32 so the softmax probabilities are float32. The global policy is left alone.
+    `model.layers[i]` is row i + 1 of `summarize`; a Sequential model has `outputs`, not `output`.
+    """
+    specs, _, _ = _infer(layers, input_shape, num_classes)
+    import keras
+
+    model = keras.Sequential(name=name)
+    model.add(keras.Input(shape=tuple(input_shape)))
+    for index, spec in enumerate(specs, start=1):
+        kwargs = {key: value for key, value in spec.items() if key != "type"}
+        dtype = "float32" if index == len(specs) else dtype_policy
+        layer_class = getattr(keras.layers, spec["type"])
+        model.add(layer_class(**kwargs, dtype=dtype, name=_keras_name(spec["type"], index)))
+    return model
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def layers_to_json(layers) -> str:
+    """The layers, checked and with every argument spelled out, as indented JSON."""
+    return json.dumps(normalize_layers(layers), indent=2)
+
+
+def layers_from_json(text: str) -> list[dict]:
+    """Layers from JSON text (a list of layer dicts), checked; InvalidArchitecture if not usable."""
+    if not isinstance(text, (str, bytes)):
+        raise InvalidArchitecture(f"Expected JSON text; got {type(text).__name__}.")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidArchitecture(
+            f"This is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}). "
+            "Check for missing commas, quotes or brackets."
+        ) from None
+    if not isinstance(data, list):
+        raise InvalidArchitecture(
+            'The JSON must be a list of layers, e.g. [{"type": "Flatten"}, '
+            '{"type": "Dense", "units": "num_classes", "activation": "softmax"}].'
+        )
+    return normalize_layers(data)
+
+
+# ---------------------------------------------------------------- the zoo
+
+
+def _conv(filters, padding="valid", activation="relu"):
+    return {"type": "Conv2D", "filters": filters, "kernel_size": 3, "padding": padding, "activation": activation}
+
+
+def _dense(units, activation="relu"):
+    return {"type": "Dense", "units": units, "activation": activation}
+
+
+def _dropout(rate):
+    return {"type": "Dropout", "rate": rate}
+
+
+_FLATTEN = {"type": "Flatten"}
+_MAX_POOL = {"type": "MaxPooling2D", "pool_size": 2}
+_GLOBAL_POOL = {"type": "GlobalAveragePooling2D"}
+_OUTPUT = _dense(NUM_CLASSES_TOKEN, "softmax")
+
+
+def _conv_bn_relu(filters):
+    # The convolution stays linear: BatchNormalization works on its raw output, then ReLU.
+    return [_conv(filters, "same", None), {"type": "BatchNormalization"}, {"type": "Activation", "activation": "relu"}]
+
+
+def _tutorial(dataset, epochs, normalize, reported, reported_accuracy, *, optimizer="adam",
+              learning_rate=0.001, batch_size=32, label_encoding="sparse",
+              validation_split=DEFAULT_VALIDATION_SPLIT):
+    # Defaults are what the tutorials leave unsaid: Adam's default rate, fit()'s default batch size.
+    return {
+        "dataset": dataset,
+        "optimizer": optimizer,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "normalize": normalize,
+        "label_encoding": label_encoding,
+        "validation_split": validation_split,
+        "reported": reported,
+        "reported_accuracy": reported_accuracy,
+    }
+
+
+# The softmax/MLP tutorial: slow RMSprop on raw pixels with hand-made one-hot labels.
+_RMSPROP_RAW_ONE_HOT = {
+    "optimizer": "rmsprop", "learning_rate": 1e-4, "batch_size": 128, "label_encoding": "one_hot",
+}
+
+_ZOO_SPECS = [
+    Architecture(
+        "softmax", "Softmax regression", "linear",
+        "One Dense layer maps the 784 pixels straight to 10 class probabilities: the baseline every "
+        "other model must beat. Its tutorial feeds raw 0-255 pixels.",
+        (_FLATTEN, _OUTPUT),
+        _tutorial("mnist", epochs=50, normalize=False, **_RMSPROP_RAW_ONE_HOT,
+                  reported="88.5% test accuracy", reported_accuracy=0.885),
+    ),
+    Architecture(
+        "mlp-500x2", "MLP 500-500", "mlp",
+        "Two hidden layers of 500 ReLU neurons with the same slow RMSprop settings as softmax "
+        "regression: hidden layers alone lift accuracy from 88.5% to 97.7%.",
+        (_FLATTEN, _dense(500), _dense(500), _OUTPUT),
+        _tutorial("mnist", epochs=50, normalize=False, **_RMSPROP_RAW_ONE_HOT,
+                  reported="97.7% test accuracy", reported_accuracy=0.977),
+    ),
+    Architecture(
+        "mlp-128", "MLP 128", "mlp",
+        "The classic first neural network: one hidden layer of 128 ReLU neurons, trained for five epochs.",
+        (_FLATTEN, _dense(128), _OUTPUT),
+        _tutorial("fashion_mnist", epochs=5, normalize=True,
+                  reported="82.6% test accuracy on Fashion-MNIST (first run shown)", reported_accuracy=0.826),
+    ),
+    Architecture(
+        "mlp-512", "MLP 512", "mlp",
+        "One hidden layer of 512 neurons: more neurons train slower and are usually a little more accurate.",
+        (_FLATTEN, _dense(512), _OUTPUT),
+        _tutorial("fashion_mnist", epochs=5, normalize=True,
+                  reported="training loss 0.36 after 2 epochs", reported_accuracy=None),
+    ),
+    Architecture(
+        "mlp-1024", "MLP 1024", "mlp",
+        "One hidden layer of 1024 neurons: twice the width of MLP 512, for a small gain at twice the cost.",
+        (_FLATTEN, _dense(1024), _OUTPUT),
+        _tutorial("mnist", epochs=5, normalize=True,
+                  reported="test loss 0.071", reported_accuracy=None),
+    ),
+    Architecture(
+        "mlp-512-256", "MLP 512-256", "mlp",
+        "Adds a second hidden layer of 256 neurons to MLP 512: on simple data like MNIST an extra "
+        "layer changes little.",
+        (_FLATTEN, _dense(512), _dense(256), _OUTPUT),
+        _tutorial("mnist", epochs=5, normalize=True,
+                  reported="test loss 0.076", reported_accuracy=None),
+    ),
+    Architecture(
+        "cnn-lenet-ish", "LeNet-style CNN", "cnn",
+        "Two same-padded convolutions with max pooling feed a Dense(128) classifier. Convolutions look "
+        "at local strokes, so it beats every MLP.",
+        (_conv(16, "same"), _MAX_POOL, _conv(32, "same"), _MAX_POOL, _FLATTEN, _dense(128), _OUTPUT),
+        _tutorial("mnist", epochs=5, normalize=True, batch_size=64,
+                  reported="98.11% test accuracy", reported_accuracy=0.9811),
+    ),
+    Architecture(
+        "cnn-tf-tutorial", "TensorFlow tutorial CNN", "cnn",
+        "Three convolutions and two poolings feed a small Dense head: 99.21% on MNIST with fewer "
+        "than 100,000 parameters.",
+        (_conv(32), _MAX_POOL, _conv(64), _MAX_POOL, _conv(64), _FLATTEN, _dense(64), _OUTPUT),
+        _tutorial("mnist", epochs=5, normalize=True,
+                  reported="99.21% test accuracy", reported_accuracy=0.9921),
+    ),
+    Architecture(
+        "cnn-gap-small", "Small CNN with global pooling", "cnn",
+        "Two convolutions, then global average pooling instead of Flatten: only 19,466 parameters. "
+        "Its tutorial feeds raw 0-255 Fashion-MNIST pixels.",
+        (_conv(32), _MAX_POOL, _conv(64), _GLOBAL_POOL, _OUTPUT),
+        _tutorial("fashion_mnist", epochs=20, normalize=False,
+                  reported="88.34% test accuracy on Fashion-MNIST", reported_accuracy=0.8834),
+    ),
+    Architecture(
+        "cnn-gap-deep", "Deeper CNN with dropout", "cnn",
+        "Four wider convolutions with Dropout(0.5) after each stage and global average pooling: dropout "
+        "fights overfitting, so validation accuracy stays above training accuracy.",
+        (
+            _conv(64, "same"), _conv(64, "same"), _dropout(0.5), _MAX_POOL,
+            _conv(128, "same"), _dropout(0.5), _MAX_POOL,
+            _conv(256), _dropout(0.5), _GLOBAL_POOL, _OUTPUT,
+        ),
+        _tutorial("fashion_mnist", epochs=20, normalize=False,
+                  reported="92.39% test accuracy on Fashion-MNIST", reported_accuracy=0.9239),
+    ),
+    Architecture(
+        "cnn-best", "MNIST Studio best CNN", "cnn",
+        "Our own: three Conv-BatchNorm-ReLU stages with max pooling and dropout, small enough for a "
+        "2-core CPU. Trained with augmentation for about 12 epochs it aims past the tutorials' 99.21%.",
+        (
+            *_conv_bn_relu(32), _MAX_POOL,
+            *_conv_bn_relu(64), _MAX_POOL,
+            *_conv_bn_relu(128), _MAX_POOL,
+            _FLATTEN, _dropout(0.4), _dense(128), _dropout(0.4), _OUTPUT,
+        ),
+        None,
+    ),
+]
+
+# Stored with every argument spelled out, which also checks the zoo when the module loads.
+ZOO: dict[str, Architecture] = {
+    arch.name: replace(arch, layers=tuple(normalize_layers(arch.layers))) for arch in _ZOO_SPECS
+}
+
+
+def get_architecture(name: str) -> Architecture:
+    """The zoo entry called `name`; ValueError if there is none."""
+    if name not in ZOO:
+        raise ValueError(f"Unknown architecture: {name!r}. Known: {', '.join(ZOO)}.")
+    return ZOO[name]

@@ -251,6 +251,14 @@ def runs_table(found: list[runs.RunInfo]):
     return pd.DataFrame(rows)
 
 
+def precision_note(policy: str, requested: str = "auto") -> str:
+    if policy == "float32" and requested == "float32":
+        return "Precision used: float32, as chosen in the settings."
+    if policy == "float32":
+        return "Precision used: float32 (auto: this CPU has no native bfloat16, so mixed precision would be slower)."
+    return f"Precision used: {policy} (weights in float32, math in 16 bits; the output layer stays float32)."
+
+
 def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
     """A saved run: scores, curves, confusion matrix, per-class accuracy, downloads."""
     from lib import charts
@@ -267,7 +275,8 @@ def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
     cols[1].metric("Test loss", "n/a" if loss is None else f"{loss:.4f}")
     cols[2].metric("Parameters", f"{meta.get('params', 0):,}")
     cols[3].metric("Training time", f"{meta.get('training_seconds', 0):.1f} s")
-    cols[4].metric("Speed", f"{meta.get('samples_per_s', 0):,.0f} img/s", help=f"precision {meta.get('precision')}")
+    cols[4].metric("Speed", f"{meta.get('samples_per_s', 0):,.0f} img/s")
+    st.caption(precision_note(meta.get("precision", "float32"), run.config.get("precision", "auto")))
     history = runs.load_history(run)
     left, right = st.columns(2)
     left.plotly_chart(charts.history_figure_from_csv_frame(history, "accuracy"), key=f"{key}_acc")

@@ -278,7 +278,8 @@ def _limit(count, dataset):
 
 
 def _available():
-    return datasets.available_datasets()
+    """Datasets with a file here (the Keras loader cannot download on this machine)."""
+    return {name for name, info in datasets.available_datasets().items() if info.path is not None}
 
 
 def _cpu_name() -> str:

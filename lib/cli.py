@@ -62,7 +62,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", default="mnist")
     train.add_argument("--arch", default="cnn-tf-tutorial", help="a zoo name (see `zoo`)")
     train.add_argument("--epochs", type=int, default=5)
-    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--optimizer", choices=("adam", "sgd", "rmsprop"), default="adam")
     train.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3, RMSprop 1e-4)")
     train.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")

@@ -47,7 +47,7 @@ class TrainConfig:
     arch: str = "cnn-tf-tutorial"  # a zoo name, or "custom" with `layers`
     layers: tuple = ()  # custom layer specs (dicts) when arch == "custom"
     epochs: int = 5  # the tutorials use 5 (CNN/MLP) to 50 (softmax, RMSprop)
-    batch_size: int = 64  # the LeNet-ish tutorial's 64; large enough to keep 2 cores busy
+    batch_size: int = 32  # Keras' fit default, as most tutorials use; grouped steps keep it fast
     optimizer: str = "adam"  # adam / sgd / rmsprop, as the tutorials use them
     learning_rate: float = 1e-3  # Adam's default; RMSprop tutorials use 1e-4
     lr_schedule: str = "constant"  # or "cosine": decay to 1% over the run, for the last tenths of a percent

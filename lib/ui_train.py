@@ -23,7 +23,7 @@ K = {name: f"train_{name}" for name in (
     "precision", "limit", "name", "builder", "builder_base", "json",
 )}
 SETTING_DEFAULTS = {
-    K["arch"]: "cnn-tf-tutorial", K["epochs"]: 5, K["batch_size"]: 64, K["optimizer"]: "adam",
+    K["arch"]: "cnn-tf-tutorial", K["epochs"]: 5, K["batch_size"]: 32, K["optimizer"]: "adam",
     K["learning_rate"]: 1e-3, K["validation_split"]: 0.1, K["normalize"]: True, K["label_encoding"]: "sparse",
     K["augment"]: False, K["target_on"]: False, K["target_metric"]: "val_accuracy", K["target_value"]: 0.98,
     K["patience"]: 0, K["seed"]: 0, K["precision"]: "auto", K["limit"]: 0, K["name"]: "",

@@ -216,7 +216,7 @@ def _zoo_row(arch, tutorial, plan, dataset=None) -> dict:
     epochs = plan["zoo_epochs"] or tutorial["epochs"]
     config = TrainConfig(
         dataset=tutorial["dataset"], arch=arch.name, epochs=epochs, batch_size=tutorial["batch_size"],
-        optimizer=tutorial["optimizer"], learning_rate=tutorial["learning_rate"],
+        optimizer=tutorial["optimizer"], learning_rate=tutorial["learning_rate"], lr_schedule="constant",
         validation_split=tutorial["validation_split"], normalize=tutorial["normalize"],
         label_encoding=tutorial["label_encoding"], limit=_limit(plan["zoo_limit"], dataset),
     )

@@ -65,7 +65,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--optimizer", choices=("adam", "sgd", "rmsprop"), default="adam")
     train.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3, RMSprop 1e-4)")
-    train.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
+    train.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine")
     train.add_argument("--validation-split", type=float, default=0.1)
     train.add_argument("--limit", type=int, default=None, help="train on a stratified sample of N images")
     train.add_argument("--seed", type=int, default=0)

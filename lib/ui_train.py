@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from lib import architectures, charts, jobs, runs, ui
-from lib.training import OPTIMIZERS, PRECISIONS, TARGET_METRICS, TrainConfig
+from lib.training import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, TARGET_METRICS, TrainConfig
 
 CUSTOM = "custom"
 KEEP = "session"  # settings survive visits to other pages
@@ -20,11 +20,11 @@ QUICK_RUN = dict(arch="cnn-tf-tutorial", epochs=3, batch_size=64)
 K = {name: f"train_{name}" for name in (
     "arch", "epochs", "batch_size", "optimizer", "learning_rate", "validation_split", "normalize",
     "label_encoding", "augment", "target_on", "target_metric", "target_value", "patience", "seed",
-    "precision", "limit", "name", "builder", "builder_base", "json",
+    "precision", "limit", "name", "builder", "builder_base", "json", "lr_schedule",
 )}
 SETTING_DEFAULTS = {
     K["arch"]: "cnn-tf-tutorial", K["epochs"]: 5, K["batch_size"]: 32, K["optimizer"]: "adam",
-    K["learning_rate"]: 1e-3, K["validation_split"]: 0.1, K["normalize"]: True, K["label_encoding"]: "sparse",
+    K["learning_rate"]: 1e-3, K["lr_schedule"]: "cosine", K["validation_split"]: 0.1, K["normalize"]: True, K["label_encoding"]: "sparse",
     K["augment"]: False, K["target_on"]: False, K["target_metric"]: "val_accuracy", K["target_value"]: 0.98,
     K["patience"]: 0, K["seed"]: 0, K["precision"]: "auto", K["limit"]: 0, K["name"]: "",
 }
@@ -55,6 +55,7 @@ def apply_tutorial_preset(arch_name: str) -> None:
                   "label_encoding"):
         if field in tutorial:
             st.session_state[K[field]] = tutorial[field]
+    st.session_state[K["lr_schedule"]] = "constant"  # the tutorials keep the rate fixed
     st.session_state[K["augment"]] = False
     st.session_state[K["target_on"]] = False
 
@@ -194,6 +195,8 @@ def settings_form(arch_name: str, layers: list[dict] | None) -> TrainConfig | No
         st.selectbox("Batch size", BATCH_SIZES, key=K["batch_size"], persist_state=KEEP)
         st.selectbox("Optimizer", OPTIMIZERS, key=K["optimizer"], persist_state=KEEP)
         st.select_slider("Learning rate", LEARNING_RATES, key=K["learning_rate"], persist_state=KEEP, format_func=lambda v: f"{v:g}")
+        st.radio("Learning-rate schedule", LR_SCHEDULES, key=K["lr_schedule"], persist_state=KEEP, horizontal=True,
+                 help="cosine: start at the rate above and glide down to 1% of it by the last batch.")
     with middle:
         st.slider("Validation split", 0.0, 0.5, step=0.05, key=K["validation_split"], persist_state=KEEP,
                   help="Held out of the training set to watch for overfitting; the test set is kept for the final score.")
@@ -219,7 +222,8 @@ def settings_form(arch_name: str, layers: list[dict] | None) -> TrainConfig | No
         return TrainConfig(
             dataset=state[ui.DATASET], arch=arch_name, layers=tuple(layers) if arch_name == CUSTOM else (),
             epochs=int(state[K["epochs"]]), batch_size=int(state[K["batch_size"]]), optimizer=state[K["optimizer"]],
-            learning_rate=float(state[K["learning_rate"]]), validation_split=float(state[K["validation_split"]]),
+            learning_rate=float(state[K["learning_rate"]]), lr_schedule=state[K["lr_schedule"]],
+            validation_split=float(state[K["validation_split"]]),
             normalize=bool(state[K["normalize"]]), label_encoding=state[K["label_encoding"]],
             seed=int(state[K["seed"]]), augment=bool(state[K["augment"]]), precision=state[K["precision"]],
             target_metric=state[K["target_metric"]] if state[K["target_on"]] else "",

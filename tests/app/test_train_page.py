@@ -23,6 +23,7 @@ def test_tutorial_preset_sets_the_tutorials_exact_settings(app_runs):
     assert at.select_slider(key="train_learning_rate").value == 1e-4
     assert at.number_input(key="train_epochs").value == 50
     assert at.toggle(key="train_normalize").value is False
+    assert at.radio(key="train_lr_schedule").value == "constant"
 
 
 def test_dense_without_flatten_is_refused_before_training(app_runs):

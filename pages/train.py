@@ -23,8 +23,9 @@ manager = ui.job_manager()
 busy = [job for job in manager.running() if job.session_id != st.session_state[ui.SESSION_ID]]
 if busy:
     st.info("Another session is training right now; your run will queue behind it.", icon=":material/hourglass:")
-if st.button("Train", type="primary", icon=":material/play_arrow:", disabled=config is None, key="train_start"):
-    ui_train.submit(config)
+# A callback, so the job exists before the next run draws the sidebar's job status.
+st.button("Train", type="primary", icon=":material/play_arrow:", disabled=config is None, key="train_start",
+          on_click=ui_train.submit, args=(config,))
 
 job_id = st.session_state.get(ui.LAST_JOB)
 if job_id and manager.snapshot(job_id) is not None:

@@ -75,7 +75,8 @@ def bench_training(dataset, plan) -> dict:
     data = datasets.prepare(dataset, validation_split=0.1, limit=_limit(plan["train_images"], dataset), seed=0)
     layers = architectures.get_architecture(BENCH_ARCH).layer_list()
     plain_rate, plain_accuracy = plain_fit(data, layers, plan["epochs"])
-    engine_config = TrainConfig(arch=BENCH_ARCH, epochs=plan["epochs"], validation_split=0.1)
+    # The tutorial's optimizer settings (constant rate), so only the engine's machinery differs.
+    engine_config = TrainConfig(arch=BENCH_ARCH, epochs=plan["epochs"], validation_split=0.1, lr_schedule="constant")
     result = training.train(engine_config, data, on_progress=_AppProgress())
     macs = architectures.forward_macs_per_sample(layers, data.input_shape, data.num_classes)
     return {

@@ -200,19 +200,7 @@ class Studio:
             self.page.mouse.move(box["x"] + CANVAS_PX / 2 + next(wiggle), box["y"] + CANVAS_PX / 2)
             return canvas.evaluate("canvas => canvas.style.cursor") == PEN_CURSOR
 
-        try:
-            self.wait_until(pen_ready, timeout_s=10, what="the canvas's drawing pen", every_s=0.1)
-        except AssertionError:
-            info = self.page.evaluate("""() => { const cs = []; const walk = (root) => root.querySelectorAll('*').forEach(e => { if (e.tagName === 'CANVAS') cs.push(e); if (e.shadowRoot) walk(e.shadowRoot); }); walk(document);
-                return cs.map(c => c.className + ' cursor=' + c.style.cursor + ' connected=' + c.isConnected).join(' ; '); }""")
-            print("STUCK", info, "errors", self.page_errors)
-            self.page.get_by_role("slider").first.focus(); self.page.keyboard.press("ArrowRight"); self.settle()
-            try:
-                self.wait_until(pen_ready, timeout_s=10, what="pen after slider", every_s=0.1)
-                print("REVIVED by a rerun")
-            except AssertionError:
-                print("NOT REVIVED")
-            raise
+        self.wait_until(pen_ready, timeout_s=SLOW_MS / 1000, what="the canvas's drawing pen", every_s=0.1)
         return box
 
     def draw(self, strokes: list[list[tuple[float, float]]]) -> None:

@@ -119,7 +119,7 @@ def build_meta(run_id: str, config, result, info) -> dict:
         "schema": SCHEMA_VERSION,
         "run_id": run_id,
         "display_name": clean_name(config.display_name),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),  # orders same-second runs
         "status": result.status,
         "stop_reason": result.stop_reason,
         "config": config.to_dict(),
@@ -186,6 +186,7 @@ def list_runs(runs_dir: Path | None = None, *, include_bundled: bool = True) -> 
                 runs.append(_read_run(folder))
             except DamagedRun as problem:
                 damaged.append(DamagedFolder(folder.name, folder, str(problem)))
+    runs.sort(key=lambda run: (str(run.meta.get("created_at") or ""), run.run_id), reverse=True)
     if include_bundled:
         bundled = bundled_run()
         if bundled is not None:

@@ -200,13 +200,16 @@ def _sidebar_job_status() -> None:
 
 
 def job_fraction(job: jobs.Job) -> float:
+    """Share of the planned training done, 0..1 (the last batch of an epoch can overshoot)."""
     last = job.last or {}
     epochs = last.get("epochs") or job.config.epochs
     if last.get("kind") == "batch":
-        return (last["epoch"] - 1 + last["step"] / last["steps"]) / epochs
-    if last.get("kind") == "epoch":
-        return last["epoch"] / epochs
-    return 0.0
+        done = (last["epoch"] - 1 + last["step"] / last["steps"]) / epochs
+    elif last.get("kind") == "epoch":
+        done = last["epoch"] / epochs
+    else:
+        done = 1.0 if last.get("kind") == "end" else 0.0
+    return min(max(done, 0.0), 1.0)
 
 
 def describe_state(job: jobs.Job) -> str:
@@ -214,6 +217,8 @@ def describe_state(job: jobs.Job) -> str:
         return f"Queued: position {job.position} (one training runs at a time on this machine)."
     if job.state == jobs.RUNNING:
         last = job.last or {}
+        if last.get("kind") == "end":
+            return "Scored on the test set; saving the run…"
         if last.get("kind") in ("batch", "epoch"):
             return f"Running: epoch {last['epoch']}/{last.get('epochs', job.config.epochs)} · {job_fraction(job):.0%}"
         return "Starting: loading data and building the model…"

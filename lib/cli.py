@@ -189,7 +189,7 @@ def cmd_train(args) -> int:
 
 def cmd_runs(args) -> int:
     found, damaged = runs.list_runs(args.runs_dir)
-    rows = [_run_row(run) for run in found]
+    rows = [runs.summary(run) for run in found]
     if args.json:
         print(json.dumps(rows))
     else:
@@ -259,25 +259,6 @@ def _resolve_model(ref: str, runs_dir):
         return runs.load_model(run), run.meta
     run = runs.get_run(ref, runs_dir)
     return runs.load_model(run), run.meta
-
-
-def _run_row(run: runs.RunInfo) -> dict:
-    meta = run.meta
-    return {
-        "run_id": run.run_id,
-        "display_name": run.display_name,
-        "dataset": run.dataset.get("name"),
-        "arch": meta.get("arch"),
-        "params": meta.get("params"),
-        "epochs_completed": meta.get("epochs_completed"),
-        "test_accuracy": meta.get("test_accuracy"),
-        "test_loss": meta.get("test_loss"),
-        "training_seconds": meta.get("training_seconds"),
-        "samples_per_s": meta.get("samples_per_s"),
-        "status": meta.get("status"),
-        "created_at": meta.get("created_at"),
-        "read_only": run.read_only,
-    }
 
 
 class _ProgressBar:

@@ -267,6 +267,26 @@ def clean_name(name: str) -> str:
     return text[:MAX_NAME_LENGTH]
 
 
+def summary(run: RunInfo) -> dict:
+    """A run's facts as one flat row: what `python -m lib runs --json` prints and the app's tables show."""
+    meta = run.meta
+    return {
+        "run_id": run.run_id,
+        "display_name": run.display_name,
+        "dataset": run.dataset.get("name"),
+        "arch": meta.get("arch"),
+        "params": meta.get("params"),
+        "epochs_completed": meta.get("epochs_completed"),
+        "test_accuracy": meta.get("test_accuracy"),
+        "test_loss": meta.get("test_loss"),
+        "training_seconds": meta.get("training_seconds"),
+        "samples_per_s": meta.get("samples_per_s"),
+        "status": meta.get("status"),
+        "created_at": meta.get("created_at"),
+        "read_only": run.read_only,
+    }
+
+
 def _read_run(folder: Path) -> RunInfo:
     meta_path = folder / META_FILE
     if not meta_path.is_file():

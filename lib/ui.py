@@ -231,29 +231,23 @@ def describe_state(job: jobs.Job) -> str:
     return f"{job.state.capitalize()}{score}"
 
 
+# runs.summary() keys -> the column names the tables show, in this order.
+RUN_TABLE_COLUMNS = {
+    "display_name": "name", "dataset": "dataset", "arch": "architecture", "params": "params",
+    "epochs_completed": "epochs", "training_seconds": "training s", "samples_per_s": "images/s",
+    "test_accuracy": "test accuracy", "status": "status", "created_at": "created", "run_id": "run id",
+}
+
+
 def runs_table(found: list[runs.RunInfo]):
     """One row per run, as Home and Compare show them."""
     import pandas as pd
 
-    rows = []
-    for run in found:
-        meta = run.meta
-        rows.append(
-            {
-                "name": run.display_name + (" 🔒" if run.read_only else ""),
-                "dataset": run.dataset.get("name"),
-                "architecture": meta.get("arch"),
-                "params": meta.get("params"),
-                "epochs": meta.get("epochs_completed"),
-                "training s": meta.get("training_seconds"),
-                "images/s": meta.get("samples_per_s"),
-                "test accuracy": meta.get("test_accuracy"),
-                "status": meta.get("status"),
-                "created": (meta.get("created_at") or "")[:16].replace("T", " "),
-                "run id": run.run_id,
-            }
-        )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame([runs.summary(run) for run in found], columns=[*RUN_TABLE_COLUMNS, "read_only"])
+    table["display_name"] = [name + (" 🔒" if locked else "") for name, locked in
+                             zip(table["display_name"], table["read_only"])]
+    table["created_at"] = table["created_at"].fillna("").str[:16].str.replace("T", " ")
+    return table[list(RUN_TABLE_COLUMNS)].rename(columns=RUN_TABLE_COLUMNS)
 
 
 def precision_note(policy: str, requested: str = "auto") -> str:

@@ -180,9 +180,8 @@ def train(
 
     keras.utils.set_random_seed(config.seed)
     layers = config.layer_specs
-    architectures.validate(layers, data.input_shape, data.num_classes)
     policy = resolve_precision(config.precision)
-    model = architectures.build_model(
+    model = architectures.build_model(  # validates first: a broken spec never reaches Keras
         layers, data.input_shape, data.num_classes, dtype_policy=policy, name=_model_name(config)
     )
     steps_per_epoch = math.ceil(len(data.y_train) / config.batch_size)

@@ -46,6 +46,7 @@ CAPTION_PX = 22
 # Compared runs cycle through the full Okabe-Ito set.
 RUN_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 HISTORY_METRICS = ("accuracy", "loss")
+BATCH_TRACE = "train (batches)"
 COMPARE_METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
 
 
@@ -85,7 +86,7 @@ def history_figure(
             go.Scatter(
                 x=batch_x,
                 y=batch_y * scale,
-                name="train (batches)",
+                name=BATCH_TRACE,
                 mode="lines",
                 line=dict(color=TRAIN_COLOR, width=1, dash=TRAIN_DASH),
                 opacity=0.45,
@@ -153,6 +154,26 @@ def history_figure(
             font=dict(size=11, color=VAL_COLOR),
         )
     return fig
+
+
+def refresh_batch_points(fig: go.Figure, batches: Sequence[Mapping] | pd.DataFrame | None, *, metric: str) -> bool:
+    """Put new batch points into a `history_figure` in place; False when its shape must change.
+
+    The live chart is redrawn every second: replacing one trace's arrays costs
+    about a tenth of building the figure again (Plotly validates every layout
+    property). The caller rebuilds when this returns False: no batch trace yet,
+    or no batch points to show.
+    """
+    _check_metric(metric, HISTORY_METRICS)
+    trace = next((t for t in fig.data if t.name == BATCH_TRACE), None)
+    batch_x, batch_y = _finite_xy(_frame(batches), "epoch_float", metric)
+    if trace is None or not len(batch_x):
+        return False
+    batch_x, batch_y = _downsample(batch_x, batch_y, limit=MAX_BATCH_POINTS)
+    with fig.batch_update():
+        trace.x = batch_x
+        trace.y = batch_y * _metric_scale(metric)
+    return True
 
 
 def history_figure_from_csv_frame(history: pd.DataFrame, metric: str = "accuracy") -> go.Figure:

@@ -77,7 +77,7 @@ def architecture_picker(info) -> tuple[str, list[dict] | None]:
         st.caption(arch.description)
         if arch.tutorial:
             st.button(
-                f"Use the tutorial's settings ({arch.tutorial['reported']})",
+                f"Use the tutorial's settings · it reported {arch.tutorial['reported']}",
                 on_click=apply_tutorial_preset, args=(arch_name,), key="train_preset",
                 icon=":material/school:", help="Sets dataset, optimizer, learning rate, batch size, epochs, "
                 "normalization and label encoding exactly as the tutorial had them.",
@@ -257,11 +257,9 @@ def job_panel(job_id: str) -> None:
             detail = f"{rate:,.0f} images/s · ETA {eta:,.0f} s" if rate and eta is not None else "warming up…"
             st.progress(min(ui.job_fraction(job), 1.0), text=detail)
         acc, loss = st.columns(2)
-        total = job.config.epochs
-        acc.plotly_chart(charts.history_figure(job.batches, job.epochs, metric="accuracy", total_epochs=total),
-                         key=f"live_acc_{job_id}")
-        loss.plotly_chart(charts.history_figure(job.batches, job.epochs, metric="loss", total_epochs=total),
-                          key=f"live_loss_{job_id}")
+        figures = st.session_state.setdefault(f"_live_figures_{job_id}", {})
+        acc.plotly_chart(live_figure(job, "accuracy", figures), key=f"live_acc_{job_id}")
+        loss.plotly_chart(live_figure(job, "loss", figures), key=f"live_loss_{job_id}")
         if job.state == jobs.FAILED:
             ui.error("Training failed.", job.error)
         was_active = st.session_state.get(f"_active_{job_id}", first.active)
@@ -270,6 +268,24 @@ def job_panel(job_id: str) -> None:
             st.rerun()  # show the finished run's report
 
     panel()
+
+
+def live_figure(job: jobs.Job, metric: str, cache: dict):
+    """The live chart of `metric`, rebuilt only when its shape changes (an epoch ends, the job ends).
+
+    Between those, new batch points go into the cached figure in place: the
+    panel redraws every second while training shares the CPU, and a rebuild
+    costs about ten times as much. While the job runs the x axis spans the
+    planned epochs; afterwards it fits what was trained (a stopped run is not a sliver).
+    """
+    shape = (len(job.epochs), job.active)
+    cached = cache.get(metric)
+    if cached is not None and cached[0] == shape and charts.refresh_batch_points(cached[1], job.batches, metric=metric):
+        return cached[1]
+    total = job.config.epochs if job.active else None
+    figure = charts.history_figure(job.batches, job.epochs, metric=metric, total_epochs=total)
+    cache[metric] = (shape, figure)
+    return figure
 
 
 def finished_run(job_id: str) -> runs.RunInfo | None:

@@ -1,6 +1,7 @@
 """Train page: pick, configure, train in the background, watch, stop."""
 
-from lib import runs, ui
+from lib import charts, jobs, runs, ui, ui_train
+from lib.training import TrainConfig
 from tests.app.conftest import open_page, run_names
 
 
@@ -100,3 +101,33 @@ def test_stop_keeps_a_usable_model(app_runs):
     run = runs.get_run(job.run_id)
     assert run.meta["status"] == "stopped" and run.meta["test_accuracy"] is not None
     assert runs.load_model(run).count_params() == 101_770
+
+
+def _job(state: str, batches: int, epochs: int, planned: int = 10) -> jobs.Job:
+    return jobs.Job(
+        job_id="j", session_id="s", config=TrainConfig(epochs=planned), state=state,
+        batches=[{"epoch_float": (i + 1) / 4, "accuracy": 0.5, "loss": 1.0 / (i + 1)} for i in range(batches)],
+        epochs=[{"epoch": e + 1, "accuracy": 0.6, "loss": 0.5} for e in range(epochs)],
+    )
+
+
+def test_live_chart_reuses_its_figure_between_epochs_and_rebuilds_when_one_ends():
+    """The once-a-second redraw updates batch points in place; an epoch's end redraws the whole chart."""
+    cache = {}
+    first = ui_train.live_figure(_job(jobs.RUNNING, 2, 0), "loss", cache)
+    again = ui_train.live_figure(_job(jobs.RUNNING, 3, 0), "loss", cache)
+    assert again is first
+    assert len(again.data[0].x) == 3
+
+    after_epoch = ui_train.live_figure(_job(jobs.RUNNING, 5, 1), "loss", cache)
+    assert after_epoch is not first
+    assert "train (epoch)" in [trace.name for trace in after_epoch.data]
+
+
+def test_live_chart_of_a_stopped_run_fits_what_was_trained_not_the_planned_epochs():
+    cache = {}
+    running = ui_train.live_figure(_job(jobs.RUNNING, 6, 1, planned=50), "accuracy", cache)
+    assert tuple(running.layout.xaxis.range) == (0, 50)
+    stopped = ui_train.live_figure(_job(jobs.STOPPED, 6, 1, planned=50), "accuracy", cache)
+    assert tuple(stopped.layout.xaxis.range) == (0, 2)
+    assert charts.BATCH_TRACE in [trace.name for trace in stopped.data]

@@ -121,6 +121,26 @@ def test_history_figure_downsamples_many_batches_evenly_keeping_the_ends():
     np.testing.assert_allclose(np.diff(x), np.diff(x).mean(), rtol=0.6)  # even spacing
 
 
+@pytest.mark.parametrize("metric", ["accuracy", "loss"])
+def test_refresh_batch_points_gives_the_figure_a_rebuild_would(metric):
+    """The live chart updates in place: same picture as building it again with the new points."""
+    old = batches_for(3, 10, metric)[:12]
+    new = batches_for(3, 10, metric)[:25]
+    fig = charts.history_figure(old, EPOCHS[:1], metric=metric, total_epochs=3)
+
+    assert charts.refresh_batch_points(fig, new, metric=metric)
+
+    rebuilt = charts.history_figure(new, EPOCHS[:1], metric=metric, total_epochs=3)
+    assert json.loads(fig.to_json()) == json.loads(rebuilt.to_json())
+
+
+def test_refresh_batch_points_asks_for_a_rebuild_without_a_batch_trace():
+    no_batches = charts.history_figure([], EPOCHS, total_epochs=5)
+    assert not charts.refresh_batch_points(no_batches, batches_for(1, 5), metric="accuracy")
+    with_batches = charts.history_figure(batches_for(1, 5), [], total_epochs=5)
+    assert not charts.refresh_batch_points(with_batches, [], metric="accuracy")
+
+
 def test_history_figure_axis_covers_seen_epochs_when_total_unknown():
     fig = charts.history_figure(batches_for(2, 4), EPOCHS[:2])
 

@@ -172,7 +172,7 @@ def cmd_train(args) -> int:
         "samples_per_s": round(result.samples_per_s, 1),
         "params": result.params,
         "precision": result.precision,
-        "epochs_completed": len(result.history),
+        "epochs_completed": result.epochs_trained,
         "path": str(run.path),
     }
     if args.json:

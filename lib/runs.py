@@ -132,7 +132,7 @@ def build_meta(run_id: str, config, result, info) -> dict:
         },
         "arch": config.arch,
         "params": result.params,
-        "epochs_completed": len(result.history),
+        "epochs_completed": result.epochs_trained,
         "test_loss": result.test_loss,
         "test_accuracy": result.test_accuracy,
         "per_class_accuracy": result.per_class_accuracy,

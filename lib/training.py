@@ -132,6 +132,7 @@ class TrainResult:
     status: str  # finished / stopped / failed
     stop_reason: str
     history: list[dict]  # one row per epoch: epoch, loss, accuracy, val_loss, val_accuracy, seconds
+    # (a stopped run's last, partial epoch is numbered by how far it got: 3.4 = 40% into epoch 4)
     seconds: float
     samples_per_s: float
     precision: str  # the dtype policy actually used
@@ -140,6 +141,11 @@ class TrainResult:
     test_accuracy: float | None = None
     per_class_accuracy: list[float] = field(default_factory=list)
     confusion: list[list[int]] = field(default_factory=list)
+
+    @property
+    def epochs_trained(self) -> float:
+        """Epochs actually trained: whole epochs, plus the fraction of a stopped one."""
+        return self.history[-1]["epoch"] if self.history else 0
 
 
 def resolve_precision(precision: str) -> str:
@@ -432,8 +438,10 @@ def _progress_reporter_class(base):
             logs = logs or {}
             seconds = time.perf_counter() - self.epoch_started
             self.train_seconds += seconds
+            partial = self.epoch_samples < self.samples
             row = {
-                "epoch": epoch + 1,
+                # A stopped epoch is not a whole one: Compare and the charts must not count it as such.
+                "epoch": round(epoch + self.epoch_samples / self.samples, 3) if partial else epoch + 1,
                 "loss": _float_or_none(logs.get("loss")),
                 "accuracy": _float_or_none(logs.get("accuracy")),
                 "val_loss": _float_or_none(logs.get("val_loss")),
@@ -449,7 +457,7 @@ def _progress_reporter_class(base):
                     "kind": "epoch",
                     **row,
                     "epochs": self.epochs,
-                    "epoch_float": float(epoch + 1) if self.epoch_samples == self.samples else epoch + self.epoch_samples / self.samples,
+                    "epoch_float": float(row["epoch"]),
                     "samples_per_s": self.epoch_samples / max(seconds, 1e-9),
                     "elapsed": elapsed,
                     "eta": elapsed * (1 - done) / done if done > 0 else None,

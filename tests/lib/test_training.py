@@ -65,10 +65,15 @@ def test_stop_request_mid_epoch_saves_a_stopped_run_that_loads(mnist_small, runs
     result = training.train(config, mnist_small, on_progress, stop.is_set)
     assert result.status == "stopped"
     assert max(steps) == 5  # stopped right after the batch that asked, mid-epoch
-    assert len(result.history) <= 1
+    # The partial epoch is recorded as how far it got, never as a whole epoch.
+    assert [row["epoch"] for row in result.history] == [round(5 * 16 / len(mnist_small.y_train), 3)]
+    assert 0 < result.epochs_trained < 1
     assert result.test_accuracy is not None  # the weights so far are kept and scored
     run = runs.save_run(result, config, mnist_small.info, runs_dir)
-    assert runs.get_run(run.run_id, runs_dir).meta["status"] == "stopped"
+    saved = runs.get_run(run.run_id, runs_dir)
+    assert saved.meta["status"] == "stopped"
+    assert saved.meta["epochs_completed"] == result.epochs_trained
+    assert list(runs.load_history(saved)["epoch"]) == [result.epochs_trained]
     assert runs.load_model(run).count_params() == 101_770
 
 

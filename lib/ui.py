@@ -247,7 +247,19 @@ def runs_table(found: list[runs.RunInfo]):
     table["display_name"] = [name + (" 🔒" if locked else "") for name, locked in
                              zip(table["display_name"], table["read_only"])]
     table["created_at"] = table["created_at"].fillna("").str[:16].str.replace("T", " ")
+    table["test_accuracy"] = pd.to_numeric(table["test_accuracy"], errors="coerce") * 100  # sorts by value
     return table[list(RUN_TABLE_COLUMNS)].rename(columns=RUN_TABLE_COLUMNS)
+
+
+def runs_table_format() -> dict:
+    """Number formats for `runs_table` columns, the same on Home and Compare."""
+    return {
+        "params": st.column_config.NumberColumn(format="localized"),
+        "epochs": st.column_config.NumberColumn(format="%g", help="A stopped run shows how far its last epoch got."),
+        "training s": st.column_config.NumberColumn("training time", format="%.1f s"),
+        "images/s": st.column_config.NumberColumn(format="%,.0f"),
+        "test accuracy": st.column_config.NumberColumn(format="%.2f%%"),
+    }
 
 
 def precision_note(policy: str, requested: str = "auto") -> str:

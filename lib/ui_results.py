@@ -202,7 +202,6 @@ def runs_overview(found: list[runs.RunInfo]) -> None:
     accuracy = pd.to_numeric(table["test accuracy"], errors="coerce")
     best = accuracy.notna() & (accuracy == accuracy.max())
     table.insert(0, "best", np.where(best, BEST_MARK, ""))
-    table["test accuracy"] = accuracy * 100  # percent with fixed decimals; the column still sorts by value
     styled = table.style.apply(
         lambda row: ["background-color: rgba(0, 158, 115, 0.12)" if best[row.name] else ""] * len(row), axis=1
     )
@@ -210,13 +209,8 @@ def runs_overview(found: list[runs.RunInfo]) -> None:
         styled,
         hide_index=True,
         key="compare_runs_table",
-        column_config={
-            "best": st.column_config.TextColumn("", width=32, help="Best test accuracy"),
-            "params": st.column_config.NumberColumn(format="localized"),
-            "training s": st.column_config.NumberColumn("training time", format="%.1f s"),
-            "images/s": st.column_config.NumberColumn(format="%,.0f"),
-            "test accuracy": st.column_config.NumberColumn(format="%.2f%%"),
-        },
+        column_config={"best": st.column_config.TextColumn("", width=32, help="Best test accuracy"),
+                       **ui.runs_table_format()},
     )
 
 

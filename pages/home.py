@@ -33,7 +33,8 @@ st.subheader("Recent runs")
 found, damaged = ui.list_runs()
 ui.show_damaged(damaged)
 if found:
-    st.dataframe(ui.runs_table(found[:8]), hide_index=True, key="home_recent_runs")
+    st.dataframe(ui.runs_table(found[:8]), hide_index=True, key="home_recent_runs",
+                 column_config=ui.runs_table_format())
     st.page_link("pages/compare.py", label="Compare all runs", icon=":material/compare_arrows:")
 else:
     st.info("No runs yet. Start one above or on the Train page.", icon=":material/info:")

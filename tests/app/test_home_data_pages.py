@@ -33,8 +33,14 @@ def test_home_shows_quick_paths_and_recent_runs(app_runs):
     """As a visitor, I see what the app does, one-click paths, and the runs trained so far."""
     at = open_page("pages/home.py")
     assert any(button.label == "Train a model now" for button in at.button)
-    names = list(at.dataframe[0].value["name"])
-    assert names == ["weak softmax", "good softmax"]  # newest first
+    table = at.dataframe[0].value
+    assert list(table["name"]) == ["weak softmax", "good softmax"]  # newest first
+    # Same units as Compare: test accuracy in percent, not a fraction.
+    from lib import runs
+
+    found, _ = runs.list_runs(include_bundled=False)
+    expected = {run.display_name: run.meta["test_accuracy"] * 100 for run in found}
+    assert dict(zip(table["name"], table["test accuracy"])) == expected
 
 
 def test_one_click_training_from_home_trains_a_run(app_runs):

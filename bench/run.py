@@ -26,15 +26,16 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from lib import architectures, datasets, drawing, inference, paths, synthdigits, training  # noqa: E402
+from lib import architectures, datasets, drawing, inference, paths, runs, synthdigits, training  # noqa: E402
 from lib.training import TrainConfig  # noqa: E402
 
 BENCH_ARCH = "cnn-tf-tutorial"
 PLAIN_BATCH = 32  # the tutorial's model.fit default
 FULL = {"train_images": 60_000, "epochs": 2, "overhead_images": 20_000, "zoo_epochs": None, "zoo_limit": None,
-        "rss_epochs": 1}
+        "rss_epochs": 1, "live_images": 30_000, "repeats": 3}
 QUICK = {"train_images": 15_000, "epochs": 1, "overhead_images": 8_000, "zoo_epochs": 1, "zoo_limit": 10_000,
-         "rss_epochs": 1}
+         "rss_epochs": 1, "live_images": 12_000, "repeats": 2}
+PRECISION_IMAGES = 3_000  # emulated bfloat16 is slow: a short run tells the ratio
 
 
 def main() -> int:
@@ -46,7 +47,10 @@ def main() -> int:
     dataset = datasets.load_dataset("mnist")
     results = {"mode": "quick" if args.quick else "full", "machine": machine_facts()}
     results.update(bench_training(dataset, plan))
+    results.update(bench_compute_ceiling())
+    results.update(bench_precision(dataset))
     results.update(bench_ui_overhead(dataset, plan))
+    results.update(bench_live_panel(plan))
     results.update(bench_inference(dataset))
     results.update(bench_home())
     results.update(bench_peak_rss(plan))
@@ -134,6 +138,114 @@ def bench_ui_overhead(dataset, plan) -> dict:
         without.append(training.train(config, data).seconds)
     ratio = statistics.median(with_progress) / statistics.median(without)
     return {"ui_overhead_ratio": round(ratio, 4), "ui_overhead_seconds": {"with": with_progress, "without": without}}
+
+
+def bench_compute_ceiling() -> dict:
+    """The most this CPU gives this model in float32: compiled train steps on one resident batch.
+
+    No input pipeline, no metrics, no callbacks: only the layers' forward and
+    backward kernels and the optimizer. Engine / ceiling tells how much of what
+    is reachable the engine gets; ceiling / plain fit bounds any engine's speed-up.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    layers = architectures.get_architecture(BENCH_ARCH).layer_list()
+    model = architectures.build_model(layers, (28, 28, 1), 10)
+    optimizer = keras.optimizers.Adam()
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    x = tf.constant(np.random.default_rng(0).random((PLAIN_BATCH, 28, 28, 1), dtype=np.float32))
+    y = tf.constant(np.arange(PLAIN_BATCH) % 10)
+
+    @tf.function
+    def steps(count):
+        for _ in tf.range(count):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, model(x, training=True))
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    steps(tf.constant(5))  # trace and warm up
+    rates = []
+    for _ in range(3):
+        count = 250
+        started = time.perf_counter()
+        steps(tf.constant(count)).numpy()
+        rates.append(count * PLAIN_BATCH / (time.perf_counter() - started))
+    return {"train_samples_per_s_compute_ceiling": round(max(rates), 1)}
+
+
+def bench_precision(dataset) -> dict:
+    """Forced mixed bfloat16 vs float32 on a short run: why `auto` checks the CPU first."""
+    data = datasets.prepare(dataset, validation_split=0.0, limit=_limit(PRECISION_IMAGES, dataset), seed=3)
+    rates = {}
+    for precision in ("float32", "mixed", "float32", "mixed"):  # alternated: both share the machine's noise
+        config = TrainConfig(arch=BENCH_ARCH, epochs=1, validation_split=0.0, precision=precision)
+        result = training.train(config, data)
+        rates.setdefault(result.precision, []).append(result.samples_per_s)
+    mixed_policy = next(policy for policy in rates if policy != "float32")
+    mixed, plain = max(rates[mixed_policy]), max(rates["float32"])
+    return {
+        "precision_auto_here": training.resolve_precision("auto"),
+        "train_samples_per_s_forced_mixed": round(mixed, 1),
+        "train_samples_per_s_float32": round(plain, 1),
+        "forced_mixed_policy": mixed_policy,
+        "forced_mixed_speedup_vs_float32": round(mixed / plain, 3),
+    }
+
+
+def bench_live_panel(plan) -> dict:
+    """Training speed while a browser session watches the live charts, vs nobody watching.
+
+    A poller thread does the Train page fragment's server work once per poll
+    interval: snapshot the job, build or refresh both charts, serialize them as
+    st.plotly_chart does. "rebuild" redraws both figures from scratch every
+    poll (the app before the in-place refresh); "refresh" is the app now.
+    """
+    import plotly.io
+    import plotly.tools
+
+    from lib import jobs, ui, ui_train
+
+    def one_poll(manager, job_id, cache):
+        job = manager.snapshot(job_id)
+        ui.describe_state(job)
+        for metric in ("accuracy", "loss"):
+            figure = ui_train.live_figure(job, metric, cache)
+            spec = plotly.tools.return_figure_from_figure_or_data(figure, validate_figure=True)
+            plotly.io.to_json(spec, validate=False)
+
+    def run(manager, mode, poll_seconds):
+        config = TrainConfig(arch=BENCH_ARCH, epochs=1, validation_split=0.1, limit=plan["live_images"], seed=4)
+        job_id = manager.submit(config, session_id=mode)
+        cache = {}
+        while (job := manager.snapshot(job_id)).active:
+            if mode != "nobody" and job.state == jobs.RUNNING:
+                started = time.perf_counter()
+                one_poll(manager, job_id, {} if mode == "rebuild" else cache)
+                poll_seconds[mode].append(time.perf_counter() - started)
+            time.sleep(ui.JOB_POLL_SECONDS)
+        return runs.get_run(job.run_id, manager.runs_dir).meta["samples_per_s"]
+
+    rates = {"nobody": [], "refresh": [], "rebuild": []}
+    poll_seconds = {"nobody": [], "refresh": [], "rebuild": []}
+    with tempfile.TemporaryDirectory() as runs_dir:
+        manager = jobs.JobManager(runs_dir=runs_dir)
+        run(manager, "nobody", poll_seconds)  # warm up: dataset load, graph tracing
+        for _ in range(plan["repeats"]):
+            for mode in rates:
+                rates[mode].append(run(manager, mode, poll_seconds))
+    nobody = statistics.median(rates["nobody"])
+    return {
+        "live_panel_overhead_ratio": round(nobody / statistics.median(rates["refresh"]), 4),
+        "live_panel_overhead_ratio_rebuild": round(nobody / statistics.median(rates["rebuild"]), 4),
+        "live_poll_ms_refresh": round(statistics.median(poll_seconds["refresh"]) * 1e3, 1),
+        "live_poll_ms_rebuild": round(statistics.median(poll_seconds["rebuild"]) * 1e3, 1),
+        "live_panel_rates": rates,
+    }
 
 
 def bench_inference(dataset) -> dict:
@@ -254,7 +366,19 @@ def markdown(r: dict) -> str:
         f"| test accuracy engine / plain ({r['train_epochs']} epoch(s), {r['train_images']:,} images) | "
         f"{r['test_accuracy_engine']:.2%} / {r['test_accuracy_plain_fit']:.2%} | equal ± 0.3 pt |",
         f"| training GFLOP/s (engine) | {r['train_gflops_per_s']} | |",
+        f"| compute ceiling: compiled train steps on one resident batch ({PLAIN_BATCH}, float32) | "
+        f"{r['train_samples_per_s_compute_ceiling']:,.0f} images/s | |",
+        f"| engine / ceiling · ceiling / plain fit | {r['train_samples_per_s_engine'] / r['train_samples_per_s_compute_ceiling']:.2f}"
+        f" · {r['train_samples_per_s_compute_ceiling'] / r['train_samples_per_s_plain_fit']:.2f}x | |",
+        f"| precision `auto` here | {r['precision_auto_here']} | |",
+        f"| forced {r['forced_mixed_policy']} / float32 ({PRECISION_IMAGES:,} images) | "
+        f"{r['train_samples_per_s_forced_mixed']:,.0f} / {r['train_samples_per_s_float32']:,.0f} images/s = "
+        f"{r['forced_mixed_speedup_vs_float32']:.2f}x | |",
         f"| **UI progress overhead** (with / without) | **{r['ui_overhead_ratio']:.3f}** | ≤ 1.03 |",
+        f"| **live charts watched, refreshed in place** (nobody watching / watched) | "
+        f"**{r['live_panel_overhead_ratio']:.3f}** ({r['live_poll_ms_refresh']:.0f} ms per poll) | ≤ 1.03 |",
+        f"| live charts watched, rebuilt every poll (before) | {r['live_panel_overhead_ratio_rebuild']:.3f} "
+        f"({r['live_poll_ms_rebuild']:.0f} ms per poll) | |",
         f"| **drawing: preprocess + predict, median** | **{r['inference_ms_median']:.2f} ms** | ≤ 5 ms |",
         f"| `model.predict` on one image, median | {r['predict_ms_median']:.1f} ms | |",
         f"| **inference speed-up vs `model.predict`** | **{r['inference_speedup_vs_predict']:.0f}x** | ≥ 10x |",

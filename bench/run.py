@@ -47,7 +47,6 @@ def main() -> int:
     dataset = datasets.load_dataset("mnist")
     results = {"mode": "quick" if args.quick else "full", "machine": machine_facts()}
     results.update(bench_training(dataset, plan))
-    results.update(bench_compute_ceiling())
     results.update(bench_precision(dataset))
     results.update(bench_ui_overhead(dataset, plan))
     results.update(bench_live_panel(plan))
@@ -78,7 +77,11 @@ def bench_training(dataset, plan) -> dict:
     """The engine (precision auto, progress on) vs the tutorial's plain float32 model.fit."""
     data = datasets.prepare(dataset, validation_split=0.1, limit=_limit(plan["train_images"], dataset), seed=0)
     layers = architectures.get_architecture(BENCH_ARCH).layer_list()
+    # The ceiling is taken just before and just after plain fit, so it shares plain fit's noise;
+    # the higher of the two is the conservative bound for what any engine could gain here.
+    ceilings = [compute_ceiling()]
     plain_rate, plain_accuracy = plain_fit(data, layers, plan["epochs"])
+    ceilings.append(compute_ceiling())
     # The tutorial's optimizer settings (constant rate), so only the engine's machinery differs.
     engine_config = TrainConfig(arch=BENCH_ARCH, epochs=plan["epochs"], validation_split=0.1, lr_schedule="constant")
     result = training.train(engine_config, data, on_progress=_AppProgress())
@@ -93,6 +96,9 @@ def bench_training(dataset, plan) -> dict:
         "train_speedup_vs_plain_fit": round(result.samples_per_s / plain_rate, 3),
         "test_accuracy_engine": round(result.test_accuracy, 4),
         "test_accuracy_plain_fit": round(plain_accuracy, 4),
+        "train_samples_per_s_compute_ceiling": round(max(ceilings), 1),
+        "compute_ceiling_runs": [round(rate, 1) for rate in ceilings],
+        "ceiling_speedup_vs_plain_fit": round(max(ceilings) / plain_rate, 3),
         "train_flops_per_sample": 6 * macs,  # forward 2*MACs, backward about twice that
         "train_gflops_per_s": round(6 * macs * result.samples_per_s / 1e9, 2),
     }
@@ -140,7 +146,7 @@ def bench_ui_overhead(dataset, plan) -> dict:
     return {"ui_overhead_ratio": round(ratio, 4), "ui_overhead_seconds": {"with": with_progress, "without": without}}
 
 
-def bench_compute_ceiling() -> dict:
+def compute_ceiling() -> float:
     """The most this CPU gives this model in float32: compiled train steps on one resident batch.
 
     No input pipeline, no metrics, no callbacks: only the layers' forward and
@@ -175,7 +181,7 @@ def bench_compute_ceiling() -> dict:
         started = time.perf_counter()
         steps(tf.constant(count)).numpy()
         rates.append(count * PLAIN_BATCH / (time.perf_counter() - started))
-    return {"train_samples_per_s_compute_ceiling": round(max(rates), 1)}
+    return max(rates)
 
 
 def bench_precision(dataset) -> dict:
@@ -369,7 +375,7 @@ def markdown(r: dict) -> str:
         f"| compute ceiling: compiled train steps on one resident batch ({PLAIN_BATCH}, float32) | "
         f"{r['train_samples_per_s_compute_ceiling']:,.0f} images/s | |",
         f"| engine / ceiling · ceiling / plain fit | {r['train_samples_per_s_engine'] / r['train_samples_per_s_compute_ceiling']:.2f}"
-        f" · {r['train_samples_per_s_compute_ceiling'] / r['train_samples_per_s_plain_fit']:.2f}x | |",
+        f" · **{r['ceiling_speedup_vs_plain_fit']:.2f}x** | ceiling / plain < 2.0 means no float32 engine reaches 2.0x |",
         f"| precision `auto` here | {r['precision_auto_here']} | |",
         f"| forced {r['forced_mixed_policy']} / float32 ({PRECISION_IMAGES:,} images) | "
         f"{r['train_samples_per_s_forced_mixed']:,.0f} / {r['train_samples_per_s_float32']:,.0f} images/s = "

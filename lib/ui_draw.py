@@ -8,18 +8,19 @@ import streamlit as st
 from lib import charts, drawing, inference, runs, ui
 
 CANVAS_PX = 280  # 10x MNIST's 28: fine strokes, and the size the preprocessing is tuned on
-CANVAS_KEY = "draw_canvas_version"
+# One key for good: a new key mounts a new component, whose stylesheet loads anew; until it
+# applies, the drawing canvas sits 288 px lower than where it then jumps to.
+CANVAS_KEY = "draw_canvas"
+CLEARS_KEY = "draw_canvas_clears"
 MAX_MODELS = 4
 
 
 def canvas(stroke_width: int) -> np.ndarray | None:
-    """The drawing canvas; returns its RGBA pixels (None before the first stroke).
-
-    Clearing works by changing the widget key: the component has no clear call.
-    """
+    """The drawing canvas; returns its RGBA pixels, or None while it holds no stroke (before
+    the first one, after Clear, undo or its own reset)."""
     from streamlit_drawable_canvas import st_canvas
 
-    version = st.session_state.setdefault(CANVAS_KEY, 0)
+    clears = st.session_state.setdefault(CLEARS_KEY, 0)
     result = st_canvas(
         stroke_width=stroke_width,
         stroke_color="#FFFFFF",
@@ -28,14 +29,22 @@ def canvas(stroke_width: int) -> np.ndarray | None:
         height=CANVAS_PX,
         width=CANVAS_PX,
         drawing_mode="freedraw",
+        # The component empties itself, in place, whenever this changes.
+        initial_drawing={"objects": [], "clears": clears},
         return_image_data=True,
-        key=f"draw_canvas_{version}",
+        key=CANVAS_KEY,
     )
+    if not (result.json_data or {}).get("objects"):
+        return None
     return result.image_data
 
 
 def clear_canvas() -> None:
-    st.session_state[CANVAS_KEY] = st.session_state.get(CANVAS_KEY, 0) + 1
+    """Clear's callback: ask the canvas to empty itself and forget its strokes at once."""
+    st.session_state[CLEARS_KEY] = st.session_state.get(CLEARS_KEY, 0) + 1
+    if CANVAS_KEY in st.session_state:
+        # The browser reports its emptied canvas only after this run; until then, no stale answer.
+        st.session_state[CANVAS_KEY]["drawing"] = None
 
 
 def uploaded_image(upload) -> np.ndarray | None:

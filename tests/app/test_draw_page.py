@@ -1,6 +1,9 @@
-"""Draw page: a drawing (patched canvas) or an upload gets each chosen model's answer."""
+"""Draw page: a drawing (a patched canvas, or the canvas state the browser would report) or an
+upload gets each chosen model's answer; Clear takes it away."""
 
+import base64
 import io
+import json
 
 import numpy as np
 from PIL import Image
@@ -8,9 +11,34 @@ from PIL import Image
 from lib import drawing, inference, runs, synthdigits, ui_draw
 from tests.app.conftest import open_page
 
+EMPTY_CANVAS = np.zeros((ui_draw.CANVAS_PX, ui_draw.CANVAS_PX, 4), np.uint8)
+
 
 def a_drawn_seven() -> np.ndarray:
     return synthdigits.draw_digit(7, np.random.default_rng(11), canvas=280, style="stroke")
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def browser_reports(at, image: np.ndarray, strokes: int) -> None:
+    """Put into the canvas's state what the browser sends after a change: Fabric JSON, PNG data URL."""
+    url = "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
+    raw = {"objects": [{"type": "Path"}] * strokes, "background": "#000000"}
+    at.session_state[ui_draw.CANVAS_KEY]["drawing"] = {"raw": raw, "data": url}
+
+
+def canvas_sent(at) -> tuple[str, dict]:
+    """The canvas element's id and the initial drawing the page gives the component."""
+    (element,) = at.get("bidi_component")
+    return element.proto.id, json.loads(element.proto.json)["initialDrawing"]
+
+
+def predictions(at) -> list[str]:
+    return [metric.value for metric in at.metric if metric.label == "Prediction"]
 
 
 def expected_answer(run, image) -> str:
@@ -42,6 +70,33 @@ def test_several_models_answer_side_by_side(bundled_run, app_runs, monkeypatch):
     assert predictions == [expected_answer(bundled_run, image), expected_answer(other, image)]
 
 
+def test_clear_empties_the_canvas_and_takes_the_answer_away(bundled_run):
+    """As a visitor, I draw a digit, press Clear: the answer goes at once, the canvas empties in
+    place (same component, told to start again from an empty drawing), and my next digit is answered."""
+    at = open_page("pages/draw.py")
+    browser_reports(at, a_drawn_seven(), strokes=2)
+    at.run()
+    assert predictions(at) == [expected_answer(bundled_run, a_drawn_seven())]
+    canvas_id, drawn_on = canvas_sent(at)
+
+    at.button(key="draw_clear").click().run()
+    assert predictions(at) == [], "the old drawing's answer is still shown after Clear"
+    assert any("Draw a digit on the canvas" in info.value for info in at.info)
+    cleared_id, initial_drawing = canvas_sent(at)
+    assert cleared_id == canvas_id, "Clear mounted a new canvas (it lays out unstyled for a moment and jumps)"
+    assert initial_drawing["objects"] == [] and initial_drawing != drawn_on, \
+        "the component empties itself only when its initial drawing changes"
+
+    browser_reports(at, EMPTY_CANVAS, strokes=0)  # the browser's answer: its canvas is empty
+    at.run()
+    assert predictions(at) == [] and any("Draw a digit on the canvas" in info.value for info in at.info)
+    one = synthdigits.draw_digit(1, np.random.default_rng(3), canvas=ui_draw.CANVAS_PX, style="stroke")
+    browser_reports(at, one, strokes=1)
+    at.run()
+    assert predictions(at) == [expected_answer(bundled_run, one)]
+    assert not at.exception
+
+
 def test_empty_canvas_asks_for_a_drawing(bundled_run, monkeypatch):
     """As a visitor who has not drawn yet, I am invited to draw instead of seeing an error."""
     monkeypatch.setattr(ui_draw, "canvas", lambda stroke_width: np.zeros((280, 280, 4), np.uint8))
@@ -53,11 +108,9 @@ def test_empty_canvas_asks_for_a_drawing(bundled_run, monkeypatch):
 def test_uploaded_png_is_predicted_and_a_bad_file_is_refused(bundled_run):
     """As a user, I upload a photo of a digit; a file that is not an image gets a clear message."""
     image = a_drawn_seven()
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
     at = open_page("pages/draw.py")
     at.get("button_group")[0].set_value("Upload an image instead").run()
-    at.file_uploader(key="draw_upload").set_value(("seven.png", buffer.getvalue(), "image/png")).run()
+    at.file_uploader(key="draw_upload").set_value(("seven.png", png_bytes(image), "image/png")).run()
     prediction = next(metric for metric in at.metric if metric.label == "Prediction")
     assert prediction.value == expected_answer(bundled_run, image)
     at.file_uploader(key="draw_upload").set_value(("notes.png", b"hello, not a picture", "image/png")).run()

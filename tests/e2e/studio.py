@@ -27,6 +27,13 @@ SLOW_MS = 120_000  # first TensorFlow import, first model load, predicting a who
 MAX_SCREENSHOT_PX = 12_000
 CANVAS_PX = 280
 PEN_CURSOR = "crosshair"  # Fabric.js free drawing's cursor
+# Bright pixels on a canvas (the Draw page inks white on black).
+INK_PIXELS_JS = """canvas => {
+    const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    let ink = 0;
+    for (let i = 0; i < pixels.length; i += 4) ink += pixels[i] > 127;
+    return ink;
+}"""
 
 # Points per trace of every Plotly chart in keyed elements whose key starts with the prefix.
 # Plotly.py sends arrays as typed-array specs ({dtype, bdata}); Plotly.js keeps the decoded
@@ -178,10 +185,27 @@ class Studio:
         self.settle()
         assert field.input_value() == str(value), f"{label!r} shows {field.input_value()!r}, not {value!r}"
 
+    def drawing_canvas(self):
+        """The canvas Fabric.js renders the drawing on (under the one that takes the strokes)."""
+        return self.page.get_by_test_id("stMain").locator("canvas.dc-canvas.lower-canvas").last
+
+    def canvas_ink(self) -> int:
+        """How many pixels of the drawing show ink: 0 on an empty canvas."""
+        return self.drawing_canvas().evaluate(INK_PIXELS_JS)
+
     def canvas_box(self) -> dict:
-        """The drawing canvas's box on screen (the component stacks its canvases; the top one takes strokes)."""
-        canvas = self.page.get_by_test_id("stMain").locator("canvas.upper-canvas").last
+        """The drawing canvas's box on screen, once it stays put (the component stacks its
+        canvases; the top one takes strokes).
+
+        A newly mounted component is laid out without its stylesheet for a moment, its drawing
+        canvas 288 px lower; its toolbar floating (position: absolute) says the stylesheet applies.
+        """
+        main = self.page.get_by_test_id("stMain")
+        canvas = main.locator("canvas.upper-canvas").last
         canvas.wait_for(timeout=SLOW_MS)
+        toolbar = main.locator(".dc-toolbar").last
+        self.wait_until(lambda: toolbar.evaluate("toolbar => getComputedStyle(toolbar).position") == "absolute",
+                        timeout_s=SLOW_MS / 1000, what="the canvas's stylesheet", every_s=0.05)
         box = canvas.bounding_box()
         assert box and round(box["width"]) == CANVAS_PX, f"unexpected canvas box {box}"
         return box

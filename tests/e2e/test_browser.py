@@ -30,7 +30,6 @@ PAGE_CONTENT = {"Home": "Recent runs", "Data": "Class balance", "Train": "2 · S
 TRAIN_TIMEOUT_S = 300  # two small epochs plus scoring the 10,000 test images, on a busy 2-core machine
 NO_JOB_YET = "No training in this session yet."
 STROKE_PX = 20  # the Draw page's default stroke width
-CANVAS_SETTLE_MS = 1500  # a person's pause between Clear and the next stroke
 ONE = [line((140, 40), (140, 240))]
 ZERO = [ellipse((140, 140), (60, 95))]
 SEVEN = [line((70, 50), (210, 50)) + line((210, 50), (120, 245))[1:]]
@@ -202,16 +201,15 @@ def drawn_answer(studio, strokes, digit: str) -> str:
 
 
 def clear_canvas(studio) -> None:
-    """Clear, then wait for the fresh canvas (Clear swaps the component for a new one) and pause
-    as a person would before drawing again: a pointer on the new canvas within its first moments
-    can leave it dead for good (no pen cursor, strokes lost), a bug reported separately."""
-    old_canvas = studio.page.get_by_test_id("stMain").locator("canvas").last.element_handle()
+    """Clear, and wait for what a person sees: the invitation instead of the answers, and the
+    canvas, the same one, showing no ink. The next stroke may follow at once."""
+    canvas = studio.drawing_canvas().element_handle()
     studio.button("Clear").click()
     studio.page.get_by_text("Draw a digit on the canvas to see the predictions.").wait_for()
-    studio.page.wait_for_function("canvas => !canvas.isConnected", arg=old_canvas)
+    studio.wait_until(lambda: studio.canvas_ink() == 0, timeout_s=10, what="an empty canvas after Clear")
     studio.wait_idle()
-    studio.canvas_box()
-    studio.page.wait_for_timeout(CANVAS_SETTLE_MS)
+    assert canvas.evaluate("canvas => canvas.isConnected"), \
+        "Clear mounted a new canvas: it lays out unstyled for a moment, then jumps into place"
 
 
 def test_drawn_digits_are_recognised_by_the_bundled_model(studio, bundled_model):

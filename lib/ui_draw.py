@@ -98,7 +98,7 @@ def show_answers(image: np.ndarray, chosen: list[runs.RunInfo]) -> None:
                 continue
             probs = inference.predict_unit_images(model, processed, normalize=run.normalize)[0]
             best = inference.top_k(probs, run.class_names, k=3)
-            st.metric("Prediction", best[0][0], f"{best[0][1]:.1%} sure", delta_color="off")
+            st.metric("Prediction", best[0][0], f"{best[0][1]:.1%} sure", delta_color="off", delta_arrow="off")
             st.caption(" · ".join(f"{name}: {p:.1%}" for name, p in best))
             st.image(processed_preview(processed), caption="What the model sees (28 x 28)", width=140)
             st.plotly_chart(charts.probability_figure(probs, run.class_names), key=f"draw_probs_{run.run_id}")

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 from PIL import Image
+from streamlit.proto.Metric_pb2 import Metric
 
 from lib import drawing, inference, runs, synthdigits, ui_draw
 from tests.app.conftest import open_page
@@ -54,6 +55,8 @@ def test_drawing_shows_the_models_prediction_and_what_it_sees(bundled_run, monke
     at = open_page("pages/draw.py")
     prediction = next(metric for metric in at.metric if metric.label == "Prediction")
     assert prediction.value == expected_answer(bundled_run, image)
+    assert prediction.delta.endswith("% sure") and prediction.proto.direction == Metric.MetricDirection.NONE, \
+        "the confidence is not drawn with an arrow, as if it were a trend"
     shown = [element.proto for element in at.get("image")]
     assert any("What the model sees" in str(proto) for proto in shown), "the 28x28 input is shown"
     assert f"draw_probs_{runs.BUNDLED_ID}" in {chart.key for chart in at.get("plotly_chart")}

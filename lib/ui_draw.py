@@ -12,14 +12,16 @@ CANVAS_PX = 280  # 10x MNIST's 28: fine strokes, and the size the preprocessing 
 # applies, the drawing canvas sits 288 px lower than where it then jumps to.
 CANVAS_KEY = "draw_canvas"
 CLEARS_KEY = "draw_canvas_clears"
+TOOLBAR_ROOM_PX = 24  # with the gaps around it, room for the toolbar the canvas shows above itself on hover
 MAX_MODELS = 4
 
 
 def canvas(stroke_width: int) -> np.ndarray | None:
-    """The drawing canvas; returns its RGBA pixels, or None while it holds no stroke (before
-    the first one, after Clear, undo or its own reset)."""
+    """The drawing canvas, below room for its hover toolbar; returns its RGBA pixels, or None
+    while it holds no stroke (before the first one, after Clear, undo or its own reset)."""
     from streamlit_drawable_canvas import st_canvas
 
+    st.space(TOOLBAR_ROOM_PX)
     clears = st.session_state.setdefault(CLEARS_KEY, 0)
     result = st_canvas(
         stroke_width=stroke_width,

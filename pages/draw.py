@@ -31,9 +31,10 @@ with pad:
             st.image(image, caption="Your image", width=ui_draw.CANVAS_PX)
     else:
         st.caption("Draw one digit, large and centred or not: the app scales and centres it like MNIST.")
-        width = st.slider("Stroke width", 8, 40, 20, key="draw_stroke")
+        stroke, clear = st.columns([3, 1], vertical_alignment="bottom")
+        width = stroke.slider("Stroke width", 8, 40, 20, key="draw_stroke")
+        clear.button("Clear", on_click=ui_draw.clear_canvas, icon=":material/delete:", key="draw_clear")
         image = ui_draw.canvas(width)
-        st.button("Clear", on_click=ui_draw.clear_canvas, icon=":material/delete:", key="draw_clear")
 with answers:
     if not chosen:
         st.info("Pick at least one model above.", icon=":material/info:")

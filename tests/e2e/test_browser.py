@@ -212,6 +212,12 @@ def clear_canvas(studio) -> None:
         "Clear mounted a new canvas: it lays out unstyled for a moment, then jumps into place"
 
 
+def overlaps(a: dict, b: dict) -> bool:
+    """Whether two bounding boxes share any area."""
+    return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+            and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+
+
 def test_drawn_digits_are_recognised_by_the_bundled_model(studio, bundled_model):
     """As a visitor, I draw a 1, clear, a 0, clear, a 7 with the mouse, and the default model
     names each one."""
@@ -225,6 +231,31 @@ def test_drawn_digits_are_recognised_by_the_bundled_model(studio, bundled_model)
         studio.screenshot(f"draw-{digit}")
     print(f"\ndrawn -> predicted: {answers}")
     assert answers == {"1": "1", "0": "0", "7": "7"}
+
+
+def test_drawing_canvas_toolbar_covers_neither_stroke_width_nor_clear(studio, bundled_model):
+    """As a visitor, I hover the canvas: its toolbar (send, undo, redo, edit, reset) shows above
+    it without covering the Stroke width slider or the Clear button; nor does it, hidden, when
+    the pointer is elsewhere (hidden, it still takes clicks)."""
+    open_draw_page(studio)
+    studio.wait_for_pen()  # the pointer rests on the canvas
+    toolbar = studio.page.get_by_test_id("stMain").locator(".dc-toolbar")
+
+    def toolbar_box(opacity: str) -> dict | None:
+        shown = toolbar.evaluate("toolbar => getComputedStyle(toolbar).opacity") == opacity
+        return shown and toolbar.bounding_box()
+
+    controls = {"Stroke width": studio.widget("stSlider", "Stroke width").bounding_box(),
+                "Clear": studio.button("Clear").bounding_box()}
+    shown = studio.wait_until(lambda: toolbar_box("1"), timeout_s=5, what="the canvas toolbar on hover")
+    studio.screenshot("draw-toolbar-on-hover")
+    studio.page.mouse.move(5, 5)
+    hidden = studio.wait_until(lambda: toolbar_box("0"), timeout_s=5, what="the canvas toolbar to hide")
+    print(f"\ntoolbar shown {shown}, hidden {hidden}, controls {controls}")
+    for name, control in controls.items():
+        assert not overlaps(shown, control), f"the shown toolbar {shown} covers {name} {control}"
+        assert not overlaps(hidden, control), f"the hidden toolbar {hidden} covers {name} {control}"
+    assert studio.exception_count() == 0
 
 
 def test_an_uploaded_digit_gets_the_same_answer_as_the_drawing(studio, bundled_model, tmp_path):

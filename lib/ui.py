@@ -18,7 +18,8 @@ SESSION_ID = "session_id"
 DATASET = "dataset"
 SELECTED_RUN = "selected_run"
 LAST_JOB = "last_job"
-DEFAULTS = {DATASET: "mnist", SELECTED_RUN: None, LAST_JOB: None}
+DRAW_CLEARS = "draw_canvas_clears"  # bumped by the Draw page's Clear
+DEFAULTS = {DATASET: "mnist", SELECTED_RUN: None, LAST_JOB: None, DRAW_CLEARS: 0}
 JOB_POLL_SECONDS = 1.0  # charts redraw at least once a second while training
 SIDEBAR_POLL_SECONDS = 2.0
 

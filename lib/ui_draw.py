@@ -11,7 +11,6 @@ CANVAS_PX = 280  # 10x MNIST's 28: fine strokes, and the size the preprocessing 
 # One key for good: a new key mounts a new component, whose stylesheet loads anew; until it
 # applies, the drawing canvas sits 288 px lower than where it then jumps to.
 CANVAS_KEY = "draw_canvas"
-CLEARS_KEY = "draw_canvas_clears"
 TOOLBAR_ROOM_PX = 24  # with the gaps around it, room for the toolbar the canvas shows above itself on hover
 MAX_MODELS = 4
 
@@ -22,7 +21,7 @@ def canvas(stroke_width: int) -> np.ndarray | None:
     from streamlit_drawable_canvas import st_canvas
 
     st.space(TOOLBAR_ROOM_PX)
-    clears = st.session_state.setdefault(CLEARS_KEY, 0)
+    clears = st.session_state.get(ui.DRAW_CLEARS, 0)
     result = st_canvas(
         stroke_width=stroke_width,
         stroke_color="#FFFFFF",
@@ -43,7 +42,7 @@ def canvas(stroke_width: int) -> np.ndarray | None:
 
 def clear_canvas() -> None:
     """Clear's callback: ask the canvas to empty itself and forget its strokes at once."""
-    st.session_state[CLEARS_KEY] = st.session_state.get(CLEARS_KEY, 0) + 1
+    st.session_state[ui.DRAW_CLEARS] = st.session_state.get(ui.DRAW_CLEARS, 0) + 1
     if CANVAS_KEY in st.session_state:
         # The browser reports its emptied canvas only after this run; until then, no stale answer.
         st.session_state[CANVAS_KEY]["drawing"] = None

@@ -257,7 +257,7 @@ def job_panel(job_id: str) -> None:
             detail = f"{rate:,.0f} images/s · ETA {eta:,.0f} s" if rate and eta is not None else "warming up…"
             st.progress(min(ui.job_fraction(job), 1.0), text=detail)
         acc, loss = st.columns(2)
-        figures = st.session_state.setdefault(f"_live_figures_{job_id}", {})
+        figures = _live_cache(job)
         acc.plotly_chart(live_figure(job, "accuracy", figures), key=f"live_acc_{job_id}")
         loss.plotly_chart(live_figure(job, "loss", figures), key=f"live_loss_{job_id}")
         if job.state == jobs.FAILED:
@@ -270,6 +270,22 @@ def job_panel(job_id: str) -> None:
     panel()
 
 
+# job id -> {metric: (shape, figure)}: the live charts of running jobs, kept here rather than in
+# session state (plain data only); dropped when the job ends, and only the newest few are kept.
+LIVE_FIGURES: dict[str, dict] = {}
+MAX_LIVE_FIGURES = 16
+
+
+def _live_cache(job: jobs.Job) -> dict:
+    if not job.active:
+        return LIVE_FIGURES.pop(job.job_id, {})
+    if job.job_id not in LIVE_FIGURES:
+        while len(LIVE_FIGURES) >= MAX_LIVE_FIGURES:
+            LIVE_FIGURES.pop(next(iter(LIVE_FIGURES)), None)
+        LIVE_FIGURES[job.job_id] = {}
+    return LIVE_FIGURES[job.job_id]
+
+
 def live_figure(job: jobs.Job, metric: str, cache: dict):
     """The live chart of `metric`, rebuilt only when its shape changes (an epoch ends, the job ends).
 
@@ -278,7 +294,7 @@ def live_figure(job: jobs.Job, metric: str, cache: dict):
     costs about ten times as much. While the job runs the x axis spans the
     planned epochs; afterwards it fits what was trained (a stopped run is not a sliver).
     """
-    shape = (len(job.epochs), job.active)
+    shape = (job.job_id, job.created, len(job.epochs), job.active)
     cached = cache.get(metric)
     if cached is not None and cached[0] == shape and charts.refresh_batch_points(cached[1], job.batches, metric=metric):
         return cached[1]

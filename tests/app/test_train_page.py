@@ -105,7 +105,7 @@ def test_stop_keeps_a_usable_model(app_runs):
 
 def _job(state: str, batches: int, epochs: int, planned: int = 10) -> jobs.Job:
     return jobs.Job(
-        job_id="j", session_id="s", config=TrainConfig(epochs=planned), state=state,
+        job_id="j", session_id="s", config=TrainConfig(epochs=planned), state=state, created=1.0,
         batches=[{"epoch_float": (i + 1) / 4, "accuracy": 0.5, "loss": 1.0 / (i + 1)} for i in range(batches)],
         epochs=[{"epoch": e + 1, "accuracy": 0.6, "loss": 0.5} for e in range(epochs)],
     )
@@ -131,3 +131,15 @@ def test_live_chart_of_a_stopped_run_fits_what_was_trained_not_the_planned_epoch
     stopped = ui_train.live_figure(_job(jobs.STOPPED, 6, 1, planned=50), "accuracy", cache)
     assert tuple(stopped.layout.xaxis.range) == (0, 2)
     assert charts.BATCH_TRACE in [trace.name for trace in stopped.data]
+
+
+def test_live_figures_are_kept_while_a_job_runs_and_dropped_when_it_ends():
+    running = ui_train._live_cache(_job(jobs.RUNNING, 2, 0))
+    running["loss"] = "figure"
+    assert ui_train._live_cache(_job(jobs.RUNNING, 3, 0)) is running
+    ui_train._live_cache(_job(jobs.STOPPED, 3, 0))
+    assert "j" not in ui_train.LIVE_FIGURES
+    for n in range(ui_train.MAX_LIVE_FIGURES + 5):  # tabs closed mid-run never come back to drop theirs
+        ui_train._live_cache(jobs.Job(job_id=f"other-{n}", session_id="s", config=TrainConfig(), state=jobs.RUNNING))
+    assert len(ui_train.LIVE_FIGURES) == ui_train.MAX_LIVE_FIGURES
+    ui_train.LIVE_FIGURES.clear()

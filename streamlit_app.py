@@ -5,6 +5,7 @@ import streamlit as st
 from lib import ui, ui_train
 
 st.set_page_config(page_title="MNIST Studio", page_icon=":material/draw:", layout="wide")
+ui.keep_keras_state_between_reruns()
 ui.apply_session_defaults()
 ui_train.apply_defaults()
 

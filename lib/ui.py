@@ -40,6 +40,27 @@ def apply_session_defaults() -> None:
         st.session_state.setdefault(key, value)
 
 
+def keep_keras_state_between_reruns() -> None:
+    """Stop Streamlit from calling keras.backend.clear_session() after every script run.
+
+    Streamlit (1.67, script_runner._clean_problem_modules) clears the Keras session
+    after each run once keras is imported: TensorFlow's kernel cache and a full
+    gc.collect(), twice a second while the live charts poll, under a training in
+    another thread. Measured in a real browser this cut training from ~2,200 to
+    ~720 images/s. Our models live in st.cache_resource and the job manager, not in
+    Keras' global session, so nothing needs that clearing. Guarded: if a Streamlit
+    release moves the hook, nothing breaks (the slowdown would come back).
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    if hasattr(script_runner, "_clean_problem_modules"):
+        script_runner._clean_problem_modules = _no_cleanup
+
+
+def _no_cleanup() -> None:
+    """We use no matplotlib, and Keras' session must survive reruns (see above)."""
+
+
 @st.cache_resource
 def job_manager() -> jobs.JobManager:
     """One process-wide job manager: jobs survive reruns, page changes and closed tabs."""

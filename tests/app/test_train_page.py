@@ -143,3 +143,15 @@ def test_live_figures_are_kept_while_a_job_runs_and_dropped_when_it_ends():
         ui_train._live_cache(jobs.Job(job_id=f"other-{n}", session_id="s", config=TrainConfig(), state=jobs.RUNNING))
     assert len(ui_train.LIVE_FIGURES) == ui_train.MAX_LIVE_FIGURES
     ui_train.LIVE_FIGURES.clear()
+
+
+def test_reruns_keep_the_keras_session_so_polling_does_not_slow_training(app_runs):
+    """Streamlit clears Keras' session (kernel cache, full GC) after every run unless the router
+    stops it; with the live charts polling, that cut training in a real browser to a third."""
+    import keras
+
+    at = open_page("pages/home.py")
+    before = keras.backend.get_uid("rerun_probe")
+    at.run()
+    at.run()
+    assert keras.backend.get_uid("rerun_probe") == before + 1  # a cleared session restarts at 1

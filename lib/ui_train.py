@@ -5,6 +5,8 @@ Streamlit-only glue: every decision (validation, shapes, training) is in lib.
 
 from __future__ import annotations
 
+import threading
+
 import streamlit as st
 
 from lib import architectures, charts, jobs, runs, ui
@@ -274,16 +276,18 @@ def job_panel(job_id: str) -> None:
 # session state (plain data only); dropped when the job ends, and only the newest few are kept.
 LIVE_FIGURES: dict[str, dict] = {}
 MAX_LIVE_FIGURES = 16
+_LIVE_FIGURES_LOCK = threading.Lock()  # every session's script thread shares the cache
 
 
 def _live_cache(job: jobs.Job) -> dict:
-    if not job.active:
-        return LIVE_FIGURES.pop(job.job_id, {})
-    if job.job_id not in LIVE_FIGURES:
-        while len(LIVE_FIGURES) >= MAX_LIVE_FIGURES:
-            LIVE_FIGURES.pop(next(iter(LIVE_FIGURES)), None)
-        LIVE_FIGURES[job.job_id] = {}
-    return LIVE_FIGURES[job.job_id]
+    with _LIVE_FIGURES_LOCK:
+        if not job.active:
+            return LIVE_FIGURES.pop(job.job_id, {})
+        if job.job_id not in LIVE_FIGURES:
+            while len(LIVE_FIGURES) >= MAX_LIVE_FIGURES:
+                LIVE_FIGURES.pop(next(iter(LIVE_FIGURES)))
+            LIVE_FIGURES[job.job_id] = {}
+        return LIVE_FIGURES[job.job_id]
 
 
 def live_figure(job: jobs.Job, metric: str, cache: dict):

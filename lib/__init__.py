@@ -1,7 +1,8 @@
 """MNIST Studio engine: datasets, model zoo, training, run registry, drawing, CLI.
 
-Everything here works without Streamlit (only `lib/ui.py` imports it) and
-imports TensorFlow lazily, so pages that do not train stay fast to load.
+Everything here works without Streamlit (only the UI modules `lib/ui*.py` import
+it) and imports TensorFlow lazily (inside functions; `lib/callbacks.py` is imported
+only when a training starts), so pages that do not train stay fast to load.
 """
 
 import os

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from lib import architectures, datasets, runs
+from lib import architectures, datasets, runs, training
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
 BAR_WIDTH = 30
@@ -59,23 +59,7 @@ def _build_parser() -> argparse.ArgumentParser:
     zoo.set_defaults(handler=cmd_zoo)
 
     train = commands.add_parser("train", help="train a model and save it as a run")
-    train.add_argument("--dataset", default="mnist")
-    train.add_argument("--arch", default="cnn-tf-tutorial", help="a zoo name (see `zoo`)")
-    train.add_argument("--epochs", type=int, default=5)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--optimizer", choices=("adam", "sgd", "rmsprop"), default="adam")
-    train.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-3, RMSprop 1e-4)")
-    train.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine")
-    train.add_argument("--validation-split", type=float, default=0.1)
-    train.add_argument("--limit", type=int, default=None, help="train on a stratified sample of N images")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--no-normalize", action="store_true", help="feed raw 0..255 pixels")
-    train.add_argument("--one-hot", action="store_true", help="one-hot labels with categorical crossentropy")
-    train.add_argument("--augment", action="store_true", help="shifts, rotation, zoom, stroke width")
-    train.add_argument("--target-accuracy", type=float, default=None, help="stop once val_accuracy reaches this (0-1)")
-    train.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0 = off)")
-    train.add_argument("--precision", choices=("auto", "float32", "mixed"), default="auto")
-    train.add_argument("--name", default="", help="display name of the run")
+    _add_train_options(train)
     _add_dirs(train)
     train.add_argument("--json", action="store_true", help="last stdout line is a JSON summary")
     train.set_defaults(handler=cmd_train)
@@ -98,6 +82,30 @@ def _build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="one JSON line per image")
     predict.set_defaults(handler=cmd_predict)
     return parser
+
+
+def _add_train_options(train) -> None:
+    """The training settings, with TrainConfig's defaults and the training module's choices."""
+    default = training.config_defaults()
+    train.add_argument("--dataset", default=default["dataset"])
+    train.add_argument("--arch", default=default["arch"], help="a zoo name (see `zoo`)")
+    train.add_argument("--epochs", type=int, default=default["epochs"])
+    train.add_argument("--batch-size", type=int, default=default["batch_size"])
+    train.add_argument("--optimizer", choices=training.OPTIMIZERS, default=default["optimizer"])
+    rates = ", ".join(f"{name} {rate:g}" for name, rate in training.DEFAULT_LEARNING_RATES.items())
+    train.add_argument("--lr", type=float, default=None, help=f"learning rate (default by optimizer: {rates})")
+    train.add_argument("--lr-schedule", choices=training.LR_SCHEDULES, default=default["lr_schedule"])
+    train.add_argument("--validation-split", type=float, default=default["validation_split"])
+    train.add_argument("--limit", type=int, default=default["limit"], help="train on a stratified sample of N images")
+    train.add_argument("--seed", type=int, default=default["seed"])
+    train.add_argument("--no-normalize", action="store_true", help="feed raw 0..255 pixels")
+    train.add_argument("--one-hot", action="store_true", help="one-hot labels with categorical crossentropy")
+    train.add_argument("--augment", action="store_true", help="shifts, rotation, zoom, stroke width")
+    train.add_argument("--target-accuracy", type=float, default=None, help="stop once val_accuracy reaches this (0-1)")
+    train.add_argument("--patience", type=int, default=default["early_stopping_patience"],
+                       help="early stopping patience in epochs (0 = off)")
+    train.add_argument("--precision", choices=training.PRECISIONS, default=default["precision"])
+    train.add_argument("--name", default=default["name"], help="display name of the run")
 
 
 def _add_dirs(parser, data: bool = True) -> None:
@@ -129,14 +137,12 @@ def cmd_zoo(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from lib import training
-
     if args.arch not in architectures.ZOO:
         raise CliError(f"Unknown architecture: {args.arch!r}. Known: {', '.join(architectures.ZOO)}.")
     known = datasets.available_datasets(args.data_dir)
     if args.dataset not in known:
         raise CliError(f"Unknown dataset: {args.dataset!r}. Known: {', '.join(known)}.")
-    learning_rate = args.lr if args.lr is not None else (1e-4 if args.optimizer == "rmsprop" else 1e-3)
+    learning_rate = args.lr if args.lr is not None else training.default_learning_rate(args.optimizer)
     config = training.TrainConfig(
         dataset=args.dataset,
         arch=args.arch,
@@ -221,44 +227,51 @@ def cmd_evaluate(args) -> int:
 def cmd_predict(args) -> int:
     from lib import drawing, inference
 
-    model, run_meta = _resolve_model(args.model, args.runs_dir)
-    class_names = run_meta.get("dataset", {}).get("class_names") or [str(i) for i in range(10)]
-    normalize = bool(run_meta.get("config", {}).get("normalize", True))
-    mode = "digit" if run_meta.get("dataset", {}).get("kind", "digit") == "digit" else "object"
+    model, run = _resolve_model(args.model, args.runs_dir)
     failures = 0
     for name in args.images:
         try:
             image = drawing.load_image_file(Path(name))
-            processed = drawing.preprocess_image(image, mode=mode)
-            if processed is None:
+            _, probs = inference.predict_image(model, run, image)
+            if probs is None:
                 raise drawing.InvalidImage("the image is blank: no ink found")
-            probs = inference.predict_unit_images(model, processed, normalize=normalize)[0]
         except (drawing.InvalidImage, OSError) as error:
             failures += 1
             line = {"file": name, "error": str(error)}
             print(json.dumps(line) if args.json else f"{name}: error: {error}")
             continue
         label = int(probs.argmax())
+        class_name = run.class_names[label]
         if args.json:
-            print(json.dumps({"file": name, "label": label, "class_name": class_names[label],
+            print(json.dumps({"file": name, "label": label, "class_name": class_name,
                               "confidence": float(probs[label]), "probabilities": [float(p) for p in probs]}))
         else:
-            print(f"{name}: {class_names[label]} ({probs[label]:.1%})")
+            print(f"{name}: {class_name} ({probs[label]:.1%})")
     return EXIT_FAILED if failures == len(args.images) else 0
 
 
-def _resolve_model(ref: str, runs_dir):
-    """A run id, 'default', a run folder or a .keras file -> (model, meta)."""
+def _resolve_model(ref: str, runs_dir) -> tuple[object, runs.RunInfo]:
+    """A run id, 'default', a run folder or a .keras file -> (model, run).
+
+    A bare .keras file outside a run folder becomes a run without metadata: digit
+    preprocessing at the model's own input size, classes named 0..K-1.
+    """
     path = Path(ref)
     if path.suffix == ".keras" and path.is_file():
-        meta_path = path.parent / runs.META_FILE
-        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
-        return runs.load_model_file(path), meta
+        model = runs.load_model_file(path)
+        try:
+            run = runs.read_run(path.parent)
+        except runs.DamagedRun:
+            height, width, channels = model.input_shape[1:]
+            dataset = {"input_shape": [height, width, channels],
+                       "class_names": [str(i) for i in range(model.output_shape[-1])]}
+            run = runs.RunInfo(path.stem, path.parent, {"config": {}, "dataset": dataset})
+        return model, run
     if path.is_dir() and (path / runs.MODEL_FILE).is_file():
-        run = runs._read_run(path)
-        return runs.load_model(run), run.meta
-    run = runs.get_run(ref, runs_dir)
-    return runs.load_model(run), run.meta
+        run = runs.read_run(path)
+    else:
+        run = runs.get_run(ref, runs_dir)
+    return runs.load_model(run), run
 
 
 class _ProgressBar:

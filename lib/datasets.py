@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import zipfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +73,6 @@ class PreparedData:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    notes: tuple[str, ...] = field(default=())
 
     @property
     def num_classes(self) -> int:
@@ -231,13 +230,11 @@ def prepare(
         raise ValueError(f"validation_split must be in [0, 0.9), got {validation_split}.")
     rng = np.random.default_rng(seed)
     x, y = dataset.x_train, dataset.y_train
-    notes = []
     if limit is not None and limit < len(y):
         if limit < 2 * dataset.info.num_classes:
             raise ValueError(f"limit={limit} is too small: use at least {2 * dataset.info.num_classes} images.")
         keep = _stratified_take(y, limit, rng)
         x, y = x[keep], y[keep]
-        notes.append(f"Training on a stratified sample of {limit:,} images.")
     val_count = int(round(len(y) * validation_split))
     if validation_split > 0 and val_count == 0:
         val_count = 1
@@ -252,7 +249,6 @@ def prepare(
         y_val=y[val_idx],
         x_test=dataset.x_test,
         y_test=dataset.y_test,
-        notes=tuple(notes),
     )
 
 
@@ -268,6 +264,30 @@ def pixel_stats(x: np.ndarray) -> dict:
         "std": float(sample.std()),
         "mean_scaled": float(sample.mean() / 255.0),
         "std_scaled": float(sample.std() / 255.0),
+    }
+
+
+def overview(dataset: Dataset, samples_per_class: int = 8, pixel_sample: int = 500) -> dict:
+    """Small facts about a dataset for the Data page (not the arrays): samples per class, balance, pixels."""
+    rng = np.random.default_rng(0)
+    grid, titles = [], []
+    for label, class_name in enumerate(dataset.info.class_names):
+        idx = np.flatnonzero(dataset.y_train == label)
+        pick = rng.choice(idx, size=min(samples_per_class, len(idx)), replace=False) if len(idx) else idx
+        grid.append(dataset.x_train[np.sort(pick)])
+        titles += [class_name] * len(pick)
+    pixels = dataset.x_train[:pixel_sample]
+    return {
+        "info": dataset.info,
+        "train_counts": class_counts(dataset.y_train, dataset.info.num_classes),
+        "test_counts": class_counts(dataset.y_test, dataset.info.num_classes),
+        "train_stats": pixel_stats(dataset.x_train),
+        "test_stats": pixel_stats(dataset.x_test),
+        "grid_images": np.concatenate(grid),
+        "grid_titles": titles,
+        "grid_columns": samples_per_class,
+        "pixel_sample": pixels,
+        "pixel_sample_scaled": pixels.astype(np.float32) / 255.0,
     }
 
 

@@ -62,6 +62,28 @@ def predict_unit_images(model, images01: np.ndarray, *, normalize: bool) -> np.n
     return np.asarray(compiled_forward(model)(x), dtype=np.float32)
 
 
+def prepare_image(run, image: np.ndarray) -> np.ndarray | None:
+    """A drawing or picture as `run`'s model sees it: (size, size) values in [0, 1], or None without ink.
+
+    Digit datasets get MNIST's preprocessing (ink box fitted to 20x20, centred by
+    mass); other datasets keep the object whole. The one image path of Draw, the
+    CLI and Inside.
+    """
+    from lib import drawing
+
+    mode = "digit" if run.dataset.get("kind", "digit") == "digit" else "object"
+    size = (run.dataset.get("input_shape") or [28])[0]
+    return drawing.preprocess_image(image, mode=mode, size=size)
+
+
+def predict_image(model, run, image: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(model input, class probabilities) for one image and a run's model; (None, None) without ink."""
+    processed = prepare_image(run, image)
+    if processed is None:
+        return None, None
+    return processed, predict_unit_images(model, processed, normalize=run.normalize)[0]
+
+
 def score(probs: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
     """Loss, accuracy, per-class accuracy and confusion matrix from probabilities."""
     labels = np.asarray(labels, dtype=np.int64)

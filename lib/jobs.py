@@ -37,7 +37,6 @@ class Job:
     summary: dict = field(default_factory=dict)  # status, reason, test scores
     error: str = ""
     position: int = 0  # place in the queue, 1 = next; 0 when not queued
-    version: int = 0  # bumped on every change so a poller can skip redraws
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -89,7 +88,6 @@ class JobManager:
             if job.state == QUEUED:
                 job.state, job.ended = CANCELLED, time.time()
                 self._renumber_queue()
-            job.version += 1
 
     def snapshot(self, job_id: str) -> Job | None:
         """A consistent copy of a job that the caller may read freely."""
@@ -129,7 +127,6 @@ class JobManager:
                     continue
                 job.state, job.started = RUNNING, time.time()
                 self._renumber_queue()
-                job.version += 1
             self._run(job)
 
     def _run(self, job: Job) -> None:
@@ -140,7 +137,6 @@ class JobManager:
                 elif event.get("kind") == "epoch":
                     job.epochs.append(event)
                 job.last = event
-                job.version += 1
 
         try:
             run, result = self._trainer(job.config, on_progress, job.stop_event.is_set, self.data_dir, self.runs_dir)
@@ -149,7 +145,6 @@ class JobManager:
             with self._lock:
                 job.state, job.ended = FAILED, time.time()
                 job.error = _user_message(error)
-                job.version += 1
             return
         with self._lock:
             job.run_id = run.run_id
@@ -166,7 +161,6 @@ class JobManager:
             if job.state == FAILED:
                 job.error = result.stop_reason
             job.ended = time.time()
-            job.version += 1
 
     def _renumber_queue(self) -> None:
         waiting = sorted((job for job in self._jobs.values() if job.state == QUEUED), key=lambda job: job.created)
@@ -175,6 +169,39 @@ class JobManager:
         for job in self._jobs.values():
             if job.state != QUEUED:
                 job.position = 0
+
+
+def job_fraction(job: Job) -> float:
+    """Share of the planned training done, 0..1 (the last batch of an epoch can overshoot)."""
+    last = job.last or {}
+    epochs = last.get("epochs") or job.config.epochs
+    if last.get("kind") == "batch":
+        done = (last["epoch"] - 1 + last["step"] / last["steps"]) / epochs
+    elif last.get("kind") == "epoch":
+        done = last["epoch"] / epochs
+    else:
+        done = 1.0 if last.get("kind") == "end" else 0.0
+    return min(max(done, 0.0), 1.0)
+
+
+def describe_state(job: Job) -> str:
+    """One line on where a job is: queue position, epoch and share done, or how it ended."""
+    if job.state == QUEUED:
+        return f"Queued: position {job.position} (one training runs at a time on this machine)."
+    if job.state == RUNNING:
+        last = job.last or {}
+        if last.get("kind") == "end":
+            return "Scored on the test set; saving the run…"
+        if last.get("kind") in ("batch", "epoch"):
+            return f"Running: epoch {last['epoch']}/{last.get('epochs', job.config.epochs)} · {job_fraction(job):.0%}"
+        return "Starting: loading data and building the model…"
+    if job.state == FAILED:
+        return f"Failed: {job.error}"
+    if job.state == CANCELLED:
+        return "Cancelled before it started."
+    accuracy = job.summary.get("test_accuracy")
+    score = f" · test accuracy {accuracy:.2%}" if accuracy is not None else ""
+    return f"{job.state.capitalize()}{score}"
 
 
 def _user_message(error: Exception) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import platform
 import re
@@ -183,7 +184,7 @@ def list_runs(runs_dir: Path | None = None, *, include_bundled: bool = True) -> 
             if folder.name.startswith(".") or not folder.is_dir():
                 continue
             try:
-                runs.append(_read_run(folder))
+                runs.append(read_run(folder))
             except DamagedRun as problem:
                 damaged.append(DamagedFolder(folder.name, folder, str(problem)))
     runs.sort(key=lambda run: (str(run.meta.get("created_at") or ""), run.run_id), reverse=True)
@@ -197,7 +198,7 @@ def list_runs(runs_dir: Path | None = None, *, include_bundled: bool = True) -> 
 def bundled_run() -> RunInfo | None:
     folder = paths.BUNDLED_MODELS_DIR / BUNDLED_ID
     try:
-        run = _read_run(folder)
+        run = read_run(folder)
     except DamagedRun:
         return None
     return RunInfo(BUNDLED_ID, folder, run.meta, read_only=True)
@@ -214,7 +215,18 @@ def get_run(run_id: str, runs_dir: Path | None = None) -> RunInfo:
     folder = (Path(runs_dir) if runs_dir else paths.runs_dir()) / run_id
     if not folder.is_dir():
         raise RunNotFound(f"No run {run_id!r} in {folder.parent} (see `python -m lib runs`).")
-    return _read_run(folder)
+    return read_run(folder)
+
+
+def read_config(run: RunInfo):
+    """The run's stored settings as a TrainConfig, to rebuild or rerun it; None where they cannot
+    make one (a run saved by an older or foreign version)."""
+    from lib.training import TrainConfig
+
+    try:
+        return TrainConfig.from_dict(run.config)
+    except (TypeError, ValueError):
+        return None
 
 
 def load_model(run: RunInfo):
@@ -287,7 +299,8 @@ def summary(run: RunInfo) -> dict:
     }
 
 
-def _read_run(folder: Path) -> RunInfo:
+def read_run(folder: Path) -> RunInfo:
+    """The run in `folder`, checked to be complete; DamagedRun names what is missing."""
     meta_path = folder / META_FILE
     if not meta_path.is_file():
         raise DamagedRun(f"{folder.name}: meta.json is missing.")
@@ -306,9 +319,23 @@ def _read_run(folder: Path) -> RunInfo:
 
 
 def _write_json(path: Path, data: dict) -> None:
+    """Strict JSON (NaN and infinity become null: other tools' parsers reject them), replaced atomically."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False, default=_jsonable), encoding="utf-8")
+    tmp.write_text(json.dumps(_finite(data), indent=2, allow_nan=False, default=_jsonable), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _finite(value):
+    """`value` with every non-finite float (a diverged loss, say) replaced by None, recursively."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if hasattr(value, "item") and not hasattr(value, "__len__"):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _jsonable(value):

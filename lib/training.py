@@ -14,21 +14,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 
 from lib import architectures, datasets, inference, runs
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+# Each optimizer's starting learning rate: Keras' Adam/SGD default, and the RMSprop tutorials' 1e-4.
+DEFAULT_LEARNING_RATES = {"adam": 1e-3, "sgd": 1e-3, "rmsprop": 1e-4}
 LR_SCHEDULES = ("constant", "cosine")
 LABEL_ENCODINGS = ("sparse", "one_hot")
 PRECISIONS = ("auto", "float32", "mixed")
 TARGET_METRICS = ("accuracy", "val_accuracy", "loss", "val_loss")
-STATUSES = ("finished", "stopped", "failed")
 # Shuffle the whole training set each epoch; uint8 keeps even 60k images at 47 MB.
 SHUFFLE_BUFFER = 60_000
-# A healthy classifier's crossentropy starts near ln(classes) (about 100 on raw pixels);
-# a running loss beyond this has diverged and would end in NaN or garbage weights.
-DIVERGED_LOSS = 1e6
 # Keras runs this many batches per call into the compiled step: on a small CPU the
 # per-call overhead (~10 ms) is as large as a batch's math. Progress, stop requests
 # and the charts then move in groups of up to this many batches.
@@ -148,6 +145,16 @@ class TrainResult:
         return self.history[-1]["epoch"] if self.history else 0
 
 
+def default_learning_rate(optimizer: str) -> float:
+    """The learning rate an optimizer starts from unless the user picks one (CLI and Train page)."""
+    return DEFAULT_LEARNING_RATES.get(optimizer, TrainConfig.learning_rate)
+
+
+def config_defaults() -> dict:
+    """TrainConfig's field defaults by name: the one source the CLI and the Train page start from."""
+    return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
 def resolve_precision(precision: str) -> str:
     """The Keras dtype policy for a precision setting: detect, never guess.
 
@@ -184,6 +191,8 @@ def train(
     """Train `config` on prepared data (lib.datasets.PreparedData)."""
     import keras
 
+    from lib import callbacks as studio_callbacks  # imports Keras: only once a training starts
+
     keras.utils.set_random_seed(config.seed)
     layers = config.layer_specs
     policy = resolve_precision(config.precision)
@@ -202,14 +211,14 @@ def train(
     if len(data.y_val):
         val_ds = make_dataset(data.x_val, data.y_val, config, training=False, num_classes=data.num_classes)
 
-    reporter = ProgressReporter(
+    reporter = studio_callbacks.ProgressReporter(
         on_progress, should_stop, epochs=config.epochs,
         steps=steps_per_epoch, batch_size=config.batch_size,
         samples=len(data.y_train),
     )
     callbacks = [reporter]
     if config.target_metric:
-        callbacks.append(TargetReached(config.target_metric, config.target_value))
+        callbacks.append(studio_callbacks.TargetReached(config.target_metric, config.target_value))
     if config.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -358,150 +367,3 @@ def _optimizer(config: TrainConfig, policy: str, total_steps: int):
 
 def _model_name(config: TrainConfig) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in config.arch)
-
-
-def _keras_callback_base():
-    import keras
-
-    return keras.callbacks.Callback
-
-
-class _LazyCallback:
-    """Build the Keras Callback subclasses on first use so importing lib stays TF-free."""
-
-    def __init__(self, factory):
-        self._factory = factory
-        self._cls = None
-
-    def __call__(self, *args, **kwargs):
-        if self._cls is None:
-            self._cls = self._factory(_keras_callback_base())
-        return self._cls(*args, **kwargs)
-
-
-def _progress_reporter_class(base):
-    class _ProgressReporter(base):
-        """Turns Keras batch/epoch ends into plain `on_progress(dict)` calls."""
-
-        def __init__(self, on_progress, should_stop, *, epochs, steps, batch_size, samples):
-            super().__init__()
-            self.on_progress, self.should_stop = on_progress, should_stop
-            self.epochs, self.steps, self.batch_size, self.samples = epochs, steps, batch_size, samples
-            self.epoch_rows: list[dict] = []
-            self.samples_seen = 0
-            self.train_seconds = 0.0
-            self.stop_requested = False
-            self.nan_seen = False
-
-        def on_train_begin(self, logs=None):
-            self.started = time.perf_counter()
-            self._emit({"kind": "start", "epochs": self.epochs, "steps": self.steps})
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-            self.epoch_started = time.perf_counter()
-            self.epoch_samples = 0
-
-        def on_train_batch_end(self, batch, logs=None):
-            logs = logs or {}
-            step = batch + 1
-            seen = min(step * self.batch_size, self.samples)
-            self.samples_seen += seen - self.epoch_samples
-            self.epoch_samples = seen
-            loss = float(logs.get("loss", math.nan))
-            if not math.isfinite(loss) or loss > DIVERGED_LOSS:
-                self.nan_seen = True
-                self.model.stop_training = True
-            elapsed_epoch = time.perf_counter() - self.epoch_started
-            rate = self.epoch_samples / max(elapsed_epoch, 1e-9)
-            remaining = (self.epochs - self.epoch - 1) * self.samples + (self.samples - seen)
-            self._emit(
-                {
-                    "kind": "batch",
-                    "epoch": self.epoch + 1,
-                    "epochs": self.epochs,
-                    "step": step,
-                    "steps": self.steps,
-                    "epoch_float": self.epoch + step / self.steps,
-                    "loss": loss,
-                    "accuracy": float(logs.get("accuracy", math.nan)),
-                    "samples_per_s": rate,
-                    "elapsed": time.perf_counter() - self.started,
-                    "eta": remaining / rate if rate > 0 else None,
-                }
-            )
-            if self.should_stop is not None and self.should_stop():
-                self.stop_requested = True
-                self.model.stop_training = True
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            seconds = time.perf_counter() - self.epoch_started
-            self.train_seconds += seconds
-            partial = self.epoch_samples < self.samples
-            row = {
-                # A stopped epoch is not a whole one: Compare and the charts must not count it as such.
-                "epoch": round(epoch + self.epoch_samples / self.samples, 3) if partial else epoch + 1,
-                "loss": _float_or_none(logs.get("loss")),
-                "accuracy": _float_or_none(logs.get("accuracy")),
-                "val_loss": _float_or_none(logs.get("val_loss")),
-                "val_accuracy": _float_or_none(logs.get("val_accuracy")),
-                "seconds": seconds,
-                "images": self.epoch_samples,
-            }
-            self.epoch_rows.append(row)
-            elapsed = time.perf_counter() - self.started
-            done = self.samples_seen / max(self.epochs * self.samples, 1)
-            self._emit(
-                {
-                    "kind": "epoch",
-                    **row,
-                    "epochs": self.epochs,
-                    "epoch_float": float(row["epoch"]),
-                    "samples_per_s": self.epoch_samples / max(seconds, 1e-9),
-                    "elapsed": elapsed,
-                    "eta": elapsed * (1 - done) / done if done > 0 else None,
-                }
-            )
-
-        def _emit(self, event):
-            if self.on_progress is not None:
-                self.on_progress(event)
-
-    return _ProgressReporter
-
-
-def _target_class(base):
-    class _TargetReached(base):
-        """Stops training once a metric reaches a target (the tutorials' callback lesson)."""
-
-        def __init__(self, metric, value):
-            super().__init__()
-            self.metric, self.value = metric, value
-            self.reached = False
-            self.reason = ""
-
-        def on_epoch_end(self, epoch, logs=None):
-            current = (logs or {}).get(self.metric)
-            if current is None:
-                return
-            lower_is_better = self.metric.endswith("loss")
-            hit = current <= self.value if lower_is_better else current >= self.value
-            if hit:
-                self.reached = True
-                sign = "≤" if lower_is_better else "≥"
-                self.reason = f"Target reached at epoch {epoch + 1}: {self.metric} {float(current):.4f} {sign} {self.value}."
-                self.model.stop_training = True
-
-    return _TargetReached
-
-
-ProgressReporter = _LazyCallback(_progress_reporter_class)
-TargetReached = _LazyCallback(_target_class)
-
-
-def _float_or_none(value):
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None

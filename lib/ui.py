@@ -1,6 +1,7 @@
 """Streamlit helpers shared by the pages: session state, caches, sidebar, errors.
 
-The only modules in lib that import Streamlit are this one and lib/ui_*.py.
+The only modules in lib that import Streamlit are this one and lib/ui_*.py (one per page
+where a module serves one page).
 Nothing here imports TensorFlow at module level, so Home renders without it.
 """
 
@@ -84,29 +85,9 @@ def test_split(name: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 @st.cache_data(show_spinner="Reading the dataset…", max_entries=4)
-def dataset_overview(name: str, data_dir: str, samples_per_class: int = 8) -> dict:
-    """Small, cacheable facts about a dataset for the Data page (not the arrays)."""
-    dataset = datasets.load_dataset(name, data_dir)
-    rng = np.random.default_rng(0)
-    grid, titles = [], []
-    for label, name in enumerate(dataset.info.class_names):
-        idx = np.flatnonzero(dataset.y_train == label)
-        pick = rng.choice(idx, size=min(samples_per_class, len(idx)), replace=False) if len(idx) else idx
-        grid.append(dataset.x_train[np.sort(pick)])
-        titles += [name] * len(pick)
-    pixel_sample = dataset.x_train[:500]
-    return {
-        "info": dataset.info,
-        "train_counts": datasets.class_counts(dataset.y_train, dataset.info.num_classes),
-        "test_counts": datasets.class_counts(dataset.y_test, dataset.info.num_classes),
-        "train_stats": datasets.pixel_stats(dataset.x_train),
-        "test_stats": datasets.pixel_stats(dataset.x_test),
-        "grid_images": np.concatenate(grid),
-        "grid_titles": titles,
-        "grid_columns": samples_per_class,
-        "pixel_sample": pixel_sample,
-        "pixel_sample_scaled": pixel_sample.astype(np.float32) / 255.0,
-    }
+def dataset_overview(name: str, data_dir: str) -> dict:
+    """datasets.overview, cached per dataset and data directory."""
+    return datasets.overview(datasets.load_dataset(name, data_dir))
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
@@ -135,6 +116,17 @@ def show_damaged(damaged: list[runs.DamagedFolder]) -> None:
             f"delete or repair the folder(s) in {paths.runs_dir()}.",
             icon=":material/warning:",
         )
+
+
+def rerun_when_ended(key: str, active: bool, *, initially: bool = False) -> None:
+    """Inside a polling fragment: rerun the whole page once the job it watches stops being active.
+
+    `key` remembers, per session, whether the job was active at the last poll.
+    """
+    was_active = st.session_state.get(key, initially)
+    st.session_state[key] = active
+    if was_active and not active:
+        st.rerun()
 
 
 def error(what: str, todo: str) -> None:
@@ -177,6 +169,7 @@ def run_picker(label: str, found: list[runs.RunInfo], *, key: str, multi: bool =
     index = ids.index(remembered) if remembered in by_id else 0
     initial = {} if key in st.session_state else {"index": index}
     chosen = st.selectbox(label, ids, format_func=lambda i: by_id[i].label, key=key, **initial)
+    st.session_state[SELECTED_RUN] = chosen  # the next page's picker starts here
     return by_id[chosen]
 
 
@@ -210,47 +203,12 @@ def _sidebar_job_status() -> None:
             return
         job = jobs_now[0]
         st.caption("Training job" if job.active else "Last training job")
-        st.markdown(f"**{job.config.display_name}**  \n{describe_state(job)}")
+        st.markdown(f"**{job.config.display_name}**  \n{jobs.describe_state(job)}")
         if job.state == jobs.RUNNING:
-            st.progress(min(job_fraction(job), 1.0))
-        was_active = st.session_state.get("_sidebar_active")
-        st.session_state["_sidebar_active"] = job.active
-        if was_active and not job.active:
-            st.rerun()  # stop polling once the job has ended
+            st.progress(min(jobs.job_fraction(job), 1.0))
+        rerun_when_ended("_sidebar_active", job.active)  # stop polling once the job has ended
 
     status()
-
-
-def job_fraction(job: jobs.Job) -> float:
-    """Share of the planned training done, 0..1 (the last batch of an epoch can overshoot)."""
-    last = job.last or {}
-    epochs = last.get("epochs") or job.config.epochs
-    if last.get("kind") == "batch":
-        done = (last["epoch"] - 1 + last["step"] / last["steps"]) / epochs
-    elif last.get("kind") == "epoch":
-        done = last["epoch"] / epochs
-    else:
-        done = 1.0 if last.get("kind") == "end" else 0.0
-    return min(max(done, 0.0), 1.0)
-
-
-def describe_state(job: jobs.Job) -> str:
-    if job.state == jobs.QUEUED:
-        return f"Queued: position {job.position} (one training runs at a time on this machine)."
-    if job.state == jobs.RUNNING:
-        last = job.last or {}
-        if last.get("kind") == "end":
-            return "Scored on the test set; saving the run…"
-        if last.get("kind") in ("batch", "epoch"):
-            return f"Running: epoch {last['epoch']}/{last.get('epochs', job.config.epochs)} · {job_fraction(job):.0%}"
-        return "Starting: loading data and building the model…"
-    if job.state == jobs.FAILED:
-        return f"Failed: {job.error}"
-    if job.state == jobs.CANCELLED:
-        return "Cancelled before it started."
-    accuracy = job.summary.get("test_accuracy")
-    score = f" · test accuracy {accuracy:.2%}" if accuracy is not None else ""
-    return f"{job.state.capitalize()}{score}"
 
 
 # runs.summary() keys -> the column names the tables show, in this order.
@@ -309,7 +267,8 @@ def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
     cols[2].metric("Parameters", f"{meta.get('params', 0):,}")
     cols[3].metric("Training time", f"{meta.get('training_seconds', 0):.1f} s")
     cols[4].metric("Speed", f"{meta.get('samples_per_s', 0):,.0f} img/s")
-    st.caption(precision_note(meta.get("precision", "float32"), run.config.get("precision", "auto")))
+    config = runs.read_config(run)
+    st.caption(precision_note(meta.get("precision", "float32"), config.precision if config else "auto"))
     history = runs.load_history(run)
     left, right = st.columns(2)
     left.plotly_chart(charts.history_figure_from_csv_frame(history, "accuracy"), key=f"{key}_acc")

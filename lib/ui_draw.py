@@ -76,28 +76,21 @@ def default_selection(usable: list[runs.RunInfo]) -> list[str]:
     return ids[:1]
 
 
-def preprocess_for(run: runs.RunInfo, image: np.ndarray) -> np.ndarray | None:
-    mode = "digit" if run.dataset.get("kind", "digit") == "digit" else "object"
-    size = (run.dataset.get("input_shape") or [28])[0]
-    return drawing.preprocess_image(image, mode=mode, size=size)
-
-
 def show_answers(image: np.ndarray, chosen: list[runs.RunInfo]) -> None:
     """Each chosen model's answer side by side: the input it sees, top-3 and all probabilities."""
     columns = st.columns(len(chosen))
     for column, run in zip(columns, chosen):
         with column:
-            processed = preprocess_for(run, image)
             st.markdown(f"**{run.display_name}**")
-            if processed is None:
-                st.info("Draw something (or upload an image): no ink found yet.", icon=":material/draw:")
-                continue
             try:
                 model = ui.model_for(run)
             except runs.DamagedRun as problem:
                 ui.error("This model could not be loaded.", f"{problem} Pick another run.")
                 continue
-            probs = inference.predict_unit_images(model, processed, normalize=run.normalize)[0]
+            processed, probs = inference.predict_image(model, run, image)
+            if processed is None:
+                st.info("Draw something (or upload an image): no ink found yet.", icon=":material/draw:")
+                continue
             best = inference.top_k(probs, run.class_names, k=3)
             st.metric("Prediction", best[0][0], f"{best[0][1]:.1%} sure", delta_color="off", delta_arrow="off")
             st.caption(" · ".join(f"{name}: {p:.1%}" for name, p in best))

@@ -9,7 +9,7 @@ import threading
 
 import streamlit as st
 
-from lib import architectures, charts, jobs, runs, ui
+from lib import architectures, charts, jobs, runs, training, ui
 from lib.training import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, TARGET_METRICS, TrainConfig
 
 CUSTOM = "custom"
@@ -24,17 +24,28 @@ K = {name: f"train_{name}" for name in (
     "label_encoding", "augment", "target_on", "target_metric", "target_value", "patience", "seed",
     "precision", "limit", "name", "builder", "builder_base", "json", "lr_schedule",
 )}
-SETTING_DEFAULTS = {
-    K["arch"]: "cnn-tf-tutorial", K["epochs"]: 5, K["batch_size"]: 32, K["optimizer"]: "adam",
-    K["learning_rate"]: 1e-3, K["lr_schedule"]: "cosine", K["validation_split"]: 0.1, K["normalize"]: True, K["label_encoding"]: "sparse",
-    K["augment"]: False, K["target_on"]: False, K["target_metric"]: "val_accuracy", K["target_value"]: 0.98,
-    K["patience"]: 0, K["seed"]: 0, K["precision"]: "auto", K["limit"]: 0, K["name"]: "",
-}
+# Widget extras that are not TrainConfig fields: the target switch and a target to start from.
+WIDGET_DEFAULTS = {"target_on": False, "target_metric": "val_accuracy", "target_value": 0.98, "limit": 0}
+# TrainConfig fields the widgets edit under another name.
+FIELD_OF_WIDGET = {"patience": "early_stopping_patience"}
+
+
+def setting_defaults() -> dict:
+    """Initial widget values: TrainConfig's defaults, so the page, the CLI and the engine agree."""
+    config = training.config_defaults()
+    defaults = {}
+    for name in K:
+        field = FIELD_OF_WIDGET.get(name, name)
+        if name in WIDGET_DEFAULTS:
+            defaults[K[name]] = WIDGET_DEFAULTS[name]
+        elif field in config:
+            defaults[K[name]] = config[field]
+    return defaults
 
 
 def apply_defaults() -> None:
     """Initial settings; the widgets keep them for the session (persist_state="session")."""
-    for key, value in SETTING_DEFAULTS.items():
+    for key, value in setting_defaults().items():
         st.session_state.setdefault(key, value)
 
 
@@ -189,13 +200,19 @@ def _int_or_text(text: str):
         return text
 
 
+def _optimizer_changed() -> None:
+    """A new optimizer starts from its own usual learning rate."""
+    st.session_state[K["learning_rate"]] = training.default_learning_rate(st.session_state[K["optimizer"]])
+
+
 def settings_form(arch_name: str, layers: list[dict] | None) -> TrainConfig | None:
     """Hyperparameter widgets; returns a valid config or shows what is wrong."""
     left, middle, right = st.columns(3)
     with left:
         st.number_input("Epochs", 1, 200, key=K["epochs"], persist_state=KEEP)
         st.selectbox("Batch size", BATCH_SIZES, key=K["batch_size"], persist_state=KEEP)
-        st.selectbox("Optimizer", OPTIMIZERS, key=K["optimizer"], persist_state=KEEP)
+        st.selectbox("Optimizer", OPTIMIZERS, key=K["optimizer"], persist_state=KEEP, on_change=_optimizer_changed,
+                     help="Changing it sets its usual learning rate (RMSprop 1e-4, as in its tutorials).")
         st.select_slider("Learning rate", LEARNING_RATES, key=K["learning_rate"], persist_state=KEEP, format_func=lambda v: f"{v:g}")
         st.radio("Learning-rate schedule", LR_SCHEDULES, key=K["lr_schedule"], persist_state=KEEP, horizontal=True,
                  help="cosine: start at the rate above and glide down to 1% of it by the last batch.")
@@ -248,7 +265,7 @@ def job_panel(job_id: str) -> None:
     def panel():
         job = manager.snapshot(job_id)
         head, stop = st.columns([5, 1])
-        head.markdown(f"#### {job.config.display_name}\n{ui.describe_state(job)}")
+        head.markdown(f"#### {job.config.display_name}\n{jobs.describe_state(job)}")
         if job.active:
             stop.button("Stop", key=f"stop_{job_id}", icon=":material/stop_circle:", type="primary",
                         on_click=manager.stop, args=(job_id,),
@@ -257,17 +274,14 @@ def job_panel(job_id: str) -> None:
             last = job.last or {}
             rate, eta = last.get("samples_per_s"), last.get("eta")
             detail = f"{rate:,.0f} images/s · ETA {eta:,.0f} s" if rate and eta is not None else "warming up…"
-            st.progress(min(ui.job_fraction(job), 1.0), text=detail)
+            st.progress(min(jobs.job_fraction(job), 1.0), text=detail)
         acc, loss = st.columns(2)
         figures = _live_cache(job)
         acc.plotly_chart(live_figure(job, "accuracy", figures), key=f"live_acc_{job_id}")
         loss.plotly_chart(live_figure(job, "loss", figures), key=f"live_loss_{job_id}")
         if job.state == jobs.FAILED:
             ui.error("Training failed.", job.error)
-        was_active = st.session_state.get(f"_active_{job_id}", first.active)
-        st.session_state[f"_active_{job_id}"] = job.active
-        if was_active and not job.active:
-            st.rerun()  # show the finished run's report
+        ui.rerun_when_ended(f"_active_{job_id}", job.active, initially=first.active)  # show the run's report
 
     panel()
 

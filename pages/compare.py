@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lib import ui, ui_results
+from lib import ui, ui_compare
 
 ui.require_entry()
 
@@ -14,12 +14,12 @@ if not found:
     st.stop()
 
 st.subheader("Validation curves")
-chosen = ui.run_picker("Runs to compare", found, key=ui_results.COMPARE_PICKER, multi=True)
-ui_results.compare_charts(chosen)
+chosen = ui.run_picker("Runs to compare", found, key=ui_compare.COMPARE_PICKER, multi=True)
+ui_compare.compare_charts(chosen)
 
 st.subheader("All runs")
 st.caption("Click a column header to sort. ★ marks the best test accuracy.")
-ui_results.runs_overview(found)
+ui_compare.runs_overview(found)
 
 st.subheader("Rename or delete a run")
-ui_results.manage_run(found)
+ui_compare.manage_run(found)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lib import ui, ui_results
+from lib import ui, ui_predictions
 
 ui.require_entry()
 
@@ -15,15 +15,15 @@ ui.show_damaged(damaged)
 run = ui.run_picker("Run", found, key="pred_run")
 if run is None:
     st.stop()
-loaded = ui_results.load_test_predictions(run)
+loaded = ui_predictions.load_test_predictions(run)
 if loaded is None:
     st.stop()
 preds, x_test = loaded
 class_names = run.class_names
-scores = ui_results.score_row(run, preds)
+scores = ui_predictions.score_row(run, preds)
 
 st.subheader("Random test images")
-choice = ui_results.grid_filters(class_names)
-ui_results.sample_grid(preds, x_test, class_names, **choice)
+choice = ui_predictions.grid_filters(class_names)
+ui_predictions.sample_grid(preds, x_test, class_names, **choice)
 
-ui_results.confusion_details(scores, class_names)
+ui_predictions.confusion_details(scores, class_names)

@@ -27,6 +27,27 @@ def test_tutorial_preset_sets_the_tutorials_exact_settings(app_runs):
     assert at.radio(key="train_lr_schedule").value == "constant"
 
 
+def test_choosing_rmsprop_sets_the_tutorials_learning_rate(app_runs):
+    """As a learner switching to RMSprop, I start from its tutorials' 1e-4, the rate the CLI uses too."""
+    at = open_page("pages/train.py")
+    assert at.select_slider(key="train_learning_rate").value == 1e-3  # Adam's default
+    at.selectbox(key="train_optimizer").set_value("rmsprop").run()
+    assert at.select_slider(key="train_learning_rate").value == 1e-4
+    at.selectbox(key="train_optimizer").set_value("adam").run()
+    assert at.select_slider(key="train_learning_rate").value == 1e-3
+
+
+def test_the_settings_start_from_the_engines_defaults(app_runs):
+    """As a user, the Train page starts where `python -m lib train` does: TrainConfig's defaults."""
+    at = open_page("pages/train.py")
+    defaults = TrainConfig()
+    assert at.selectbox(key="train_arch").value == defaults.arch
+    assert at.number_input(key="train_epochs").value == defaults.epochs
+    assert at.selectbox(key="train_batch_size").value == defaults.batch_size
+    assert at.radio(key="train_lr_schedule").value == defaults.lr_schedule
+    assert at.slider(key="train_validation_split").value == defaults.validation_split
+
+
 def test_dense_without_flatten_is_refused_before_training(app_runs):
     """As a learner who forgot Flatten, I get a plain explanation instead of a crash."""
     at = open_page("pages/train.py")

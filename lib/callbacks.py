@@ -1,0 +1,135 @@
+"""Keras callbacks of the training loop: progress reports and stop-at-target.
+
+The one lib module that imports Keras at the top: `lib.training` imports it only
+when a training starts, so pages that never train stay free of TensorFlow.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+
+# A healthy classifier's crossentropy starts near ln(classes) (about 100 on raw pixels);
+# a running loss beyond this has diverged and would end in NaN or garbage weights.
+DIVERGED_LOSS = 1e6
+
+
+class ProgressReporter(keras.callbacks.Callback):
+    """Turns Keras batch/epoch ends into plain `on_progress(dict)` calls; honours stop requests."""
+
+    def __init__(self, on_progress, should_stop, *, epochs, steps, batch_size, samples):
+        super().__init__()
+        self.on_progress, self.should_stop = on_progress, should_stop
+        self.epochs, self.steps, self.batch_size, self.samples = epochs, steps, batch_size, samples
+        self.epoch_rows: list[dict] = []
+        self.samples_seen = 0
+        self.train_seconds = 0.0
+        self.stop_requested = False
+        self.nan_seen = False
+
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+        self._emit({"kind": "start", "epochs": self.epochs, "steps": self.steps})
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.epoch_started = time.perf_counter()
+        self.epoch_samples = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        step = batch + 1
+        seen = min(step * self.batch_size, self.samples)
+        self.samples_seen += seen - self.epoch_samples
+        self.epoch_samples = seen
+        loss = float(logs.get("loss", math.nan))
+        if not math.isfinite(loss) or loss > DIVERGED_LOSS:
+            self.nan_seen = True
+            self.model.stop_training = True
+        elapsed_epoch = time.perf_counter() - self.epoch_started
+        rate = self.epoch_samples / max(elapsed_epoch, 1e-9)
+        remaining = (self.epochs - self.epoch - 1) * self.samples + (self.samples - seen)
+        self._emit(
+            {
+                "kind": "batch",
+                "epoch": self.epoch + 1,
+                "epochs": self.epochs,
+                "step": step,
+                "steps": self.steps,
+                "epoch_float": self.epoch + step / self.steps,
+                "loss": loss,
+                "accuracy": float(logs.get("accuracy", math.nan)),
+                "samples_per_s": rate,
+                "elapsed": time.perf_counter() - self.started,
+                "eta": remaining / rate if rate > 0 else None,
+            }
+        )
+        if self.should_stop is not None and self.should_stop():
+            self.stop_requested = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        seconds = time.perf_counter() - self.epoch_started
+        self.train_seconds += seconds
+        partial = self.epoch_samples < self.samples
+        row = {
+            # A stopped epoch is not a whole one: Compare and the charts must not count it as such.
+            "epoch": round(epoch + self.epoch_samples / self.samples, 3) if partial else epoch + 1,
+            "loss": float_or_none(logs.get("loss")),
+            "accuracy": float_or_none(logs.get("accuracy")),
+            "val_loss": float_or_none(logs.get("val_loss")),
+            "val_accuracy": float_or_none(logs.get("val_accuracy")),
+            "seconds": seconds,
+            "images": self.epoch_samples,
+        }
+        self.epoch_rows.append(row)
+        elapsed = time.perf_counter() - self.started
+        done = self.samples_seen / max(self.epochs * self.samples, 1)
+        self._emit(
+            {
+                "kind": "epoch",
+                **row,
+                "epochs": self.epochs,
+                "epoch_float": float(row["epoch"]),
+                "samples_per_s": self.epoch_samples / max(seconds, 1e-9),
+                "elapsed": elapsed,
+                "eta": elapsed * (1 - done) / done if done > 0 else None,
+            }
+        )
+
+    def _emit(self, event):
+        if self.on_progress is not None:
+            self.on_progress(event)
+
+
+class TargetReached(keras.callbacks.Callback):
+    """Stops training once a metric reaches a target (the tutorials' callback lesson)."""
+
+    def __init__(self, metric, value):
+        super().__init__()
+        self.metric, self.value = metric, value
+        self.reached = False
+        self.reason = ""
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.metric)
+        if current is None:
+            return
+        lower_is_better = self.metric.endswith("loss")
+        hit = current <= self.value if lower_is_better else current >= self.value
+        if hit:
+            self.reached = True
+            sign = "≤" if lower_is_better else "≥"
+            self.reason = f"Target reached at epoch {epoch + 1}: {self.metric} {float(current):.4f} {sign} {self.value}."
+            self.model.stop_training = True
+
+
+def float_or_none(value):
+    """A finite float, or None (NaN and inf are not numbers a table or JSON can hold)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None

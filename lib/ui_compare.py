@@ -1,0 +1,116 @@
+"""Compare page widgets: validation curves of several runs, the runs table, rename and delete.
+
+Streamlit-only glue: figures in lib.charts, the run registry in lib.runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from lib import charts, runs, ui
+
+# Session-state and widget keys of the page.
+NOTICE, MANAGE, NEW_NAME = "compare_notice", "compare_manage_run", "compare_new_name_"
+COMPARE_PICKER = "compare_runs"
+BEST_MARK = "★"
+
+
+def history_labels(chosen: list[runs.RunInfo]) -> list[str]:
+    """Legend names: the display name, with the run id added where two runs share a name."""
+    names = [run.display_name for run in chosen]
+    return [f"{name} ({run.run_id})" if names.count(name) > 1 else name for name, run in zip(names, chosen)]
+
+
+def compare_charts(chosen: list[runs.RunInfo]) -> None:
+    """Validation accuracy and loss per epoch of the chosen runs, overlaid."""
+    histories = {}
+    for label, run in zip(history_labels(chosen), chosen):
+        try:
+            histories[label] = runs.load_history(run)
+        except (OSError, ValueError) as problem:
+            st.warning(f"The history of {label!r} cannot be read ({problem}); it is left out.",
+                       icon=":material/warning:")
+    accuracy, loss = st.columns(2)
+    accuracy.plotly_chart(charts.compare_figure(histories, metric="val_accuracy"), key="compare_val_accuracy")
+    loss.plotly_chart(charts.compare_figure(histories, metric="val_loss"), key="compare_val_loss")
+
+
+def runs_overview(found: list[runs.RunInfo]) -> None:
+    """All runs in a sortable table; the best test accuracy starred and highlighted."""
+    table = ui.runs_table(found)
+    accuracy = pd.to_numeric(table["test accuracy"], errors="coerce")
+    best = accuracy.notna() & (accuracy == accuracy.max())
+    table.insert(0, "best", np.where(best, BEST_MARK, ""))
+    styled = table.style.apply(
+        lambda row: ["background-color: rgba(0, 158, 115, 0.12)" if best[row.name] else ""] * len(row), axis=1
+    )
+    st.dataframe(
+        styled,
+        hide_index=True,
+        key="compare_runs_table",
+        column_config={"best": st.column_config.TextColumn("", width=32, help="Best test accuracy"),
+                       **ui.runs_table_format()},
+    )
+
+
+def manage_run(found: list[runs.RunInfo]) -> None:
+    """Rename or delete one run; the bundled model refuses both. The outcome shows below."""
+    by_id = {run.run_id: run for run in found}
+    run_id = st.selectbox("Run", list(by_id), format_func=lambda i: by_id[i].label, key=MANAGE)
+    run = by_id[run_id]
+    if run.read_only:
+        st.caption("🔒 The bundled model is read-only: it cannot be renamed or deleted.")
+    rename_col, delete_col = st.columns(2)
+    with rename_col.container(border=True):
+        st.text_input("New name", value=run.display_name, max_chars=runs.MAX_NAME_LENGTH,
+                      key=f"{NEW_NAME}{run_id}")
+        st.button("Rename", icon=":material/edit:", key="compare_rename", on_click=_rename, args=(run_id,))
+    with delete_col.container(border=True):
+        sure = st.checkbox(f"Yes, delete {run.display_name!r} for good", key=f"compare_confirm_{run_id}")
+        st.button("Delete run", icon=":material/delete:", type="primary", disabled=not sure, key="compare_delete",
+                  on_click=_delete, args=(run_id, run.display_name))
+    outcome = st.session_state.pop(NOTICE, None)
+    if outcome and outcome[0] == "ok":
+        st.success(outcome[1], icon=":material/check_circle:")
+    elif outcome:
+        ui.error(outcome[1], outcome[2])
+
+
+# Button callbacks: they run before the page, so the table, the charts and the
+# pickers all show the change in the same rerun.
+
+
+def _rename(run_id: str) -> None:
+    new_name = st.session_state.get(f"{NEW_NAME}{run_id}", "")
+    if _apply(lambda: runs.rename_run(run_id, new_name), f"Renamed to {runs.clean_name(new_name)!r}."):
+        # Pickers keep their choice as its label: set them again so they show the new name.
+        for key in (MANAGE, COMPARE_PICKER):
+            if key in st.session_state:
+                st.session_state[key] = st.session_state[key]
+
+
+def _delete(run_id: str, name: str) -> None:
+    if _apply(lambda: runs.delete_run(run_id), f"Deleted {name!r}."):
+        if COMPARE_PICKER in st.session_state:
+            st.session_state[COMPARE_PICKER] = [i for i in st.session_state[COMPARE_PICKER] if i != run_id]
+        remaining = [run.run_id for run in runs.list_runs()[0]]
+        if remaining:
+            st.session_state[MANAGE] = remaining[0]  # set, not dropped, so the picker shows it
+        else:
+            st.session_state.pop(MANAGE, None)
+
+
+def _apply(change, notice: str) -> bool:
+    """Run a rename/delete and keep its outcome (success, or why not) for the page to show."""
+    try:
+        change()
+    except runs.ReadOnlyRun as problem:
+        st.session_state[NOTICE] = ("error", "The bundled model is read-only.", str(problem))
+        return False
+    except (ValueError, runs.RunNotFound, runs.DamagedRun, OSError) as problem:
+        st.session_state[NOTICE] = ("error", "That did not work.", str(problem))
+        return False
+    st.session_state[NOTICE] = ("ok", notice)
+    return True

@@ -129,4 +129,17 @@ def test_run_with_a_broken_model_file_shows_an_error(app_runs):
     at = open_page(PAGE)
     assert not at.exception
     assert "cannot be loaded" in at.error[0].value
-    assert at.selectbox(key="pred_run") is not None  # the user can still pick another run
+    other = runs.list_runs(app_runs, include_bundled=False)[0][1]
+    at.selectbox(key="pred_run").set_value(other.run_id).run()  # the user picks another run: it works
+    assert not at.error
+    assert at.metric[0].label == "Test accuracy" and at.metric[0].value.endswith("%")
+
+
+def test_the_chosen_run_is_remembered_across_pages(app_runs):
+    """As a user who picked a run, I find it still picked when I come back from another page."""
+    other = runs.list_runs(app_runs, include_bundled=False)[0][1]
+    at = open_page(PAGE)
+    at.selectbox(key="pred_run").set_value(other.run_id).run()
+    at.switch_page("pages/compare.py").run()
+    at.switch_page(PAGE).run()
+    assert at.selectbox(key="pred_run").value == other.run_id

@@ -451,27 +451,31 @@ def test_compare_figure_empty_and_unknown_metric():
         charts.compare_figure({}, metric="precision")
 
 
-# Every builder's output serializes for st.plotly_chart.
+# Every builder's output serializes for st.plotly_chart, titled (the image grid is captioned per image).
 
 
 @pytest.mark.parametrize(
-    "build",
+    "build, title",
     [
-        lambda: charts.history_figure(batches_for(3, 800), OVERFITTING, total_epochs=6),
-        lambda: charts.history_figure_from_csv_frame(OVERFITTING, "loss"),
-        lambda: charts.probability_figure(np.full(10, 0.1), DIGITS, true_label=3),
-        lambda: charts.confusion_figure(np.eye(10, dtype=int) * 90 + 1, DIGITS, normalize=True),
-        lambda: charts.per_class_accuracy_figure(np.linspace(0.9, 1, 10), DIGITS),
-        lambda: charts.class_distribution_figure([6000] * 10, [1000] * 10, DIGITS),
-        lambda: charts.pixel_histogram_figure(np.arange(256, dtype=np.uint8), title="t", log_y=True),
-        lambda: charts.image_grid_figure(np.zeros((10, 28, 28)), DIGITS),
-        lambda: charts.compare_figure({"a": OVERFITTING, "b": OVERFITTING}, metric="accuracy"),
+        (lambda: charts.history_figure(batches_for(3, 800), OVERFITTING, total_epochs=6), "Training accuracy"),
+        (lambda: charts.history_figure_from_csv_frame(OVERFITTING, "loss"), "Training loss"),
+        (lambda: charts.probability_figure(np.full(10, 0.1), DIGITS, true_label=3), "true: 3"),
+        (lambda: charts.confusion_figure(np.eye(10, dtype=int) * 90 + 1, DIGITS, normalize=True), "Confusion matrix"),
+        (lambda: charts.per_class_accuracy_figure(np.linspace(0.9, 1, 10), DIGITS), "Accuracy per class"),
+        (lambda: charts.class_distribution_figure([6000] * 10, [1000] * 10, DIGITS), "Images per class"),
+        (lambda: charts.pixel_histogram_figure(np.arange(256, dtype=np.uint8), title="Raw", log_y=True), "Raw"),
+        (lambda: charts.image_grid_figure(np.zeros((10, 28, 28)), DIGITS), None),
+        (lambda: charts.compare_figure({"a": OVERFITTING, "b": OVERFITTING}, metric="accuracy"), "Runs compared"),
     ],
 )
-def test_figures_serialize_to_json_with_titles_and_white_template(build):
+def test_figures_serialize_to_json_with_titles_and_white_template(build, title):
     fig = build()
 
     spec = json.loads(fig.to_json())
     assert spec["data"]
+    if title is None:
+        assert [note["text"] for note in spec["layout"]["annotations"]] == list(DIGITS)
+    else:
+        assert title in spec["layout"]["title"]["text"]
     assert fig.layout.height and fig.layout.height > 0
     assert fig.layout.template.layout.paper_bgcolor in ("white", "#fff", "#ffffff", "rgb(255,255,255)")

@@ -11,13 +11,9 @@ import pytest
 from PIL import Image
 
 from lib import cli
+from tests.reference import REFERENCE_PARAMS
 
 PROJECT = Path(__file__).resolve().parents[2]
-REFERENCE_PARAMS = {
-    "softmax": 7_850, "mlp-500x2": 648_010, "mlp-128": 101_770, "mlp-512": 407_050, "mlp-1024": 814_090,
-    "mlp-512-256": 535_818, "cnn-lenet-ish": 206_922, "cnn-tf-tutorial": 93_322, "cnn-gap-small": 19_466,
-    "cnn-gap-deep": 409_162,
-}
 
 
 def run_cli(*args, env_extra=None):
@@ -37,18 +33,19 @@ def test_zoo_json_lists_reference_parameter_counts():
 
 
 @pytest.mark.parametrize(
-    "args, message",
+    "args, message, exit_code",
     [
-        (["train", "--arch", "nope"], "Unknown architecture: 'nope'"),
-        (["train", "--dataset", "nope"], "Unknown dataset: 'nope'"),
-        (["train", "--epochs", "many"], "invalid int value"),
-        (["evaluate", "not-a-run"], "No run 'not-a-run'"),
+        (["train", "--arch", "nope"], "Unknown architecture: 'nope'", cli.EXIT_USAGE),
+        (["train", "--dataset", "nope"], "Unknown dataset: 'nope'", cli.EXIT_USAGE),
+        (["train", "--epochs", "many"], "invalid int value", cli.EXIT_USAGE),
+        (["train", "--optimizer", "adagrad"], "invalid choice: 'adagrad'", cli.EXIT_USAGE),
+        (["evaluate", "not-a-run"], "No run 'not-a-run'", cli.EXIT_FAILED),
     ],
 )
-def test_bad_arguments_give_one_line_errors_and_non_zero_exit(capsys, args, message, tmp_path):
-    code = cli.main([*args, "--runs-dir", str(tmp_path)] if args[0] != "train" else [*args, "--runs-dir", str(tmp_path)])
+def test_bad_arguments_give_one_line_errors_and_non_zero_exit(capsys, args, message, exit_code, tmp_path):
+    code = cli.main([*args, "--runs-dir", str(tmp_path)])
     err = capsys.readouterr().err
-    assert code != 0
+    assert code == exit_code
     assert message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
@@ -94,3 +91,33 @@ def test_train_runs_evaluate_and_predict_json(tiny_data_dir, tmp_path):
     # A run folder path works as well as an id.
     by_path = run_cli("predict", "--model", summary["path"], str(png), "--json")
     assert json.loads(by_path.stdout.splitlines()[0])["label"] == lines[0]["label"]
+
+
+def test_train_help_lists_the_training_modules_choices_and_defaults():
+    from lib import training
+
+    help_text = " ".join(run_cli("train", "--help").stdout.split())
+    for option, choices in (("--optimizer", training.OPTIMIZERS), ("--lr-schedule", training.LR_SCHEDULES),
+                            ("--precision", training.PRECISIONS)):
+        assert f"{option} {{{','.join(choices)}}}" in help_text
+    parser_defaults = cli._build_parser().parse_args(["train"])
+    config = training.config_defaults()
+    assert (parser_defaults.arch, parser_defaults.epochs, parser_defaults.batch_size, parser_defaults.lr_schedule) == (
+        config["arch"], config["epochs"], config["batch_size"], config["lr_schedule"])
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
+def test_train_learning_rate_defaults_by_optimizer(optimizer, monkeypatch, tmp_path):
+    """The CLI's learning rate for each optimizer is the one rule the Train page uses too (RMSprop 1e-4)."""
+    from lib import training
+
+    seen = {}
+
+    def fake_train_and_save(config, **kwargs):
+        seen["config"] = config
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(training, "train_and_save", fake_train_and_save)
+    cli.main(["train", "--optimizer", optimizer, "--runs-dir", str(tmp_path), "--data-dir", str(tmp_path)])
+    assert seen["config"].learning_rate == {"adam": 1e-3, "sgd": 1e-3, "rmsprop": 1e-4}[optimizer]
+

@@ -1,9 +1,6 @@
 """Drawing preprocessing and upload decoding: any drawing in, MNIST's convention out."""
 
 import io
-import subprocess
-import sys
-import timeit
 
 import numpy as np
 import pytest
@@ -16,7 +13,7 @@ from lib.drawing import (
     load_image_file,
     preprocess_image,
 )
-from lib.paths import PROJECT_DIR, data_dir
+from lib.paths import data_dir
 
 CANVAS = 280
 # MNIST puts the centre of mass at pixel 14.0 (+- 0.5 from its integer shift).
@@ -194,20 +191,6 @@ def test_bad_arrays_and_modes_are_rejected():
         preprocess_image(np.full((10, 10), 200.0))
     with pytest.raises(ValueError, match="Unknown mode: 'fashion'"):
         preprocess_image(np.zeros((10, 10), np.uint8), mode="fashion")
-
-
-def test_preprocessing_a_canvas_fits_the_latency_budget():
-    canvas = rgba(stroke_mask(SEVEN))
-    preprocess_image(canvas)
-    median = np.median(timeit.repeat(lambda: preprocess_image(canvas), number=1, repeat=50))
-    # ~0.7 ms measured; 5 ms is the whole preprocess + predict budget, loose for a busy CI machine.
-    assert median < 0.005
-
-
-def test_drawing_module_needs_neither_streamlit_nor_tensorflow():
-    code = "import sys, lib.drawing; print(sorted({'streamlit', 'tensorflow', 'keras'} & set(sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "[]"
 
 
 def encode(array, format_name, **options) -> bytes:

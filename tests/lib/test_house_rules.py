@@ -1,10 +1,20 @@
 """House rules that keep lib usable without Streamlit and pages thin."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 PROJECT = Path(__file__).resolve().parents[2]
 HEAVY = ("tensorflow", "keras")
+# The Keras callbacks: the one lib module that imports Keras at its top, imported only once training starts.
+KERAS_MODULES = ("callbacks.py",)
+ENGINE_MODULES = sorted(
+    path.stem for path in (PROJECT / "lib").glob("*.py")
+    if not path.name.startswith(("ui", "_")) and path.name not in KERAS_MODULES
+)
 
 
 def imported_modules(path: Path, top_level_only: bool = False) -> set[str]:
@@ -29,8 +39,16 @@ def test_only_ui_modules_import_streamlit():
 
 def test_lib_imports_tensorflow_only_inside_functions():
     offenders = [path.name for path in (PROJECT / "lib").glob("*.py")
-                 if set(HEAVY) & imported_modules(path, top_level_only=True)]
+                 if path.name not in KERAS_MODULES and set(HEAVY) & imported_modules(path, top_level_only=True)]
     assert offenders == []
+
+
+@pytest.mark.parametrize("module", ENGINE_MODULES)
+def test_engine_module_imports_neither_streamlit_nor_tensorflow(module):
+    """Importing any engine module in a fresh interpreter loads no Streamlit, TensorFlow or Keras."""
+    code = f"import sys, lib.{module}; print(sorted({{'streamlit', 'tensorflow', 'keras'}} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_pages_are_thin_and_keras_free():

@@ -20,9 +20,12 @@ def preds() -> predictions.TestPredictions:
     return predictions.from_probabilities(probs, y_true)
 
 
-def test_prediction_is_the_most_probable_class(preds):
-    assert preds.y_pred.tolist() == preds.probs.argmax(axis=1).tolist()
-    np.testing.assert_allclose(preds.confidence, 0.8)
+def test_prediction_is_the_most_probable_class_and_confidence_its_probability():
+    probs = np.array([[0.2, 0.7, 0.1], [0.5, 0.3, 0.2], [0.1, 0.1, 0.8]], dtype=np.float32)
+    preds = predictions.from_probabilities(probs, np.array([1, 2, 2]))
+    assert preds.y_pred.tolist() == [1, 0, 2]
+    np.testing.assert_allclose(preds.confidence, [0.7, 0.5, 0.8])
+    assert preds.correct.tolist() == [True, False, True]
 
 
 def test_accuracy_counts_right_predictions(preds):

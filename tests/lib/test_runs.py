@@ -102,7 +102,45 @@ def test_keras_safe_mode_refuses_lambda_layers(tmp_path):
         runs.load_model_file(path)
 
 
+def test_a_runs_stored_config_reads_back_as_the_config_it_was_trained_with(trained_run):
+    from lib.training import TrainConfig
+
+    assert runs.read_config(trained_run) == TrainConfig(arch="softmax", epochs=1, limit=200)
+    foreign = runs.RunInfo("x", trained_run.path, {**trained_run.meta, "config": {"arch": "imported"}})
+    assert runs.read_config(foreign) is None  # not a config this version can rebuild
+
+
+def strict_json(text: str):
+    """Parse as strict JSON: NaN and Infinity tokens are errors, as in most non-Python parsers."""
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def test_meta_json_is_strict_json(trained_run):
-    meta = json.loads((trained_run.path / "meta.json").read_text())
+    meta = strict_json((trained_run.path / "meta.json").read_text())
     assert set(meta) >= {"config", "test_accuracy", "per_class_accuracy", "confusion", "params", "training_seconds",
                          "samples_per_s", "status", "versions", "created_at", "display_name"}
+
+
+def test_non_finite_scores_are_saved_as_null_in_strict_json(trained_run, runs_dir, tiny_data_dir):
+    """A diverged run's NaN/inf numbers must not crash the save nor make meta.json unreadable elsewhere."""
+    import numpy as np
+
+    from lib import datasets
+    from lib.training import TrainConfig, TrainResult
+
+    result = TrainResult(
+        model=runs.load_model(trained_run), status="failed", stop_reason="The loss exploded.",
+        history=[{"epoch": 1, "loss": float("nan"), "accuracy": 0.1, "val_loss": float("inf"), "val_accuracy": None,
+                  "seconds": 1.0, "images": 100}],
+        seconds=1.0, samples_per_s=float("inf"), precision="float32", params=7850,
+        test_loss=np.float32("nan"), test_accuracy=0.1, per_class_accuracy=[float("nan")] * 10,
+    )
+    info = datasets.get_info("mnist", tiny_data_dir)
+    saved = runs.save_run(result, TrainConfig(arch="softmax", epochs=1), info, runs_dir)
+    meta = strict_json((saved.path / "meta.json").read_text())
+    assert meta["test_loss"] is None and meta["samples_per_s"] is None
+    assert meta["per_class_accuracy"] == [None] * 10
+    assert meta["test_accuracy"] == pytest.approx(0.1)

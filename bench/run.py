@@ -1,9 +1,12 @@
 """MNIST Studio benchmarks: side-by-side ratios measured in one process run.
 
-    python bench/run.py [--quick]
+    python bench/run.py [--quick] [--zoo-only]
 
-Writes bench/results.json and bench/RESULTS.md and prints the Markdown table.
-The machine is shared and noisy, so every claim is a ratio of two measurements
+The quick mode writes bench/results.json; the full mode writes bench/results-full.json,
+whose zoo table trains every tutorial architecture with its tutorial's exact recipe
+(lib.presets) on the full data, plus the lesson presets on MNIST. bench/RESULTS.md is
+rebuilt from both files. `--zoo-only` skips the speed measurements.
+The machine is shared and noisy, so every speed claim is a ratio of two measurements
 taken back to back here, never a wall-clock limit. Needs the real MNIST in
 $MNIST_STUDIO_DATA_DIR (or data/).
 """
@@ -26,7 +29,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from lib import architectures, datasets, drawing, inference, paths, runs, synthdigits, training  # noqa: E402
+from lib import architectures, datasets, drawing, inference, paths, presets, runs, synthdigits, training  # noqa: E402
 from lib.training import TrainConfig  # noqa: E402
 
 BENCH_ARCH = "cnn-tf-tutorial"
@@ -41,19 +44,30 @@ PRECISION_IMAGES = 3_000  # emulated bfloat16 is slow: a short run tells the rat
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer images and epochs; under 10 minutes")
+    parser.add_argument("--zoo-only", action="store_true", help="only the zoo (and, in full mode, lesson presets)")
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
     started = time.perf_counter()
     dataset = datasets.load_dataset("mnist")
-    results = {"mode": "quick" if args.quick else "full", "machine": machine_facts()}
-    results.update(bench_training(dataset, plan))
-    results.update(bench_precision(dataset))
-    results.update(bench_ui_overhead(dataset, plan))
-    results.update(bench_live_panel(plan))
-    results.update(bench_inference(dataset))
-    results.update(bench_home())
-    results.update(bench_peak_rss(plan))
-    results["zoo_accuracy"] = bench_zoo(dataset, plan)
+    results = {"mode": "quick" if args.quick else "full", "machine": machine_facts(),
+               "command": "python " + " ".join(["bench/run.py", *sys.argv[1:]]), "complete": False}
+    if not args.zoo_only:
+        results.update(bench_training(dataset, plan))
+        results.update(bench_precision(dataset))
+        results.update(bench_ui_overhead(dataset, plan))
+        results.update(bench_live_panel(plan))
+        results.update(bench_inference(dataset))
+        results.update(bench_home())
+        results.update(bench_peak_rss(plan))
+
+    def save_so_far():  # a full run takes hours: keep every finished row
+        results["total_seconds"] = round(time.perf_counter() - started, 1)
+        write_results(results, echo=False)
+
+    results["zoo_accuracy"] = bench_zoo(dataset, plan, on_row=save_so_far)
+    if not args.quick:
+        results["preset_accuracy"] = bench_lesson_presets(dataset, on_row=save_so_far)
+    results["complete"] = True
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     write_results(results)
     return 0
@@ -316,55 +330,146 @@ def bench_peak_rss(plan) -> dict:
     return {"peak_rss_mb": round(peak_kb / 1024, 1), "peak_rss_run": f"full MNIST, {plan['rss_epochs']} epoch(s)"}
 
 
-def bench_zoo(dataset, plan) -> list[dict]:
-    """Each tutorial architecture with its tutorial's settings, next to the reported score."""
+def bench_zoo(dataset, plan, on_row=None) -> list[dict]:
+    """Each tutorial architecture with its tutorial's recipe, next to the reported number.
+
+    A dataset without a file here is marked "not run: no data", never estimated.
+    """
     rows = []
     for arch in architectures.ZOO.values():
-        tutorial = arch.tutorial
-        if tutorial is None:
+        if arch.tutorial is None:
             continue
-        if tutorial["dataset"] != "mnist":
-            rows.append({"arch": arch.name, "dataset": tutorial["dataset"], "reported": tutorial["reported"],
-                         "test_accuracy": None, "note": "skipped: no fashion_mnist.npz on this machine"}
-                        if "fashion_mnist" not in _available() else _zoo_row(arch, tutorial, plan))
-            continue
-        rows.append(_zoo_row(arch, tutorial, plan, dataset))
+        preset = presets.get_preset(arch.name)
+        if preset.dataset != "mnist" and preset.dataset not in _available():
+            rows.append({"arch": arch.name, "preset": preset.name, "dataset": preset.dataset,
+                         "reported": preset.reported.text, "reported_accuracy": arch.tutorial.get("reported_accuracy"),
+                         "test_accuracy": None, "verdict": "not run",
+                         "note": f"not run: no data ({preset.dataset}.npz is not on this machine)"})
+        else:
+            rows.append(_preset_row(preset, plan, dataset if preset.dataset == "mnist" else None))
+        if on_row:
+            on_row()
     return rows
 
 
-def _zoo_row(arch, tutorial, plan, dataset=None) -> dict:
-    dataset = dataset or datasets.load_dataset(tutorial["dataset"])
-    epochs = plan["zoo_epochs"] or tutorial["epochs"]
-    config = TrainConfig(
-        dataset=tutorial["dataset"], arch=arch.name, epochs=epochs, batch_size=tutorial["batch_size"],
-        optimizer=tutorial["optimizer"], learning_rate=tutorial["learning_rate"], lr_schedule="constant",
-        validation_split=tutorial["validation_split"], normalize=tutorial["normalize"],
-        label_encoding=tutorial["label_encoding"], limit=_limit(plan["zoo_limit"], dataset),
-    )
-    data = datasets.prepare(dataset, validation_split=config.validation_split, limit=config.limit, seed=0)
+def bench_lesson_presets(dataset, on_row=None) -> list[dict]:
+    """The lessons' own MNIST recipes (variants of the zoo's), with the tutorial's settings."""
+    rows = []
+    for preset in presets.PRESETS.values():
+        if preset.name in architectures.ZOO or preset.dataset != "mnist":
+            continue
+        rows.append(_preset_row(preset, FULL, dataset))
+        if on_row:
+            on_row()
+    return rows
+
+
+def _preset_row(preset, plan, dataset=None) -> dict:
+    dataset = dataset or datasets.load_dataset(preset.dataset)
+    quick = plan["zoo_epochs"] is not None
+    config = preset.config(epochs=plan["zoo_epochs"], limit=_limit(plan["zoo_limit"], dataset))
+    data = datasets.prepare(dataset, validation_split=config.validation_split, limit=config.limit, seed=config.seed)
     result = training.train(config, data)
-    note = f"quick: {epochs} epoch(s) on {len(data.y_train):,} images" if plan["zoo_epochs"] else "tutorial settings"
-    return {"arch": arch.name, "dataset": tutorial["dataset"], "epochs": epochs,
-            "reported": tutorial["reported"], "reported_accuracy": tutorial.get("reported_accuracy"),
-            "test_accuracy": None if result.test_accuracy is None else round(result.test_accuracy, 4),
-            "seconds": round(result.seconds, 1), "note": note}
+    measured = _measured(preset.reported, result)
+    note = f"quick: {config.epochs} epoch(s) on {len(data.y_train):,} images" if quick else "tutorial settings"
+    if result.status != "finished" or result.stop_reason != f"Completed {config.epochs} epochs.":
+        note += f"; {result.status}: {result.stop_reason}"
+    last = result.history[-1] if result.history else {}
+    return {
+        "arch": preset.arch, "preset": preset.name, "dataset": preset.dataset, "epochs": config.epochs,
+        "epochs_trained": result.epochs_trained, "batch_size": config.batch_size, "optimizer": config.optimizer,
+        "learning_rate": config.learning_rate, "normalize": config.normalize,
+        "label_encoding": config.label_encoding, "validation_split": config.validation_split,
+        "train_images": int(len(data.y_train)), "params": result.params, "status": result.status,
+        "reported": preset.reported.text if preset.reported else "",
+        "reported_accuracy": preset.reported.value if preset.reported and preset.reported.higher_is_better else None,
+        "reported_metric": preset.reported.metric if preset.reported else None,
+        "reported_value": preset.reported.value if preset.reported else None,
+        "measured_value": _round(measured),
+        "verdict": preset.reported.verdict(measured) if preset.reported and not quick else "",
+        "test_accuracy": _round(result.test_accuracy), "test_loss": _round(result.test_loss),
+        "train_loss": _round(last.get("loss")), "train_accuracy": _round(last.get("accuracy")),
+        "val_loss": _round(last.get("val_loss")), "val_accuracy": _round(last.get("val_accuracy")),
+        "history": [{key: _round(value) for key, value in row.items() if key != "images"} for row in result.history],
+        "seconds": round(result.seconds, 1), "note": note,
+    }
 
 
-def write_results(results: dict) -> None:
-    (PROJECT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    table = markdown(results)
-    (PROJECT / "bench" / "RESULTS.md").write_text(table, encoding="utf-8")
-    print(table)
+def _measured(reported, result):
+    """Our number for the measurement the tutorial reported."""
+    if reported is None:
+        return result.test_accuracy
+    if reported.metric == "loss":
+        rows = [row for row in result.history if row["epoch"] == reported.epoch]
+        return rows[0]["loss"] if rows else None
+    return getattr(result, reported.metric)
+
+
+def _round(value, digits=4):
+    return None if value is None else round(float(value), digits)
+
+
+def write_results(results: dict, echo: bool = True) -> None:
+    name = "results.json" if results["mode"] == "quick" else "results-full.json"
+    (PROJECT / "bench" / name).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    sections = []
+    for file_name in ("results.json", "results-full.json"):
+        path = PROJECT / "bench" / file_name
+        if path.is_file():
+            sections.append(markdown(json.loads(path.read_text(encoding="utf-8"))))
+    text = "\n".join(sections)
+    (PROJECT / "bench" / "RESULTS.md").write_text(text, encoding="utf-8")
+    if echo:
+        print(text)
 
 
 def markdown(r: dict) -> str:
     machine = r["machine"]
     lines = [
-        f"# Benchmark results ({r['mode']} mode)",
+        f"# Benchmark results ({r['mode']} mode{'' if r.get('complete', True) else ', still running'})",
         "",
+        f"`{r.get('command', 'python bench/run.py' + (' --quick' if r['mode'] == 'quick' else ''))}` on "
         f"{machine['cpu']}, {machine['cores']} cores, native bf16: {machine['native_bf16']}; "
         f"TensorFlow {machine['tensorflow']}, Keras {machine['keras']}. Total {r['total_seconds']} s.",
         "",
+    ]
+    if "train_samples_per_s_engine" in r:
+        lines += speed_table(r) + [""]
+    lines += zoo_table(r)
+    return "\n".join(lines) + "\n"
+
+
+def zoo_table(r: dict) -> list[str]:
+    full = r["mode"] == "full"
+    lines = [
+        "## Zoo: tutorial settings vs the tutorials' reported results"
+        + (" (full data, the tutorials' recipes)" if full else ""),
+        "",
+        "| architecture | dataset | epochs | test accuracy here | test loss here | tutorial reported | verdict | time | note |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in r["zoo_accuracy"]:
+        lines.append(_zoo_line(row, row["arch"]))
+    if r.get("preset_accuracy"):
+        lines += ["", "## Lesson presets (MNIST variants of the tutorials' recipes)", "",
+                  "| preset | architecture | epochs | test accuracy here | test loss here | reported | verdict | time | note |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for row in r["preset_accuracy"]:
+            lines.append(_zoo_line(row, row["preset"], row["arch"]))
+    return lines
+
+
+def _zoo_line(row, first, second=None) -> str:
+    accuracy = "—" if row.get("test_accuracy") is None else f"{row['test_accuracy']:.2%}"
+    loss = "—" if row.get("test_loss") is None else f"{row['test_loss']:.4f}"
+    seconds = "—" if row.get("seconds") is None else f"{row['seconds']:,.0f} s"
+    middle = second if second is not None else row["dataset"]
+    return (f"| {first} | {middle} | {row.get('epochs', '—')} | {accuracy} | {loss} | {row['reported']} | "
+            f"{row.get('verdict') or ''} | {seconds} | {row['note']} |")
+
+
+def speed_table(r: dict) -> list[str]:
+    return [
         "| measure | value | target |",
         "|---|---|---|",
         f"| training, engine (batch {r['engine_batch_size']}, {r['engine_precision']}, progress on) | "
@@ -394,17 +499,7 @@ def markdown(r: dict) -> str:
         f"| Home render (AppTest, fresh process) | {r['home_render_s']:.2f} s | |",
         f"| **Home imports TensorFlow** | **{r['home_imports_tensorflow']}** | False |",
         f"| **peak RSS, {r['peak_rss_run']}** | **{r['peak_rss_mb']:,.0f} MB** | ≤ 1,500 MB |",
-        "",
-        "## Zoo: tutorial settings vs the tutorials' reported results",
-        "",
-        "| architecture | dataset | epochs | test accuracy here | tutorial reported | note |",
-        "|---|---|---|---|---|---|",
     ]
-    for row in r["zoo_accuracy"]:
-        accuracy = "—" if row.get("test_accuracy") is None else f"{row['test_accuracy']:.2%}"
-        lines.append(f"| {row['arch']} | {row['dataset']} | {row.get('epochs', '—')} | {accuracy} | "
-                     f"{row['reported']} | {row['note']} |")
-    return "\n".join(lines) + "\n"
 
 
 def _limit(count, dataset):

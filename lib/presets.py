@@ -1,0 +1,265 @@
+"""The tutorials' recipes as named presets, and the lessons they teach.
+
+A preset is one tutorial recipe: an architecture with the exact settings the
+tutorial trained it with (optimizer, learning rate, batch size, epochs,
+normalization, label encoding, validation) and the number it reported. A lesson
+(REFERENCE.md's ten, plus "too high a learning rate diverges") says what to look
+at, which presets to train (two for a comparison) and where in the app to look.
+Plain data and plain Python: no Streamlit, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from lib import architectures
+from lib.training import TrainConfig
+
+# The tutorials fit float32 models with a constant learning rate; the app's defaults differ.
+TUTORIAL_FIXED = {"lr_schedule": "constant", "precision": "float32", "seed": 0}
+# Reproduced means within this many accuracy points of the reported number.
+TOLERANCE_POINTS = 0.5
+# Where a lesson sends the learner (page titles in streamlit_app.py's navigation).
+PAGES = ("Compare", "Predictions", "Draw", "Inside", "Train")
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A number a tutorial printed, and which measurement it is."""
+
+    text: str  # as the tutorial says it, e.g. "98.11% test accuracy"
+    metric: str  # "test_accuracy" | "test_loss" | "loss" (training loss at `epoch`)
+    value: float
+    epoch: int | None = None  # for a training-loss number: after which epoch
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric.endswith("accuracy")
+
+    def verdict(self, measured: float | None) -> str:
+        """"reproduced", "missed" or "not run", by the tolerance above (loss: not higher)."""
+        if measured is None:
+            return "not run"
+        if self.higher_is_better:
+            return "reproduced" if measured >= self.value - TOLERANCE_POINTS / 100 else "missed"
+        return "reproduced" if measured <= self.value else "missed"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named, runnable recipe: an architecture plus TrainConfig settings."""
+
+    name: str  # CLI / URL key, e.g. "cnn-tf-tutorial" or "mlp-512-raw"
+    title: str
+    lessons: tuple[str, ...]  # lesson keys ("1" ... "10", "lr") that train it
+    arch: str  # a zoo name
+    settings: dict  # TrainConfig fields besides arch and name
+    reported: Reported | None = None
+    note: str = ""  # how this recipe differs from the tutorial's page, if at all
+
+    @property
+    def dataset(self) -> str:
+        return self.settings["dataset"]
+
+    def config(self, *, limit: int | None = None, epochs: int | None = None, **overrides) -> TrainConfig:
+        """The TrainConfig for this recipe; `limit`/`epochs` shrink it for a quick try.
+
+        The run's name is the preset name, so the app can tell which lessons a visitor ran.
+        """
+        values = {**self.settings, "arch": self.arch, "name": self.name, "limit": limit, **overrides}
+        if epochs is not None:
+            values["epochs"] = epochs
+        return TrainConfig(**values)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "lessons": list(self.lessons),
+            "arch": self.arch,
+            "settings": dict(self.settings),
+            "reported": dataclasses.asdict(self.reported) if self.reported else None,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class Lesson:
+    key: str  # "1" ... "10", "lr"
+    title: str
+    claim: str  # what the tutorial teaches, in one sentence
+    look_at: str  # what to watch for once the runs are done
+    presets: tuple[str, ...] = ()  # one to train, or two to compare
+    where: tuple[str, ...] = ()  # app pages to look in (PAGES)
+    broken_layers: tuple = ()  # lesson 3: (title, layer list) pairs the builder refuses
+    explanation: str = ""  # why our number differs from the tutorial's, where it does
+
+
+def tutorial_settings(arch_name: str) -> dict:
+    """TrainConfig fields for a zoo entry's tutorial recipe (ZOO[...].tutorial)."""
+    tutorial = architectures.get_architecture(arch_name).tutorial
+    if tutorial is None:
+        raise ValueError(f"{arch_name!r} has no tutorial recipe.")
+    keys = ("dataset", "optimizer", "learning_rate", "batch_size", "epochs", "normalize",
+            "label_encoding", "validation_split")
+    return {**{key: tutorial[key] for key in keys}, **TUTORIAL_FIXED}
+
+
+def _accuracy(text: str, value: float) -> Reported:
+    return Reported(text, "test_accuracy", value)
+
+
+# What each zoo tutorial reported, as a measurement (architectures keeps the text).
+_ZOO_REPORTED = {
+    "softmax": _accuracy("88.5% test accuracy", 0.885),
+    "mlp-500x2": _accuracy("97.7% test accuracy", 0.977),
+    "mlp-128": _accuracy("82.6% test accuracy on Fashion-MNIST (first run shown)", 0.826),
+    "mlp-512": Reported("training loss 0.36 after 2 epochs (Fashion-MNIST)", "loss", 0.36, epoch=2),
+    "mlp-1024": Reported("test loss 0.071", "test_loss", 0.071),
+    "mlp-512-256": Reported("test loss 0.076", "test_loss", 0.076),
+    "cnn-lenet-ish": _accuracy("98.11% test accuracy", 0.9811),
+    "cnn-tf-tutorial": _accuracy("99.21% test accuracy", 0.9921),
+    "cnn-gap-small": _accuracy("88.34% test accuracy on Fashion-MNIST", 0.8834),
+    "cnn-gap-deep": _accuracy("92.39% test accuracy on Fashion-MNIST", 0.9239),
+}
+
+_ZOO_LESSONS = {
+    "mlp-1024": ("2",), "mlp-512-256": ("4",), "cnn-gap-small": ("8",), "cnn-gap-deep": ("8",),
+    "cnn-lenet-ish": ("9",), "cnn-tf-tutorial": ("10",),
+}
+
+
+def _zoo_presets() -> list[Preset]:
+    found = []
+    for arch in architectures.ZOO.values():
+        if arch.tutorial is None:
+            continue
+        found.append(Preset(arch.name, f"{arch.title}: the tutorial's recipe", _ZOO_LESSONS.get(arch.name, ()),
+                            arch.name, tutorial_settings(arch.name), _ZOO_REPORTED[arch.name]))
+    return found
+
+
+# The MNIST MLP tutorial (adam, 5 epochs, pixels / 255, integer labels) with other widths and switches.
+_MNIST_MLP = {**tutorial_settings("mlp-1024")}
+
+
+def _variant(name, title, lessons, arch, reported=None, note="", **changes) -> Preset:
+    return Preset(name, title, lessons, arch, {**_MNIST_MLP, **changes}, reported, note)
+
+
+_VARIANTS = [
+    _variant("mlp-128-mnist", "MLP 128 on MNIST", ("1", "2"), "mlp-128",
+             note="The MLP-128 tutorial's recipe on MNIST (it reports its number on Fashion-MNIST)."),
+    _variant("mlp-512-mnist", "MLP 512 on MNIST, normalized", ("4", "5", "6"), "mlp-512",
+             Reported("test loss about 0.07 with normalized pixels", "test_loss", 0.07)),
+    _variant("mlp-512-raw", "MLP 512 on MNIST, raw 0-255 pixels", ("6",), "mlp-512",
+             Reported("loss 0.26 without normalization", "test_loss", 0.26), normalize=False),
+    _variant("mlp-512-long", "MLP 512 on MNIST for 30 epochs", ("5",), "mlp-512", epochs=30,
+             note="Six times the tutorial's epochs, to watch overfitting happen."),
+    _variant("mlp-512-stop-at-95", "MLP 512 stopping at 95% accuracy", ("7",), "mlp-512", epochs=10,
+             target_metric="accuracy", target_value=0.95,
+             note="The callback tutorial's MNIST exercise: stop once training accuracy passes 95%."),
+    Preset("mlp-512-stop-at-loss-0.4", "MLP 512 stopping at loss 0.4 (Fashion-MNIST)", ("7",), "mlp-512",
+           {**tutorial_settings("mlp-512"), "target_metric": "loss", "target_value": 0.4},
+           Reported("stopped after 2 epochs at training loss 0.36", "loss", 0.36, epoch=2)),
+    _variant("sgd-lr-10", "SGD with learning rate 10 (too high)", ("lr",), "mlp-128",
+             optimizer="sgd", learning_rate=10.0,
+             note="A learning rate a thousand times too high: the loss explodes within the first epoch."),
+    _variant("sgd-lr-0.1", "SGD with learning rate 0.1", ("lr",), "mlp-128", optimizer="sgd", learning_rate=0.1),
+]
+
+PRESETS: dict[str, Preset] = {preset.name: preset for preset in [*_zoo_presets(), *_VARIANTS]}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name`; ValueError naming the known ones if there is none."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset: {name!r}. Known: {', '.join(PRESETS)}.")
+    return PRESETS[name]
+
+
+def _dense(units, activation="relu"):
+    return {"type": "Dense", "units": units, "activation": activation}
+
+
+_BROKEN = (
+    ("Dense straight on the images (no Flatten)", [_dense(128), _dense(10, "softmax")]),
+    ("A last layer with 5 units for 10 classes", [{"type": "Flatten"}, _dense(128), _dense(5, "softmax")]),
+)
+
+LESSONS: dict[str, Lesson] = {lesson.key: lesson for lesson in [
+    Lesson("1", "Predictions are probabilities",
+           "The output of predict is one probability per class; the prediction is the most probable class.",
+           "Draw a digit: the bars are the ten probabilities (they add up to 100%) and the prediction is the "
+           "tallest bar. On Predictions, the confidence shown is that tallest probability.",
+           ("mlp-128-mnist",), ("Draw", "Inside", "Predictions")),
+    Lesson("2", "More neurons: slower, usually more accurate",
+           "A wider hidden layer takes longer to train and is usually a little more accurate.",
+           "In Compare, MLP 1024 has 8x the parameters of MLP 128 and takes longer per epoch; its test "
+           "accuracy is a little higher and its test loss lower.",
+           ("mlp-128-mnist", "mlp-1024"), ("Compare",)),
+    Lesson("3", "Broken architectures fail with a clear message",
+           "Dense straight on images without Flatten fails; so does a last layer whose units differ from "
+           "the number of classes.",
+           "The builder refuses these models before training and says what to fix. Try them in the Train "
+           "page's layer builder.",
+           (), ("Train",), _BROKEN),
+    Lesson("4", "An extra hidden layer may change little",
+           "On simple data like MNIST a second hidden layer adds parameters but little accuracy.",
+           "In Compare, MLP 512-256 and MLP 512 end within a few tenths of a point of each other.",
+           ("mlp-512-mnist", "mlp-512-256"), ("Compare",)),
+    Lesson("5", "More epochs can overfit",
+           "Training accuracy keeps rising while validation accuracy stalls (and validation loss rises).",
+           "In Compare, the 30-epoch run's training loss keeps falling towards zero while its validation "
+           "loss turns upward after a few epochs: it memorizes the training images.",
+           ("mlp-512-mnist", "mlp-512-long"), ("Compare",)),
+    Lesson("6", "Normalization matters",
+           "Scaling pixels from 0-255 to 0-1 makes the same model converge much better.",
+           "In Compare, the raw-pixel run starts with a huge loss and ends with a test loss several times "
+           "higher than the normalized run's.",
+           ("mlp-512-mnist", "mlp-512-raw"), ("Compare",)),
+    Lesson("7", "A callback can stop training at a target",
+           "A callback can end training once a metric reaches a target, e.g. accuracy above 95%.",
+           "The run stops after about 2 of its 10 epochs; its report says which target was reached and when.",
+           ("mlp-512-stop-at-95",), ("Compare",)),
+    Lesson("8", "Dropout and more filters fight overfitting",
+           "The deeper CNN with dropout keeps validation accuracy above training accuracy.",
+           "In Compare, the deep CNN's validation accuracy stays above its training accuracy (dropout is "
+           "only on while training); the small CNN's training accuracy overtakes its validation accuracy.",
+           ("cnn-gap-small", "cnn-gap-deep"), ("Compare",)),
+    Lesson("9", "Plot the history, save it, reload the model",
+           "Plot accuracy and validation accuracy per epoch; save the history as CSV; a saved and "
+           "reloaded model scores the same.",
+           "In Compare, the curves per epoch and the history CSV download; the run folder keeps model.keras, "
+           "and Predictions reloads it and scores the test set exactly as training did.",
+           ("cnn-lenet-ish",), ("Compare", "Predictions")),
+    Lesson("10", "Look at test images with their predictions",
+           "Show random test images with the true label, the predicted label and its probability.",
+           "On Predictions, each test image shows its true label, the prediction and its probability; "
+           "filter to the mistakes to see what the model finds hard.",
+           ("cnn-tf-tutorial",), ("Predictions",)),
+    Lesson("lr", "Too high a learning rate diverges",
+           "With too large a step the loss explodes instead of falling, and the model learns nothing.",
+           "The learning-rate-10 run is stopped as diverged (its loss explodes) with the fix; the run with "
+           "learning rate 0.1 trains normally.",
+           ("sgd-lr-10", "sgd-lr-0.1"), ("Compare",)),
+]}
+
+
+def lessons_for_preset(name: str) -> list[Lesson]:
+    return [lesson for lesson in LESSONS.values() if name in lesson.presets]
+
+
+def broken_messages(lesson: Lesson, input_shape=(28, 28, 1), num_classes: int = 10) -> list[tuple[str, str]]:
+    """(title, the builder's message) for each broken layer list of a lesson."""
+    messages = []
+    for title, layers in lesson.broken_layers:
+        try:
+            architectures.validate(layers, input_shape, num_classes)
+        except architectures.InvalidArchitecture as error:
+            messages.append((title, str(error)))
+        else:  # a broken example that builds would teach the wrong thing
+            raise AssertionError(f"Lesson {lesson.key}: {title!r} is not broken.")
+    return messages
+

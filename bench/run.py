@@ -64,9 +64,11 @@ def main() -> int:
         results["total_seconds"] = round(time.perf_counter() - started, 1)
         write_results(results, echo=False)
 
-    results["zoo_accuracy"] = bench_zoo(dataset, plan, on_row=save_so_far)
+    results["zoo_accuracy"] = []
+    bench_zoo(dataset, plan, results["zoo_accuracy"], on_row=save_so_far)
     if not args.quick:
-        results["preset_accuracy"] = bench_lesson_presets(dataset, on_row=save_so_far)
+        results["preset_accuracy"] = []
+        bench_lesson_presets(dataset, results["preset_accuracy"], on_row=save_so_far)
     results["complete"] = True
     results["total_seconds"] = round(time.perf_counter() - started, 1)
     write_results(results)
@@ -330,12 +332,12 @@ def bench_peak_rss(plan) -> dict:
     return {"peak_rss_mb": round(peak_kb / 1024, 1), "peak_rss_run": f"full MNIST, {plan['rss_epochs']} epoch(s)"}
 
 
-def bench_zoo(dataset, plan, on_row=None) -> list[dict]:
+def bench_zoo(dataset, plan, rows: list, on_row=None) -> list[dict]:
     """Each tutorial architecture with its tutorial's recipe, next to the reported number.
 
     A dataset without a file here is marked "not run: no data", never estimated.
+    Rows are appended to `rows` as they finish; `on_row()` is called after each.
     """
-    rows = []
     for arch in architectures.ZOO.values():
         if arch.tutorial is None:
             continue
@@ -352,9 +354,8 @@ def bench_zoo(dataset, plan, on_row=None) -> list[dict]:
     return rows
 
 
-def bench_lesson_presets(dataset, on_row=None) -> list[dict]:
+def bench_lesson_presets(dataset, rows: list, on_row=None) -> list[dict]:
     """The lessons' own MNIST recipes (variants of the zoo's), with the tutorial's settings."""
-    rows = []
     for preset in presets.PRESETS.values():
         if preset.name in architectures.ZOO or preset.dataset != "mnist":
             continue
@@ -448,7 +449,7 @@ def zoo_table(r: dict) -> list[str]:
         "| architecture | dataset | epochs | test accuracy here | test loss here | tutorial reported | verdict | time | note |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in r["zoo_accuracy"]:
+    for row in r.get("zoo_accuracy", []):
         lines.append(_zoo_line(row, row["arch"]))
     if r.get("preset_accuracy"):
         lines += ["", "## Lesson presets (MNIST variants of the tutorials' recipes)", "",

@@ -1,0 +1,140 @@
+"""Show as code: generated Keras scripts run on their own and build the app's exact models."""
+
+import json
+import os
+import runpy
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from lib import architectures, codegen, datasets, presets
+from lib.training import TrainConfig
+
+CUSTOM_LAYERS = (
+    {"type": "Conv2D", "filters": 8, "kernel_size": 5, "strides": 2, "padding": "same", "activation": "relu"},
+    {"type": "BatchNormalization"},
+    {"type": "AveragePooling2D", "pool_size": 2},
+    {"type": "Flatten"},
+    {"type": "Dropout", "rate": 0.25},
+    {"type": "Dense", "units": 24, "activation": "tanh"},
+    {"type": "Dense", "units": "num_classes", "activation": "softmax"},
+)
+QUICK_ARGS = ["--epochs", "1", "--limit", "200"]
+# Runs scripts one after another in one interpreter, each exactly as `python script.py ARGS`
+# would (own globals, __name__ == "__main__", own argv): one TensorFlow start-up for all.
+DRIVER = textwrap.dedent("""
+    import runpy, sys
+    for script, output in zip(sys.argv[1::2], sys.argv[2::2]):
+        print("SCRIPT", script, flush=True)
+        sys.argv = [script, *%r, "--output", output]
+        runpy.run_path(script, run_name="__main__")
+""")
+
+
+def zoo_config(name: str) -> TrainConfig:
+    """The tutorial recipe where there is one; the app's own cnn-best with augmentation otherwise."""
+    if name in presets.PRESETS:
+        return presets.get_preset(name).config()
+    return TrainConfig(arch=name, augment=True, early_stopping_patience=2)
+
+
+def results(stdout: str) -> dict:
+    """{script path: RESULT dict} from a driver's or a script's output."""
+    found, current = {}, None
+    for line in stdout.splitlines():
+        if line.startswith("SCRIPT "):
+            current = line.split(" ", 1)[1]
+        elif line.startswith(codegen.RESULT_PREFIX):
+            found[current] = json.loads(line[len(codegen.RESULT_PREFIX):])
+    return found
+
+
+def run_python(args, data_dir, cwd):
+    env = {**os.environ, "MNIST_STUDIO_DATA_DIR": str(data_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=900)
+
+
+def test_every_zoo_script_trains_and_counts_the_apps_parameters(tiny_data_dir, tmp_path):
+    paths = {}
+    for name in architectures.ZOO:
+        path = tmp_path / codegen.script_name(zoo_config(name))
+        path.write_text(codegen.script_for(zoo_config(name)), encoding="utf-8")
+        paths[name] = path
+    argv = [str(part) for name, path in paths.items() for part in (path, tmp_path / f"{name}.keras")]
+    done = run_python(["-c", DRIVER % (QUICK_ARGS,), *argv], tiny_data_dir, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = results(done.stdout)
+    for name, path in paths.items():
+        config = zoo_config(name)
+        shape = datasets.get_info(config.dataset, tiny_data_dir).input_shape
+        assert found[str(path)]["params"] == architectures.count_params(config.layer_specs, shape, 10), name
+        assert 0 <= found[str(path)]["test_accuracy"] <= 1 and found[str(path)]["epochs"] == 1
+        assert (tmp_path / f"{name}.keras").is_file() and (tmp_path / f"{name}-history.csv").is_file()
+
+
+def test_a_builder_model_script_runs_as_python_script_py(tiny_data_dir, tmp_path):
+    """A custom model with stop-at-target and early stopping, run the way a learner would run it."""
+    config = TrainConfig(arch="custom", layers=CUSTOM_LAYERS, target_metric="val_accuracy", target_value=0.99,
+                         early_stopping_patience=1, lr_schedule="cosine", optimizer="sgd", learning_rate=0.05,
+                         name="my model")
+    script = tmp_path / codegen.script_name(config)
+    script.write_text(codegen.script_for(config), encoding="utf-8")
+    assert script.name == "my_model.py"
+    done = run_python([script.name, "--epochs", "2", "--limit", "200"], tiny_data_dir, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = results(done.stdout)[None]
+    assert result["params"] == architectures.count_params(CUSTOM_LAYERS, (28, 28, 1), 10)
+    assert 1 <= result["epochs"] <= 2
+    assert (tmp_path / "my_model.keras").is_file()
+    history = (tmp_path / "my_model-history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,") and "val_accuracy" in history[0]
+
+
+def test_the_script_holds_out_the_same_validation_images_as_the_app(tiny_data_dir, tmp_path):
+    config = TrainConfig(arch="mlp-128", validation_split=0.2, limit=300, seed=7)
+    script = tmp_path / "split_check.py"
+    script.write_text(codegen.script_for(config), encoding="utf-8")
+    namespace = runpy.run_path(str(script), run_name="split_check")  # definitions only, main() not run
+    dataset = datasets.load_dataset("mnist", tiny_data_dir)
+    app = datasets.prepare(dataset, validation_split=0.2, limit=300, seed=7)
+    (x_train, y_train), (x_val, y_val) = namespace["split"](dataset.x_train, dataset.y_train, 300, 0.2, 7)
+    np.testing.assert_array_equal(x_train, app.x_train)
+    np.testing.assert_array_equal(y_val, app.y_val)
+    np.testing.assert_array_equal(x_val, app.x_val)
+
+
+@pytest.mark.parametrize("spec, code", [
+    ({"type": "Conv2D", "filters": 32, "kernel_size": 3, "activation": "relu"}, 'layers.Conv2D(32, 3, activation="relu")'),
+    ({"type": "Conv2D", "filters": 64, "kernel_size": 3, "padding": "same", "strides": 2},
+     'layers.Conv2D(64, 3, strides=2, padding="same")'),
+    ({"type": "MaxPooling2D", "pool_size": 2}, "layers.MaxPooling2D(2)"),
+    ({"type": "Dense", "units": "num_classes", "activation": "softmax"}, 'layers.Dense(NUM_CLASSES, activation="softmax")'),
+    ({"type": "Dropout", "rate": 0.5}, "layers.Dropout(0.5)"),
+    ({"type": "Flatten"}, "layers.Flatten()"),
+    ({"type": "Activation", "activation": "relu"}, 'layers.Activation("relu")'),
+])
+def test_layers_read_like_the_tutorials(spec, code):
+    assert codegen.layer_code(spec) == code
+
+
+def test_scripts_carry_the_recipe_and_compile_for_every_preset():
+    for preset in presets.PRESETS.values():
+        text = codegen.script_for(preset.config())
+        compile(text, preset.name, "exec")
+        config = preset.config()
+        assert f"EPOCHS = {config.epochs}\n" in text and f"BATCH_SIZE = {config.batch_size}\n" in text
+        assert f"NORMALIZE = {config.normalize}" in text and f'OPTIMIZER = "{config.optimizer}"' in text
+    softmax = codegen.script_for(presets.get_preset("softmax").config())
+    assert 'LABEL_ENCODING = "one_hot"' in softmax and "LEARNING_RATE = 0.0001" in softmax
+    assert "keras.datasets" in softmax and "make_augmenter" not in softmax
+    target = codegen.script_for(presets.get_preset("mlp-512-stop-at-95").config())
+    assert 'TARGET_METRIC = "accuracy"' in target and "class TargetReached" in target
+
+
+def test_a_broken_layer_list_is_refused_before_any_script_is_written():
+    config = TrainConfig(arch="custom", layers=({"type": "Dense", "units": 10, "activation": "softmax", "oops": 1},))
+    with pytest.raises(architectures.InvalidArchitecture, match="no argument 'oops'"):
+        codegen.script_for(config)

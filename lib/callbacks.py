@@ -14,20 +14,31 @@ import keras
 # A healthy classifier's crossentropy starts near ln(classes) (about 100 on raw pixels);
 # a running loss beyond this has diverged and would end in NaN or garbage weights.
 DIVERGED_LOSS = 1e6
+# An epoch whose mean loss is this many times the first batch's, at about chance accuracy,
+# has diverged too (SGD at learning rate 10: loss 2.3 -> 310, accuracy 10%).
+DIVERGED_RATIO = 2.0
+CHANCE_MARGIN = 2.0  # "about chance": accuracy below twice 1 / number of classes
 
 
 class ProgressReporter(keras.callbacks.Callback):
     """Turns Keras batch/epoch ends into plain `on_progress(dict)` calls; honours stop requests."""
 
-    def __init__(self, on_progress, should_stop, *, epochs, steps, batch_size, samples):
+    def __init__(self, on_progress, should_stop, *, epochs, steps, batch_size, samples, num_classes=10):
         super().__init__()
         self.on_progress, self.should_stop = on_progress, should_stop
         self.epochs, self.steps, self.batch_size, self.samples = epochs, steps, batch_size, samples
+        self.num_classes = num_classes
         self.epoch_rows: list[dict] = []
         self.samples_seen = 0
         self.train_seconds = 0.0
         self.stop_requested = False
-        self.nan_seen = False
+        self.nan_seen = False  # the weights are garbage: not worth scoring
+        self.first_loss = None
+        self.diverged = ""  # what was seen, when training diverged
+
+    def _stop_diverged(self, what: str) -> None:
+        self.diverged = self.diverged or what
+        self.model.stop_training = True
 
     def on_train_begin(self, logs=None):
         self.started = time.perf_counter()
@@ -45,9 +56,12 @@ class ProgressReporter(keras.callbacks.Callback):
         self.samples_seen += seen - self.epoch_samples
         self.epoch_samples = seen
         loss = float(logs.get("loss", math.nan))
+        if self.first_loss is None and math.isfinite(loss):
+            self.first_loss = loss
         if not math.isfinite(loss) or loss > DIVERGED_LOSS:
             self.nan_seen = True
-            self.model.stop_training = True
+            self._stop_diverged(f"the loss became {loss:.3g} in epoch {self.epoch + 1}" if math.isfinite(loss)
+                                else f"the loss became {loss} (not a number) in epoch {self.epoch + 1}")
         elapsed_epoch = time.perf_counter() - self.epoch_started
         rate = self.epoch_samples / max(elapsed_epoch, 1e-9)
         remaining = (self.epochs - self.epoch - 1) * self.samples + (self.samples - seen)
@@ -86,6 +100,7 @@ class ProgressReporter(keras.callbacks.Callback):
             "images": self.epoch_samples,
         }
         self.epoch_rows.append(row)
+        self._check_divergence(epoch, row)
         elapsed = time.perf_counter() - self.started
         done = self.samples_seen / max(self.epochs * self.samples, 1)
         self._emit(
@@ -99,6 +114,17 @@ class ProgressReporter(keras.callbacks.Callback):
                 "eta": elapsed * (1 - done) / done if done > 0 else None,
             }
         )
+
+    def _check_divergence(self, epoch, row):
+        """Far above where it started, at about chance accuracy: the steps are too large."""
+        loss, accuracy = row["loss"], row["accuracy"]
+        if loss is None or accuracy is None or not self.first_loss:
+            return
+        if loss > DIVERGED_RATIO * self.first_loss and accuracy < CHANCE_MARGIN / self.num_classes:
+            self._stop_diverged(
+                f"the loss rose from {self.first_loss:.3g} to {loss:.3g} by the end of epoch {epoch + 1}, "
+                f"with {accuracy:.0%} accuracy (chance is {1 / self.num_classes:.0%})"
+            )
 
     def _emit(self, event):
         if self.on_progress is not None:

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from lib import architectures, datasets, runs, training
+from lib import architectures, codegen, datasets, presets, runs, training
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
 BAR_WIDTH = 30
@@ -58,11 +58,19 @@ def _build_parser() -> argparse.ArgumentParser:
     zoo.add_argument("--json", action="store_true", help="one JSON list on stdout")
     zoo.set_defaults(handler=cmd_zoo)
 
+    listing = commands.add_parser("presets", help="list the tutorials' recipes (see the Lessons page)")
+    listing.add_argument("--json", action="store_true", help="one JSON list on stdout")
+    listing.set_defaults(handler=cmd_presets)
+
     train = commands.add_parser("train", help="train a model and save it as a run")
     _add_train_options(train)
     _add_dirs(train)
     train.add_argument("--json", action="store_true", help="last stdout line is a JSON summary")
     train.set_defaults(handler=cmd_train)
+
+    code = commands.add_parser("code", help="print a runnable Keras script for a preset or settings")
+    _add_train_options(code)
+    code.set_defaults(handler=cmd_code)
 
     listing = commands.add_parser("runs", help="list saved runs")
     _add_dirs(listing, data=False)
@@ -87,9 +95,11 @@ def _build_parser() -> argparse.ArgumentParser:
 def _add_train_options(train) -> None:
     """The training settings, with TrainConfig's defaults and the training module's choices."""
     default = training.config_defaults()
+    train.add_argument("--preset", default=None,
+                       help="a tutorial recipe (see `presets`); only --limit, --epochs, --seed and --name change it")
     train.add_argument("--dataset", default=default["dataset"])
     train.add_argument("--arch", default=default["arch"], help="a zoo name (see `zoo`)")
-    train.add_argument("--epochs", type=int, default=default["epochs"])
+    train.add_argument("--epochs", type=int, default=_Default(default["epochs"]))
     train.add_argument("--batch-size", type=int, default=default["batch_size"])
     train.add_argument("--optimizer", choices=training.OPTIMIZERS, default=default["optimizer"])
     rates = ", ".join(f"{name} {rate:g}" for name, rate in training.DEFAULT_LEARNING_RATES.items())
@@ -136,14 +146,32 @@ def cmd_zoo(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
+class _Default(int):
+    """An option's default value, told apart from the same number typed by the user."""
+
+
+# Settings a preset fixes: giving one of these with --preset is a mistake worth saying.
+PRESET_FIXED = ("dataset", "arch", "batch_size", "optimizer", "lr", "lr_schedule", "validation_split",
+                "no_normalize", "one_hot", "augment", "target_accuracy", "patience", "precision")
+
+
+def config_from_args(args) -> training.TrainConfig:
+    """The TrainConfig that `train` and `code` use: a preset's, or one built from the options."""
+    if args.preset is not None:
+        preset = presets.get_preset(args.preset)
+        defaults = _build_parser().parse_args([args.command])
+        clashing = [f"--{dest.replace('_', '-')}" for dest in PRESET_FIXED
+                    if getattr(args, dest) != getattr(defaults, dest)]
+        if clashing:
+            raise CliError(f"--preset {preset.name} sets {', '.join(clashing)} itself; "
+                           "only --limit, --epochs, --seed and --name change a preset")
+        overrides = {"seed": args.seed, **({"name": args.name} if args.name else {})}
+        given_epochs = None if isinstance(args.epochs, _Default) else args.epochs
+        return preset.config(limit=args.limit, epochs=given_epochs, **overrides)
     if args.arch not in architectures.ZOO:
         raise CliError(f"Unknown architecture: {args.arch!r}. Known: {', '.join(architectures.ZOO)}.")
-    known = datasets.available_datasets(args.data_dir)
-    if args.dataset not in known:
-        raise CliError(f"Unknown dataset: {args.dataset!r}. Known: {', '.join(known)}.")
     learning_rate = args.lr if args.lr is not None else training.default_learning_rate(args.optimizer)
-    config = training.TrainConfig(
+    return training.TrainConfig(
         dataset=args.dataset,
         arch=args.arch,
         epochs=args.epochs,
@@ -163,6 +191,31 @@ def cmd_train(args) -> int:
         limit=args.limit,
         name=args.name,
     )
+
+
+def cmd_presets(args) -> int:
+    measured = presets.measured_results()
+    rows = [{**preset.to_dict(), "measured": measured.get(preset.name)} for preset in presets.PRESETS.values()]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for row in rows:
+            lessons = ", ".join(row["lessons"]) or "-"
+            reported = row["reported"]["text"] if row["reported"] else ""
+            print(f"{row['name']:<26} lesson {lessons:<6} {row['arch']:<16} {reported}")
+    return 0
+
+
+def cmd_code(args) -> int:
+    print(codegen.script_for(config_from_args(args)), end="")
+    return 0
+
+
+def cmd_train(args) -> int:
+    config = config_from_args(args)
+    known = datasets.available_datasets(args.data_dir)
+    if config.dataset not in known:
+        raise CliError(f"Unknown dataset: {config.dataset!r}. Known: {', '.join(known)}.")
     bar = _ProgressBar(sys.stderr)
     run, result = training.train_and_save(
         config, data_dir=args.data_dir, runs_dir=args.runs_dir, on_progress=bar.update
@@ -190,7 +243,7 @@ def cmd_train(args) -> int:
             f"{result.seconds:.1f} s · {result.samples_per_s:,.0f} images/s · precision {result.precision}\n"
             f"{result.stop_reason}\nsaved to {run.path}"
         )
-    return 0 if result.status != "failed" else EXIT_FAILED
+    return 0 if result.status in ("finished", "stopped") else EXIT_FAILED  # diverged: no usable model
 
 
 def cmd_runs(args) -> int:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 QUEUED, RUNNING = "queued", "running"
 FINISHED, STOPPED, FAILED, CANCELLED = "finished", "stopped", "failed", "cancelled"
+DIVERGED = "diverged"  # trained, but the loss exploded: saved with the cause and the fix
 ACTIVE_STATES = (QUEUED, RUNNING)
 
 
@@ -148,7 +149,7 @@ class JobManager:
             return
         with self._lock:
             job.run_id = run.run_id
-            job.state = {"finished": FINISHED, "stopped": STOPPED}.get(result.status, FAILED)
+            job.state = {"finished": FINISHED, "stopped": STOPPED, "diverged": DIVERGED}.get(result.status, FAILED)
             job.summary = {
                 "status": result.status,
                 "reason": result.stop_reason,
@@ -197,6 +198,8 @@ def describe_state(job: Job) -> str:
         return "Starting: loading data and building the model…"
     if job.state == FAILED:
         return f"Failed: {job.error}"
+    if job.state == DIVERGED:
+        return "Diverged: the loss exploded instead of falling (see below)."
     if job.state == CANCELLED:
         return "Cancelled before it started."
     accuracy = job.summary.get("test_accuracy")

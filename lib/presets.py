@@ -13,13 +13,18 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from lib import architectures
+import json
+from pathlib import Path
+
+from lib import architectures, paths
 from lib.training import TrainConfig
 
 # The tutorials fit float32 models with a constant learning rate; the app's defaults differ.
 TUTORIAL_FIXED = {"lr_schedule": "constant", "precision": "float32", "seed": 0}
 # Reproduced means within this many accuracy points of the reported number.
 TOLERANCE_POINTS = 0.5
+# The full benchmark's rows (bench/run.py without --quick): our measured numbers.
+MEASURED_FILE = paths.PROJECT_DIR / "bench" / "results-full.json"
 # Where a lesson sends the learner (page titles in streamlit_app.py's navigation).
 PAGES = ("Compare", "Predictions", "Draw", "Inside", "Train")
 
@@ -263,3 +268,13 @@ def broken_messages(lesson: Lesson, input_shape=(28, 28, 1), num_classes: int = 
             raise AssertionError(f"Lesson {lesson.key}: {title!r} is not broken.")
     return messages
 
+
+
+def measured_results(path: Path | None = None) -> dict[str, dict]:
+    """Preset name -> its row in the full benchmark (test accuracy, loss, time, verdict); {} without one."""
+    try:
+        results = json.loads(Path(path or MEASURED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    rows = [*results.get("zoo_accuracy", []), *results.get("preset_accuracy", [])]
+    return {row.get("preset", row.get("arch")): row for row in rows if isinstance(row, dict)}

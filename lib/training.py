@@ -126,7 +126,7 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     model: object  # keras.Model
-    status: str  # finished / stopped / failed
+    status: str  # finished / stopped / diverged
     stop_reason: str
     history: list[dict]  # one row per epoch: epoch, loss, accuracy, val_loss, val_accuracy, seconds
     # (a stopped run's last, partial epoch is numbered by how far it got: 3.4 = 40% into epoch 4)
@@ -214,7 +214,7 @@ def train(
     reporter = studio_callbacks.ProgressReporter(
         on_progress, should_stop, epochs=config.epochs,
         steps=steps_per_epoch, batch_size=config.batch_size,
-        samples=len(data.y_train),
+        samples=len(data.y_train), num_classes=data.num_classes,
     )
     callbacks = [reporter]
     if config.target_metric:
@@ -230,11 +230,8 @@ def train(
     seconds = time.perf_counter() - started
 
     status, reason = "finished", f"Completed {config.epochs} epochs."
-    if reporter.nan_seen:
-        status, reason = "failed", (
-            "The loss exploded (became NaN or astronomically large), so training was ended. "
-            "Lower the learning rate, turn normalization on, or pick another optimizer."
-        )
+    if reporter.diverged:
+        status, reason = "diverged", divergence_reason(config, reporter.diverged)
     elif reporter.stop_requested:
         status, reason = "stopped", f"Stopped by request after {reporter.samples_seen:,} images; weights so far kept."
     else:
@@ -253,7 +250,7 @@ def train(
         precision=policy,
         params=int(model.count_params()),
     )
-    if status != "failed":
+    if not reporter.nan_seen:  # NaN weights predict nothing worth scoring
         score_on_test(result, data, config)
     if on_progress:
         on_progress({"kind": "end", "status": status, "reason": reason, "test_accuracy": result.test_accuracy})
@@ -280,6 +277,21 @@ def train_and_save(
     result = train(config, data, on_progress, should_stop)
     run = runs.save_run(result, config, data.info, runs_dir)
     return run, result
+
+
+def divergence_reason(config: TrainConfig, what: str) -> str:
+    """Why a run diverged and how to fix it, in words a learner can act on."""
+    usual = default_learning_rate(config.optimizer)
+    fix = (f"try {usual:g}, the usual start for {config.optimizer}" if config.learning_rate > usual
+           else f"try ten times lower, {config.learning_rate / 10:g}")
+    reason = (
+        f"Training diverged: {what}, so it was stopped. The likely cause is a learning rate too high "
+        f"for {config.optimizer} ({config.learning_rate:g}): each step overshoots and the loss explodes. "
+        f"Lower the learning rate ({fix}) and train again."
+    )
+    if not config.normalize:
+        reason += " Turning normalization on helps too: raw 0-255 pixels make every step 255 times larger."
+    return reason
 
 
 def steps_per_execution(steps_per_epoch: int) -> int:

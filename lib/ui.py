@@ -256,8 +256,8 @@ def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
 
     meta = run.meta
     status = meta.get("status", "?")
-    if status == "failed":
-        error("This run failed.", meta.get("stop_reason", ""))
+    if status in ("failed", "diverged"):
+        error(f"This run {status}.", meta.get("stop_reason", ""))
     else:
         st.success(f"{status.capitalize()}: {meta.get('stop_reason', '')}", icon=":material/check_circle:")
     cols = st.columns(5)

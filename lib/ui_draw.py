@@ -64,7 +64,7 @@ def drawable_runs(found: list[runs.RunInfo]) -> list[runs.RunInfo]:
     usable = []
     for run in found:
         shape = run.dataset.get("input_shape") or [28, 28, 1]
-        if shape[-1] == 1 and shape[0] == shape[1] and run.meta.get("status") != "failed":
+        if shape[-1] == 1 and shape[0] == shape[1] and run.meta.get("status") not in ("failed", "diverged"):
             usable.append(run)
     return usable
 

@@ -281,6 +281,8 @@ def job_panel(job_id: str) -> None:
         loss.plotly_chart(live_figure(job, "loss", figures), key=f"live_loss_{job_id}")
         if job.state == jobs.FAILED:
             ui.error("Training failed.", job.error)
+        elif job.state == jobs.DIVERGED:
+            ui.error("Training diverged.", job.summary.get("reason", ""))
         ui.rerun_when_ended(f"_active_{job_id}", job.active, initially=first.active)  # show the run's report
 
     panel()

@@ -121,3 +121,54 @@ def test_train_learning_rate_defaults_by_optimizer(optimizer, monkeypatch, tmp_p
     cli.main(["train", "--optimizer", optimizer, "--runs-dir", str(tmp_path), "--data-dir", str(tmp_path)])
     assert seen["config"].learning_rate == {"adam": 1e-3, "sgd": 1e-3, "rmsprop": 1e-4}[optimizer]
 
+
+
+def test_presets_json_lists_every_recipe_with_its_lesson_settings_and_reported_result(capsys):
+    from lib import presets
+
+    assert cli.main(["presets", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(rows) == set(presets.PRESETS)
+    softmax = rows["softmax"]
+    assert softmax["arch"] == "softmax" and softmax["settings"]["optimizer"] == "rmsprop"
+    assert softmax["settings"]["learning_rate"] == 1e-4 and softmax["settings"]["normalize"] is False
+    assert softmax["reported"] == {"text": "88.5% test accuracy", "metric": "test_accuracy", "value": 0.885, "epoch": None}
+    assert rows["mlp-512-raw"]["lessons"] == ["6"] and rows["sgd-lr-10"]["lessons"] == ["lr"]
+
+
+def test_code_prints_the_same_script_as_the_app_for_a_preset_or_settings(capsys):
+    from lib import codegen, presets
+    from lib.training import TrainConfig
+
+    assert cli.main(["code", "--preset", "mlp-512-raw", "--epochs", "5"]) == 0
+    assert capsys.readouterr().out == codegen.script_for(presets.get_preset("mlp-512-raw").config(epochs=5))
+    assert cli.main(["code", "--arch", "mlp-128", "--optimizer", "sgd", "--lr", "0.1", "--no-normalize"]) == 0
+    text = capsys.readouterr().out
+    assert text == codegen.script_for(TrainConfig(arch="mlp-128", optimizer="sgd", learning_rate=0.1, normalize=False))
+    compile(text, "mlp_128.py", "exec")
+
+
+def test_a_preset_refuses_settings_it_fixes_in_one_line(capsys):
+    assert cli.main(["code", "--preset", "softmax", "--lr", "0.1"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --preset softmax sets --lr itself; only --limit, --epochs, --seed and --name change a preset")
+    assert cli.main(["code", "--preset", "nope"]) == 1
+    assert "Unknown preset: 'nope'" in capsys.readouterr().err
+
+
+def test_train_preset_uses_the_tutorial_recipe_and_a_diverging_one_says_so(tiny_data_dir, tmp_path):
+    runs_dir = tmp_path / "runs"
+    common = ("--limit", "300", "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs_dir), "--json")
+    done = run_cli("train", "--preset", "mlp-512-stop-at-95", "--epochs", "2", *common)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "finished" and summary["params"] == 407_050
+    meta = json.loads((Path(summary["path"]) / "meta.json").read_text())
+    assert meta["config"]["name"] == "mlp-512-stop-at-95" and meta["config"]["epochs"] == 2
+    assert (meta["config"]["target_metric"], meta["config"]["lr_schedule"]) == ("accuracy", "constant")
+
+    done = run_cli("train", "--preset", "sgd-lr-10", "--epochs", "3", *common)
+    assert done.returncode == 1  # no usable model
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "diverged" and summary["epochs_completed"] < 3
+    assert "Training diverged" in summary["reason"] and "Lower the learning rate" in summary["reason"]

@@ -84,14 +84,36 @@ def test_stop_at_target_ends_early(mnist_small):
     assert result.status == "finished" and "Target reached at epoch 1" in result.stop_reason
 
 
-def test_nan_loss_ends_the_run_with_a_clear_status(mnist_small):
+def test_nan_loss_ends_the_run_as_diverged_with_the_fix(mnist_small):
     config = TrainConfig(arch="mlp-1024", epochs=2, optimizer="sgd", learning_rate=10.0, normalize=False)
     batches = []
     result = training.train(config, mnist_small, lambda e: e["kind"] == "batch" and batches.append(e))
-    assert result.status == "failed"
+    assert result.status == "diverged"
     assert len(batches) < 10  # ended at the first exploding batch, not after two epochs
-    assert "NaN" in result.stop_reason and "learning rate" in result.stop_reason
-    assert result.test_accuracy is None
+    assert "the loss became" in result.stop_reason and "Lower the learning rate (try 0.001" in result.stop_reason
+    assert "Turning normalization on" in result.stop_reason
+    assert result.test_accuracy is None  # NaN weights are not scored
+
+
+def test_a_loss_that_ends_far_above_its_start_at_chance_is_diverged_not_finished(mnist_small, runs_dir):
+    """SGD at learning rate 10 on normalized pixels: finite loss, but 2.3 -> hundreds at 10% accuracy."""
+    config = TrainConfig(arch="mlp-128", epochs=3, optimizer="sgd", learning_rate=10.0, lr_schedule="constant")
+    events = []
+    result = training.train(config, mnist_small, events.append)
+    assert result.status == "diverged"
+    assert len(result.history) == 1  # stopped at the end of the first epoch, not after three
+    assert result.history[0]["accuracy"] < 0.2
+    assert "the loss rose from" in result.stop_reason and "try 0.001, the usual start for sgd" in result.stop_reason
+    assert events[-1]["kind"] == "end" and events[-1]["status"] == "diverged"
+    run = runs.save_run(result, config, mnist_small.info, runs_dir)
+    assert run.meta["status"] == "diverged" and run.meta["stop_reason"] == result.stop_reason
+
+
+def test_a_healthy_run_on_raw_pixels_is_not_called_diverged(mnist_small):
+    """Softmax on 0-255 pixels starts at a loss near 100 and falls: large, but not diverging."""
+    config = TrainConfig(arch="softmax", epochs=2, optimizer="rmsprop", learning_rate=1e-4, normalize=False)
+    result = training.train(config, mnist_small)
+    assert result.status == "finished" and result.history[-1]["loss"] < result.history[0]["loss"]
 
 
 def test_one_hot_labels_unnormalized_and_augmented_training_run(mnist_small):

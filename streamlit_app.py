@@ -12,6 +12,7 @@ ui_train.apply_defaults()
 page = st.navigation(
     [
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/lessons.py", title="Lessons", icon=":material/school:"),
         st.Page("pages/data.py", title="Data", icon=":material/dataset:"),
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("pages/predictions.py", title="Predictions", icon=":material/grid_view:"),

@@ -283,3 +283,21 @@ def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
                                mime="application/octet-stream", key=f"{key}_dl_model", icon=":material/download:")
     down_history.download_button("History (CSV)", run.history_path.read_bytes(), f"{run.run_id}-history.csv",
                                  mime="text/csv", key=f"{key}_dl_history", icon=":material/download:")
+
+
+def show_as_code(config, *, key: str) -> None:
+    """A toggle that shows `config` as a runnable Keras script, with a download button."""
+    from lib import codegen
+
+    if not st.toggle("Show as code", key=f"{key}_toggle", help="A plain Keras 3 script that reproduces this run"):
+        return
+    try:
+        script = codegen.script_for(config)
+    except ValueError as problem:
+        error("This model cannot be written as code yet.", str(problem))
+        return
+    st.caption(f"Run it with `python {codegen.script_name(config)} --epochs 1 --limit 2000` for a quick try; "
+               "it reads `$MNIST_STUDIO_DATA_DIR/<dataset>.npz` when that is set.")
+    st.code(script, language="python")
+    st.download_button("Download the script", script, file_name=codegen.script_name(config), mime="text/x-python",
+                       key=f"{key}_download", icon=":material/download:")

@@ -39,17 +39,8 @@ if found:
 else:
     st.info("No runs yet. Start one above or on the Train page.", icon=":material/info:")
 
-with st.expander("The lessons you can see happen here"):
-    st.markdown(
-        "1. `predict` gives a probability per class; the prediction is the most probable one (**Predictions**, **Draw**).\n"
-        "2. More neurons train slower and are usually more accurate (**Compare** `mlp-128` with `mlp-1024`).\n"
-        "3. A Dense layer on images without Flatten, or a last layer with the wrong number of units, fails: "
-        "the **Train** page says why before training.\n"
-        "4. An extra hidden layer may change little on simple data (`mlp-512` vs `mlp-512-256`).\n"
-        "5. More epochs can overfit: the training curve keeps rising while validation stalls.\n"
-        "6. Normalization matters (turn it off on the **Train** page and compare).\n"
-        "7. A callback can stop training once a target is reached (stop-at-target).\n"
-        "8. Dropout and more filters reduce overfitting (`cnn-gap-deep`).\n"
-        "9. History and model can be downloaded, and a reloaded model scores the same.\n"
-        "10. Ten random test images with their labels and probabilities (**Predictions**)."
-    )
+with st.container(border=True):
+    st.subheader(":material/school: The ten lessons of the Keras tutorials")
+    st.caption("Probabilities, wider and deeper models, overfitting, normalization, callbacks, dropout and more: "
+               "each lesson trains the tutorial's exact recipe in one click and shows where to look.")
+    st.page_link("pages/lessons.py", label="Open the lessons", icon=":material/arrow_forward:")

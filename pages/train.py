@@ -23,6 +23,8 @@ manager = ui.job_manager()
 busy = [job for job in manager.running() if job.session_id != st.session_state[ui.SESSION_ID]]
 if busy:
     st.info("Another session is training right now; your run will queue behind it.", icon=":material/hourglass:")
+if config is not None:
+    ui.show_as_code(config, key="train_code")
 # A callback, so the job exists before the next run draws the sidebar's job status.
 st.button("Train", type="primary", icon=":material/play_arrow:", disabled=config is None, key="train_start",
           on_click=ui_train.submit, args=(config,))

@@ -1,0 +1,214 @@
+"""Lessons page widgets: the tutorials' lessons, one-click presets, reported vs measured, progress.
+
+Streamlit-only glue: the lessons and recipes are in lib.presets, the scripts in lib.codegen.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from lib import datasets, jobs, paths, presets, ui, ui_compare, ui_train
+from lib.presets import LESSONS
+
+PICK = "lessons_pick"  # the lesson on screen
+JOBS = "lessons_jobs"  # lesson key -> job ids submitted from this page in this session
+QUICK = "lessons_quick"
+QUICK_LIMIT = 5_000  # images for a quick try: the lesson shows, in a fraction of the time
+MNIST_INSTEAD = "lessons_mnist_instead_"
+PAGE_FILES = {"Compare": "pages/compare.py", "Predictions": "pages/predictions.py", "Draw": "pages/draw.py",
+              "Inside": "pages/inside.py", "Train": "pages/train.py"}
+PAGE_ICONS = {"Compare": ":material/compare_arrows:", "Predictions": ":material/grid_view:",
+              "Draw": ":material/draw:", "Inside": ":material/neurology:", "Train": ":material/model_training:"}
+
+
+def lesson_name(lesson: presets.Lesson) -> str:
+    return "Bonus" if not lesson.key.isdigit() else f"Lesson {lesson.key}"
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def measured() -> dict[str, dict]:
+    """The full benchmark's rows by preset (re-read every 30 s: a benchmark may be filling it)."""
+    return presets.measured_results()
+
+
+def progress(done: list[str]) -> None:
+    runnable = [lesson for lesson in LESSONS.values() if lesson.presets]
+    st.progress(len(done) / len(runnable),
+                text=f"You have run {len(done)} of {len(runnable)} lessons (lesson 3 needs no training).")
+
+
+def pick_lesson(done: list[str]) -> presets.Lesson:
+    """The lesson list, ✅ on the ones with saved runs; returns the chosen lesson."""
+    keys = list(LESSONS)
+    requested = st.query_params.get("lesson")
+    if requested in LESSONS and PICK not in st.session_state:
+        st.session_state[PICK] = requested
+
+    def label(key):
+        mark = "✅" if key in done else "◻️"
+        return f"{mark} {lesson_name(LESSONS[key])} · {LESSONS[key].title}"
+
+    key = st.selectbox("Lesson", keys, format_func=label, key=PICK)
+    return LESSONS[key]
+
+
+def show_lesson(lesson: presets.Lesson, latest: dict, quick: bool) -> None:
+    st.subheader(f"{lesson_name(lesson)}: {lesson.title}")
+    st.markdown(f"**The tutorial teaches:** {lesson.claim}")
+    st.info(f"**What to look at:** {lesson.look_at}", icon=":material/visibility:")
+    if lesson.broken_layers:
+        broken_models(lesson)
+    if lesson.presets:
+        recipe_cards(lesson)
+        train_buttons(lesson, quick)
+        job_status(lesson)
+        where_to_look(lesson, latest)
+    elif "Draw" in lesson.where:
+        where_to_look(lesson, latest)
+
+
+def broken_models(lesson: presets.Lesson) -> None:
+    """Lesson 3: each broken layer list and the message the builder gives before any training."""
+    for (title, layers), (_, message) in zip(lesson.broken_layers, presets.broken_messages(lesson)):
+        with st.container(border=True):
+            st.markdown(f"**{title}**")
+            st.code(" -> ".join(_layer_text(spec) for spec in layers), language=None)
+            st.error(f"**The builder refuses it:** {message}", icon=":material/block:")
+    st.page_link(PAGE_FILES["Train"], label="Try it in the Train page's layer builder", icon=PAGE_ICONS["Train"])
+
+
+def _layer_text(spec: dict) -> str:
+    if spec["type"] == "Dense":
+        return f"Dense({spec['units']}, {spec.get('activation')})"
+    return f"{spec['type']}()"
+
+
+def recipe_cards(lesson: presets.Lesson) -> None:
+    """Each preset's recipe, the tutorial's number and ours from the full benchmark, side by side."""
+    found = measured()
+    for column, name in zip(st.columns(len(lesson.presets)), lesson.presets):
+        preset = presets.get_preset(name)
+        row = found.get(name) or {}
+        with column.container(border=True):
+            st.markdown(f"**{preset.title}**  \n`{preset.arch}` on {preset.dataset}")
+            st.caption(presets.settings_text(preset.settings))
+            reported, ours = st.columns(2)
+            reported.markdown(f"**Tutorial reported**  \n{preset.reported.text if preset.reported else '—'}")
+            ours.markdown(f"**Measured here**  \n{_measured_text(preset, row)}")
+            verdict = row.get("verdict")
+            if verdict:
+                st.badge(verdict, color={"reproduced": "green", "missed": "orange"}.get(verdict, "gray"),
+                         icon=":material/check:" if verdict == "reproduced" else None)
+            for note in (presets.EXPLANATIONS.get(name), preset.note):
+                if note:
+                    st.caption(note)
+            ui.show_as_code(preset.config(), key=f"lesson_code_{lesson.key}_{name}")
+    st.caption("Measured here: `python bench/run.py --zoo-only` (full data, the recipe exactly, seed 0, "
+               f"{row.get('train_images', 48_000):,} training images); reproduced = within 0.5 accuracy points, "
+               "or a test loss no higher than reported.")
+
+
+def _measured_text(preset: presets.Preset, row: dict) -> str:
+    if not row:
+        return "not measured yet"
+    if row.get("test_accuracy") is None:
+        return row.get("note", "not run")
+    text = f"{row['test_accuracy']:.2%} test accuracy, test loss {row['test_loss']:.4f}"
+    if preset.reported and preset.reported.metric == "loss" and row.get("measured_value") is not None:
+        text += f", training loss {row['measured_value']:.3f} after epoch {preset.reported.epoch}"
+    if row.get("status") not in (None, "finished"):
+        text += f" ({row['status']})"
+    return text
+
+
+def train_buttons(lesson: presets.Lesson, quick: bool) -> None:
+    """One click trains the lesson's preset(s); a missing dataset offers MNIST instead."""
+    infos = ui.dataset_infos(ui.data_dir_key())
+    dataset = presets.get_preset(lesson.presets[0]).dataset
+    overrides = {}
+    if infos.get(dataset) is None or (dataset in datasets.BUILTINS and infos[dataset].path is None):
+        st.warning(f"**{datasets.BUILTINS[dataset].title} has no file on this server**, so these recipes may not "
+                   f"run here. Put `{dataset}.npz` into the data folder, or train them on MNIST instead.",
+                   icon=":material/warning:")
+        if st.checkbox("Train on MNIST instead", value=True, key=f"{MNIST_INSTEAD}{lesson.key}"):
+            overrides["dataset"] = "mnist"
+    label = "Train both" if len(lesson.presets) > 1 else "Train it"
+    detail = f"quick try: {QUICK_LIMIT:,} images" if quick else "the tutorial's recipe on the full data"
+    st.button(f"{label} ({detail})", type="primary", icon=":material/play_arrow:", key=f"lesson_train_{lesson.key}",
+              on_click=submit_lesson, args=(lesson.key, QUICK_LIMIT if quick else None, overrides))
+
+
+def submit_lesson(key: str, limit: int | None, overrides: dict) -> None:
+    """Button callback: queue every preset of the lesson, named after it."""
+    job_ids = [ui_train.submit(presets.get_preset(name).config(limit=limit, **overrides))
+               for name in LESSONS[key].presets]
+    st.session_state.setdefault(JOBS, {})[key] = job_ids
+
+
+def job_status(lesson: presets.Lesson) -> None:
+    """The lesson's jobs from this session, polled while any is queued or running."""
+    job_ids = st.session_state.get(JOBS, {}).get(lesson.key, [])
+    manager = ui.job_manager()
+    if not job_ids or manager.snapshot(job_ids[0]) is None:
+        return
+    first_active = any(manager.snapshot(job_id).active for job_id in job_ids)
+
+    @st.fragment(run_every=ui.JOB_POLL_SECONDS if first_active else None)
+    def status():
+        snapshots = [manager.snapshot(job_id) for job_id in job_ids]
+        for job in snapshots:
+            st.markdown(f"**{job.config.display_name}** · {jobs.describe_state(job)}")
+            if job.active:
+                st.progress(jobs.job_fraction(job))
+            elif job.state == jobs.DIVERGED:
+                ui.error("This run diverged.", job.summary.get("reason", ""))
+        if any(job.active for job in snapshots):
+            st.page_link(PAGE_FILES["Train"], label="Watch the live charts on the Train page",
+                         icon=PAGE_ICONS["Train"])
+        ui.rerun_when_ended(f"_lesson_active_{lesson.key}", any(job.active for job in snapshots),
+                            initially=first_active)
+
+    status()
+
+
+def where_to_look(lesson: presets.Lesson, latest: dict) -> None:
+    """Buttons to the pages that show the lesson, opened on the lesson's newest runs."""
+    chosen = [latest[name] for name in lesson.presets if name in latest]
+    ready = len(chosen) == len(lesson.presets)
+    if lesson.presets and not ready:
+        st.caption(f"Once the run{'s' if len(lesson.presets) > 1 else ''} finished, open them here in "
+                   f"{' / '.join(lesson.where)}.")
+    columns = st.columns(max(len(lesson.where), 1))
+    for column, page in zip(columns, lesson.where):
+        if page == "Inside" and not (paths.PROJECT_DIR / PAGE_FILES["Inside"]).is_file():
+            continue
+        if page in ("Draw", "Inside") and not chosen:  # the bundled model already draws
+            column.page_link(PAGE_FILES[page], label=f"Open {page}", icon=PAGE_ICONS[page])
+            continue
+        if not ready:
+            continue
+        label = "Compare these runs" if page == "Compare" and len(chosen) > 1 else f"Open {page} with this run"
+        if column.button(label, key=f"lesson_open_{lesson.key}_{page}", icon=PAGE_ICONS[page]):
+            open_page(page, [run.run_id for run in chosen])
+
+
+def open_page(page: str, run_ids: list[str]) -> None:
+    """Pre-select the runs on the target page (its pickers read these keys), then go there."""
+    if page == "Compare":
+        st.session_state[ui_compare.COMPARE_PICKER] = run_ids
+    else:
+        st.session_state[ui.SELECTED_RUN] = run_ids[-1]
+    st.switch_page(PAGE_FILES[page])
+
+
+def recipes_overview() -> None:
+    """Every tutorial recipe with the number it reported and ours."""
+    found = measured()
+    rows = []
+    for preset in presets.PRESETS.values():
+        row = found.get(preset.name) or {}
+        rows.append({"recipe": preset.name, "lessons": ", ".join(preset.lessons), "architecture": preset.arch,
+                     "dataset": preset.dataset, "settings": presets.settings_text(preset.settings),
+                     "tutorial reported": preset.reported.text if preset.reported else "—",
+                     "measured here": _measured_text(preset, row), "verdict": row.get("verdict") or ""})
+    st.dataframe(rows, hide_index=True, key="lessons_all_recipes")

@@ -1,0 +1,32 @@
+"""Lessons: the tutorials' ten lessons plus one on learning rates, each reproduced in one click."""
+
+import streamlit as st
+
+from lib import presets, ui, ui_lessons
+
+ui.require_entry()
+
+st.title("Lessons")
+st.markdown(
+    "The classic Keras tutorials teach ten lessons. Each one here trains the tutorial's **exact recipe** "
+    "(architecture, optimizer, learning rate, batch size, epochs, normalization, labels) in one click, "
+    "shows the number the tutorial reported next to the one we measured, and tells you where to look."
+)
+found, _ = ui.list_runs()
+latest = presets.latest_runs(found)
+done = presets.lessons_done(latest)
+ui_lessons.progress(done)
+
+left, right = st.columns([3, 2])
+with left:
+    lesson = ui_lessons.pick_lesson(done)
+with right:
+    quick = st.toggle(f"Quick try ({ui_lessons.QUICK_LIMIT:,} training images)", key=ui_lessons.QUICK,
+                      help="Same recipe on a stratified sample: the lesson shows in a fraction of the time. "
+                           "Off: the tutorial's recipe on the full data.")
+
+with st.container(border=True):
+    ui_lessons.show_lesson(lesson, latest, quick)
+
+with st.expander("Every tutorial recipe: reported vs measured here"):
+    ui_lessons.recipes_overview()

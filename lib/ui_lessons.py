@@ -32,23 +32,27 @@ def measured() -> dict[str, dict]:
 
 
 def progress(done: list[str]) -> None:
+    """How many lessons this visitor has run, and a badge per lesson (green once run)."""
     runnable = [lesson for lesson in LESSONS.values() if lesson.presets]
     st.progress(len(done) / len(runnable),
                 text=f"You have run {len(done)} of {len(runnable)} lessons (lesson 3 needs no training).")
+    badges = [f":green-badge[:material/check: {_short(key)}]" if key in done else f":gray-badge[{_short(key)}]"
+              for key in LESSONS]
+    st.markdown(" ".join(badges), help="Green: you have a saved run of every recipe in that lesson.")
 
 
-def pick_lesson(done: list[str]) -> presets.Lesson:
-    """The lesson list, ✅ on the ones with saved runs; returns the chosen lesson."""
+def _short(key: str) -> str:
+    return key if key.isdigit() else "learning rate"
+
+
+def pick_lesson() -> presets.Lesson:
+    """The lesson on screen (a `?lesson=7` link opens that one)."""
     keys = list(LESSONS)
     requested = st.query_params.get("lesson")
     if requested in LESSONS and PICK not in st.session_state:
         st.session_state[PICK] = requested
-
-    def label(key):
-        mark = "✅" if key in done else "◻️"
-        return f"{mark} {lesson_name(LESSONS[key])} · {LESSONS[key].title}"
-
-    key = st.selectbox("Lesson", keys, format_func=label, key=PICK)
+    key = st.selectbox("Lesson", keys, format_func=lambda key: f"{lesson_name(LESSONS[key])} · {LESSONS[key].title}",
+                       key=PICK)
     return LESSONS[key]
 
 
@@ -162,6 +166,8 @@ def job_status(lesson: presets.Lesson) -> None:
                 st.progress(jobs.job_fraction(job))
             elif job.state == jobs.DIVERGED:
                 ui.error("This run diverged.", job.summary.get("reason", ""))
+            elif job.summary.get("reason"):
+                st.caption(job.summary["reason"])  # e.g. which target stopped it, and when
         if any(job.active for job in snapshots):
             st.page_link(PAGE_FILES["Train"], label="Watch the live charts on the Train page",
                          icon=PAGE_ICONS["Train"])

@@ -15,16 +15,15 @@ st.markdown(
 found, _ = ui.list_runs()
 latest = presets.latest_runs(found)
 done = presets.lessons_done(latest)
-ui_lessons.progress(done)
-
 left, right = st.columns([3, 2])
 with left:
-    lesson = ui_lessons.pick_lesson(done)
+    lesson = ui_lessons.pick_lesson()
 with right:
     quick = st.toggle(f"Quick try ({ui_lessons.QUICK_LIMIT:,} training images)", key=ui_lessons.QUICK,
                       help="Same recipe on a stratified sample: the lesson shows in a fraction of the time. "
                            "Off: the tutorial's recipe on the full data.")
 
+ui_lessons.progress(done)
 with st.container(border=True):
     ui_lessons.show_lesson(lesson, latest, quick)
 

@@ -14,16 +14,19 @@ import keras
 # A healthy classifier's crossentropy starts near ln(classes) (about 100 on raw pixels);
 # a running loss beyond this has diverged and would end in NaN or garbage weights.
 DIVERGED_LOSS = 1e6
-# An epoch whose mean loss is this many times the first batch's, at about chance accuracy,
-# has diverged too (SGD at learning rate 10: loss 2.3 -> 310, accuracy 10%).
+# An epoch at about chance accuracy whose mean loss ends this many times above the start, or
+# whose running loss peaked this many times above it, has diverged too (SGD at learning rate
+# 10: a start of 2.3, a peak of 2,000 in the first batches, then 10% accuracy).
 DIVERGED_RATIO = 2.0
+DIVERGED_PEAK_RATIO = 10.0
 CHANCE_MARGIN = 2.0  # "about chance": accuracy below twice 1 / number of classes
 
 
 class ProgressReporter(keras.callbacks.Callback):
     """Turns Keras batch/epoch ends into plain `on_progress(dict)` calls; honours stop requests."""
 
-    def __init__(self, on_progress, should_stop, *, epochs, steps, batch_size, samples, num_classes=10):
+    def __init__(self, on_progress, should_stop, *, epochs, steps, batch_size, samples, num_classes=10,
+                 expected_start=None):
         super().__init__()
         self.on_progress, self.should_stop = on_progress, should_stop
         self.epochs, self.steps, self.batch_size, self.samples = epochs, steps, batch_size, samples
@@ -33,7 +36,10 @@ class ProgressReporter(keras.callbacks.Callback):
         self.train_seconds = 0.0
         self.stop_requested = False
         self.nan_seen = False  # the weights are garbage: not worth scoring
-        self.first_loss = None
+        # Where the loss should start: ln(classes) on normalized pixels; else the first loss seen
+        # (raw 0-255 pixels start far higher, and that is not divergence).
+        self.start_loss = expected_start
+        self.peak_loss = 0.0
         self.diverged = ""  # what was seen, when training diverged
 
     def _stop_diverged(self, what: str) -> None:
@@ -56,8 +62,9 @@ class ProgressReporter(keras.callbacks.Callback):
         self.samples_seen += seen - self.epoch_samples
         self.epoch_samples = seen
         loss = float(logs.get("loss", math.nan))
-        if self.first_loss is None and math.isfinite(loss):
-            self.first_loss = loss
+        if math.isfinite(loss):
+            self.start_loss = self.start_loss or loss
+            self.peak_loss = max(self.peak_loss, loss)
         if not math.isfinite(loss) or loss > DIVERGED_LOSS:
             self.nan_seen = True
             self._stop_diverged(f"the loss became {loss:.3g} in epoch {self.epoch + 1}" if math.isfinite(loss)
@@ -116,15 +123,17 @@ class ProgressReporter(keras.callbacks.Callback):
         )
 
     def _check_divergence(self, epoch, row):
-        """Far above where it started, at about chance accuracy: the steps are too large."""
-        loss, accuracy = row["loss"], row["accuracy"]
-        if loss is None or accuracy is None or not self.first_loss:
+        """At about chance accuracy after blowing up, or ending far above the start: steps too large."""
+        loss, accuracy, start = row["loss"], row["accuracy"], self.start_loss
+        if loss is None or accuracy is None or not start or accuracy >= CHANCE_MARGIN / self.num_classes:
             return
-        if loss > DIVERGED_RATIO * self.first_loss and accuracy < CHANCE_MARGIN / self.num_classes:
-            self._stop_diverged(
-                f"the loss rose from {self.first_loss:.3g} to {loss:.3g} by the end of epoch {epoch + 1}, "
-                f"with {accuracy:.0%} accuracy (chance is {1 / self.num_classes:.0%})"
-            )
+        chance = f"{accuracy:.0%} accuracy (chance is {1 / self.num_classes:.0%})"
+        if loss > DIVERGED_RATIO * start:
+            self._stop_diverged(f"the loss rose from {start:.3g} to {loss:.3g} by the end of epoch {epoch + 1}, "
+                                f"with {chance}")
+        elif self.peak_loss > DIVERGED_PEAK_RATIO * start:
+            self._stop_diverged(f"the loss shot up from {start:.3g} to {self.peak_loss:.3g} in epoch {epoch + 1} "
+                                f"and the model ended it at {chance}")
 
     def _emit(self, event):
         if self.on_progress is not None:

@@ -215,6 +215,7 @@ def train(
         on_progress, should_stop, epochs=config.epochs,
         steps=steps_per_epoch, batch_size=config.batch_size,
         samples=len(data.y_train), num_classes=data.num_classes,
+        expected_start=math.log(data.num_classes) if config.normalize else None,
     )
     callbacks = [reporter]
     if config.target_metric:

@@ -157,3 +157,33 @@ def test_train_and_save_uses_the_data_dir_and_registry(tiny_data_dir, runs_dir):
     assert run.class_names[0] == "T-shirt/top"
     listed, damaged = runs.list_runs(runs_dir, include_bundled=False)
     assert [r.run_id for r in listed] == [run.run_id] and not damaged
+
+
+class _FakeModel:
+    stop_training = False
+
+
+@pytest.mark.parametrize("batch_losses, epoch_loss, accuracy, normalized, verdict", [
+    ([2053.0, 1041.0, 13.6], 13.6, 0.10, True, "the loss rose from 2.3 to 13.6"),  # SGD lr 10, full MNIST
+    ([3.0, 50.0, 4.0], 4.0, 0.10, True, "the loss shot up from 2.3 to 50"),  # blew up, settled at chance
+    ([132.0, 120.0, 110.0], 110.0, 0.17, False, ""),  # softmax on raw pixels: a high start, falling
+    ([2.31, 2.30, 2.29], 2.29, 0.09, True, ""),  # a slow learner is not diverging
+    ([2.3, 50.0, 1.0], 1.0, 0.70, True, ""),  # a spike the model recovered from
+])
+def test_divergence_needs_chance_accuracy_and_a_loss_far_above_its_start(
+        batch_losses, epoch_loss, accuracy, normalized, verdict):
+    import math
+
+    from lib import callbacks
+
+    reporter = callbacks.ProgressReporter(None, None, epochs=3, steps=len(batch_losses), batch_size=1,
+                                          samples=len(batch_losses), num_classes=10,
+                                          expected_start=math.log(10) if normalized else None)
+    reporter.set_model(_FakeModel())
+    reporter.on_train_begin()
+    reporter.on_epoch_begin(0)
+    for step, loss in enumerate(batch_losses):
+        reporter.on_train_batch_end(step, {"loss": loss, "accuracy": accuracy})
+    reporter.on_epoch_end(0, {"loss": epoch_loss, "accuracy": accuracy})
+    assert reporter.diverged.startswith(verdict) if verdict else reporter.diverged == ""
+    assert reporter.model.stop_training is bool(verdict)

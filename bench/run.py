@@ -450,10 +450,26 @@ def write_results(results: dict, echo: bool = True) -> None:
         path = PROJECT / "bench" / file_name
         if path.is_file():
             sections.append(markdown(json.loads(path.read_text(encoding="utf-8"))))
+    variance = PROJECT / "bench" / "results-variance.json"
+    if variance.is_file():
+        sections.append(variance_markdown(json.loads(variance.read_text(encoding="utf-8"))))
     text = "\n".join(sections)
     (PROJECT / "bench" / "RESULTS.md").write_text(text, encoding="utf-8")
     if echo:
         print(text)
+
+
+def variance_markdown(rows: list[dict]) -> str:
+    """bench/variance.py's runs: the same recipes with other seeds, or on all 60,000 images."""
+    lines = ["## Where a tutorial number was missed: other seeds and the full training set", "",
+             "`python bench/variance.py PRESET ...`: the preset's exact recipe, changing only the seed or the "
+             "validation split (0: all 60,000 training images, as the tutorials train).", "",
+             "| preset | seed | validation split | training images | test accuracy | test loss | time |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['preset']} | {row['seed']} | {row['validation_split']:g} | {row['train_images']:,} | "
+                     f"{row['test_accuracy']:.2%} | {row['test_loss']:.4f} | {row['seconds']:,.0f} s |")
+    return "\n".join(lines) + "\n"
 
 
 def markdown(r: dict) -> str:

@@ -101,10 +101,11 @@ def test_lesson_7_stops_at_a_target():
     (presets.Reported("98.11%", "test_accuracy", 0.9811), 0.9762, "reproduced"),  # 0.49 points below
     (presets.Reported("98.11%", "test_accuracy", 0.9811), 0.9760, "missed"),
     (presets.Reported("loss 0.071", "test_loss", 0.071), 0.0709, "reproduced"),
-    (presets.Reported("loss 0.071", "test_loss", 0.071), 0.0712, "missed"),
+    (presets.Reported("loss 0.071", "test_loss", 0.071), 0.0712, "reproduced"),  # 0.071 as the tutorial prints it
+    (presets.Reported("loss 0.071", "test_loss", 0.071), 0.0716, "missed"),
     (presets.Reported("loss 0.071", "test_loss", 0.071), None, "not run"),
 ])
-def test_verdict_allows_half_a_point_of_accuracy_but_no_higher_loss(reported, measured, verdict):
+def test_verdict_allows_half_a_point_of_accuracy_but_no_higher_loss_at_the_printed_precision(reported, measured, verdict):
     assert reported.verdict(measured) == verdict
 
 
@@ -115,3 +116,14 @@ def test_a_preset_trains_on_a_small_slice_with_its_recipe(data_env, runs_dir):
     assert result.status == "finished" and result.params == 7_850
     assert run.config["name"] == "softmax" and run.config["normalize"] is False
     assert len(result.history) == 1 and result.test_accuracy is not None
+
+
+def test_every_recipe_the_full_benchmark_missed_or_could_not_run_is_explained():
+    """The Lessons page says why wherever our number is not the tutorial's (REFERENCE.md's 0.5 points)."""
+    measured = presets.measured_results()
+    assert {"softmax", "cnn-tf-tutorial", "mlp-512-256"} <= set(measured), "bench/results-full.json is missing"
+    for name, row in measured.items():
+        if row.get("verdict") in ("missed", "not run"):
+            assert presets.EXPLANATIONS.get(name), f"{name}: {row['verdict']} without an explanation"
+        if row["dataset"] == "fashion_mnist" and row.get("test_accuracy") is None:
+            assert row["note"].startswith("not run: no data")

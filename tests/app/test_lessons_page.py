@@ -133,3 +133,21 @@ def test_show_as_code_gives_the_recipe_as_a_downloadable_script(app_runs):
     script = at.code[0].value
     assert "NORMALIZE = False" in script and "keras.datasets" in script and 'layers.Dense(512, activation="relu")' in script
     assert at.get("download_button")[0].proto.label == "Download the script"
+
+
+def test_home_leads_to_the_lessons(app_runs):
+    """As a visitor on Home I find the lessons one click away, instead of a list to read."""
+    at = open_page("pages/home.py")
+    links = {link.proto.label: link.proto.page for link in at.get("page_link")}
+    assert links["Open the lessons"].endswith("lessons")
+    assert not [expander for expander in at.expander if "lessons" in expander.label.lower()]
+
+
+def test_the_train_page_shows_its_current_settings_as_code(app_runs):
+    """As a learner on Train I see the model and settings I chose as a Keras script."""
+    at = open_page("pages/train.py")
+    at.toggle(key="train_code_toggle").set_value(True).run()
+    assert not at.exception, at.exception
+    script = at.code[-1].value
+    assert 'DATASET = "mnist"' in script and 'layers.Conv2D(32, 3, activation="relu")' in script
+    assert 'LR_SCHEDULE = "cosine"' in script  # the Train page's default, not the tutorial's

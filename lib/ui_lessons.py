@@ -136,6 +136,11 @@ def train_buttons(lesson: presets.Lesson, quick: bool) -> None:
                    icon=":material/warning:")
         if st.checkbox("Train on MNIST instead", value=True, key=f"{MNIST_INSTEAD}{lesson.key}"):
             overrides["dataset"] = "mnist"
+    seconds = [measured().get(name, {}).get("seconds") for name in lesson.presets]
+    if not quick and all(seconds):
+        minutes = sum(seconds) / 60
+        took = "under a minute" if minutes < 1 else f"about {minutes:.0f} min"
+        st.caption(f"The full recipe took {took} of training in this server's benchmark; \"Quick try\" is faster.")
     label = "Train both" if len(lesson.presets) > 1 else "Train it"
     detail = f"quick try: {QUICK_LIMIT:,} images" if quick else "the tutorial's recipe on the full data"
     st.button(f"{label} ({detail})", type="primary", icon=":material/play_arrow:", key=f"lesson_train_{lesson.key}",

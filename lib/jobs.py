@@ -199,7 +199,7 @@ def describe_state(job: Job) -> str:
     if job.state == FAILED:
         return f"Failed: {job.error}"
     if job.state == DIVERGED:
-        return "Diverged: the loss exploded instead of falling (see below)."
+        return "Diverged: the loss exploded instead of falling; the run says why and what to change."
     if job.state == CANCELLED:
         return "Cancelled before it started."
     accuracy = job.summary.get("test_accuracy")

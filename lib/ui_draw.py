@@ -15,7 +15,7 @@ TOOLBAR_ROOM_PX = 24  # with the gaps around it, room for the toolbar the canvas
 MAX_MODELS = 4
 
 
-def canvas(stroke_width: int) -> np.ndarray | None:
+def canvas(stroke_width: int, *, key: str = CANVAS_KEY) -> np.ndarray | None:
     """The drawing canvas, below room for its hover toolbar; returns its RGBA pixels, or None
     while it holds no stroke (before the first one, after Clear, undo or its own reset)."""
     from streamlit_drawable_canvas import st_canvas
@@ -33,7 +33,7 @@ def canvas(stroke_width: int) -> np.ndarray | None:
         # The component empties itself, in place, whenever this changes.
         initial_drawing={"objects": [], "clears": clears},
         return_image_data=True,
-        key=CANVAS_KEY,
+        key=key,
     )
     if not (result.json_data or {}).get("objects"):
         return None

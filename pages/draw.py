@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lib import ui, ui_draw
+from lib import ui, ui_draw, ui_inside
 
 ui.require_entry()
 
@@ -42,3 +42,6 @@ with answers:
         st.info("Draw a digit on the canvas to see the predictions.", icon=":material/draw:")
     else:
         ui_draw.show_answers(image, chosen)
+        if st.button(f"Look inside {chosen[0].display_name} for this drawing", icon=":material/visibility:",
+                     key="draw_inside"):
+            ui_inside.open_inside(chosen[0].run_id, image=image)

@@ -236,5 +236,5 @@ def mistakes(model, run: runs.RunInfo) -> None:
     for item in items:
         with grid.cell():
             st.image(inside_charts.overlay_rgb(x_test[item.index] / 255.0, item.saliency), width="stretch")
-            top3 = " · ".join(f"{names[k]} {p:.0%}" for k, p in item.top3)
+            top3 = " · ".join(f"{names[k]}: {p:.0%}" for k, p in item.top3)
             st.caption(f"#{item.index}: true {names[item.label]}, said {names[item.predicted]}  \n{top3}")

@@ -69,6 +69,17 @@ def drawable_runs(found: list[runs.RunInfo]) -> list[runs.RunInfo]:
     return usable
 
 
+def drawable_runs_or_stop(purpose: str) -> list[runs.RunInfo]:
+    """The runs a drawing can be fed to, after noting damaged folders; stops the page if there is none."""
+    found, damaged = ui.list_runs()
+    ui.show_damaged(damaged)
+    usable = drawable_runs(found)
+    if not usable:
+        ui.error(f"No model to {purpose} yet.", "Train one on the Train page (the bundled default model is missing).")
+        st.stop()
+    return usable
+
+
 def default_selection(usable: list[runs.RunInfo]) -> list[str]:
     ids = [run.run_id for run in usable]
     if runs.BUNDLED_ID in ids:

@@ -98,6 +98,20 @@ def pick_input(run: runs.RunInfo) -> tuple[np.ndarray | None, str, int | None]:
     return inference.prepare_image(run, image), source.lower(), None
 
 
+def analyze(model, run: runs.RunInfo, processed: np.ndarray, target: int | None) -> inside.Analysis | None:
+    """inside.analyze, or None after a clear error when the model does not take this run's images."""
+    try:
+        return inside.analyze(model, processed, normalize=run.normalize, target=target)
+    except Exception as problem:  # noqa: BLE001 - a model that does not fit its run's images is one problem to a user
+        _does_not_fit(problem)
+        return None
+
+
+def _does_not_fit(problem: Exception) -> None:
+    ui.error("This run's model does not take its own dataset's images.",
+             f"{type(problem).__name__}: {problem}. The model file may have been replaced; pick another run.")
+
+
 def target_picker(class_names: list[str]) -> int | None:
     """The class to explain: the predicted one (default) or any other."""
     options = [PREDICTED, *range(len(class_names))]
@@ -180,18 +194,33 @@ def _coords(run_id: str, stamp: float, data_dir: str, method: str, _features: np
     return inside.tsne_2d(_features) if method == "t-SNE" else inside.pca_2d(_features)
 
 
-def embedding(model, run: runs.RunInfo) -> None:
-    """PCA map at once; t-SNE on a button, cached per run."""
+def _needed_test_images(run: runs.RunInfo, what: str) -> tuple[np.ndarray, np.ndarray] | None:
     split = test_images(run)
     if split is None:
-        st.info("The map needs the run's test images, which are not available here.", icon=":material/info:")
+        st.info(f"{what} needs the run's test images, which are not available here.", icon=":material/info:")
+    return split
+
+
+def _cache_key(run: runs.RunInfo) -> tuple[str, float, str]:
+    """What a per-run cache entry depends on: the run, its model file's age and the data folder."""
+    return run.run_id, run.model_path.stat().st_mtime, ui.data_dir_key()
+
+
+def embedding(model, run: runs.RunInfo) -> None:
+    """PCA map at once; t-SNE on a button, cached per run."""
+    split = _needed_test_images(run, "The map")
+    if split is None:
         return
     x_test, y_test = split
-    stamp = run.model_path.stat().st_mtime
-    key = (run.run_id, stamp, ui.data_dir_key())
+    key = _cache_key(run)
     progress = st.empty()
     progress.progress(0.0, text="Computing the penultimate layer of the test images…")
-    indices, features, predicted = _features(*key, model, x_test, run.normalize)
+    try:
+        indices, features, predicted = _features(*key, model, x_test, run.normalize)
+    except Exception as problem:  # noqa: BLE001 - shown, never a traceback
+        progress.empty()
+        _does_not_fit(problem)
+        return
     method = "PCA"
     tsne_state = f"inside_tsne_{run.run_id}"
     if st.session_state.get(tsne_state) or st.button("Compute t-SNE (takes a while; kept for this run)",
@@ -221,13 +250,15 @@ def _mistakes(run_id: str, stamp: float, data_dir: str, _model, _x, _y, normaliz
 
 def mistakes(model, run: runs.RunInfo) -> None:
     """The first misclassified test images, with their saliency and top-3."""
-    split = test_images(run)
+    split = _needed_test_images(run, "The gallery")
     if split is None:
-        st.info("The gallery needs the run's test images, which are not available here.", icon=":material/info:")
         return
     x_test, y_test = split
-    items = _mistakes(run.run_id, run.model_path.stat().st_mtime, ui.data_dir_key(), model, x_test, y_test,
-                      run.normalize)
+    try:
+        items = _mistakes(*_cache_key(run), model, x_test, y_test, run.normalize)
+    except Exception as problem:  # noqa: BLE001 - shown, never a traceback
+        _does_not_fit(problem)
+        return
     if not items:
         st.success("This run gets every test image right.", icon=":material/check:")
         return

@@ -7,12 +7,7 @@ from lib import ui, ui_draw, ui_inside
 ui.require_entry()
 
 st.title("Draw")
-found, damaged = ui.list_runs()
-ui.show_damaged(damaged)
-usable = ui_draw.drawable_runs(found)
-if not usable:
-    ui.error("No model to ask yet.", "Train one on the Train page (the bundled default model is missing).")
-    st.stop()
+usable = ui_draw.drawable_runs_or_stop("ask")
 by_id = {run.run_id: run for run in usable}
 chosen_ids = st.multiselect(
     "Models to ask", list(by_id), default=ui_draw.default_selection(usable), format_func=lambda i: by_id[i].label,

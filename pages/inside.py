@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lib import inside, ui, ui_draw, ui_inside
+from lib import ui, ui_draw, ui_inside
 
 ui.require_entry()
 
@@ -10,12 +10,7 @@ st.title("Inside")
 st.caption("Follow one image through the network layer by layer, see where the model looks, what its first "
            "layer learned, and how it arranges the whole test set.")
 
-found, damaged = ui.list_runs()
-ui.show_damaged(damaged)
-usable = ui_draw.drawable_runs(found)
-if not usable:
-    ui.error("No model to look into yet.", "Train one on the Train page (the bundled default model is missing).")
-    st.stop()
+usable = ui_draw.drawable_runs_or_stop("look into")
 run = ui.run_picker("Run", usable, key=ui_inside.RUN_KEY)
 model = ui_inside.load_model(run)
 if model is None:
@@ -34,7 +29,8 @@ with one_input:
             st.info("Draw a digit, upload an image or pick a test image to look inside.", icon=":material/draw:")
             analysis = None
         else:
-            analysis = inside.analyze(model, processed, normalize=run.normalize, target=target)
+            analysis = ui_inside.analyze(model, run, processed, target)
+        if analysis is not None:
             ui_inside.summary(analysis, processed, what, run.class_names, true_label)
             st.subheader("What it looks at")
             ui_inside.saliency(analysis, processed, run.class_names)

@@ -147,3 +147,19 @@ def test_a_model_that_cannot_be_loaded_or_introspected_gets_a_clear_error(bundle
     source.model_path.write_bytes(b"not a keras file")
     at.run()
     assert at.error and "cannot be loaded" in at.error[0].value and not at.exception
+
+
+def test_a_model_that_does_not_fit_its_runs_images_gets_a_clear_error(bundled_run, app_runs, monkeypatch):
+    """As a user whose run folder holds a model for other images, I get a message, never a traceback."""
+    from lib import architectures
+
+    source = runs.list_runs(app_runs, include_bundled=False)[0][0]
+    layers = [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]
+    architectures.build_model(layers, (20, 20, 1), 10).save(source.model_path)
+    monkeypatch.setattr(ui_draw, "canvas", lambda stroke_width, key=None: a_drawn_seven())
+    at = open_page("pages/inside.py")
+    at.selectbox(key=ui_inside.RUN_KEY).set_value(source.run_id).run()
+    assert at.error and "does not take its own dataset's images" in at.error[0].value and not at.exception
+    at.session_state["inside_tabs"] = "Mistakes"
+    at.run()
+    assert at.error and "does not take its own dataset's images" in at.error[0].value and not at.exception

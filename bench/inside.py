@@ -1,4 +1,5 @@
-"""Inside page benchmarks: one input's activations + saliency, and the 2-D maps of 2,000 test images.
+"""Inside page benchmarks: one input's activations + saliency, and the 2-D maps of 2,000 test images
+(the penultimate-layer features, computed once per run, timed apart from the PCA and t-SNE layouts).
 
     python bench/inside.py
 
@@ -34,16 +35,22 @@ def bench_inside(dataset=None) -> dict:
         started = time.perf_counter()
         inside.analyze(model, image, normalize=run.normalize)
         timings.append(time.perf_counter() - started)
+    # The page computes the features once per run (cached), then lays them out: timed apart.
+    indices = inside.sample_indices(len(dataset.x_test))
+    started = time.perf_counter()
+    features, _ = inside.penultimate_features(model, dataset.x_test[indices], normalize=run.normalize)
+    features_s = time.perf_counter() - started
     maps = {}
-    for method in ("pca", "tsne"):
+    for name, layout in (("pca", inside.pca_2d), ("tsne", inside.tsne_2d)):
         started = time.perf_counter()
-        inside.embedding_map(model, dataset.x_test, dataset.y_test, normalize=run.normalize, method=method)
-        maps[method] = time.perf_counter() - started
+        layout(features)
+        maps[name] = time.perf_counter() - started
     return {
         "inside_ms_median": round(1000 * statistics.median(timings), 2),
         "map_pca_s": round(maps["pca"], 2),
         "map_nonlinear_s": round(maps["tsne"], 1),
-        "map_points": inside.MAP_POINTS,
+        "map_features_s": round(features_s, 2),
+        "map_points": len(indices),
     }
 
 

@@ -89,6 +89,7 @@ def pick_input(run: runs.RunInfo) -> tuple[np.ndarray | None, str, int | None]:
         image = ui_draw.uploaded_image(upload)
     elif source == FROM_DRAW:
         image = st.session_state[HANDOFF_IMAGE]
+        st.image(image, caption="Your drawing from the Draw page", width=ui_draw.CANVAS_PX // 2)
     else:
         st.caption("Draw a digit: every layer below follows your strokes.")
         width = st.slider("Stroke width", 8, 40, 20, key="inside_stroke")

@@ -17,6 +17,7 @@ page = st.navigation(
         st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("pages/predictions.py", title="Predictions", icon=":material/grid_view:"),
         st.Page("pages/draw.py", title="Draw", icon=":material/draw:"),
+        st.Page("pages/inside.py", title="Inside", icon=":material/visibility:"),
         st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     ]
 )

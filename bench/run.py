@@ -31,6 +31,7 @@ sys.path.insert(0, str(PROJECT))
 
 from lib import architectures, datasets, drawing, inference, paths, presets, runs, synthdigits, training  # noqa: E402
 from lib.training import TrainConfig  # noqa: E402
+from bench.inside import bench_inside  # noqa: E402
 
 BENCH_ARCH = "cnn-tf-tutorial"
 PLAIN_BATCH = 32  # the tutorial's model.fit default
@@ -61,6 +62,7 @@ def main() -> int:
         results.update(bench_ui_overhead(dataset, plan))
         results.update(bench_live_panel(plan))
         results.update(bench_inference(dataset))
+        results.update(bench_inside(dataset))
         results.update(bench_home())
         results.update(bench_peak_rss(plan))
 
@@ -546,6 +548,14 @@ def speed_table(r: dict) -> list[str]:
         f"{'%.2f ms' % r['preprocess_ms_median'] if 'preprocess_ms_median' in r else 'not in this run'} | |",
         f"| `model.predict` on one image, median | {r['predict_ms_median']:.1f} ms | |",
         f"| **inference speed-up vs `model.predict`** | **{r['inference_speedup_vs_predict']:.0f}x** | ≥ 10x |",
+        f"| **Inside: one input's activations + saliency, default model, median** | "
+        f"**{r.get('inside_ms_median', float('nan')):.1f} ms** | ≤ 150 ms |",
+        f"| Inside map: penultimate features of {r.get('map_points', 2000):,} test images (once per run, cached) | "
+        f"{r.get('map_features_s', float('nan')):.2f} s | |",
+        f"| **Inside map: PCA of {r.get('map_points', 2000):,} points** | "
+        f"**{r.get('map_pca_s', float('nan')):.2f} s** | ≤ 1 s |",
+        f"| **Inside map: t-SNE of {r.get('map_points', 2000):,} points** | "
+        f"**{r.get('map_nonlinear_s', float('nan')):.1f} s** | ≤ 30 s |",
         f"| Home render (AppTest, fresh process) | {r['home_render_s']:.2f} s | |",
         f"| **Home imports TensorFlow** | **{r['home_imports_tensorflow']}** | False |",
         f"| **peak RSS, {r['peak_rss_run']}** | **{r['peak_rss_mb']:,.0f} MB** | ≤ 1,500 MB |",

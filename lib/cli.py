@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="lib", description="MNIST Studio engine: zoo, train, runs, evaluate, predict.")
+    parser = _Parser(prog="lib", description="MNIST Studio engine: zoo, train, runs, evaluate, predict, inside.")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     zoo = commands.add_parser("zoo", help="list the model zoo")
@@ -89,6 +89,14 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_dirs(predict, data=False)
     predict.add_argument("--json", action="store_true", help="one JSON line per image")
     predict.set_defaults(handler=cmd_predict)
+
+    inside = commands.add_parser("inside", help="look inside a model for one image: layers, prediction, saliency")
+    inside.add_argument("--model", default="default", help="run id, a run folder or .keras file, or 'default'")
+    inside.add_argument("image", help="a PNG or JPEG file")
+    inside.add_argument("--target", type=int, default=None, help="class to explain (default: the predicted one)")
+    _add_dirs(inside, data=False)
+    inside.add_argument("--json", action="store_true", help="one JSON line")
+    inside.set_defaults(handler=cmd_inside)
     return parser
 
 
@@ -301,6 +309,33 @@ def cmd_predict(args) -> int:
         else:
             print(f"{name}: {class_name} ({probs[label]:.1%})")
     return EXIT_FAILED if failures == len(args.images) else 0
+
+
+def cmd_inside(args) -> int:
+    from lib import drawing, inference, inside
+
+    model, run = _resolve_model(args.model, args.runs_dir)
+    processed = inference.prepare_image(run, drawing.load_image_file(Path(args.image)))
+    if processed is None:
+        raise drawing.InvalidImage(f"{args.image}: the image is blank: no ink found")
+    analysis = inside.analyze(model, processed, normalize=run.normalize, target=args.target)
+    box = inside.saliency_box(analysis.saliency)
+    label = analysis.predicted
+    if args.json:
+        print(json.dumps({
+            "file": args.image,
+            "layers": [{"name": info.name, "type": info.type, "shape": list(info.output_shape), "params": info.params}
+                       for info in analysis.layers],
+            "label": label, "class_name": run.class_names[label], "confidence": float(analysis.probs[label]),
+            "target": analysis.target, "saliency_method": analysis.saliency_method, "saliency_box": box,
+        }))
+        return 0
+    for info in analysis.layers:
+        print(info.title)
+    print(f"prediction: {run.class_names[label]} ({analysis.probs[label]:.1%})")
+    where = "nowhere (the map is empty)" if box is None else "rows {}-{}, columns {}-{}".format(box[0], box[2], box[1], box[3])
+    print(f"{analysis.saliency_method} for class {run.class_names[analysis.target]}: top 10% of the mass at {where}")
+    return 0
 
 
 def _resolve_model(ref: str, runs_dir) -> tuple[object, runs.RunInfo]:

@@ -15,7 +15,7 @@ TOOLBAR_ROOM_PX = 24  # with the gaps around it, room for the toolbar the canvas
 MAX_MODELS = 4
 
 
-def canvas(stroke_width: int) -> np.ndarray | None:
+def canvas(stroke_width: int, *, key: str = CANVAS_KEY) -> np.ndarray | None:
     """The drawing canvas, below room for its hover toolbar; returns its RGBA pixels, or None
     while it holds no stroke (before the first one, after Clear, undo or its own reset)."""
     from streamlit_drawable_canvas import st_canvas
@@ -33,7 +33,7 @@ def canvas(stroke_width: int) -> np.ndarray | None:
         # The component empties itself, in place, whenever this changes.
         initial_drawing={"objects": [], "clears": clears},
         return_image_data=True,
-        key=CANVAS_KEY,
+        key=key,
     )
     if not (result.json_data or {}).get("objects"):
         return None
@@ -66,6 +66,17 @@ def drawable_runs(found: list[runs.RunInfo]) -> list[runs.RunInfo]:
         shape = run.dataset.get("input_shape") or [28, 28, 1]
         if shape[-1] == 1 and shape[0] == shape[1] and run.meta.get("status") not in ("failed", "diverged"):
             usable.append(run)
+    return usable
+
+
+def drawable_runs_or_stop(purpose: str) -> list[runs.RunInfo]:
+    """The runs a drawing can be fed to, after noting damaged folders; stops the page if there is none."""
+    found, damaged = ui.list_runs()
+    ui.show_damaged(damaged)
+    usable = drawable_runs(found)
+    if not usable:
+        ui.error(f"No model to {purpose} yet.", "Train one on the Train page (the bundled default model is missing).")
+        st.stop()
     return usable
 
 

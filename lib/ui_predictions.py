@@ -106,17 +106,18 @@ def grid_filters(class_names: list[str]) -> dict:
 
 
 def sample_grid(preds: predictions.TestPredictions, x_test: np.ndarray, class_names: list[str], *,
-                count: int, seed: int, true_class: int | None, only_wrong: bool) -> None:
-    """A seeded random sample of test images passing the filters, then one of them up close."""
+                count: int, seed: int, true_class: int | None, only_wrong: bool) -> int | None:
+    """A seeded random sample of test images passing the filters, then one of them up close;
+    returns that one's test index (None when no image passes the filters)."""
     indices = predictions.sample_indices(preds, count=count, seed=seed, true_class=true_class, only_wrong=only_wrong)
     available = len(predictions.candidate_indices(preds, true_class=true_class, only_wrong=only_wrong))
     st.caption(predictions.sample_note(len(indices), available, count) + " Misclassified ones are captioned in red.")
     if not len(indices):
-        return
+        return None
     captions = predictions.captions(preds, indices, class_names)
     image_grid(x_test[indices], captions, preds.correct[indices], key="pred_grid")
     st.subheader("One image up close")
-    inspect_image(preds, x_test, indices, captions, class_names)
+    return inspect_image(preds, x_test, indices, captions, class_names)
 
 
 def image_grid(images: np.ndarray, captions: list[str], correct: np.ndarray, *, key: str) -> None:
@@ -137,8 +138,8 @@ def _plain(text: str) -> str:
 
 
 def inspect_image(preds: predictions.TestPredictions, x_test: np.ndarray, indices: np.ndarray,
-                  captions: list[str], class_names: list[str]) -> None:
-    """Pick one shown image: it large, and its full probability bar chart."""
+                  captions: list[str], class_names: list[str]) -> int:
+    """Pick one shown image: it large, and its full probability bar chart; returns its test index."""
     positions = list(range(len(indices)))
     wrong = [p for p in positions if not preds.correct[indices[p]]]
     chosen = st.selectbox("Image to inspect", positions, index=wrong[0] if wrong else 0, key=INSPECT,
@@ -150,6 +151,7 @@ def inspect_image(preds: predictions.TestPredictions, x_test: np.ndarray, indice
         charts.probability_figure(preds.probs[index], class_names, true_label=int(preds.y_true[index])),
         key="pred_probability",
     )
+    return index
 
 
 def confusion_details(scores: dict, class_names: list[str]) -> None:

@@ -2,17 +2,12 @@
 
 import streamlit as st
 
-from lib import ui, ui_draw
+from lib import ui, ui_draw, ui_inside
 
 ui.require_entry()
 
 st.title("Draw")
-found, damaged = ui.list_runs()
-ui.show_damaged(damaged)
-usable = ui_draw.drawable_runs(found)
-if not usable:
-    ui.error("No model to ask yet.", "Train one on the Train page (the bundled default model is missing).")
-    st.stop()
+usable = ui_draw.drawable_runs_or_stop("ask")
 by_id = {run.run_id: run for run in usable}
 chosen_ids = st.multiselect(
     "Models to ask", list(by_id), default=ui_draw.default_selection(usable), format_func=lambda i: by_id[i].label,
@@ -42,3 +37,6 @@ with answers:
         st.info("Draw a digit on the canvas to see the predictions.", icon=":material/draw:")
     else:
         ui_draw.show_answers(image, chosen)
+        if st.button(f"Look inside {chosen[0].display_name} for this drawing", icon=":material/visibility:",
+                     key="draw_inside"):
+            ui_inside.open_inside(chosen[0].run_id, image=image)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lib import ui, ui_predictions
+from lib import ui, ui_inside, ui_predictions
 
 ui.require_entry()
 
@@ -24,6 +24,9 @@ scores = ui_predictions.score_row(run, preds)
 
 st.subheader("Random test images")
 choice = ui_predictions.grid_filters(class_names)
-ui_predictions.sample_grid(preds, x_test, class_names, **choice)
+inspected = ui_predictions.sample_grid(preds, x_test, class_names, **choice)
+if inspected is not None and st.button("Look inside the model for this image", icon=":material/visibility:",
+                                       key="pred_inside"):
+    ui_inside.open_inside(run.run_id, test_index=inspected)
 
 ui_predictions.confusion_details(scores, class_names)

@@ -172,3 +172,42 @@ def test_train_preset_uses_the_tutorial_recipe_and_a_diverging_one_says_so(tiny_
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["status"] == "diverged" and summary["epochs_completed"] < 3
     assert "Training diverged" in summary["reason"] and "Lower the learning rate" in summary["reason"]
+
+
+def test_inside_json_gives_layers_label_and_saliency_box_for_the_default_model(tmp_path):
+    digit = np.zeros((100, 100), dtype=np.uint8)
+    digit[15:85, 46:56] = 255  # a "1": one vertical stroke
+    png = tmp_path / "one.png"
+    Image.fromarray(digit).save(png)
+    done = run_cli("inside", "--model", "default", str(png), "--json")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1
+    report = json.loads(lines[0])
+    assert report["label"] == 1 and report["class_name"] == "1"
+    assert [layer["name"] for layer in report["layers"]][:2] == ["conv2d_1", "batch_normalization_2"]
+    assert report["layers"][0]["shape"] == [28, 28, 32] and report["layers"][-1]["shape"] == [10]
+    assert len(report["layers"]) == 17 and report["saliency_method"] == "Grad-CAM"
+    top, left, bottom, right = report["saliency_box"]
+    assert 0 <= top <= bottom <= 27 and 0 <= left <= right <= 27
+    assert (bottom - top + 1) * (right - left + 1) < 28 * 28 / 2  # 10% of the mass sits in a small part
+
+
+def test_inside_errors_are_one_line(tmp_path):
+    import keras
+
+    blank = tmp_path / "blank.png"
+    Image.fromarray(np.zeros((40, 40), dtype=np.uint8)).save(blank)
+    done = run_cli("inside", "--model", "default", str(blank), "--json")
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [f"error: {blank}: the image is blank: no ink found"]
+
+    inputs = keras.Input((28, 28, 1))
+    flat = keras.layers.Flatten()(inputs)
+    merged = keras.layers.Concatenate()([keras.layers.Dense(4)(flat), keras.layers.Dense(4)(flat)])
+    branchy = tmp_path / "branchy.keras"
+    keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(merged)).save(branchy)
+    digit = tmp_path / "digit.png"
+    Image.fromarray(np.pad(np.full((20, 6), 255, dtype=np.uint8), 10)).save(digit)
+    done = run_cli("inside", "--model", str(branchy), str(digit))
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
+    assert "Missing: a Sequential model" in done.stderr

@@ -1,0 +1,49 @@
+"""Inside: what happens between the pixels and the probabilities, for any run and one input."""
+
+import streamlit as st
+
+from lib import ui, ui_draw, ui_inside
+
+ui.require_entry()
+
+st.title("Inside")
+st.caption("Follow one image through the network layer by layer, see where the model looks, what its first "
+           "layer learned, and how it arranges the whole test set.")
+
+usable = ui_draw.drawable_runs_or_stop("look into")
+run = ui.run_picker("Run", usable, key=ui_inside.RUN_KEY)
+model = ui_inside.load_model(run)
+if model is None:
+    st.stop()
+
+one_input, learned, embedding, mistakes = st.tabs(
+    ["One input", "What it learned", "Map of the test set", "Mistakes"], key="inside_tabs", on_change="rerun")
+
+with one_input:
+    controls, view = st.columns([2, 3])
+    with controls:
+        processed, what, true_label = ui_inside.pick_input(run)
+        target = ui_inside.target_picker(run.class_names)
+    with view:
+        if processed is None:
+            st.info("Draw a digit, upload an image or pick a test image to look inside.", icon=":material/draw:")
+            analysis = None
+        else:
+            analysis = ui_inside.analyze(model, run, processed, target)
+        if analysis is not None:
+            ui_inside.summary(analysis, processed, what, run.class_names, true_label)
+            st.subheader("What it looks at")
+            ui_inside.saliency(analysis, processed, run.class_names)
+    if analysis is not None:
+        st.subheader("The forward pass, layer by layer")
+        ui_inside.forward_pass(analysis, run.class_names)
+
+if learned.open:
+    with learned:
+        ui_inside.learned_weights(model, run)
+if embedding.open:
+    with embedding:
+        ui_inside.embedding(model, run)
+if mistakes.open:
+    with mistakes:
+        ui_inside.mistakes(model, run)

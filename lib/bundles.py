@@ -190,7 +190,9 @@ def describe_input(shape) -> str:
     if len(shape) == 3:
         height, width, channels = shape
         colour = {1: "grayscale", 3: "colour"}.get(channels, f"{channels}-channel")
-        return f"{_side(height)}x{_side(width)} {colour} images"
+        if height is None or width is None:
+            return f"{colour} images of any size"
+        return f"{height}x{width} {colour} images"
     if len(shape) == 2:
         return f"{_side(shape[0])}x{_side(shape[1])} grayscale images"
     if len(shape) == 1:

@@ -91,9 +91,9 @@ def delete_drawing(draft: dict, class_name: str, index: int) -> None:
     if not 0 <= index < len(images):
         raise InvalidDraft(f"{class_name} has no drawing number {index + 1}.")
     images.pop(index)
-    # The class's drawings stay in drawing order, so undo still removes the newest one.
-    last = len(draft["order"]) - 1 - draft["order"][::-1].index(class_name)
-    draft["order"].pop(last)
+    # The class's drawings are in drawing order: its index-th entry in `order` is this drawing.
+    positions = [i for i, name in enumerate(draft["order"]) if name == class_name]
+    draft["order"].pop(positions[index])
 
 
 def counts(draft: dict) -> dict[str, int]:

@@ -257,7 +257,7 @@ def imported_meta(run_id: str, model, info: datasets.DatasetInfo, scores: dict, 
         "display_name": runs.clean_name(name or f"{Path(source).stem} (imported)"),
         "created_at": _now(),
         "status": IMPORTED,
-        "stop_reason": f"Imported from {source} and scored on the {info.title} test set. " + " ".join(notes),
+        "stop_reason": f"from {source}, scored on the {info.title} test set. " + " ".join(notes),
         "config": config,
         "dataset": {
             "name": info.name,

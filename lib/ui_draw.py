@@ -44,7 +44,7 @@ def canvas(stroke_width: int, *, key: str = CANVAS_KEY, clears_key: str = ui.DRA
 def clear_canvas(key: str = CANVAS_KEY, clears_key: str = ui.DRAW_CLEARS) -> None:
     """Clear's callback: ask the canvas to empty itself and forget its strokes at once."""
     st.session_state[clears_key] = st.session_state.get(clears_key, 0) + 1
-    if isinstance(st.session_state.get(key), dict):
+    if key in st.session_state:
         # The browser reports its emptied canvas only after this run; until then, no stale answer.
         st.session_state[key]["drawing"] = None
 

@@ -24,7 +24,6 @@ import io
 import json
 import math
 import zipfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +62,7 @@ def export_bundle(run: runs.RunInfo) -> bytes:
         "format_version": FORMAT_VERSION,
         "run_id": run.run_id,
         "display_name": run.display_name,
-        "exported_at": _now(),
+        "exported_at": runs.timestamp(),
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()},
     }
     buffer = io.BytesIO()
@@ -120,7 +119,7 @@ def import_bundle(data: bytes, runs_dir: Path) -> runs.RunInfo:
             **meta,
             "run_id": run_id,
             "display_name": runs.clean_name(meta.get("display_name") or manifest.get("display_name") or run_id),
-            "created_at": _now(),
+            "created_at": runs.timestamp(),
             "imported_from": {
                 "bundle_run_id": str(manifest.get("run_id", meta.get("run_id", ""))),
                 "created_at": meta.get("created_at"),
@@ -255,17 +254,11 @@ def imported_meta(run_id: str, model, info: datasets.DatasetInfo, scores: dict, 
         "schema": runs.SCHEMA_VERSION,
         "run_id": run_id,
         "display_name": runs.clean_name(name or f"{Path(source).stem} (imported)"),
-        "created_at": _now(),
+        "created_at": runs.timestamp(),
         "status": IMPORTED,
         "stop_reason": f"from {source}, scored on the {info.title} test set. " + " ".join(notes),
         "config": config,
-        "dataset": {
-            "name": info.name,
-            "title": info.title,
-            "class_names": list(info.class_names),
-            "input_shape": list(info.input_shape),
-            "kind": info.kind,
-        },
+        "dataset": runs.dataset_meta(info),
         "arch": IMPORTED,
         "params": int(model.count_params()),
         "epochs_completed": 0,
@@ -425,8 +418,3 @@ def _check_history(data: bytes) -> None:
                     float(value)
                 except ValueError:
                     raise InvalidBundle(f"history.csv in the bundle has a non-number {value!r}.") from None
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-

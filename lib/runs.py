@@ -120,17 +120,11 @@ def build_meta(run_id: str, config, result, info) -> dict:
         "schema": SCHEMA_VERSION,
         "run_id": run_id,
         "display_name": clean_name(config.display_name),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),  # orders same-second runs
+        "created_at": timestamp(),
         "status": result.status,
         "stop_reason": result.stop_reason,
         "config": config.to_dict(),
-        "dataset": {
-            "name": info.name,
-            "title": info.title,
-            "class_names": list(info.class_names),
-            "input_shape": list(info.input_shape),
-            "kind": info.kind,
-        },
+        "dataset": dataset_meta(info),
         "arch": config.arch,
         "params": result.params,
         "epochs_completed": result.epochs_trained,
@@ -144,6 +138,22 @@ def build_meta(run_id: str, config, result, info) -> dict:
         "precision": result.precision,
         "versions": library_versions(),
     }
+
+
+def dataset_meta(info) -> dict:
+    """What a run records about its dataset: enough for Draw, Predictions and Compare without loading it."""
+    return {
+        "name": info.name,
+        "title": info.title,
+        "class_names": list(info.class_names),
+        "input_shape": list(info.input_shape),
+        "kind": info.kind,
+    }
+
+
+def timestamp() -> str:
+    """Now, UTC, to the millisecond: orders runs made in the same second."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def save_run(result, config, info, runs_dir: Path | None = None) -> RunInfo:

@@ -2,12 +2,13 @@
 
 import streamlit as st
 
-from lib import ui, ui_train
+from lib import ui, ui_data, ui_train
 
 st.set_page_config(page_title="MNIST Studio", page_icon=":material/draw:", layout="wide")
 ui.keep_keras_state_between_reruns()
 ui.apply_session_defaults()
 ui_train.apply_defaults()
+ui_data.apply_defaults()
 
 page = st.navigation(
     [

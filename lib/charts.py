@@ -468,7 +468,7 @@ def image_grid_figure(
     cols: int = 5,
     title_colors: Sequence[str] | None = None,
 ) -> go.Figure:
-    """Grid of grayscale images (N,H,W) or (N,H,W,1), uint8 or [0, 1], with a caption each.
+    """Grid of grayscale (N,H,W) / (N,H,W,1) or colour (N,H,W,3) images, uint8 or [0, 1], with a caption each.
 
     Captions are layout annotations in image order; `title_colors` colours them
     (e.g. WRONG_COLOR for a misclassified image). Axes hidden, pixels square.
@@ -480,8 +480,9 @@ def image_grid_figure(
         array = array[..., 0]
     if array.ndim == 2:
         array = array[np.newaxis]
-    if array.ndim != 3:
-        raise ValueError(f"Expected images of shape (N, H, W) or (N, H, W, 1), got {np.shape(images)}")
+    colour = array.ndim == 4 and array.shape[-1] == 3
+    if array.ndim != 3 and not colour:
+        raise ValueError(f"Expected images of shape (N, H, W), (N, H, W, 1) or (N, H, W, 3), got {np.shape(images)}")
     count = array.shape[0]
     captions = list(titles or [])
     if captions and len(captions) != count:
@@ -503,6 +504,10 @@ def image_grid_figure(
     for index in range(count):
         row, col = divmod(index, cols)
         caption = captions[index] if captions else f"image {index}"
+        if colour:
+            fig.add_trace(go.Image(z=pixels[index], name=caption,
+                                   hovertemplate="x %{x}, y %{y}: %{z}<extra></extra>"), row=row + 1, col=col + 1)
+            continue
         fig.add_trace(
             go.Heatmap(
                 z=pixels[index],

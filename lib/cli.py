@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="lib", description="MNIST Studio engine: zoo, train, runs, evaluate, predict, inside.")
+    parser = _Parser(prog="lib", description="MNIST Studio engine: zoo, train, runs, evaluate, predict, inside, export, import.")
     commands = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     zoo = commands.add_parser("zoo", help="list the model zoo")
@@ -97,6 +97,20 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_dirs(inside, data=False)
     inside.add_argument("--json", action="store_true", help="one JSON line")
     inside.set_defaults(handler=cmd_inside)
+
+    export = commands.add_parser("export", help="write a run as one bundle file (model, history, metadata)")
+    export.add_argument("run", help="run id, or 'default' for the bundled model")
+    export.add_argument("path", type=Path, help="the bundle file to write, or a folder for <run id>.studio.zip")
+    _add_dirs(export, data=False)
+    export.set_defaults(handler=cmd_export)
+
+    importing = commands.add_parser("import", help="add a run bundle or a bare .keras model as a new run")
+    importing.add_argument("path", type=Path, help="a .studio.zip bundle or a .keras file")
+    importing.add_argument("--dataset", default=None,
+                           help="for a bare .keras model: the dataset to check it against and score it on")
+    _add_dirs(importing)
+    importing.add_argument("--json", action="store_true", help="one JSON line: the new run's summary")
+    importing.set_defaults(handler=cmd_import)
     return parser
 
 
@@ -335,6 +349,31 @@ def cmd_inside(args) -> int:
     print(f"prediction: {run.class_names[label]} ({analysis.probs[label]:.1%})")
     where = "nowhere (the map is empty)" if box is None else "rows {}-{}, columns {}-{}".format(box[0], box[2], box[1], box[3])
     print(f"{analysis.saliency_method} for class {run.class_names[analysis.target]}: top 10% of the mass at {where}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from lib import bundles
+
+    run = runs.get_run(args.run, args.runs_dir)
+    if not args.path.parent.is_dir():
+        raise CliError(f"There is no folder {args.path.parent} to write the bundle into.")
+    path = bundles.export_to_file(run, args.path)
+    print(f"exported run {run.run_id} ({run.display_name}) to {path}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from lib import bundles, paths
+
+    run = bundles.import_file(args.path, args.runs_dir or paths.runs_dir(), dataset=args.dataset,
+                              data_dir=args.data_dir)
+    if args.json:
+        print(json.dumps(runs.summary(run)))
+    else:
+        accuracy = run.meta.get("test_accuracy")
+        score = "" if accuracy is None else f" · test accuracy {accuracy:.2%}"
+        print(f"imported as run {run.run_id} ({run.display_name}){score}\n{run.meta.get('stop_reason', '')}")
     return 0
 
 

@@ -27,6 +27,7 @@ FASHION_NAMES = (
 )
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 UPLOADS_SUBDIR = ".datasets"  # inside the runs dir: the data dir may be read-only
+KINDS = ("digit", "object")  # an npz may say which in an optional `kind` array (drawn datasets: digit)
 
 
 class DatasetUnavailable(RuntimeError):
@@ -128,6 +129,26 @@ def available_datasets(data_dir: Path | None = None) -> dict[str, DatasetInfo]:
                 found[name] = _file_info(name, path)
             except InvalidDataset:
                 continue
+        if folder != uploads_dir():
+            found.update(_image_folders(folder, skip=found))
+    return found
+
+
+def _image_folders(folder: Path, skip) -> dict[str, DatasetInfo]:
+    """Subfolders of the data dir holding one folder of images per class, converted once and cached."""
+    from lib import imagefolder
+
+    found = {}
+    for sub in sorted(folder.iterdir()):
+        name = sub.name.lower()
+        if name in skip or not NAME_PATTERN.match(name) or not imagefolder.looks_like_image_folder(sub):
+            continue
+        try:
+            path = imagefolder.cached_folder_npz(sub)
+            found[name] = replace(_file_info(name, path), title=f"{sub.name} (image folder)",
+                                  description=f"Your images from the folder {sub.name}/ in the data directory.")
+        except (imagefolder.InvalidImageFolder, InvalidDataset, OSError):
+            continue
     return found
 
 
@@ -295,13 +316,47 @@ def class_counts(y: np.ndarray, num_classes: int) -> list[int]:
     return np.bincount(y, minlength=num_classes)[:num_classes].tolist()
 
 
-def save_upload(name: str, data: bytes) -> DatasetInfo:
-    """Validate an uploaded npz and keep it under the uploads dir; returns its info."""
-    name = name.lower()
+def check_name(name: str) -> str:
+    """A new dataset's name, lowercased; InvalidDataset if it cannot be one."""
+    name = str(name).strip().lower()
     if not NAME_PATTERN.match(name) or name in BUILTINS:
         raise InvalidDataset(
             "Dataset names use lowercase letters, digits, '-' and '_' (up to 40), and cannot be mnist or fashion_mnist."
         )
+    return name
+
+
+def save_arrays(name: str, arrays: dict, *, class_names, kind: str = "object", folder: Path | None = None) -> DatasetInfo:
+    """Validate arrays and keep them as `<folder>/<name>.npz` (default: the uploads dir), written atomically.
+
+    `kind` "digit" makes Draw preprocess drawings MNIST-style for models trained on it.
+    An existing dataset of the same name is replaced only once the new file is complete.
+    """
+    name = check_name(name)
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    validate_arrays(arrays, source=name)
+    names = [str(c) for c in class_names]
+    if len(names) <= int(max(np.max(arrays["y_train"]), np.max(arrays["y_test"]))):
+        raise InvalidDataset(f"{name}: {len(names)} class names for labels up to {np.max(arrays['y_train'])}.")
+    folder = Path(folder) if folder else uploads_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.save.tmp.npz"
+    try:
+        np.savez_compressed(
+            tmp, **{key: arrays[key] for key in REQUIRED_KEYS}, class_names=np.array(names), kind=np.array(kind)
+        )
+        target = folder / f"{name}.npz"
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return _file_info(name, target)
+
+
+def save_upload(name: str, data: bytes) -> DatasetInfo:
+    """Validate an uploaded npz and keep it under the uploads dir; returns its info."""
+    name = check_name(name)
     if len(data) > MAX_NPZ_BYTES:
         raise InvalidDataset(f"The file is {len(data) / 2**20:.0f} MB; the limit is {MAX_NPZ_BYTES // 2**20} MB.")
     if not data.startswith(b"PK"):
@@ -348,10 +403,13 @@ def _file_info(name: str, path: Path) -> DatasetInfo:
         with zipfile.ZipFile(path) as archive:
             shape = _npy_header_shape(archive, "x_train")
             names = archive.namelist()
-            class_names = None
-            if "class_names.npy" in names:
+            class_names, kind = None, "object"
+            if "class_names.npy" in names or "kind.npy" in names:
                 with np.load(path, allow_pickle=False) as npz:
-                    class_names = tuple(str(c) for c in npz["class_names"])
+                    if "class_names" in npz.files:
+                        class_names = tuple(str(c) for c in npz["class_names"])
+                    if "kind" in npz.files and str(npz["kind"]) in KINDS:
+                        kind = str(npz["kind"])
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
         raise InvalidDataset(f"{path.name}: not a readable npz dataset ({error}).") from None
     if len(shape) not in (3, 4):
@@ -369,7 +427,7 @@ def _file_info(name: str, path: Path) -> DatasetInfo:
         title=f"{name} (your file)",
         class_names=class_names,
         input_shape=input_shape,
-        kind="object",
+        kind=kind,
         path=path,
         description=f"Your dataset from {path.name}.",
     )

@@ -120,17 +120,11 @@ def build_meta(run_id: str, config, result, info) -> dict:
         "schema": SCHEMA_VERSION,
         "run_id": run_id,
         "display_name": clean_name(config.display_name),
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),  # orders same-second runs
+        "created_at": timestamp(),
         "status": result.status,
         "stop_reason": result.stop_reason,
         "config": config.to_dict(),
-        "dataset": {
-            "name": info.name,
-            "title": info.title,
-            "class_names": list(info.class_names),
-            "input_shape": list(info.input_shape),
-            "kind": info.kind,
-        },
+        "dataset": dataset_meta(info),
         "arch": config.arch,
         "params": result.params,
         "epochs_completed": result.epochs_trained,
@@ -146,17 +140,44 @@ def build_meta(run_id: str, config, result, info) -> dict:
     }
 
 
+def dataset_meta(info) -> dict:
+    """What a run records about its dataset: enough for Draw, Predictions and Compare without loading it."""
+    return {
+        "name": info.name,
+        "title": info.title,
+        "class_names": list(info.class_names),
+        "input_shape": list(info.input_shape),
+        "kind": info.kind,
+    }
+
+
+def timestamp() -> str:
+    """Now, UTC, to the millisecond: orders runs made in the same second."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
 def save_run(result, config, info, runs_dir: Path | None = None) -> RunInfo:
     """Persist a trained run atomically and return it."""
+
+    def write(folder: Path, run_id: str) -> dict:
+        result.model.save(folder / MODEL_FILE)
+        (folder / HISTORY_FILE).write_text(history_csv(result.history), encoding="utf-8")
+        return build_meta(run_id, config, result, info)
+
+    return write_run(write, runs_dir)
+
+
+def write_run(write, runs_dir: Path | None = None) -> RunInfo:
+    """Make a new run atomically: `write(folder, run_id)` fills a hidden temporary folder with the
+    model and history and returns the meta; meta.json goes in last and the folder is renamed into
+    place. Always a new id; on any error nothing is left behind."""
     root = Path(runs_dir) if runs_dir else paths.runs_dir()
     root.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id()
     tmp = root / f".tmp-{run_id}"
     tmp.mkdir()
     try:
-        result.model.save(tmp / MODEL_FILE)
-        (tmp / HISTORY_FILE).write_text(history_csv(result.history), encoding="utf-8")
-        meta = build_meta(run_id, config, result, info)
+        meta = write(tmp, run_id)
         _write_json(tmp / META_FILE, meta)  # last: a folder with meta.json is complete
         final = root / run_id
         os.replace(tmp, final)
@@ -235,12 +256,13 @@ def load_model(run: RunInfo):
 
 
 def load_model_file(path: Path):
-    import keras
+    """Check and load a .keras file in safe mode; DamagedRun says what is wrong in the user's words."""
+    from lib import modelfiles
 
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as error:  # noqa: BLE001 - any load failure is the same problem for a user
-        raise DamagedRun(f"{path} could not be loaded as a Keras model ({type(error).__name__}: {error}).") from None
+        return modelfiles.load_keras_file(path)
+    except modelfiles.UnusableModel as problem:
+        raise DamagedRun(f"{Path(path).name}: {problem}") from None
 
 
 def load_history(run: RunInfo):

@@ -83,14 +83,43 @@ def digit_set(n_per_class: int, seed: int = 0, canvas: int = 280) -> tuple[np.nd
     return images, labels
 
 
+def draw_shape(shape: str, rng: np.random.Generator, *, canvas: int = 280) -> np.ndarray:
+    """One hand-drawn shape (circle, square, triangle, cross) as a canvas returns it: uint8 RGBA.
+
+    Random size, position, pen width, slant and wobble, as `draw_digit`; white ink on a
+    transparent background, what the app's canvas gives.
+    """
+    if shape not in SHAPE_TEMPLATES:
+        raise ValueError(f"Unknown shape: {shape!r}; expected one of {tuple(SHAPE_TEMPLATES)}")
+    strokes = SHAPE_TEMPLATES[shape](_Jitter(rng))
+    alpha = _render_strokes(strokes, 1.0, rng, canvas)
+    rgba = np.zeros((canvas, canvas, 4), dtype=np.uint8)
+    rgba[..., :3] = np.where(alpha[..., None] > 0, np.uint8(255), np.uint8(0))
+    rgba[..., 3] = alpha
+    return rgba
+
+
+def shape_set(shapes, n_per_class: int, seed: int = 0, canvas: int = 280) -> tuple[np.ndarray, np.ndarray]:
+    """`n_per_class` drawings of each shape: RGBA images (N, canvas, canvas, 4) and labels (index in `shapes`)."""
+    rng = np.random.default_rng(seed)
+    labels = np.tile(np.arange(len(shapes), dtype=np.int64), n_per_class)
+    images = np.stack([draw_shape(shapes[label], rng, canvas=canvas) for label in labels])
+    return images, labels
+
+
 def _draw_strokes(digit: int, rng: np.random.Generator, canvas: int) -> np.ndarray:
     """Alpha mask (canvas, canvas) uint8 of a digit written with a round pen."""
     strokes = STROKE_TEMPLATES[digit](_Jitter(rng))
+    return _render_strokes(strokes, DIGIT_ASPECT[digit], rng, canvas)
+
+
+def _render_strokes(strokes: list, natural_aspect: float, rng: np.random.Generator, canvas: int) -> np.ndarray:
+    """Alpha mask (canvas, canvas) uint8 of unit-box strokes drawn with a round pen, wobbled, slanted, placed."""
     height = rng.uniform(*HEIGHT_FRACTION) * canvas
     low, high = WIDTH_TO_HEIGHT
     pen_min, pen_max = (px * canvas / REFERENCE_CANVAS for px in STROKE_WIDTH_PX)
     pen = rng.uniform(max(pen_min, low * height), max(pen_min, min(pen_max, high * height)))
-    aspect = DIGIT_ASPECT[digit] * np.exp(rng.normal(0, 0.15))
+    aspect = natural_aspect * np.exp(rng.normal(0, 0.15))
     strokes = [_wobble(stroke, rng) * (aspect, 1.0) for stroke in strokes]
     matrix = _slant_rotate(rng)
     strokes = [stroke @ matrix.T for stroke in strokes]
@@ -339,3 +368,24 @@ def _nine(j: _Jitter) -> list:
 # Digit -> template: a function of a _Jitter returning the strokes, each an (n, 2) array in
 # the unit box; each picks among the ways people write that digit.
 STROKE_TEMPLATES = (_zero, _one, _two, _three, _four, _five, _six, _seven, _eight, _nine)
+
+
+def _circle(j: _Jitter) -> list:
+    start = j.value(0, 60)
+    return [j.arc(0.5, 0.5, 0.5, 0.5, start, start + j.value(370, 12))]
+
+
+def _square(j: _Jitter) -> list:
+    return [j.line((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0), (0.0, 0.0))]
+
+
+def _triangle(j: _Jitter) -> list:
+    return [j.line((0.5, 0.0), (1.0, 1.0), (0.0, 1.0), (0.5, 0.0))]
+
+
+def _cross(j: _Jitter) -> list:
+    return [j.line((0.0, 0.0), (1.0, 1.0)), j.line((1.0, 0.0), (0.0, 1.0))]
+
+
+# Shape -> template, as STROKE_TEMPLATES: what "draw your own classes" is tested and measured with.
+SHAPE_TEMPLATES = {"circle": _circle, "square": _square, "triangle": _triangle, "cross": _cross}

@@ -20,7 +20,8 @@ DATASET = "dataset"
 SELECTED_RUN = "selected_run"
 LAST_JOB = "last_job"
 DRAW_CLEARS = "draw_canvas_clears"  # bumped by the Draw page's Clear
-DEFAULTS = {DATASET: "mnist", SELECTED_RUN: None, LAST_JOB: None, DRAW_CLEARS: 0}
+DRAW_FOCUS = "draw_focus_run"  # a run just trained on drawn classes or imported: Draw asks it first
+DEFAULTS = {DATASET: "mnist", SELECTED_RUN: None, LAST_JOB: None, DRAW_CLEARS: 0, DRAW_FOCUS: None}
 JOB_POLL_SECONDS = 1.0  # charts redraw at least once a second while training
 SIDEBAR_POLL_SECONDS = 2.0
 
@@ -265,10 +266,12 @@ def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
     cols[0].metric("Test accuracy", "n/a" if accuracy is None else f"{accuracy:.2%}")
     cols[1].metric("Test loss", "n/a" if loss is None else f"{loss:.4f}")
     cols[2].metric("Parameters", f"{meta.get('params', 0):,}")
-    cols[3].metric("Training time", f"{meta.get('training_seconds', 0):.1f} s")
-    cols[4].metric("Speed", f"{meta.get('samples_per_s', 0):,.0f} img/s")
+    seconds, speed = meta.get("training_seconds"), meta.get("samples_per_s")  # None: imported, not trained here
+    cols[3].metric("Training time", "n/a" if seconds is None else f"{seconds:.1f} s")
+    cols[4].metric("Speed", "n/a" if speed is None else f"{speed:,.0f} img/s")
     config = runs.read_config(run)
-    st.caption(precision_note(meta.get("precision", "float32"), config.precision if config else "auto"))
+    if status != "imported":
+        st.caption(precision_note(meta.get("precision", "float32"), config.precision if config else "auto"))
     history = runs.load_history(run)
     left, right = st.columns(2)
     left.plotly_chart(charts.history_figure_from_csv_frame(history, "accuracy"), key=f"{key}_acc")
@@ -278,11 +281,25 @@ def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
         left.plotly_chart(charts.confusion_figure(meta["confusion"], run.class_names), key=f"{key}_confusion")
         right.plotly_chart(charts.per_class_accuracy_figure(meta["per_class_accuracy"], run.class_names),
                            key=f"{key}_per_class")
-    down_model, down_history, _ = st.columns([1, 1, 3])
+    down_model, down_history, down_bundle, _ = st.columns([1, 1, 1, 2])
     down_model.download_button("Model (.keras)", run.model_path.read_bytes(), f"{run.run_id}.keras",
                                mime="application/octet-stream", key=f"{key}_dl_model", icon=":material/download:")
     down_history.download_button("History (CSV)", run.history_path.read_bytes(), f"{run.run_id}-history.csv",
                                  mime="text/csv", key=f"{key}_dl_history", icon=":material/download:")
+    bundle_download(run, key=f"{key}_dl_bundle", container=down_bundle)
+
+
+def bundle_download(run: runs.RunInfo, *, key: str, container=st) -> None:
+    """Download a run as one file (model, history, metadata) that imports back as a new run."""
+    import functools
+
+    from lib import bundles
+
+    container.download_button(
+        "Run bundle", functools.partial(bundles.export_bundle, run), bundles.bundle_filename(run),
+        mime="application/zip", key=key, icon=":material/download:", on_click="ignore",
+        help="Model, history and metadata in one file: import it on the Data or Compare page, here or elsewhere.",
+    )
 
 
 def show_as_code(config, *, key: str) -> None:

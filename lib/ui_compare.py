@@ -62,6 +62,7 @@ def manage_run(found: list[runs.RunInfo]) -> None:
     run = by_id[run_id]
     if run.read_only:
         st.caption("🔒 The bundled model is read-only: it cannot be renamed or deleted.")
+    ui.bundle_download(run, key="compare_dl_bundle")
     rename_col, delete_col = st.columns(2)
     with rename_col.container(border=True):
         st.text_input("New name", value=run.display_name, max_chars=runs.MAX_NAME_LENGTH,

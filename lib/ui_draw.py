@@ -15,13 +15,14 @@ TOOLBAR_ROOM_PX = 24  # with the gaps around it, room for the toolbar the canvas
 MAX_MODELS = 4
 
 
-def canvas(stroke_width: int, *, key: str = CANVAS_KEY) -> np.ndarray | None:
+def canvas(stroke_width: int, *, key: str = CANVAS_KEY, clears_key: str = ui.DRAW_CLEARS) -> np.ndarray | None:
     """The drawing canvas, below room for its hover toolbar; returns its RGBA pixels, or None
-    while it holds no stroke (before the first one, after Clear, undo or its own reset)."""
+    while it holds no stroke (before the first one, after Clear, undo or its own reset).
+    `key` / `clears_key`: another page's canvas (the Data page's drawn classes) and its Clear counter."""
     from streamlit_drawable_canvas import st_canvas
 
     st.space(TOOLBAR_ROOM_PX)
-    clears = st.session_state.get(ui.DRAW_CLEARS, 0)
+    clears = st.session_state.get(clears_key, 0)
     result = st_canvas(
         stroke_width=stroke_width,
         stroke_color="#FFFFFF",
@@ -40,12 +41,12 @@ def canvas(stroke_width: int, *, key: str = CANVAS_KEY) -> np.ndarray | None:
     return result.image_data
 
 
-def clear_canvas() -> None:
+def clear_canvas(key: str = CANVAS_KEY, clears_key: str = ui.DRAW_CLEARS) -> None:
     """Clear's callback: ask the canvas to empty itself and forget its strokes at once."""
-    st.session_state[ui.DRAW_CLEARS] = st.session_state.get(ui.DRAW_CLEARS, 0) + 1
-    if CANVAS_KEY in st.session_state:
+    st.session_state[clears_key] = st.session_state.get(clears_key, 0) + 1
+    if key in st.session_state:
         # The browser reports its emptied canvas only after this run; until then, no stale answer.
-        st.session_state[CANVAS_KEY]["drawing"] = None
+        st.session_state[key]["drawing"] = None
 
 
 def uploaded_image(upload) -> np.ndarray | None:
@@ -81,7 +82,11 @@ def drawable_runs_or_stop(purpose: str) -> list[runs.RunInfo]:
 
 
 def default_selection(usable: list[runs.RunInfo]) -> list[str]:
+    """The run just trained on drawn classes or imported (if any), else the bundled model, else the newest."""
     ids = [run.run_id for run in usable]
+    focus = st.session_state.get(ui.DRAW_FOCUS)
+    if focus in ids:
+        return [focus]
     if runs.BUNDLED_ID in ids:
         return [runs.BUNDLED_ID]
     return ids[:1]

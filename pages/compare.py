@@ -1,8 +1,8 @@
-"""Compare: runs side by side (curves and a sortable table), and rename or delete a run."""
+"""Compare: runs side by side (curves and a sortable table); rename, delete, download or import a run."""
 
 import streamlit as st
 
-from lib import ui, ui_compare
+from lib import ui, ui_compare, ui_data
 
 ui.require_entry()
 
@@ -10,7 +10,8 @@ st.title("Compare")
 found, damaged = ui.list_runs()
 ui.show_damaged(damaged)
 if not found:
-    st.info("No trained runs yet. Train one on the **Train** page.", icon=":material/info:")
+    st.info("No trained runs yet. Train one on the **Train** page, or import one below.", icon=":material/info:")
+    ui_data.import_section("compare")
     st.stop()
 
 st.subheader("Validation curves")
@@ -21,5 +22,8 @@ st.subheader("All runs")
 st.caption("Click a column header to sort. ★ marks the best test accuracy.")
 ui_compare.runs_overview(found)
 
-st.subheader("Rename or delete a run")
+st.subheader("Download, rename or delete a run")
 ui_compare.manage_run(found)
+
+with st.expander("Import a run bundle or a Keras model"):
+    ui_data.import_section("compare")

@@ -1,8 +1,8 @@
-"""Data: what the model will see. Samples per class, class balance, pixel statistics, uploads."""
+"""Data: what the model will see (samples, balance, pixels), and your own data and models."""
 
 import streamlit as st
 
-from lib import charts, datasets, ui
+from lib import charts, datasets, ui, ui_data
 
 ui.require_entry()
 
@@ -12,6 +12,7 @@ try:
     overview = ui.dataset_overview(info.name, ui.data_dir_key())
 except (datasets.DatasetUnavailable, datasets.InvalidDataset) as problem:
     ui.dataset_error(info.name, problem)
+    ui_data.own_data_sections()  # still reachable: another dataset may be the way out
     st.stop()
 
 st.markdown(f"**{info.title}**. {info.description}")
@@ -61,19 +62,4 @@ st.info(
     icon=":material/layers:",
 )
 
-with st.expander("Use your own dataset (.npz)"):
-    st.markdown(
-        "An `.npz` with `x_train`, `y_train`, `x_test`, `y_test` as `keras.datasets.mnist.load_data()` returns "
-        "them: uint8 images (N, H, W) or (N, H, W, C), integer labels 0..K-1, optional `class_names` (strings). "
-        "It is checked before it is kept."
-    )
-    name = st.text_input("Dataset name", key="data_upload_name", placeholder="e.g. my_letters")
-    upload = st.file_uploader("Dataset file", type=["npz"], key="data_upload_file")
-    if st.button("Add dataset", disabled=not (upload and name), key="data_upload_add"):
-        try:
-            added = datasets.save_upload(name, upload.getvalue())
-        except datasets.InvalidDataset as problem:
-            ui.error("This file cannot be used as a dataset.", str(problem))
-        else:
-            ui.dataset_infos.clear()
-            st.success(f"Added {added.name}: {added.num_classes} classes. Pick it in the sidebar.")
+ui_data.own_data_sections()

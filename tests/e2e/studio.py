@@ -206,6 +206,7 @@ class Studio:
         toolbar = main.locator(".dc-toolbar").last
         self.wait_until(lambda: toolbar.evaluate("toolbar => getComputedStyle(toolbar).position") == "absolute",
                         timeout_s=SLOW_MS / 1000, what="the canvas's stylesheet", every_s=0.05)
+        canvas.scroll_into_view_if_needed()  # strokes leaving the viewport lose their mouse-up
         box = canvas.bounding_box()
         assert box and round(box["width"]) == CANVAS_PX, f"unexpected canvas box {box}"
         return box

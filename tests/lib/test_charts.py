@@ -479,3 +479,11 @@ def test_figures_serialize_to_json_with_titles_and_white_template(build, title):
         assert title in spec["layout"]["title"]["text"]
     assert fig.layout.height and fig.layout.height > 0
     assert fig.layout.template.layout.paper_bgcolor in ("white", "#fff", "#ffffff", "rgb(255,255,255)")
+
+
+def test_image_grid_shows_colour_images_as_colour():
+    images = np.zeros((3, 8, 8, 3), dtype=np.uint8)
+    images[:, :, :, 0] = 200  # red
+    fig = charts.image_grid_figure(images, ["a", "b", "c"], cols=3)
+    assert [trace.type for trace in fig.data] == ["image"] * 3
+    assert tuple(np.asarray(fig.data[0].z)[0, 0]) == (200, 0, 0)

@@ -211,3 +211,56 @@ def test_inside_errors_are_one_line(tmp_path):
     done = run_cli("inside", "--model", str(branchy), str(digit))
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
     assert "Missing: a Sequential model" in done.stderr
+
+
+def test_export_then_import_makes_a_new_run_and_a_bare_model_needs_a_dataset(tiny_data_dir, tmp_path, capsys):
+    from lib.training import TrainConfig, train_and_save
+
+    source_dir, target_dir = tmp_path / "source", tmp_path / "target"
+    run, _ = train_and_save(TrainConfig(arch="softmax", epochs=1, limit=200), data_dir=tiny_data_dir,
+                            runs_dir=source_dir)
+    done = run_cli("export", run.run_id, str(tmp_path), "--runs-dir", str(source_dir))  # the real entry point
+    assert done.returncode == 0, done.stderr
+    bundle = tmp_path / f"{run.run_id}.studio.zip"
+    assert bundle.is_file() and str(bundle) in done.stdout
+
+    assert cli.main(["import", str(bundle), "--runs-dir", str(target_dir), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["run_id"] != run.run_id and row["test_accuracy"] == run.meta["test_accuracy"]
+
+    assert cli.main(["import", str(run.model_path), "--runs-dir", str(target_dir)]) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "--dataset mnist" in err and len(err.strip().splitlines()) == 1
+
+    assert cli.main(["import", str(run.model_path), "--dataset", "mnist", "--data-dir", str(tiny_data_dir),
+                     "--runs-dir", str(target_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "imported"
+    assert cli.main(["runs", "--runs-dir", str(target_dir), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert len([r for r in listed if not r["read_only"]]) == 2
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["export", "20260101-000000-aaaaaa", "out.zip"], "No run '20260101-000000-aaaaaa'"),
+        (["import", "missing.studio.zip"], "There is no file at missing.studio.zip"),
+    ],
+)
+def test_export_and_import_errors_are_one_line(capsys, tmp_path, args, message):
+    code = cli.main([*args, "--runs-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_FAILED and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_importing_a_lambda_model_names_the_problem(capsys, tmp_path, tiny_data_dir):
+    import keras
+
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(lambda x: x + 1),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.save(tmp_path / "lambda.keras")
+    code = cli.main(["import", str(tmp_path / "lambda.keras"), "--dataset", "mnist", "--data-dir", str(tiny_data_dir),
+                     "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_FAILED and "a Lambda layer" in err and "will not run for safety" in err
+    assert not any((tmp_path / "runs").glob("2*"))

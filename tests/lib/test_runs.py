@@ -98,7 +98,7 @@ def test_keras_safe_mode_refuses_lambda_layers(tmp_path):
     outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
     path = tmp_path / "evil.keras"
     keras.Model(inputs, outputs).save(path)
-    with pytest.raises(runs.DamagedRun, match="could not be loaded"):
+    with pytest.raises(runs.DamagedRun, match=r"custom Python code \(a Lambda layer\), which the app will not run"):
         runs.load_model_file(path)
 
 

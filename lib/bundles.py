@@ -1,0 +1,420 @@
+"""Run bundles and model import: runs travel as one file, models trained anywhere come in.
+
+A bundle is a zip holding a run's `model.keras`, `history.csv` and `meta.json` plus
+`manifest.json` (format name and version, the files' SHA-256). `import_bundle` checks
+everything (size, entries, checksums, meta schema, the model in Keras safe mode and its
+fit to the run's dataset) and stores it as a NEW run in the given runs directory: always
+a new id, never overwriting, written atomically (lib.runs.write_run).
+
+`import_keras` takes a bare `.keras` file trained anywhere, checks its input and output
+against a chosen dataset (a message like "this model takes 32x32 colour images, but MNIST
+has 28x28 grayscale"), scores it on that dataset's test set and stores it as a run with
+status "imported", so Draw, Predictions and Compare use it like any other. A model that
+takes flat (784,) or (28, 28) inputs, or outputs logits, is wrapped with built-in Keras
+layers (Reshape, Softmax) and the run says so.
+
+Every function takes the runs directory explicitly: a caller may keep one per visitor.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from lib import datasets, inference, modelfiles, runs
+
+FORMAT = "mnist-studio-run"
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+BUNDLE_FILES = (runs.MODEL_FILE, runs.HISTORY_FILE, runs.META_FILE)
+BUNDLE_SUFFIX = ".studio.zip"
+MAX_BUNDLE_BYTES = modelfiles.MAX_MODEL_BYTES + 10 * 1024 * 1024
+MAX_TEXT_BYTES = 5 * 1024 * 1024  # meta.json, history.csv, manifest.json
+IMPORTED = "imported"  # status and arch of a model that was not trained here
+UPLOAD_NAME = ".upload.keras"
+PROBE_IMAGES = 512  # test images used to tell [0, 1] inputs from raw 0..255 ones
+PROBABILITY_TOLERANCE = 1e-3
+
+
+class InvalidBundle(ValueError):
+    """A file that cannot be imported as a run; the message says what is wrong and what to do."""
+
+
+# ---------------------------------------------------------------- export
+
+
+def bundle_filename(run: runs.RunInfo) -> str:
+    return f"{run.run_id}{BUNDLE_SUFFIX}"
+
+
+def export_bundle(run: runs.RunInfo) -> bytes:
+    """One zip with the run's model, history and meta, and a manifest to check them by."""
+    contents = {name: (run.path / name).read_bytes() for name in BUNDLE_FILES}
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "run_id": run.run_id,
+        "display_name": run.display_name,
+        "exported_at": runs.timestamp(),
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()},
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(MANIFEST_FILE, json.dumps(manifest, indent=2))
+        for name, data in contents.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def export_to_file(run: runs.RunInfo, path: Path) -> Path:
+    """Write the run's bundle to `path` (a folder gets `<run id>.studio.zip`), atomically."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / bundle_filename(run)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(export_bundle(run))
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------- import
+
+
+def is_bundle(data: bytes) -> bool:
+    """A zip with a manifest.json (a .keras file is a zip too, with config.json instead)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return MANIFEST_FILE in archive.namelist()
+    except (zipfile.BadZipFile, EOFError, ValueError):
+        return False
+
+
+def import_bundle(data: bytes, runs_dir: Path) -> runs.RunInfo:
+    """Check a bundle and store it as a new run in `runs_dir`; InvalidBundle says why not."""
+    contents, manifest = _read_bundle(data)
+    meta = _checked_meta(contents[runs.META_FILE])
+    _check_history(contents[runs.HISTORY_FILE])
+    shape = tuple(meta["dataset"]["input_shape"])
+    num_classes = len(meta["dataset"]["class_names"])
+
+    def write(folder: Path, run_id: str) -> dict:
+        (folder / runs.MODEL_FILE).write_bytes(contents[runs.MODEL_FILE])
+        model = _load(folder / runs.MODEL_FILE)
+        problem = fit_problem(model, shape, num_classes, meta["dataset"].get("title") or meta["dataset"]["name"])
+        if problem:
+            raise InvalidBundle(f"The bundle's model does not match its own run: {problem}")
+        (folder / runs.HISTORY_FILE).write_bytes(contents[runs.HISTORY_FILE])
+        return {
+            **meta,
+            "run_id": run_id,
+            "display_name": runs.clean_name(meta.get("display_name") or manifest.get("display_name") or run_id),
+            "created_at": runs.timestamp(),
+            "imported_from": {
+                "bundle_run_id": str(manifest.get("run_id", meta.get("run_id", ""))),
+                "created_at": meta.get("created_at"),
+                "exported_at": manifest.get("exported_at"),
+            },
+        }
+
+    return runs.write_run(write, runs_dir)
+
+
+def import_keras(data: bytes, dataset: str, runs_dir: Path, *, data_dir=None, filename: str = "model.keras",
+                 name: str = "") -> runs.RunInfo:
+    """Check a bare .keras model against `dataset`, score it on its test set, store it as a new run."""
+    if len(data) > modelfiles.MAX_MODEL_BYTES:
+        raise InvalidBundle(
+            f"The model file is {len(data) / 2**20:.0f} MB; the limit is {modelfiles.MAX_MODEL_BYTES // 2**20} MB."
+        )
+    loaded = datasets.load_dataset(dataset, data_dir)
+    info = loaded.info
+    source = Path(filename).name or "model.keras"
+
+    def write(folder: Path, run_id: str) -> dict:
+        upload = folder / UPLOAD_NAME
+        upload.write_bytes(data)
+        model = _load(upload)
+        problem = fit_problem(model, info.input_shape, info.num_classes, info.title)
+        if problem:
+            raise InvalidBundle(problem)
+        model, notes = adapt(model, info.input_shape, loaded.x_test)
+        normalize = _pick_normalization(model, loaded.x_test, loaded.y_test, info.num_classes)
+        probs = inference.predict_proba(model, loaded.x_test, normalize=normalize)
+        scores = inference.score(probs, loaded.y_test, info.num_classes)
+        notes.append("It is fed pixels scaled to [0, 1]." if normalize else "It is fed raw 0..255 pixels.")
+        model.save(folder / runs.MODEL_FILE)
+        upload.unlink()
+        (folder / runs.HISTORY_FILE).write_text(runs.history_csv([]), encoding="utf-8")
+        return imported_meta(run_id, model, info, scores, normalize=normalize, source=source, notes=notes,
+                             name=name)
+
+    return runs.write_run(write, runs_dir)
+
+
+def import_file(path: Path, runs_dir: Path, *, dataset: str | None = None, data_dir=None) -> runs.RunInfo:
+    """A bundle or a bare .keras file from disk (the command line); a .keras file needs `dataset`."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidBundle(f"There is no file at {path}.")
+    if path.stat().st_size > MAX_BUNDLE_BYTES:
+        raise InvalidBundle(f"{path.name} is over {MAX_BUNDLE_BYTES // 2**20} MB; that is no run bundle or model.")
+    data = path.read_bytes()
+    if is_bundle(data):
+        return import_bundle(data, runs_dir)
+    if not dataset:
+        raise InvalidBundle(
+            f"{path.name} is a bare model, not a run bundle: say which dataset to check and score it on "
+            "(--dataset mnist, for example)."
+        )
+    return import_keras(data, dataset, runs_dir, data_dir=data_dir, filename=path.name)
+
+
+# ---------------------------------------------------------------- model checks
+
+
+def describe_input(shape) -> str:
+    """An input shape (without the batch axis) in words: "32x32 colour images"."""
+    shape = tuple(shape)
+    if len(shape) == 3:
+        height, width, channels = shape
+        colour = {1: "grayscale", 3: "colour"}.get(channels, f"{channels}-channel")
+        if height is None or width is None:
+            return f"{colour} images of any size"
+        return f"{height}x{width} {colour} images"
+    if len(shape) == 2:
+        return f"{_side(shape[0])}x{_side(shape[1])} grayscale images"
+    if len(shape) == 1:
+        return f"flat vectors of {_side(shape[0])} values"
+    return f"inputs of shape {shape}"
+
+
+def fit_problem(model, input_shape, num_classes: int, dataset_title: str) -> str:
+    """Why this model cannot take the dataset's images or name its classes; '' if it can."""
+    inputs, outputs = getattr(model, "inputs", None) or [], getattr(model, "outputs", None) or []
+    if len(inputs) != 1 or len(outputs) != 1:
+        return (f"This model has {len(inputs)} inputs and {len(outputs)} outputs; the app needs one image "
+                "input and one output with a probability per class.")
+    height, width, channels = input_shape
+    wanted = describe_input(input_shape)
+    model_in = tuple(model.input_shape[1:])
+    if not _input_fits(model_in, (height, width, channels)):
+        return (f"This model takes {describe_input(model_in)}, but {dataset_title} has {wanted}. "
+                "Pick the dataset it was trained on, or train a model for this one.")
+    model_out = tuple(model.output_shape[1:])
+    if len(model_out) != 1:
+        return (f"This model outputs shape {model_out}, not one score per class; the app needs a last "
+                "Dense layer with one unit per class.")
+    if model_out[0] != num_classes:
+        return (f"This model has {model_out[0]} outputs, but {dataset_title} has {num_classes} classes. "
+                "Pick a dataset with as many classes as the model has outputs.")
+    return ""
+
+
+def adapt(model, input_shape, x_sample: np.ndarray):
+    """The model taking (H, W, C) images and giving probabilities: built-in Reshape / Softmax added if needed."""
+    import keras
+
+    notes = []
+    model_in = tuple(model.input_shape[1:])
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = inputs
+    if model_in != tuple(input_shape) and None not in model_in:
+        x = keras.layers.Reshape(model_in, name="reshape_to_model_input")(x)
+        notes.append(f"It takes {describe_input(model_in)}: the app reshapes each image for it.")
+    outputs = model(x)
+    probe = np.asarray(keras.Model(inputs, outputs)(inference.model_input(x_sample[:8], normalize=True)), dtype=np.float64)
+    if not (np.allclose(probe.sum(axis=1), 1.0, atol=PROBABILITY_TOLERANCE) and probe.min() >= 0):
+        outputs = keras.layers.Softmax(name="probabilities")(outputs)
+        notes.append("Its outputs are not probabilities (logits): the app adds a softmax.")
+    if not notes:
+        return model, notes
+    return keras.Model(inputs, outputs, name="imported"), notes
+
+
+def imported_meta(run_id: str, model, info: datasets.DatasetInfo, scores: dict, *, normalize: bool, source: str,
+                  notes: list[str], name: str = "") -> dict:
+    """meta.json of an imported model: what a trained run has, as far as it can be known."""
+    from lib import training
+
+    config = {**training.TrainConfig().to_dict(), "dataset": info.name, "arch": IMPORTED, "epochs": 0,
+              "normalize": normalize, "augment": False, "name": name}
+    policy = getattr(getattr(model, "dtype_policy", None), "name", "float32")
+    return {
+        "schema": runs.SCHEMA_VERSION,
+        "run_id": run_id,
+        "display_name": runs.clean_name(name or f"{Path(source).stem} (imported)"),
+        "created_at": runs.timestamp(),
+        "status": IMPORTED,
+        "stop_reason": f"from {source}, scored on the {info.title} test set. " + " ".join(notes),
+        "config": config,
+        "dataset": runs.dataset_meta(info),
+        "arch": IMPORTED,
+        "params": int(model.count_params()),
+        "epochs_completed": 0,
+        "test_loss": scores["loss"],
+        "test_accuracy": scores["accuracy"],
+        "per_class_accuracy": scores["per_class_accuracy"],
+        "confusion": scores["confusion"],
+        "best_val_accuracy": None,
+        "training_seconds": None,
+        "samples_per_s": None,
+        "precision": policy,
+        "versions": runs.library_versions(),
+        "imported_from": {"file": source, "notes": notes},
+    }
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _load(path: Path):
+    try:
+        return modelfiles.load_keras_file(path)
+    except modelfiles.UnusableModel as problem:
+        raise InvalidBundle(str(problem)) from None
+
+
+def _side(value) -> str:
+    return "any" if value is None else str(value)
+
+
+def _input_fits(model_in: tuple, image_shape: tuple) -> bool:
+    """The model takes (H, W, C) images as they are, flattened, or (H, W) for one channel."""
+    height, width, channels = image_shape
+    if len(model_in) == 3:
+        return all(m in (None, d) for m, d in zip(model_in, image_shape))
+    if len(model_in) == 2:
+        return channels == 1 and model_in == (height, width)
+    if len(model_in) == 1:
+        return model_in[0] == height * width * channels
+    return False
+
+
+def _pick_normalization(model, x_test, y_test, num_classes: int) -> bool:
+    """Scaled to [0, 1] unless the model clearly scores better on raw 0..255 pixels (it rescales itself)."""
+    x, y = x_test[:PROBE_IMAGES], y_test[:PROBE_IMAGES]
+    accuracy = {}
+    for normalize in (True, False):
+        probs = inference.predict_proba(model, x, normalize=normalize)
+        accuracy[normalize] = inference.score(probs, y, num_classes)["accuracy"]
+    return not accuracy[False] > accuracy[True] + 0.05
+
+
+def _read_bundle(data: bytes) -> tuple[dict[str, bytes], dict]:
+    """The bundle's files, checked against its manifest; InvalidBundle for anything odd."""
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise InvalidBundle(f"The bundle is {len(data) / 2**20:.0f} MB; the limit is {MAX_BUNDLE_BYTES // 2**20} MB.")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        entries = {entry.filename: entry for entry in archive.infolist()}
+    except (zipfile.BadZipFile, EOFError, ValueError):
+        raise InvalidBundle(
+            "This is not a run bundle: not a readable zip file (or it was cut off while downloading). "
+            "Download the run again with the Run bundle button and use the new file."
+        ) from None
+    expected = {MANIFEST_FILE, *BUNDLE_FILES}
+    if set(entries) != expected:
+        odd = sorted(set(entries) - expected)
+        lacking = sorted(expected - set(entries))
+        detail = "; ".join(filter(None, [f"unexpected {', '.join(odd)}" if odd else "",
+                                         f"missing {', '.join(lacking)}" if lacking else ""]))
+        raise InvalidBundle(f"This is not a run bundle the app made ({detail}). A bundle holds exactly "
+                            f"{', '.join(sorted(expected))}.")
+    for name, entry in entries.items():
+        limit = modelfiles.MAX_MODEL_BYTES if name == runs.MODEL_FILE else MAX_TEXT_BYTES
+        if entry.file_size > limit or entry.file_size > max(entry.compress_size, 1) * modelfiles.MAX_COMPRESSION_RATIO \
+                and entry.file_size > modelfiles.RATIO_CHECK_FROM_BYTES:
+            raise InvalidBundle(f"{name} in the bundle unpacks to {entry.file_size / 2**20:.0f} MB; it was not opened.")
+    try:
+        contents = {name: archive.read(name) for name in expected}
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        raise InvalidBundle(f"The bundle is damaged ({error}); download the run again.") from None
+    manifest = _json(contents.pop(MANIFEST_FILE), MANIFEST_FILE)
+    if manifest.get("format") != FORMAT:
+        raise InvalidBundle("This zip's manifest is not an MNIST Studio run bundle's.")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise InvalidBundle(
+            f"This bundle has format version {version!r}, newer than this app reads ({FORMAT_VERSION}); "
+            "update the app, or export the run again from this version."
+        )
+    sums = manifest.get("files") or {}
+    for name, content in contents.items():
+        if sums.get(name) != hashlib.sha256(content).hexdigest():
+            raise InvalidBundle(f"{name} in the bundle does not match its checksum: the file was changed or damaged.")
+    return contents, manifest
+
+
+def _json(data: bytes, name: str) -> dict:
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidBundle(f"{name} in the bundle is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise InvalidBundle(f"{name} in the bundle holds no object.")
+    return value
+
+
+def _checked_meta(data: bytes) -> dict:
+    """meta.json with the fields the app relies on checked; malformed optional scores dropped."""
+    meta = _json(data, runs.META_FILE)
+    dataset = meta.get("dataset")
+    if not isinstance(meta.get("config"), dict) or not isinstance(dataset, dict):
+        raise InvalidBundle("meta.json in the bundle lacks the run's config or dataset.")
+    names, shape = dataset.get("class_names"), dataset.get("input_shape")
+    if not (isinstance(dataset.get("name"), str) and datasets.NAME_PATTERN.match(dataset["name"])):
+        raise InvalidBundle("meta.json in the bundle does not name its dataset.")
+    if not (isinstance(names, list) and 2 <= len(names) <= datasets.MAX_CLASSES and all(isinstance(n, str) for n in names)):
+        raise InvalidBundle("meta.json in the bundle has no usable class names (2 to 100 strings).")
+    if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) for v in shape)
+            and datasets.MIN_SIDE <= shape[0] <= datasets.MAX_SIDE and datasets.MIN_SIDE <= shape[1] <= datasets.MAX_SIDE
+            and shape[2] in (1, 3)):
+        raise InvalidBundle(f"meta.json in the bundle has an unusable input shape {shape!r}.")
+    if dataset.get("kind") not in datasets.KINDS:
+        dataset["kind"] = "object"
+    for key in ("test_accuracy", "test_loss", "best_val_accuracy", "training_seconds", "samples_per_s",
+                "epochs_completed", "params"):
+        value = meta.get(key)
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+            meta[key] = None
+    k = len(names)
+    confusion, per_class = meta.get("confusion"), meta.get("per_class_accuracy")
+    if not (isinstance(confusion, list) and len(confusion) == k
+            and all(isinstance(row, list) and len(row) == k and all(isinstance(v, int) for v in row) for row in confusion)):
+        meta["confusion"] = []
+    if not (isinstance(per_class, list) and len(per_class) == k and all(isinstance(v, (int, float)) for v in per_class)):
+        meta["per_class_accuracy"] = []
+        meta["confusion"] = []
+    if not isinstance(meta.get("display_name"), str):
+        meta["display_name"] = ""
+    if not isinstance(meta.get("status"), str):
+        meta["status"] = IMPORTED
+    return meta
+
+
+def _check_history(data: bytes) -> None:
+    try:
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+        header = csv.DictReader(io.StringIO(data.decode("utf-8"))).fieldnames or []
+    except (UnicodeDecodeError, csv.Error):
+        raise InvalidBundle("history.csv in the bundle is not readable text.") from None
+    if "epoch" not in header or not set(header) <= set(runs.HISTORY_COLUMNS):
+        raise InvalidBundle(f"history.csv in the bundle has columns {header}; expected {list(runs.HISTORY_COLUMNS)}.")
+    for row in rows:
+        for value in row.values():
+            if value not in ("", None):
+                try:
+                    float(value)
+                except ValueError:
+                    raise InvalidBundle(f"history.csv in the bundle has a non-number {value!r}.") from None

@@ -1,0 +1,374 @@
+"""Data page widgets for your own data and models: image-folder zips, drawn classes, model import.
+
+Streamlit glue only: scanning and conversion are in lib.imagefolder, the drawing draft
+in lib.drawnclasses, bundles and model import in lib.bundles. Session state holds plain
+data: the draft (class names and small uint8 arrays), ids and short notices.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from lib import bundles, datasets, drawnclasses, imagefolder, jobs, paths, ui, ui_draw, ui_train
+
+# Session-state and widget keys.
+NOTICE = "data_own_notice"  # (section, "ok" | "error", text[, todo]) shown once under that section
+FOLDER_ZIP, FOLDER_NAME, FOLDER_COLOUR, FOLDER_SIZE = "data_zip", "data_zip_name", "data_zip_colour", "data_zip_size"
+DRAFT = "data_draft"  # the drawing draft (lib.drawnclasses), or None
+DRAW_NAMES, DRAW_CLASS, DRAW_SET_NAME = "data_draw_names", "data_draw_class", "data_draw_set_name"
+DRAW_EPOCHS, DRAW_DELETE = "data_draw_epochs", "data_draw_delete"
+DRAW_CANVAS, DRAW_CLEARS = "data_draw_canvas", "data_draw_clears"
+DRAW_PENDING = "data_draw_pending"  # the canvas's pixels as the last run saw them, for the Add button's callback
+DRAW_JOB = "data_draw_job"  # the training job started from drawn classes
+IMPORT_FILE, IMPORT_DATASET = "data_import_file", "data_import_dataset"
+DEFAULTS = {DRAFT: None, DRAW_CLEARS: 0, DRAW_JOB: None, DRAW_PENDING: None}
+DEFAULT_CLASSES = "circle, square, triangle"
+SUGGESTED_PER_CLASS = 20
+STROKE_PX = 18
+THUMB_PX = 56
+SAMPLE_PX = 64
+
+
+def apply_defaults() -> None:
+    for key, value in DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+
+
+def _notice(section: str, kind: str, text: str, todo: str = "") -> None:
+    st.session_state[NOTICE] = (section, kind, text, todo)
+
+
+def show_notice(section: str) -> None:
+    """The outcome of the last action in this section (success, or what went wrong and what to do)."""
+    notice = st.session_state.get(NOTICE)
+    if not notice or notice[0] != section:
+        return
+    st.session_state.pop(NOTICE)
+    if notice[1] == "ok":
+        st.success(notice[2], icon=":material/check_circle:")
+    else:
+        ui.error(notice[2], notice[3])
+
+
+def _use_dataset(info: datasets.DatasetInfo) -> None:
+    ui.dataset_infos.clear()
+    st.session_state[ui.DATASET] = info.name  # callbacks run before the sidebar draws its picker
+
+
+def own_data_sections() -> None:
+    """The Data page's "Your own data and models": image folders, drawn classes, .npz files, model import."""
+    st.header("Your own data and models")
+    with st.container(border=True):
+        st.subheader("Add an image folder (.zip)")
+        image_folder_section()
+    with st.container(border=True):
+        st.subheader("Draw your own classes")
+        drawn_classes_section()
+    with st.container(border=True):
+        st.subheader("Import a model (.keras) or run bundle")
+        import_section()
+    with st.expander("Use your own dataset (.npz)"):
+        npz_section()
+
+
+def npz_section() -> None:
+    """A ready-made .npz dataset, checked before it is kept."""
+    st.markdown(
+        "An `.npz` with `x_train`, `y_train`, `x_test`, `y_test` as `keras.datasets.mnist.load_data()` returns "
+        "them: uint8 images (N, H, W) or (N, H, W, C), integer labels 0..K-1, optional `class_names` (strings). "
+        "It is checked before it is kept."
+    )
+    name = st.text_input("Dataset name", key="data_upload_name", placeholder="e.g. my_letters")
+    upload = st.file_uploader("Dataset file", type=["npz"], key="data_upload_file")
+    if st.button("Add dataset", disabled=not (upload and name), key="data_upload_add"):
+        try:
+            added = datasets.save_upload(name, upload.getvalue())
+        except datasets.InvalidDataset as problem:
+            ui.error("This file cannot be used as a dataset.", str(problem))
+        else:
+            ui.dataset_infos.clear()
+            st.success(f"Added {added.name}: {added.num_classes} classes. Pick it in the sidebar.")
+
+
+# ---------------------------------------------------------------- image folders
+
+
+@st.cache_resource(max_entries=2, show_spinner="Checking the zip and reading every image's header…")
+def _scan(file_id: str, _data: bytes, filename: str):
+    """The scan of one upload (by its id): a FolderScan, or the message saying why not."""
+    try:
+        return imagefolder.scan_zip(_data, source=filename)
+    except imagefolder.InvalidImageFolder as problem:
+        return str(problem)
+
+
+def image_folder_section() -> None:
+    """Upload a zip of class folders, see what was found, choose size and colour, save it."""
+    st.markdown(
+        "One folder of images per class (PNG, JPEG, BMP or GIF; any size, colour or grayscale), "
+        "zipped. Optional `train/` and `test/` top folders; otherwise 20% of each class is held out "
+        f"for testing. Up to {imagefolder.MAX_ZIP_BYTES // 2**20} MB and {imagefolder.MAX_ENTRIES:,} files."
+    )
+    upload = st.file_uploader("Image folder (.zip)", type=["zip"], key=FOLDER_ZIP)
+    show_notice("folder")
+    if upload is None:
+        return
+    scan = _scan(upload.file_id, upload.getvalue(), upload.name)
+    if isinstance(scan, str):
+        ui.error("This zip cannot be used as a dataset.", scan)
+        return
+    options, report = st.columns([1, 2])
+    with options:
+        st.text_input("Dataset name", value=imagefolder.suggest_name(upload.name), key=FOLDER_NAME,
+                      max_chars=40, help="Lowercase letters, digits, - and _.")
+        size = st.segmented_control("Image size", imagefolder.SIZES, default=28, required=True, key=FOLDER_SIZE,
+                                    format_func=lambda px: f"{px} x {px}")
+        colour = st.toggle("Keep colour", key=FOLDER_COLOUR,
+                           help="Off: grayscale like MNIST (smaller, faster). On: RGB, three channels.")
+        st.button("Save as dataset", type="primary", icon=":material/save:", key="data_zip_save",
+                  on_click=_save_folder, args=(upload.file_id, upload.name))
+    with report:
+        scan_report(scan, size=int(size), colour=bool(colour))
+
+
+def scan_report(scan: imagefolder.FolderScan, *, size: int, colour: bool) -> None:
+    """What the zip holds: classes and counts, samples, sizes and the resize, skipped files and why."""
+    counts = scan.counts()
+    cols = st.columns(3)
+    cols[0].metric("Classes", len(scan.class_names))
+    cols[1].metric("Images", f"{sum(counts):,}")
+    cols[2].metric("Files skipped", len(scan.skipped))
+    table = {"class": scan.class_names}
+    if scan.split_given:
+        table.update(train=scan.counts("train"), test=scan.counts("test"))
+    else:
+        table["images"] = counts
+    st.dataframe(pd.DataFrame(table), hide_index=True, key="data_zip_counts")
+    st.caption("Train and test come from your train/ and test/ folders." if scan.split_given else
+               f"{imagefolder.TEST_SHARE:.0%} of each class (seeded, stratified) will be the test set.")
+    st.info(scan.resize_note(size, colour), icon=":material/photo_size_select_large:")
+    for warning in scan.warnings:
+        st.warning(warning, icon=":material/warning:")
+    for name in scan.class_names:
+        thumbs = scan.samples.get(name) or []
+        if thumbs:
+            st.image(thumbs, width=SAMPLE_PX, caption=[name] * len(thumbs))
+    if scan.skipped:
+        with st.expander(f"Skipped files ({len(scan.skipped)}): "
+                         + "; ".join(f"{n} {why}" for why, n in scan.skipped_summary().items())):
+            st.dataframe(pd.DataFrame(scan.skipped, columns=["file", "why"]), hide_index=True,
+                         key="data_zip_skipped")
+
+
+def _save_folder(file_id: str, filename: str) -> None:
+    upload = st.session_state.get(FOLDER_ZIP)
+    scan = _scan(file_id, upload.getvalue(), filename) if upload is not None else "The upload is gone."
+    if isinstance(scan, str):
+        _notice("folder", "error", "This zip cannot be used as a dataset.", scan)
+        return
+    try:
+        info, converted = imagefolder.save_scan(
+            st.session_state.get(FOLDER_NAME, ""), scan, size=int(st.session_state.get(FOLDER_SIZE) or 28),
+            colour=bool(st.session_state.get(FOLDER_COLOUR)),
+        )
+    except (imagefolder.InvalidImageFolder, datasets.InvalidDataset) as problem:
+        _notice("folder", "error", "The dataset was not saved.", str(problem))
+        return
+    _use_dataset(info)
+    sizes = " x ".join(map(str, info.input_shape))
+    _notice("folder", "ok", f"Saved {info.name}: {info.num_classes} classes, "
+            f"{len(converted.arrays['y_train']):,} training and {len(converted.arrays['y_test']):,} test images "
+            f"({sizes}). It is selected in the sidebar: train on it on the Train page. " + " ".join(converted.notes[1:]))
+
+
+# ---------------------------------------------------------------- drawn classes
+
+
+def drawn_classes_section() -> None:
+    """Name 2-10 classes, draw examples of each, save them as a dataset, train, then go to Draw."""
+    draft = st.session_state.get(DRAFT)
+    show_notice("draw")
+    if draft is None:
+        st.markdown("Name 2 to 10 classes (letters, shapes, symbols), then draw about "
+                    f"{SUGGESTED_PER_CLASS} examples of each on the canvas.")
+        st.text_input("Class names, separated by commas", value=DEFAULT_CLASSES, key=DRAW_NAMES)
+        st.button("Start drawing", icon=":material/draw:", key="data_draw_start", on_click=_start_draft)
+        return
+    pad, shelf = st.columns([1, 1])
+    with pad:
+        chosen = st.segmented_control("Draw an example of", draft["classes"], default=draft["classes"][0],
+                                      required=True, key=DRAW_CLASS)
+        image = ui_draw.canvas(STROKE_PX, key=DRAW_CANVAS, clears_key=DRAW_CLEARS)
+        st.session_state[DRAW_PENDING] = image
+        add, undo, clear = st.columns([3, 2, 2])
+        add.button(f"Add to {chosen}", type="primary", icon=":material/add:", key="data_draw_add",
+                   disabled=image is None, on_click=_add_drawing, args=(chosen,), width="stretch")
+        undo.button("Undo", icon=":material/undo:", key="data_draw_undo", on_click=_undo,
+                    disabled=not draft["order"], width="stretch")
+        clear.button("Clear", icon=":material/ink_eraser:", key="data_draw_clear", on_click=ui_draw.clear_canvas,
+                     args=(DRAW_CANVAS, DRAW_CLEARS), width="stretch")
+    with shelf:
+        drawings_shelf(draft, chosen)
+    save_and_train(draft)
+
+
+def drawings_shelf(draft: dict, chosen: str) -> None:
+    """Counts per class, the chosen class's drawings as the model sees them, delete one."""
+    counts = drawnclasses.counts(draft)
+    for name, count in counts.items():
+        st.progress(min(count / SUGGESTED_PER_CLASS, 1.0), text=f"{name}: {count} drawing(s)")
+    thumbs = drawnclasses.thumbnails(draft, chosen)
+    if not thumbs:
+        st.caption(f"No drawings of {chosen} yet. They show here as the model will see them (28 x 28).")
+        return
+    st.image(thumbs, width=THUMB_PX, caption=[f"#{i + 1}" for i in range(len(thumbs))])
+    number, delete = st.columns([2, 1], vertical_alignment="bottom")
+    number.selectbox(f"Drawing of {chosen} to delete", range(len(thumbs)), format_func=lambda i: f"#{i + 1}",
+                     key=DRAW_DELETE)
+    delete.button("Delete", icon=":material/delete_forever:", key="data_draw_delete_one", on_click=_delete,
+                  args=(chosen,))
+
+
+def save_and_train(draft: dict) -> None:
+    """Save the drawings as a dataset and train on it in one click; then go to Draw."""
+    short = drawnclasses.missing(draft)
+    name_col, epochs_col, go_col = st.columns([2, 1, 2], vertical_alignment="bottom")
+    name_col.text_input("Dataset name", value="my_drawings", key=DRAW_SET_NAME, max_chars=40)
+    epochs_col.number_input("Epochs", 1, 200, drawnclasses.RECIPE["epochs"], key=DRAW_EPOCHS,
+                            help="Many short epochs: there are few images. Light augmentation is on.")
+    go_col.button("Save and train", type="primary", icon=":material/model_training:", key="data_draw_train",
+                  disabled=bool(short), on_click=_save_and_train,
+                  help="Draw at least three examples of each class first." if short else None)
+    if short:
+        st.caption("Still to draw: " + "; ".join(short) + f". About {SUGGESTED_PER_CLASS} per class work well.")
+    col_restart, _ = st.columns([1, 3])
+    col_restart.button("Start over", icon=":material/restart_alt:", key="data_draw_reset", on_click=_reset_draft)
+    job_id = st.session_state.get(DRAW_JOB)
+    if job_id and ui.job_manager().snapshot(job_id) is not None:
+        _job_status(job_id)
+
+
+def _job_status(job_id: str) -> None:
+    manager = ui.job_manager()
+
+    @st.fragment(run_every=ui.JOB_POLL_SECONDS if manager.snapshot(job_id).active else None)
+    def status():
+        job = manager.snapshot(job_id)
+        st.markdown(f"**{job.config.display_name}** · {jobs.describe_state(job)}")
+        if job.active:
+            st.progress(min(jobs.job_fraction(job), 1.0))
+            st.session_state["_data_draw_active"] = True
+            return
+        if st.session_state.pop("_data_draw_active", False):
+            st.rerun()  # redraw the page with the finished run's button
+        if job.run_id:
+            if st.button("Try it on Draw", type="primary", icon=":material/draw:", key="data_draw_go"):
+                st.session_state[ui.DRAW_FOCUS] = job.run_id
+                st.switch_page("pages/draw.py")
+        elif job.state == jobs.FAILED:
+            ui.error("Training failed.", job.error or "")
+
+    status()
+
+
+def _start_draft() -> None:
+    st.session_state.pop(DRAW_CLASS, None)
+    try:
+        st.session_state[DRAFT] = drawnclasses.new_draft(st.session_state.get(DRAW_NAMES, "").split(","))
+    except drawnclasses.InvalidDraft as problem:
+        _notice("draw", "error", "These class names do not work.", str(problem))
+
+
+def _add_drawing(class_name: str) -> None:
+    image = st.session_state.get(DRAW_PENDING)
+    if image is None:
+        return  # a second click before the canvas was redrawn: nothing new to add
+    try:
+        drawnclasses.add_drawing(st.session_state[DRAFT], class_name, image)
+    except drawnclasses.InvalidDraft as problem:
+        _notice("draw", "error", "The drawing was not added.", str(problem))
+    st.session_state[DRAW_PENDING] = None
+    ui_draw.clear_canvas(DRAW_CANVAS, DRAW_CLEARS)
+
+
+def _undo() -> None:
+    drawnclasses.undo_last(st.session_state[DRAFT])
+
+
+def _delete(class_name: str) -> None:
+    try:
+        drawnclasses.delete_drawing(st.session_state[DRAFT], class_name, int(st.session_state.get(DRAW_DELETE) or 0))
+    except drawnclasses.InvalidDraft as problem:
+        _notice("draw", "error", "Nothing was deleted.", str(problem))
+    st.session_state.pop(DRAW_DELETE, None)
+
+
+def _reset_draft() -> None:
+    st.session_state.pop(DRAW_CLASS, None)
+    st.session_state[DRAFT] = None
+    st.session_state[DRAW_JOB] = None
+
+
+def _save_and_train() -> None:
+    draft = st.session_state[DRAFT]
+    try:
+        info = drawnclasses.save_draft(st.session_state.get(DRAW_SET_NAME, ""), draft)
+        config = drawnclasses.train_config(info.name, epochs=int(st.session_state.get(DRAW_EPOCHS) or 1))
+    except (drawnclasses.InvalidDraft, datasets.InvalidDataset, ValueError) as problem:
+        _notice("draw", "error", "The drawings were not saved.", str(problem))
+        return
+    _use_dataset(info)
+    st.session_state[DRAW_JOB] = ui_train.submit(config)
+    counts = drawnclasses.counts(draft)
+    _notice("draw", "ok", f"Saved {info.name} ({sum(counts.values())} drawings of {len(counts)} classes) and "
+            f"started training with light augmentation: {config.epochs} epochs.")
+
+
+# ---------------------------------------------------------------- model and run import
+
+
+def import_section(key_prefix: str = "data") -> None:
+    """Upload a run bundle or a bare .keras model; a model is checked and scored on a chosen dataset."""
+    st.markdown(
+        "A **run bundle** (`.studio.zip`, from the Run bundle download of any run) comes back as a new run. "
+        "A **Keras model** (`.keras`, saved with `model.save` anywhere) is loaded in safe mode (no custom code "
+        "runs), checked against a dataset, scored on its test set and kept as a run for Draw, Predictions "
+        "and Compare."
+    )
+    upload = st.file_uploader("Run bundle or Keras model", type=["zip", "keras"], key=f"{key_prefix}_{IMPORT_FILE}")
+    show_notice(f"{key_prefix}_import")
+    if upload is None:
+        return
+    data = upload.getvalue()
+    is_bundle = bundles.is_bundle(data)
+    dataset = None
+    if not is_bundle:
+        infos = ui.dataset_infos(ui.data_dir_key())
+        names = list(infos)
+        current = st.session_state.get(ui.DATASET)
+        dataset = st.selectbox("Dataset to check and score it on", names, format_func=lambda n: infos[n].title,
+                               index=names.index(current) if current in names else 0,
+                               key=f"{key_prefix}_{IMPORT_DATASET}")
+    if st.button("Import run" if is_bundle else "Import model", type="primary", icon=":material/upload:",
+                 key=f"{key_prefix}_import_go"):
+        with st.spinner("Checking the file, loading it in safe mode and scoring it…"):
+            _import(upload.name, data, dataset, f"{key_prefix}_import")
+        st.rerun()
+
+
+def _import(filename: str, data: bytes, dataset: str | None, section: str) -> None:
+    try:
+        if dataset is None:
+            run = bundles.import_bundle(data, paths.runs_dir())
+        else:
+            run = bundles.import_keras(data, dataset, paths.runs_dir(), filename=filename)
+    except (bundles.InvalidBundle, datasets.DatasetUnavailable, datasets.InvalidDataset) as problem:
+        _notice(section, "error", f"{filename} was not imported.", str(problem))
+        return
+    st.session_state[ui.DRAW_FOCUS] = run.run_id
+    accuracy = run.meta.get("test_accuracy")
+    score = f" Test accuracy {accuracy:.2%}." if isinstance(accuracy, (int, float)) else ""
+    _notice(section, "ok", f"Imported as run {run.label} ({run.run_id}).{score} Draw, Predictions and Compare "
+            "list it now.")
+

@@ -5,6 +5,12 @@ training runs in worker threads owned by one process-wide `JobManager` (the app
 keeps it in `st.cache_resource`). Workers never call Streamlit; pages poll
 `snapshot()` and draw. By default one job trains at a time (the machine has few
 cores and Community Cloud little memory); the others queue.
+
+Memory stays bounded however many jobs a server has run: only the newest few
+ended jobs are kept (per session and overall), and an ended job keeps a thinned
+copy of its batch points (its run folder has the full epoch history). A manager
+may also cap each session's active jobs and the queue length; `submit` checks
+and enqueues under one lock, so two quick clicks cannot both slip through.
 """
 
 from __future__ import annotations
@@ -19,6 +25,13 @@ from dataclasses import dataclass, field, replace
 QUEUED, RUNNING = "queued", "running"
 FINISHED, STOPPED, FAILED, CANCELLED = "finished", "stopped", "failed", "cancelled"
 ACTIVE_STATES = (QUEUED, RUNNING)
+ENDED_PER_SESSION = 5  # a session's newest ended jobs kept for its panels; older ones are dropped
+ENDED_TOTAL = 100  # ended jobs kept over all sessions
+ENDED_BATCH_POINTS = 200  # an ended job's live chart keeps this many batch points (evenly thinned)
+
+
+class SubmitRefused(RuntimeError):
+    """A job was not queued: the session has too many active jobs or the queue is full."""
 
 
 @dataclass
@@ -37,6 +50,7 @@ class Job:
     summary: dict = field(default_factory=dict)  # status, reason, test scores
     error: str = ""
     position: int = 0  # place in the queue, 1 = next; 0 when not queued
+    runs_dir: object = None  # where the run is saved; None: the default runs dir
     version: int = 0  # bumped on every change so a poller can skip redraws
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -56,9 +70,13 @@ def _default_trainer(config, on_progress, should_stop, data_dir, runs_dir):
 class JobManager:
     """Queue and run training jobs in worker threads; thread-safe."""
 
-    def __init__(self, *, data_dir=None, runs_dir=None, workers: int = 1, trainer=_default_trainer):
+    def __init__(self, *, data_dir=None, runs_dir=None, workers: int = 1, trainer=_default_trainer,
+                 max_active_per_session: int | None = None, max_queue: int | None = None,
+                 ended_per_session: int = ENDED_PER_SESSION, ended_total: int = ENDED_TOTAL):
         self.data_dir, self.runs_dir = data_dir, runs_dir
         self._trainer = trainer
+        self.max_active_per_session, self.max_queue = max_active_per_session, max_queue
+        self._ended_per_session, self._ended_total = ended_per_session, ended_total
         self._jobs: dict[str, Job] = {}
         self._queue: queue.Queue[str] = queue.Queue()
         self._lock = threading.Lock()
@@ -70,11 +88,17 @@ class JobManager:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, config, session_id: str) -> str:
-        """Queue a training job; returns its id."""
+    def submit(self, config, session_id: str, *, runs_dir=None) -> str:
+        """Queue a training job; returns its id. SubmitRefused (with a message) if a cap is reached.
+
+        `runs_dir` is where this job's run is saved (a visitor's workspace); default the manager's.
+        """
         with self._lock:
+            problem = self._refusal(session_id)
+            if problem:
+                raise SubmitRefused(problem)
             job_id = f"job-{next(self._ids)}"
-            self._jobs[job_id] = Job(job_id, session_id, config)
+            self._jobs[job_id] = Job(job_id, session_id, config, runs_dir=runs_dir or self.runs_dir)
             self._renumber_queue()
         self._queue.put(job_id)
         return job_id
@@ -89,6 +113,7 @@ class JobManager:
             if job.state == QUEUED:
                 job.state, job.ended = CANCELLED, time.time()
                 self._renumber_queue()
+                self._forget_old_jobs()
             job.version += 1
 
     def snapshot(self, job_id: str) -> Job | None:
@@ -105,6 +130,21 @@ class JobManager:
         with self._lock:
             mine = [job for job in self._jobs.values() if job.session_id == session_id]
             return [replace(job, batches=[], epochs=list(job.epochs), last=dict(job.last)) for job in reversed(mine)]
+
+    def active_count(self, session_id: str) -> int:
+        """Queued or running jobs of one session."""
+        with self._lock:
+            return sum(1 for job in self._jobs.values() if job.session_id == session_id and job.active)
+
+    def queue_length(self) -> int:
+        """Jobs waiting behind the running ones."""
+        with self._lock:
+            return sum(1 for job in self._jobs.values() if job.state == QUEUED)
+
+    def job_count(self) -> int:
+        """Jobs held in memory, active and ended (bounded: see ENDED_PER_SESSION, ENDED_TOTAL)."""
+        with self._lock:
+            return len(self._jobs)
 
     def running(self) -> list[Job]:
         with self._lock:
@@ -124,8 +164,8 @@ class JobManager:
         while True:
             job_id = self._queue.get()
             with self._lock:
-                job = self._jobs[job_id]
-                if job.state != QUEUED:
+                job = self._jobs.get(job_id)  # a cancelled job may be forgotten already
+                if job is None or job.state != QUEUED:
                     continue
                 job.state, job.started = RUNNING, time.time()
                 self._renumber_queue()
@@ -143,13 +183,13 @@ class JobManager:
                 job.version += 1
 
         try:
-            run, result = self._trainer(job.config, on_progress, job.stop_event.is_set, self.data_dir, self.runs_dir)
+            run, result = self._trainer(job.config, on_progress, job.stop_event.is_set, self.data_dir, job.runs_dir)
         except Exception as error:  # noqa: BLE001 - the worker must survive any job
             traceback.print_exc()
             with self._lock:
                 job.state, job.ended = FAILED, time.time()
                 job.error = _user_message(error)
-                job.version += 1
+                self._end(job)
             return
         with self._lock:
             job.run_id = run.run_id
@@ -166,7 +206,37 @@ class JobManager:
             if job.state == FAILED:
                 job.error = result.stop_reason
             job.ended = time.time()
-            job.version += 1
+            self._end(job)
+
+    def _refusal(self, session_id: str) -> str:
+        """Why this session may not queue a job now ("" if it may); called under the lock."""
+        if self.max_active_per_session is not None:
+            active = sum(1 for job in self._jobs.values() if job.session_id == session_id and job.active)
+            if active >= self.max_active_per_session:
+                return ("You already have a training queued or running; on this shared app each visitor trains "
+                        f"{self.max_active_per_session} at a time. Wait for it to finish, or stop it.")
+        if self.max_queue is not None:
+            waiting = sum(1 for job in self._jobs.values() if job.state == QUEUED)
+            if waiting >= self.max_queue:
+                return (f"{waiting} trainings are already waiting on this shared app (the limit is "
+                        f"{self.max_queue}). Try again in a few minutes.")
+        return ""
+
+    def _end(self, job: Job) -> None:
+        """Called under the lock when a job has ended: thin its batch points, forget old jobs."""
+        job.batches = thin(job.batches, ENDED_BATCH_POINTS)
+        job.version += 1
+        self._forget_old_jobs()
+
+    def _forget_old_jobs(self) -> None:
+        """Keep the newest ended jobs only: ended_per_session per session, ended_total overall."""
+        ended = sorted((job for job in self._jobs.values() if not job.active), key=lambda job: job.ended or 0,
+                       reverse=True)
+        per_session: dict[str, int] = {}
+        for rank, job in enumerate(ended):
+            per_session[job.session_id] = per_session.get(job.session_id, 0) + 1
+            if per_session[job.session_id] > self._ended_per_session or rank >= self._ended_total:
+                del self._jobs[job.job_id]
 
     def _renumber_queue(self) -> None:
         waiting = sorted((job for job in self._jobs.values() if job.state == QUEUED), key=lambda job: job.created)
@@ -175,6 +245,15 @@ class JobManager:
         for job in self._jobs.values():
             if job.state != QUEUED:
                 job.position = 0
+
+
+def thin(points: list, most: int) -> list:
+    """At most `most` points, evenly spaced, always keeping the last one."""
+    if len(points) <= most:
+        return points
+    step = len(points) / most
+    kept = [points[int(i * step)] for i in range(most - 1)]
+    return [*kept, points[-1]]
 
 
 def _user_message(error: Exception) -> str:

@@ -1,0 +1,92 @@
+"""MNIST Studio load benchmark: one shared process, many trainings, many visitors.
+
+    python bench/load.py memory [--trainings 50]   # RSS after 5 vs after N small trainings
+
+Runs in a fresh child process with the real job manager and trainer, so the numbers
+are what a long-lived Community Cloud server would see. Loopback only, never a
+timed test. Needs the real MNIST in $MNIST_STUDIO_DATA_DIR (or data/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+RESULTS_JSON = PROJECT / "bench" / "results-load.json"
+# A small run, the kind a visitor starts many of: one epoch on 512 images.
+SMALL_RUN = dict(dataset="mnist", arch="cnn-tf-tutorial", epochs=1, limit=512, batch_size=64)
+EARLY_TRAININGS = 5  # the baseline: the server has warmed up (TensorFlow loaded, kernels built)
+
+
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process now, from /proc (Linux)."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def child_sequential(trainings: int) -> None:
+    """In this process: N small trainings one after another; print RSS after each as JSON lines."""
+    from lib import jobs
+    from lib.training import TrainConfig
+
+    manager = jobs.JobManager(runs_dir=tempfile.mkdtemp(prefix="mnist-load-runs-"))
+    for index in range(1, trainings + 1):
+        job_id = manager.submit(TrainConfig(**SMALL_RUN, seed=index), session_id=f"visitor-{index % 8}")
+        job = manager.wait(job_id, timeout=600)
+        print(json.dumps({"training": index, "state": job.state, "rss_mb": round(rss_mb(), 1),
+                          "jobs_kept": len(manager._jobs)}), flush=True)
+
+
+def sequential_rss(trainings: int) -> dict:
+    """RSS growth between training 5 and training N, measured in a fresh process."""
+    started = time.perf_counter()
+    child = subprocess.run(
+        [sys.executable, __file__, "_child-sequential", str(trainings)],
+        capture_output=True, text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    rows = [json.loads(line) for line in child.stdout.splitlines() if line.startswith("{")]
+    by_index = {row["training"]: row for row in rows}
+    early, last = by_index[EARLY_TRAININGS]["rss_mb"], rows[-1]["rss_mb"]
+    return {
+        "trainings": trainings,
+        "rss_after_5_mb": early,
+        f"rss_after_{trainings}_mb": last,
+        "rss_growth_50_mb": round(last - early, 1),
+        "rss_curve_mb": [row["rss_mb"] for row in rows],
+        "jobs_kept_at_end": rows[-1]["jobs_kept"],
+        "all_finished": all(row["state"] == "finished" for row in rows),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    memory = sub.add_parser("memory", help="RSS after 5 vs after N sequential small trainings")
+    memory.add_argument("--trainings", type=int, default=50)
+    child = sub.add_parser("_child-sequential")
+    child.add_argument("trainings", type=int)
+    args = parser.parse_args()
+    if args.command == "_child-sequential":
+        child_sequential(args.trainings)
+        return 0
+    result = sequential_rss(args.trainings)
+    print(json.dumps({k: v for k, v in result.items() if k != "rss_curve_mb"}, indent=2))
+    print("RSS curve (MB):", result["rss_curve_mb"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

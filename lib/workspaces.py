@@ -27,8 +27,11 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from lib import paths, profile, runs
+
+T = TypeVar("T")
 
 WORKSPACES_SUBDIR = ".workspaces"  # hidden: a local listing of the same runs dir never shows them
 SHARES_SUBDIR = ".shares"
@@ -91,6 +94,16 @@ class Workspace:
     def delete_run(self, run_id: str) -> None:
         self._own(run_id)
         runs.delete_run(run_id, self.folder)
+
+    def store(self, nbytes: int, save: Callable[[Path], T], *, current: profile.Profile | None = None,
+              root: Path | None = None) -> T:
+        """Run `save(folder)` into this workspace with `nbytes` of the quotas held: every way a run
+        arrives (a finished training, an imported bundle: `bundles.import_bundle(data, folder)`) lands
+        here, in the caller's workspace, never in anyone else's. QuotaExceeded before anything is written.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with reserve(self, nbytes, current=current, root=root or _root_of(self)):
+            return save(self.folder)
 
     def usage_bytes(self) -> int:
         return folder_bytes(self.folder)

@@ -172,3 +172,21 @@ def test_total_quota_counts_every_workspace(two_visitors):
     with pytest.raises(workspaces.QuotaExceeded, match="This shared app's storage is full"):
         with workspaces.reserve(b, 200_000, current=tight, root=root):
             pass
+
+
+def test_an_imported_run_lands_in_the_importers_workspace_only(two_visitors):
+    """The seam bundle import uses: store() hands the importer's own folder to the writer."""
+    root, a, b = two_visitors
+    imported = b.store(10_000, lambda folder: fake_run(folder, "20260102-000000-dddddd", "from A's bundle"),
+                       current=PUBLIC)
+    assert imported.parent == b.folder
+    assert "20260102-000000-dddddd" in ids(b) and "20260102-000000-dddddd" not in ids(a)
+
+
+def test_store_refuses_over_quota_before_writing(two_visitors):
+    root, a, _ = two_visitors
+    tight = profile.current({"MNIST_STUDIO_PROFILE": "public", "MNIST_STUDIO_WORKSPACE_QUOTA_MB": "1"})
+    written = []
+    with pytest.raises(workspaces.QuotaExceeded):
+        a.store(5_000_000, written.append, current=tight)
+    assert written == []

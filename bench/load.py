@@ -1,9 +1,11 @@
 """MNIST Studio load benchmark: one shared process, many trainings, many visitors.
 
-    python bench/load.py memory [--trainings 50]   # RSS after 5 vs after N small trainings
+    python bench/load.py memory [--trainings 50] [--trainer process|thread]
 
-Runs in a fresh child process with the real job manager and trainer, so the numbers
-are what a long-lived Community Cloud server would see. Loopback only, never a
+`memory`: RSS after 5 vs after N small trainings, one after another, in a fresh
+process with the real job manager: `process` trains each run in a child process
+(the public server's trainer), `thread` in the server's own worker thread. This is
+what a long-lived Community Cloud server would see. Loopback only, never a
 timed test. Needs the real MNIST in $MNIST_STUDIO_DATA_DIR (or data/).
 """
 
@@ -36,30 +38,32 @@ def rss_mb(pid: int | str = "self") -> float:
     return 0.0
 
 
-def child_sequential(trainings: int) -> None:
+def child_sequential(trainings: int, trainer: str) -> None:
     """In this process: N small trainings one after another; print RSS after each as JSON lines."""
     from lib import jobs
     from lib.training import TrainConfig
 
-    manager = jobs.JobManager(runs_dir=tempfile.mkdtemp(prefix="mnist-load-runs-"))
+    manager = jobs.JobManager(runs_dir=tempfile.mkdtemp(prefix="mnist-load-runs-"),
+                              trainer=jobs.process_trainer if trainer == "process" else jobs._default_trainer)
     for index in range(1, trainings + 1):
         job_id = manager.submit(TrainConfig(**SMALL_RUN, seed=index), session_id=f"visitor-{index % 8}")
         job = manager.wait(job_id, timeout=600)
         print(json.dumps({"training": index, "state": job.state, "rss_mb": round(rss_mb(), 1),
-                          "jobs_kept": len(manager._jobs)}), flush=True)
+                          "jobs_kept": manager.job_count()}), flush=True)
 
 
-def sequential_rss(trainings: int) -> dict:
+def sequential_rss(trainings: int, trainer: str = "process") -> dict:
     """RSS growth between training 5 and training N, measured in a fresh process."""
     started = time.perf_counter()
     child = subprocess.run(
-        [sys.executable, __file__, "_child-sequential", str(trainings)],
+        [sys.executable, __file__, "_child-sequential", str(trainings), trainer],
         capture_output=True, text=True, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     rows = [json.loads(line) for line in child.stdout.splitlines() if line.startswith("{")]
     by_index = {row["training"]: row for row in rows}
     early, last = by_index[EARLY_TRAININGS]["rss_mb"], rows[-1]["rss_mb"]
     return {
+        "trainer": trainer,
         "trainings": trainings,
         "rss_after_5_mb": early,
         f"rss_after_{trainings}_mb": last,
@@ -76,13 +80,15 @@ def main() -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     memory = sub.add_parser("memory", help="RSS after 5 vs after N sequential small trainings")
     memory.add_argument("--trainings", type=int, default=50)
+    memory.add_argument("--trainer", choices=("process", "thread"), default="process")
     child = sub.add_parser("_child-sequential")
     child.add_argument("trainings", type=int)
+    child.add_argument("trainer")
     args = parser.parse_args()
     if args.command == "_child-sequential":
-        child_sequential(args.trainings)
+        child_sequential(args.trainings, args.trainer)
         return 0
-    result = sequential_rss(args.trainings)
+    result = sequential_rss(args.trainings, args.trainer)
     print(json.dumps({k: v for k, v in result.items() if k != "rss_curve_mb"}, indent=2))
     print("RSS curve (MB):", result["rss_curve_mb"])
     return 0

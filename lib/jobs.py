@@ -16,6 +16,7 @@ and enqueues under one lock, so two quick clicks cannot both slip through.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import queue
 import threading
 import time
@@ -65,6 +66,79 @@ def _default_trainer(config, on_progress, should_stop, data_dir, runs_dir):
     return training.train_and_save(
         config, data_dir=data_dir, runs_dir=runs_dir, on_progress=on_progress, should_stop=should_stop
     )
+
+
+class TrainingFailed(RuntimeError):
+    """A training in a child process failed; the message is already meant for the user."""
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    run_id: str
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    status: str
+    stop_reason: str
+    test_accuracy: float | None
+    test_loss: float | None
+    seconds: float
+    samples_per_s: float
+    precision: str
+
+
+def process_trainer(config, on_progress, should_stop, data_dir, runs_dir):
+    """Train in a fresh child process: whatever TensorFlow keeps per training dies with it.
+
+    One long-lived process that trains again and again grows ~8-10 MB per training
+    (graph functions and allocator state TensorFlow never hands back, even after
+    keras.backend.clear_session()); a shared server must not. Progress events and the
+    result come back through a queue, a stop request goes through an event.
+    """
+    context = multiprocessing.get_context("spawn")  # forking a process that runs TensorFlow threads is unsafe
+    events, stop = context.Queue(), context.Event()
+    child = context.Process(target=_child_train, args=(config, data_dir, runs_dir, events, stop),
+                            name="mnist-studio-training", daemon=True)
+    child.start()
+    outcome = None
+    while outcome is None:
+        if should_stop():
+            stop.set()
+        try:
+            event = events.get(timeout=0.2)
+        except queue.Empty:
+            if not child.is_alive():
+                break
+            continue
+        if event.get("kind") == "_outcome":
+            outcome = event
+        else:
+            on_progress(event)
+    child.join(timeout=30)
+    if outcome is None:
+        raise TrainingFailed(
+            f"The training process ended unexpectedly (exit code {child.exitcode}; most likely it ran out of memory). "
+            f"Try a smaller model, batch size or number of images."
+        )
+    if "error" in outcome:
+        raise TrainingFailed(outcome["error"])
+    return ChildRun(outcome["run_id"]), ChildResult(**outcome["result"])
+
+
+def _child_train(config, data_dir, runs_dir, events, stop) -> None:
+    """The child process: train, save, send the outcome (never a traceback) and exit."""
+    try:
+        run, result = _default_trainer(config, events.put, stop.is_set, data_dir, runs_dir)
+        events.put({"kind": "_outcome", "run_id": run.run_id, "result": {
+            "status": result.status, "stop_reason": result.stop_reason, "test_accuracy": result.test_accuracy,
+            "test_loss": result.test_loss, "seconds": result.seconds, "samples_per_s": result.samples_per_s,
+            "precision": result.precision}})
+    except Exception as error:  # noqa: BLE001 - the parent reports it
+        traceback.print_exc()
+        events.put({"kind": "_outcome", "error": _user_message(error)})
+    events.close()
+    events.join_thread()
 
 
 class JobManager:
@@ -260,7 +334,7 @@ def _user_message(error: Exception) -> str:
     """What went wrong, in the words of the exception lib raised on purpose."""
     from lib import datasets
 
-    known = (datasets.DatasetUnavailable, datasets.InvalidDataset, ValueError, MemoryError)
+    known = (datasets.DatasetUnavailable, datasets.InvalidDataset, ValueError, MemoryError, TrainingFailed)
     if isinstance(error, known):
         return str(error)
     return f"Training failed unexpectedly ({type(error).__name__}: {error}). Try again, or a smaller model or batch size."

@@ -159,3 +159,17 @@ def test_each_job_saves_into_the_runs_dir_it_was_submitted_with(tmp_path):
     manager.wait(manager.submit("a", "s", runs_dir=tmp_path / "workspace-a"), timeout=5)
     manager.wait(manager.submit("b", "s"), timeout=5)
     assert seen == [tmp_path / "workspace-a", tmp_path / "default"]
+
+
+def test_a_training_in_a_child_process_reports_progress_saves_and_can_fail_cleanly(tiny_data_dir, tmp_path):
+    """The public server's trainer: a real 1-epoch fit in a fresh process, its run saved, its errors readable."""
+    from lib import runs
+    from lib.training import TrainConfig
+
+    manager = jobs.JobManager(trainer=jobs.process_trainer, data_dir=tiny_data_dir, runs_dir=tmp_path)
+    job = manager.wait(manager.submit(TrainConfig(arch="softmax", epochs=1, limit=200), "s"), timeout=300)
+    assert job.state == jobs.FINISHED, job.error
+    assert job.epochs and job.summary["test_accuracy"] > 0.1
+    assert runs.get_run(job.run_id, tmp_path).meta["epochs_completed"] == 1
+    bad = manager.wait(manager.submit(TrainConfig(dataset="nope", arch="softmax", epochs=1), "s"), timeout=300)
+    assert bad.state == jobs.FAILED and bad.error.startswith("Unknown dataset: 'nope'")

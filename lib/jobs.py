@@ -334,7 +334,10 @@ def _user_message(error: Exception) -> str:
     """What went wrong, in the words of the exception lib raised on purpose."""
     from lib import datasets
 
-    known = (datasets.DatasetUnavailable, datasets.InvalidDataset, ValueError, MemoryError, TrainingFailed)
+    from lib import workspaces
+
+    known = (datasets.DatasetUnavailable, datasets.InvalidDataset, ValueError, MemoryError, TrainingFailed,
+             workspaces.QuotaExceeded)
     if isinstance(error, known):
         return str(error)
     return f"Training failed unexpectedly ({type(error).__name__}: {error}). Try again, or a smaller model or batch size."

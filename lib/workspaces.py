@@ -215,6 +215,27 @@ def last_used(folder: Path) -> float:
         return folder.stat().st_mtime
 
 
+def quota_guarded(trainer, *, current: profile.Profile | None = None):
+    """A job-manager trainer that holds the quotas for the run it will save while it trains.
+
+    The run's size is estimated from the model's parameter count before training
+    starts, so an over-quota run is refused with its message instead of failing at the end.
+    """
+
+    def guarded(config, on_progress, should_stop, data_dir, runs_dir):
+        from lib import architectures, datasets
+
+        workspace = Workspace(Path(runs_dir) if runs_dir else paths.runs_dir())
+        info = datasets.get_info(config.dataset, data_dir)
+        params = sum(row.params for row in architectures.summarize(config.layer_specs, info.input_shape,
+                                                                    info.num_classes))
+        return workspace.store(estimate_run_bytes(params),
+                               lambda folder: trainer(config, on_progress, should_stop, data_dir, folder),
+                               current=current)
+
+    return guarded
+
+
 def estimate_run_bytes(params: int) -> int:
     """Roughly what a run of a model with `params` parameters takes on disk."""
     return params * BYTES_PER_PARAM + RUN_OVERHEAD_BYTES
@@ -267,7 +288,9 @@ def reserve(workspace: Workspace, nbytes: int, *, current: profile.Profile | Non
 
 
 def _root_of(workspace: Workspace) -> Path:
-    return workspace.folder.parent.parent if workspace.key is not None else workspace.folder
+    """The runs dir a workspace belongs to (the workspace itself in local)."""
+    folder = workspace.folder
+    return folder.parent.parent if folder.parent.name == WORKSPACES_SUBDIR else folder
 
 
 def _digest(secret: str) -> str:

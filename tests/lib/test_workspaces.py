@@ -190,3 +190,24 @@ def test_store_refuses_over_quota_before_writing(two_visitors):
     with pytest.raises(workspaces.QuotaExceeded):
         a.store(5_000_000, written.append, current=tight)
     assert written == []
+
+
+def test_a_training_over_quota_is_refused_before_it_starts(two_visitors, tiny_data_dir):
+    from lib import jobs
+    from lib.training import TrainConfig
+
+    root, a, _ = two_visitors
+    tight = profile.current({"MNIST_STUDIO_PROFILE": "public", "MNIST_STUDIO_WORKSPACE_QUOTA_MB": "1"})
+    started = []
+
+    def trainer(config, on_progress, should_stop, data_dir, runs_dir):
+        started.append(runs_dir)
+        result = jobs.ChildResult("finished", "done", 0.9, 0.3, 1.0, 10.0, "float32")
+        return jobs.ChildRun("r"), result
+
+    manager = jobs.JobManager(trainer=workspaces.quota_guarded(trainer, current=tight), data_dir=tiny_data_dir)
+    big = manager.wait(manager.submit(TrainConfig(arch="mlp-500x2"), "a", runs_dir=a.folder), timeout=10)
+    assert big.state == jobs.FAILED and big.error.startswith("Your workspace holds")
+    assert "the limit is 1 MB" in big.error and started == []
+    small = manager.wait(manager.submit(TrainConfig(arch="softmax"), "a", runs_dir=a.folder), timeout=10)
+    assert small.state == jobs.FINISHED and started == [a.folder]

@@ -341,3 +341,17 @@ def _user_message(error: Exception) -> str:
     if isinstance(error, known):
         return str(error)
     return f"Training failed unexpectedly ({type(error).__name__}: {error}). Try again, or a smaller model or batch size."
+
+
+def manager_for(active) -> JobManager:
+    """The job manager a profile (lib.profile.Profile) calls for: today's in `local`; in `public`
+    each training in its own process, under the workspace quota, with the per-visitor and queue caps."""
+    if not active.public:
+        return JobManager()
+    from lib import workspaces
+
+    return JobManager(
+        trainer=workspaces.quota_guarded(process_trainer, current=active),
+        max_active_per_session=active.limits.max_active_jobs_per_visitor,
+        max_queue=active.limits.max_queue,
+    )

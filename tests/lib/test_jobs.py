@@ -173,3 +173,13 @@ def test_a_training_in_a_child_process_reports_progress_saves_and_can_fail_clean
     assert runs.get_run(job.run_id, tmp_path).meta["epochs_completed"] == 1
     bad = manager.wait(manager.submit(TrainConfig(dataset="nope", arch="softmax", epochs=1), "s"), timeout=300)
     assert bad.state == jobs.FAILED and bad.error.startswith("Unknown dataset: 'nope'")
+
+
+def test_the_public_profile_gets_capped_process_training_and_local_stays_as_it_was():
+    from lib import profile
+
+    local = jobs.manager_for(profile.current({}))
+    assert local.max_active_per_session is None and local._trainer is jobs._default_trainer
+    public = jobs.manager_for(profile.current({"MNIST_STUDIO_PROFILE": "public", "MNIST_STUDIO_MAX_QUEUE": "3"}))
+    assert (public.max_active_per_session, public.max_queue) == (1, 3)
+    assert public._trainer.__qualname__.startswith("quota_guarded")

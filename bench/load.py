@@ -24,6 +24,8 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 RESULTS_JSON = PROJECT / "bench" / "results-load.json"
+RESULTS_MD = PROJECT / "bench" / "RESULTS.md"
+LOAD_MARKER = "<!-- bench/load.py -->"  # bench/run.py keeps RESULTS.md from this line on
 # A small run, the kind a visitor starts many of: one epoch on 512 images.
 SMALL_RUN = dict(dataset="mnist", arch="cnn-tf-tutorial", epochs=1, limit=512, batch_size=64)
 EARLY_TRAININGS = 5  # the baseline: the server has warmed up (TensorFlow loaded, kernels built)
@@ -42,6 +44,8 @@ def child_sequential(trainings: int, trainer: str) -> None:
     """In this process: N small trainings one after another; print RSS after each as JSON lines."""
     from lib import jobs
     from lib.training import TrainConfig
+
+    import keras  # noqa: F401 - a real server has TensorFlow loaded for Draw and Predictions anyway
 
     manager = jobs.JobManager(runs_dir=tempfile.mkdtemp(prefix="mnist-load-runs-"),
                               trainer=jobs.process_trainer if trainer == "process" else jobs._default_trainer)
@@ -91,7 +95,40 @@ def main() -> int:
     result = sequential_rss(args.trainings, args.trainer)
     print(json.dumps({k: v for k, v in result.items() if k != "rss_curve_mb"}, indent=2))
     print("RSS curve (MB):", result["rss_curve_mb"])
+    record_memory(result)
     return 0
+
+
+def record_memory(result: dict) -> None:
+    """Merge one memory measurement into results-load.json and rewrite the load section of RESULTS.md."""
+    saved = json.loads(RESULTS_JSON.read_text(encoding="utf-8")) if RESULTS_JSON.exists() else {}
+    saved.setdefault("memory", {})[result["trainer"]] = result
+    if result["trainer"] == "process":  # the public server's trainer is the headline number
+        saved["rss_growth_50_mb"] = result["rss_growth_50_mb"]
+    RESULTS_JSON.write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")
+    rows = [
+        "| trainer | trainings | RSS after 5 | RSS after last | growth | jobs kept |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in sorted(saved["memory"].items()):
+        last = row["rss_after_%d_mb" % row["trainings"]]
+        rows.append(f"| {name} | {row['trainings']} | {row['rss_after_5_mb']:,.0f} MB | "
+                    f"{last:,.0f} MB | **{row['rss_growth_50_mb']:+,.0f} MB** | "
+                    f"{row['jobs_kept_at_end']} |")
+    section = "\n".join([
+        LOAD_MARKER,
+        "## Load: one shared server (`python bench/load.py memory --trainer process|thread`)",
+        "",
+        f"Small trainings ({SMALL_RUN['arch']}, {SMALL_RUN['epochs']} epoch on {SMALL_RUN['limit']} MNIST images) "
+        "one after another through the job manager in one fresh process; RSS of that (server) process. "
+        "Target: growth under 50 MB from training 5 to training 50.",
+        "",
+        *rows,
+        "",
+    ])
+    old = RESULTS_MD.read_text(encoding="utf-8") if RESULTS_MD.exists() else ""
+    head = old[:old.index(LOAD_MARKER)] if LOAD_MARKER in old else old
+    RESULTS_MD.write_text(head.rstrip("\n") + "\n\n" + section, encoding="utf-8")
 
 
 if __name__ == "__main__":

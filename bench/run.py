@@ -35,6 +35,7 @@ FULL = {"train_images": 60_000, "epochs": 2, "overhead_images": 20_000, "zoo_epo
         "rss_epochs": 1, "live_images": 30_000, "repeats": 3}
 QUICK = {"train_images": 15_000, "epochs": 1, "overhead_images": 8_000, "zoo_epochs": 1, "zoo_limit": 10_000,
          "rss_epochs": 1, "live_images": 12_000, "repeats": 2}
+LOAD_MARKER = "<!-- bench/load.py -->"  # RESULTS.md from here on is written by bench/load.py
 PRECISION_IMAGES = 3_000  # emulated bfloat16 is slow: a short run tells the ratio
 
 
@@ -351,7 +352,10 @@ def _zoo_row(arch, tutorial, plan, dataset=None) -> dict:
 def write_results(results: dict) -> None:
     (PROJECT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     table = markdown(results)
-    (PROJECT / "bench" / "RESULTS.md").write_text(table, encoding="utf-8")
+    target = PROJECT / "bench" / "RESULTS.md"
+    old = target.read_text(encoding="utf-8") if target.exists() else ""
+    load_section = old[old.index(LOAD_MARKER):] if LOAD_MARKER in old else ""  # bench/load.py's numbers stay
+    target.write_text(table.rstrip("\n") + "\n\n" + load_section if load_section else table, encoding="utf-8")
     print(table)
 
 

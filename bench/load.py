@@ -52,7 +52,7 @@ def child_sequential(trainings: int, trainer: str) -> None:
     for index in range(1, trainings + 1):
         job_id = manager.submit(TrainConfig(**SMALL_RUN, seed=index), session_id=f"visitor-{index % 8}")
         job = manager.wait(job_id, timeout=600)
-        print(json.dumps({"training": index, "state": job.state, "rss_mb": round(rss_mb(), 1),
+        print(json.dumps({"training": index, "state": job.state, "error": job.error[:200], "rss_mb": round(rss_mb(), 1),
                           "jobs_kept": manager.job_count()}), flush=True)
 
 

@@ -105,10 +105,11 @@ def process_trainer(config, on_progress, should_stop, data_dir, runs_dir):
     while outcome is None:
         if should_stop():
             stop.set()
+        exited = not child.is_alive()  # checked first: what it sent before exiting is still read below
         try:
             event = events.get(timeout=0.2)
         except queue.Empty:
-            if not child.is_alive():
+            if exited:
                 break
             continue
         if event.get("kind") == "_outcome":

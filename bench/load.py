@@ -121,7 +121,9 @@ def record_memory(result: dict) -> None:
         "",
         f"Small trainings ({SMALL_RUN['arch']}, {SMALL_RUN['epochs']} epoch on {SMALL_RUN['limit']} MNIST images) "
         "one after another through the job manager in one fresh process; RSS of that (server) process. "
-        "Target: growth under 50 MB from training 5 to training 50.",
+        "Target: growth under 50 MB from training 5 to training 50. `process` trains each run in a child "
+        "process (the public server's trainer); `thread` in the server's worker thread (local). Jobs kept: "
+        "8 visitors x the 5 newest ended jobs each, however many ran.",
         "",
         *rows,
         "",

@@ -18,9 +18,11 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import queue
+import sys
 import threading
 import time
 import traceback
+import types
 from dataclasses import dataclass, field, replace
 
 QUEUED, RUNNING = "queued", "running"
@@ -100,7 +102,7 @@ def process_trainer(config, on_progress, should_stop, data_dir, runs_dir):
     events, stop = context.Queue(), context.Event()
     child = context.Process(target=_child_train, args=(config, data_dir, runs_dir, events, stop),
                             name="mnist-studio-training", daemon=True)
-    child.start()
+    _start_without_main(child)
     outcome = None
     while outcome is None:
         if should_stop():
@@ -125,6 +127,24 @@ def process_trainer(config, on_progress, should_stop, data_dir, runs_dir):
     if "error" in outcome:
         raise TrainingFailed(outcome["error"])
     return ChildRun(outcome["run_id"]), ChildResult(**outcome["result"])
+
+
+_SPAWN_LOCK = threading.Lock()
+
+
+def _start_without_main(child) -> None:
+    """Start a spawned child without re-running the parent's `__main__` in it.
+
+    Under Streamlit (and AppTest) `__main__` can be a page script; spawn would run it
+    again in the child. An empty stand-in for the instant of the start avoids that.
+    """
+    with _SPAWN_LOCK:
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            child.start()
+        finally:
+            sys.modules["__main__"] = main
 
 
 def _child_train(config, data_dir, runs_dir, events, stop) -> None:

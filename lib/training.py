@@ -14,13 +14,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-
-from lib import architectures, datasets, inference, runs
+from lib import architectures, datasets, hardware, inference, runs
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 # Each optimizer's starting learning rate: Keras' Adam/SGD default, and the RMSprop tutorials' 1e-4.
 DEFAULT_LEARNING_RATES = {"adam": 1e-3, "sgd": 1e-3, "rmsprop": 1e-4}
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "one_cycle")
 LABEL_ENCODINGS = ("sparse", "one_hot")
 PRECISIONS = ("auto", "float32", "mixed")
 TARGET_METRICS = ("accuracy", "val_accuracy", "loss", "val_loss")
@@ -31,6 +30,11 @@ SHUFFLE_BUFFER = 60_000
 # and the charts then move in groups of up to this many batches.
 MAX_STEPS_PER_EXECUTION = 8
 CLEAN_SHARE = 0.25  # with augmentation on, this share of each batch stays as it is
+# one_cycle: climb linearly from 1/25 of the rate to the rate over this share of the steps,
+# then glide down on a cosine to 1% of it: large steps early, fine ones at the end.
+WARMUP_SHARE = 0.2
+WARMUP_START = 1 / 25
+FINAL_SHARE = 0.01  # cosine and one_cycle end at this share of the rate
 
 ProgressFn = Callable[[dict], None]
 StopFn = Callable[[], bool]
@@ -155,31 +159,25 @@ def config_defaults() -> dict:
     return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
-def resolve_precision(precision: str) -> str:
+def resolve_precision(precision: str, *, cpuinfo: str | None = None, gpus: list | None = None) -> str:
     """The Keras dtype policy for a precision setting: detect, never guess.
 
     bfloat16 is only fast where the CPU has native bf16 instructions; elsewhere
-    it is emulated and slower than float32.
+    it is emulated and slower than float32. `cpuinfo` (the text of /proc/cpuinfo)
+    and `gpus` (TensorFlow's GPU devices) are read from the machine unless given.
     """
     if precision == "float32":
         return "float32"
-    import tensorflow as tf
+    if gpus is None:
+        import tensorflow as tf
 
-    if tf.config.list_physical_devices("GPU"):
-        return "mixed_float16" if precision in ("auto", "mixed") else "float32"
-    if cpu_has_native_bf16():
+        gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return "mixed_float16"
+    if hardware.cpu_has_native_bf16(cpuinfo):
         return "mixed_bfloat16"
     # Asked for mixed on a CPU that would emulate it: still honour the request.
     return "mixed_bfloat16" if precision == "mixed" else "float32"
-
-
-def cpu_has_native_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = handle.read()
-    except OSError:
-        return False
-    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
 
 
 def train(
@@ -189,6 +187,7 @@ def train(
     should_stop: StopFn | None = None,
 ) -> TrainResult:
     """Train `config` on prepared data (lib.datasets.PreparedData)."""
+    hardware.configure_threads()  # before Keras starts TensorFlow's runtime
     import keras
 
     from lib import callbacks as studio_callbacks  # imports Keras: only once a training starts
@@ -371,11 +370,24 @@ def _optimizer(config: TrainConfig, policy: str, total_steps: int):
     classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
     learning_rate = config.learning_rate
     if config.lr_schedule == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps, alpha=0.01)
+        learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps, alpha=FINAL_SHARE)
+    elif config.lr_schedule == "one_cycle":
+        learning_rate = one_cycle_schedule(config.learning_rate, total_steps)
     optimizer = classes[config.optimizer](learning_rate=learning_rate)
     if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+def one_cycle_schedule(peak: float, total_steps: int):
+    """Linear warm-up to `peak` over WARMUP_SHARE of the steps, then cosine decay to FINAL_SHARE of it."""
+    import keras
+
+    warmup_steps = max(1, round(total_steps * WARMUP_SHARE))
+    return keras.optimizers.schedules.CosineDecay(
+        peak * WARMUP_START, max(1, total_steps - warmup_steps), alpha=FINAL_SHARE,
+        warmup_target=peak, warmup_steps=warmup_steps,
+    )
 
 
 def _model_name(config: TrainConfig) -> str:

@@ -26,9 +26,10 @@ TUTORIAL_ARCH = "cnn-tf-tutorial"
 ENGINE_TUTORIAL = dict(arch=TUTORIAL_ARCH, epochs=2, batch_size=128, learning_rate=3e-3, lr_schedule="one_cycle")
 # (c) The fastest preset: the app's default recipe.
 FASTEST = dict(arch="cnn-fast", epochs=1, batch_size=128, learning_rate=1e-2, lr_schedule="one_cycle")
-# 99.5%: the fast CNN for a few more epochs, and the bundled model's recipe (README) for comparison.
+# 99.5%: the fast CNN for 4 epochs with augmentation (99.47% seen; 99.45% without, 99.38% in 6 epochs
+# without: it overfits), and the bundled model's recipe (README) for comparison.
 HIGH_TARGET = 0.995
-TO_HIGH = dict(arch="cnn-fast", epochs=4, batch_size=128, learning_rate=1e-2, lr_schedule="one_cycle")
+TO_HIGH = dict(arch="cnn-fast", epochs=4, batch_size=128, learning_rate=1e-2, lr_schedule="one_cycle", augment=True)
 BUNDLED = dict(arch="cnn-best", epochs=15, batch_size=128, learning_rate=1e-3, lr_schedule="cosine", augment=True,
                validation_split=0.1)
 

@@ -145,7 +145,8 @@ def layer_builder() -> list[dict] | None:
             "kernel": st.column_config.NumberColumn("kernel / pool", min_value=1, max_value=15, step=1),
             "activation": st.column_config.SelectboxColumn("activation", options=["", *architectures.ACTIVATIONS]),
             "padding": st.column_config.SelectboxColumn("padding", options=["", *architectures.PADDINGS]),
-            "rate": st.column_config.NumberColumn("dropout rate", min_value=0.0, max_value=0.95, step=0.05),
+            "rate": st.column_config.NumberColumn("rate / momentum", min_value=0.0, max_value=0.999, step=0.01,
+                                                  help="Dropout's rate; BatchNormalization's momentum"),
         },
     )
     pasted = st.text_area("…or paste a layer list as JSON (overrides the table)", key=K["json"],
@@ -170,7 +171,7 @@ def _spec_to_row(spec: dict) -> dict:
     kernel = spec.get("kernel_size", spec.get("pool_size"))
     return {"type": spec["type"], "size": None if size is None else str(size), "kernel": kernel,
             "activation": spec.get("activation") or "", "padding": spec.get("padding") or "",
-            "rate": spec.get("rate")}
+            "rate": spec.get("rate", spec.get("momentum"))}
 
 
 def _row_to_spec(row: dict) -> dict:
@@ -188,8 +189,8 @@ def _row_to_spec(row: dict) -> dict:
     if row.get("padding"):
         spec["padding"] = row["padding"]
     rate = row.get("rate")
-    if rate == rate and rate is not None:
-        spec["rate"] = float(rate)
+    if rate == rate and rate is not None:  # the one number column: Dropout's rate, BatchNorm's momentum
+        spec["momentum" if layer_type == "BatchNormalization" else "rate"] = float(rate)
     allowed = architectures.LAYER_TYPES.get(layer_type, {})
     return {key: value for key, value in spec.items() if key == "type" or key in allowed}
 

@@ -188,3 +188,14 @@ def test_the_tutorial_cnn_preset_brings_back_the_tutorials_settings(app_runs):
     assert at.selectbox(key="train_batch_size").value == 32
     assert at.select_slider(key="train_learning_rate").value == 1e-3
     assert at.radio(key="train_lr_schedule").value == "constant"
+
+
+def test_the_layer_builder_keeps_every_zoo_model_exactly(app_runs):
+    """As a tinkerer, copying a zoo model into the layer table changes nothing until I edit it
+    (cnn-fast's BatchNormalization momentum 0.9 included: the table's rate column carries it)."""
+    from lib import architectures
+
+    for name, arch in architectures.ZOO.items():
+        rows = [ui_train._spec_to_row(spec) for spec in arch.layers]
+        rebuilt = architectures.normalize_layers([ui_train._row_to_spec(row) for row in rows])
+        assert rebuilt == list(arch.layers), name

@@ -601,7 +601,6 @@ def tta_markdown(r: dict) -> list[str]:
     high, bundled = r["time_to_995_row"], r["time_to_995_bundled_recipe"]
     threads, rates = r["threads_plan"], r["threads_samples_per_s"]
     return [
-        "",
         "## Time to accuracy (full MNIST: 60,000 training images, the 10,000 test images)",
         "",
         "`python bench/run.py --time-to-accuracy` "

@@ -40,6 +40,7 @@ FULL = {"train_images": 60_000, "epochs": 2, "overhead_images": 20_000, "zoo_epo
         "rss_epochs": 1, "live_images": 30_000, "repeats": 3}
 QUICK = {"train_images": 15_000, "epochs": 1, "overhead_images": 8_000, "zoo_epochs": 1, "zoo_limit": 10_000,
          "rss_epochs": 1, "live_images": 12_000, "repeats": 2}
+LOAD_MARKER = "<!-- bench/load.py -->"  # RESULTS.md from here on is written by bench/load.py
 PRECISION_IMAGES = 3_000  # emulated bfloat16 is slow: a short run tells the ratio
 # Keys written by --time-to-accuracy (kept when a quick run rewrites results.json).
 TIME_TO_ACCURACY_PREFIXES = ("time_to_", "fastest_preset", "threads_", "precision_auto_")
@@ -549,7 +550,11 @@ def write_results(results: dict, echo: bool = True) -> None:
     if variance.is_file():
         sections.append(variance_markdown(json.loads(variance.read_text(encoding="utf-8"))))
     text = "\n".join(sections)
-    (PROJECT / "bench" / "RESULTS.md").write_text(text, encoding="utf-8")
+    target = PROJECT / "bench" / "RESULTS.md"
+    old = target.read_text(encoding="utf-8") if target.exists() else ""
+    if LOAD_MARKER in old:  # bench/load.py's numbers stay
+        text = text.rstrip("\n") + "\n\n" + old[old.index(LOAD_MARKER):]
+    target.write_text(text, encoding="utf-8")
     if echo:
         print(text)
 

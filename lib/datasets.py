@@ -7,6 +7,7 @@ channel axis, (N, H, W, C); scaling to [0, 1] happens per batch in training.
 
 from __future__ import annotations
 
+import math
 import re
 import zipfile
 from dataclasses import dataclass, replace
@@ -20,6 +21,12 @@ REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
 MAX_CLASSES = 100
 MIN_SIDE, MAX_SIDE = 8, 128  # larger images would not train in a browser session
 MAX_NPZ_BYTES = 300 * 1024 * 1024
+# All arrays together as their .npy headers declare them, checked before anything is read
+# (full MNIST is 55 MB); a crafted header could otherwise ask for hundreds of GiB.
+MAX_ARRAY_BYTES = 1024 * 1024 * 1024
+# Deflate cannot shrink data more than ~1032:1, so a member claiming more is lying about its size.
+MAX_DEFLATE_RATIO = 1100
+MAX_HEADER_BYTES = 10_000  # numpy's own default limit for an .npy header
 DIGIT_NAMES = tuple(str(d) for d in range(10))
 FASHION_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -181,11 +188,11 @@ def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
 def load_npz(path: Path) -> Dataset:
     """Load and validate an npz dataset file (never unpickles anything)."""
     path = Path(path)
-    info = _file_info(path.stem.lower(), path)
+    info = _file_info(path.stem.lower(), path)  # checks every header against the file first
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in REQUIRED_KEYS if key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, KeyError) as error:
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as error:
         raise InvalidDataset(f"{path.name}: cannot read the arrays ({error}).") from None
     validate_arrays(arrays, source=path.name)
     return _as_dataset(arrays, info)
@@ -199,44 +206,134 @@ def validate_arrays(arrays: dict, source: str = "dataset") -> None:
             f"{source}: missing array(s) {', '.join(missing)}; an npz dataset needs "
             f"x_train, y_train, x_test and y_test."
         )
-    shapes = {}
+    arrays = {key: np.asarray(arrays[key]) for key in REQUIRED_KEYS}
+    check_shapes({key: (array.shape, array.dtype) for key, array in arrays.items()}, source)
     for split in ("train", "test"):
-        x, y = np.asarray(arrays[f"x_{split}"]), np.asarray(arrays[f"y_{split}"])
-        if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] not in (1, 3)):
-            raise InvalidDataset(
-                f"{source}: x_{split} has shape {x.shape}; expected (N, H, W) or (N, H, W, C) with C 1 or 3."
-            )
-        if x.dtype != np.uint8:
-            raise InvalidDataset(
-                f"{source}: x_{split} has dtype {x.dtype}; expected uint8 pixels 0..255 "
-                f"(convert with (x * 255).round().astype('uint8') if yours are floats in [0, 1])."
-            )
-        if not (MIN_SIDE <= x.shape[1] <= MAX_SIDE and MIN_SIDE <= x.shape[2] <= MAX_SIDE):
-            raise InvalidDataset(
-                f"{source}: images are {x.shape[1]}x{x.shape[2]}; sides must be {MIN_SIDE} to {MAX_SIDE} pixels."
-            )
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-            raise InvalidDataset(
-                f"{source}: y_{split} has shape {y.shape} and dtype {y.dtype}; expected one integer label per image."
-            )
-        if len(x) != len(y):
-            raise InvalidDataset(f"{source}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels.")
-        if len(y) == 0:
-            raise InvalidDataset(f"{source}: the {split} split is empty.")
+        y = arrays[f"y_{split}"]
         if y.min() < 0 or y.max() >= MAX_CLASSES:
             raise InvalidDataset(
                 f"{source}: y_{split} has labels from {y.min()} to {y.max()}; labels must be 0..K-1 with K <= {MAX_CLASSES}."
             )
-        shapes[split] = x.shape[1:] if x.ndim == 4 else (*x.shape[1:], 1)
-    if shapes["train"] != shapes["test"]:
-        raise InvalidDataset(
-            f"{source}: train images are {shapes['train']} but test images are {shapes['test']}; they must match."
-        )
     train_classes = np.unique(arrays["y_train"])
     if len(train_classes) < 2:
         raise InvalidDataset(f"{source}: the training labels hold only one class; a classifier needs at least two.")
     if int(np.max(arrays["y_test"])) > int(train_classes.max()):
         raise InvalidDataset(f"{source}: y_test has labels that never occur in y_train.")
+
+
+def check_shapes(headers: dict[str, tuple[tuple, np.dtype]], source: str = "dataset") -> None:
+    """Shapes and dtypes of x/y train/test, from arrays or from .npy headers before reading them."""
+    shapes = {}
+    for split in ("train", "test"):
+        (x_shape, x_dtype), (y_shape, y_dtype) = headers[f"x_{split}"], headers[f"y_{split}"]
+        if len(x_shape) not in (3, 4) or (len(x_shape) == 4 and x_shape[-1] not in (1, 3)):
+            raise InvalidDataset(
+                f"{source}: x_{split} has shape {x_shape}; expected (N, H, W) or (N, H, W, C) with C 1 or 3."
+            )
+        if x_dtype != np.uint8:
+            raise InvalidDataset(
+                f"{source}: x_{split} has dtype {x_dtype}; expected uint8 pixels 0..255 "
+                f"(convert with (x * 255).round().astype('uint8') if yours are floats in [0, 1])."
+            )
+        if not (MIN_SIDE <= x_shape[1] <= MAX_SIDE and MIN_SIDE <= x_shape[2] <= MAX_SIDE):
+            raise InvalidDataset(
+                f"{source}: images are {x_shape[1]}x{x_shape[2]}; sides must be {MIN_SIDE} to {MAX_SIDE} pixels."
+            )
+        if len(y_shape) != 1 or not np.issubdtype(y_dtype, np.integer):
+            raise InvalidDataset(
+                f"{source}: y_{split} has shape {y_shape} and dtype {y_dtype}; expected one integer label per image."
+            )
+        if x_shape[0] != y_shape[0]:
+            raise InvalidDataset(f"{source}: x_{split} has {x_shape[0]} images but y_{split} has {y_shape[0]} labels.")
+        if x_shape[0] == 0:
+            raise InvalidDataset(
+                f"{source}: the {split} split is empty (x_{split} holds 0 images); a dataset needs images "
+                f"in both x_train and x_test."
+            )
+        shapes[split] = tuple(x_shape[1:]) if len(x_shape) == 4 else (*x_shape[1:], 1)
+    if shapes["train"] != shapes["test"]:
+        raise InvalidDataset(
+            f"{source}: train images are {shapes['train']} but test images are {shapes['test']}; they must match."
+        )
+
+
+def inspect_npz(path: Path, *, max_bytes: int | None = None) -> dict[str, tuple[tuple, np.dtype]]:
+    """Every array's (shape, dtype) from the zip directory and the .npy headers alone.
+
+    Each header's declared size must match the member's uncompressed size, the
+    uncompressed size must be possible for its compressed size, and all arrays
+    together must fit `max_bytes` (default MAX_ARRAY_BYTES): only then is it
+    safe to read the data. Raises InvalidDataset naming the problem.
+    """
+    max_bytes = MAX_ARRAY_BYTES if max_bytes is None else max_bytes
+    path = Path(path)
+    source = path.name
+    wanted = [*REQUIRED_KEYS, "class_names", "kind"]
+    headers, total = {}, 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {name.removesuffix(".npy"): name for name in archive.namelist() if name.endswith(".npy")}
+            missing = [key for key in REQUIRED_KEYS if key not in members]
+            if missing:
+                raise InvalidDataset(
+                    f"{source}: missing array(s) {', '.join(missing)}; an npz dataset needs "
+                    f"x_train, y_train, x_test and y_test."
+                )
+            for key in (key for key in wanted if key in members):
+                shape, dtype, nbytes = _checked_header(archive, archive.getinfo(members[key]), source)
+                headers[key], total = (shape, dtype), total + nbytes
+    except InvalidDataset:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as error:
+        raise InvalidDataset(f"{source}: not a readable npz dataset ({error}).") from None
+    if total > max_bytes:
+        raise InvalidDataset(
+            f"{source}: its arrays hold {total / 2**20:,.0f} MB uncompressed; the limit is "
+            f"{max_bytes / 2**20:,.0f} MB. Use fewer or smaller images."
+        )
+    check_shapes(headers, source)
+    if "class_names" in headers:
+        shape, dtype = headers["class_names"]
+        if len(shape) != 1 or dtype.kind not in "US" or not 2 <= shape[0] <= MAX_CLASSES or dtype.itemsize > 4 * 200:
+            raise InvalidDataset(
+                f"{source}: class_names has shape {shape} and dtype {dtype}; expected 2 to {MAX_CLASSES} "
+                f"short strings, one per class."
+            )
+    if "kind" in headers:
+        shape, dtype = headers["kind"]
+        if shape != () or dtype.kind not in "US" or dtype.itemsize > 4 * 16:
+            raise InvalidDataset(f"{source}: kind has shape {shape} and dtype {dtype}; expected one short string.")
+    return headers
+
+
+def _checked_header(archive: zipfile.ZipFile, member: zipfile.ZipInfo, source: str) -> tuple[tuple, np.dtype, int]:
+    """(shape, dtype, data bytes) of one .npy member, or InvalidDataset if its sizes do not add up."""
+    name = member.filename
+    if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise InvalidDataset(f"{source}: {name} uses a compression numpy does not write; save with numpy.savez_compressed.")
+    if member.compress_type == zipfile.ZIP_STORED and member.compress_size != member.file_size:
+        raise InvalidDataset(f"{source}: {name} claims {member.file_size:,} bytes but stores {member.compress_size:,}.")
+    if member.file_size > member.compress_size * MAX_DEFLATE_RATIO + 1024:
+        raise InvalidDataset(
+            f"{source}: {name} claims {member.file_size:,} bytes from {member.compress_size:,} compressed, "
+            f"more than compression can produce; the file is damaged or crafted."
+        )
+    with archive.open(member) as handle:
+        version = np.lib.format.read_magic(handle)
+        if version not in ((1, 0), (2, 0)):
+            raise InvalidDataset(f"{source}: {name} has an unknown .npy format version {version}.")
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = reader(handle, max_header_size=MAX_HEADER_BYTES)
+        header_bytes = handle.tell()
+    if dtype.hasobject:
+        raise InvalidDataset(f"{source}: {name} holds Python objects; only plain numeric arrays are read (never unpickled).")
+    nbytes = math.prod(int(side) for side in shape) * dtype.itemsize  # Python ints: no overflow
+    if header_bytes + nbytes != member.file_size:
+        raise InvalidDataset(
+            f"{source}: {name} declares shape {tuple(shape)} of {dtype} ({nbytes:,} bytes) but holds "
+            f"{max(member.file_size - header_bytes, 0):,} bytes of data; the file is damaged or crafted."
+        )
+    return tuple(int(side) for side in shape), dtype, nbytes
 
 
 def prepare(
@@ -389,45 +486,37 @@ def _stratified_take(y: np.ndarray, count: int, rng: np.random.Generator) -> np.
     return np.sort(np.concatenate(picked))
 
 
-def _npy_header_shape(archive: zipfile.ZipFile, key: str) -> tuple:
-    with archive.open(f"{key}.npy") as handle:
-        version = np.lib.format.read_magic(handle)
-        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, _ = reader(handle)
-    return shape
-
-
 def _file_info(name: str, path: Path) -> DatasetInfo:
-    """Info from the npy headers only, so listing datasets stays cheap."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            shape = _npy_header_shape(archive, "x_train")
-            names = archive.namelist()
-            class_names, kind = None, "object"
-            if "class_names.npy" in names or "kind.npy" in names:
-                with np.load(path, allow_pickle=False) as npz:
-                    if "class_names" in npz.files:
-                        class_names = tuple(str(c) for c in npz["class_names"])
-                    if "kind" in npz.files and str(npz["kind"]) in KINDS:
-                        kind = str(npz["kind"])
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
-        raise InvalidDataset(f"{path.name}: not a readable npz dataset ({error}).") from None
-    if len(shape) not in (3, 4):
-        raise InvalidDataset(f"{path.name}: x_train has shape {shape}; expected (N, H, W) or (N, H, W, C).")
+    """Info from the checked npy headers (and the labels only when there are no class names)."""
+    headers = inspect_npz(path)
+    shape = headers["x_train"][0]
     input_shape = (shape[1], shape[2], shape[3] if len(shape) == 4 else 1)
     builtin = BUILTINS.get(name)
     if builtin is not None:
         return DatasetInfo(**{**builtin.__dict__, "path": path, "input_shape": input_shape})
-    if class_names is None:
+    try:
         with np.load(path, allow_pickle=False) as npz:
-            num_classes = int(npz["y_train"].max()) + 1
-        class_names = tuple(str(c) for c in range(num_classes))
+            kind = str(npz["kind"]) if "kind" in headers else "object"
+            if "class_names" in headers:
+                class_names = tuple(str(c) for c in npz["class_names"])
+            else:
+                labels = npz["y_train"]
+                if labels.min() < 0 or labels.max() >= MAX_CLASSES:
+                    raise InvalidDataset(
+                        f"{path.name}: y_train has labels from {labels.min()} to {labels.max()}; labels must be "
+                        f"0..K-1 with K <= {MAX_CLASSES}."
+                    )
+                class_names = tuple(str(c) for c in range(int(labels.max()) + 1))
+    except InvalidDataset:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as error:
+        raise InvalidDataset(f"{path.name}: not a readable npz dataset ({error}).") from None
     return DatasetInfo(
         name=name,
         title=f"{name} (your file)",
         class_names=class_names,
         input_shape=input_shape,
-        kind=kind,
+        kind=kind if kind in KINDS else "object",
         path=path,
         description=f"Your dataset from {path.name}.",
     )

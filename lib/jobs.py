@@ -5,11 +5,18 @@ training runs in worker threads owned by one process-wide `JobManager` (the app
 keeps it in `st.cache_resource`). Workers never call Streamlit; pages poll
 `snapshot()` and draw. By default one job trains at a time (the machine has few
 cores and Community Cloud little memory); the others queue.
+
+Memory stays bounded however many jobs a server has run: only the newest few
+ended jobs are kept (per session and overall), and an ended job keeps a thinned
+copy of its batch points (its run folder has the full epoch history). A manager
+may also cap each session's active jobs and the queue length; `submit` checks
+and enqueues under one lock, so two quick clicks cannot both slip through.
 """
 
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import queue
 import threading
 import time
@@ -20,6 +27,13 @@ QUEUED, RUNNING = "queued", "running"
 FINISHED, STOPPED, FAILED, CANCELLED = "finished", "stopped", "failed", "cancelled"
 DIVERGED = "diverged"  # trained, but the loss exploded: saved with the cause and the fix
 ACTIVE_STATES = (QUEUED, RUNNING)
+ENDED_PER_SESSION = 5  # a session's newest ended jobs kept for its panels; older ones are dropped
+ENDED_TOTAL = 100  # ended jobs kept over all sessions
+ENDED_BATCH_POINTS = 200  # an ended job's live chart keeps this many batch points (evenly thinned)
+
+
+class SubmitRefused(RuntimeError):
+    """A job was not queued: the session has too many active jobs or the queue is full."""
 
 
 @dataclass
@@ -38,6 +52,7 @@ class Job:
     summary: dict = field(default_factory=dict)  # status, reason, test scores
     error: str = ""
     position: int = 0  # place in the queue, 1 = next; 0 when not queued
+    runs_dir: object = None  # where the run is saved; None: the default runs dir
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -53,12 +68,90 @@ def _default_trainer(config, on_progress, should_stop, data_dir, runs_dir):
     )
 
 
+class TrainingFailed(RuntimeError):
+    """A training in a child process failed; the message is already meant for the user."""
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    run_id: str
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    status: str
+    stop_reason: str
+    test_accuracy: float | None
+    test_loss: float | None
+    seconds: float
+    samples_per_s: float
+    precision: str
+
+
+def process_trainer(config, on_progress, should_stop, data_dir, runs_dir):
+    """Train in a fresh child process: whatever TensorFlow keeps per training dies with it.
+
+    One long-lived process that trains again and again grows ~8-10 MB per training
+    (graph functions and allocator state TensorFlow never hands back, even after
+    keras.backend.clear_session()); a shared server must not. Progress events and the
+    result come back through a queue, a stop request goes through an event.
+    """
+    context = multiprocessing.get_context("spawn")  # forking a process that runs TensorFlow threads is unsafe
+    events, stop = context.Queue(), context.Event()
+    child = context.Process(target=_child_train, args=(config, data_dir, runs_dir, events, stop),
+                            name="mnist-studio-training", daemon=True)
+    child.start()
+    outcome = None
+    while outcome is None:
+        if should_stop():
+            stop.set()
+        exited = not child.is_alive()  # checked first: what it sent before exiting is still read below
+        try:
+            event = events.get(timeout=0.2)
+        except queue.Empty:
+            if exited:
+                break
+            continue
+        if event.get("kind") == "_outcome":
+            outcome = event
+        else:
+            on_progress(event)
+    child.join(timeout=30)
+    if outcome is None:
+        raise TrainingFailed(
+            f"The training process ended unexpectedly (exit code {child.exitcode}; most likely it ran out of memory). "
+            f"Try a smaller model, batch size or number of images."
+        )
+    if "error" in outcome:
+        raise TrainingFailed(outcome["error"])
+    return ChildRun(outcome["run_id"]), ChildResult(**outcome["result"])
+
+
+def _child_train(config, data_dir, runs_dir, events, stop) -> None:
+    """The child process: train, save, send the outcome (never a traceback) and exit."""
+    try:
+        run, result = _default_trainer(config, events.put, stop.is_set, data_dir, runs_dir)
+        events.put({"kind": "_outcome", "run_id": run.run_id, "result": {
+            "status": result.status, "stop_reason": result.stop_reason, "test_accuracy": result.test_accuracy,
+            "test_loss": result.test_loss, "seconds": result.seconds, "samples_per_s": result.samples_per_s,
+            "precision": result.precision}})
+    except Exception as error:  # noqa: BLE001 - the parent reports it
+        traceback.print_exc()
+        events.put({"kind": "_outcome", "error": _user_message(error)})
+    events.close()
+    events.join_thread()
+
+
 class JobManager:
     """Queue and run training jobs in worker threads; thread-safe."""
 
-    def __init__(self, *, data_dir=None, runs_dir=None, workers: int = 1, trainer=_default_trainer):
+    def __init__(self, *, data_dir=None, runs_dir=None, workers: int = 1, trainer=_default_trainer,
+                 max_active_per_session: int | None = None, max_queue: int | None = None,
+                 ended_per_session: int = ENDED_PER_SESSION, ended_total: int = ENDED_TOTAL):
         self.data_dir, self.runs_dir = data_dir, runs_dir
         self._trainer = trainer
+        self.max_active_per_session, self.max_queue = max_active_per_session, max_queue
+        self._ended_per_session, self._ended_total = ended_per_session, ended_total
         self._jobs: dict[str, Job] = {}
         self._queue: queue.Queue[str] = queue.Queue()
         self._lock = threading.Lock()
@@ -70,11 +163,17 @@ class JobManager:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, config, session_id: str) -> str:
-        """Queue a training job; returns its id."""
+    def submit(self, config, session_id: str, *, runs_dir=None) -> str:
+        """Queue a training job; returns its id. SubmitRefused (with a message) if a cap is reached.
+
+        `runs_dir` is where this job's run is saved (a visitor's workspace); default the manager's.
+        """
         with self._lock:
+            problem = self._refusal(session_id)
+            if problem:
+                raise SubmitRefused(problem)
             job_id = f"job-{next(self._ids)}"
-            self._jobs[job_id] = Job(job_id, session_id, config)
+            self._jobs[job_id] = Job(job_id, session_id, config, runs_dir=runs_dir or self.runs_dir)
             self._renumber_queue()
         self._queue.put(job_id)
         return job_id
@@ -89,6 +188,7 @@ class JobManager:
             if job.state == QUEUED:
                 job.state, job.ended = CANCELLED, time.time()
                 self._renumber_queue()
+                self._forget_old_jobs()
 
     def snapshot(self, job_id: str) -> Job | None:
         """A consistent copy of a job that the caller may read freely."""
@@ -104,6 +204,21 @@ class JobManager:
         with self._lock:
             mine = [job for job in self._jobs.values() if job.session_id == session_id]
             return [replace(job, batches=[], epochs=list(job.epochs), last=dict(job.last)) for job in reversed(mine)]
+
+    def active_count(self, session_id: str) -> int:
+        """Queued or running jobs of one session."""
+        with self._lock:
+            return sum(1 for job in self._jobs.values() if job.session_id == session_id and job.active)
+
+    def queue_length(self) -> int:
+        """Jobs waiting behind the running ones."""
+        with self._lock:
+            return sum(1 for job in self._jobs.values() if job.state == QUEUED)
+
+    def job_count(self) -> int:
+        """Jobs held in memory, active and ended (bounded: see ENDED_PER_SESSION, ENDED_TOTAL)."""
+        with self._lock:
+            return len(self._jobs)
 
     def running(self) -> list[Job]:
         with self._lock:
@@ -123,8 +238,8 @@ class JobManager:
         while True:
             job_id = self._queue.get()
             with self._lock:
-                job = self._jobs[job_id]
-                if job.state != QUEUED:
+                job = self._jobs.get(job_id)  # a cancelled job may be forgotten already
+                if job is None or job.state != QUEUED:
                     continue
                 job.state, job.started = RUNNING, time.time()
                 self._renumber_queue()
@@ -140,12 +255,13 @@ class JobManager:
                 job.last = event
 
         try:
-            run, result = self._trainer(job.config, on_progress, job.stop_event.is_set, self.data_dir, self.runs_dir)
+            run, result = self._trainer(job.config, on_progress, job.stop_event.is_set, self.data_dir, job.runs_dir)
         except Exception as error:  # noqa: BLE001 - the worker must survive any job
             traceback.print_exc()
             with self._lock:
                 job.state, job.ended = FAILED, time.time()
                 job.error = _user_message(error)
+                self._end(job)
             return
         with self._lock:
             job.run_id = run.run_id
@@ -162,6 +278,36 @@ class JobManager:
             if job.state == FAILED:
                 job.error = result.stop_reason
             job.ended = time.time()
+            self._end(job)
+
+    def _refusal(self, session_id: str) -> str:
+        """Why this session may not queue a job now ("" if it may); called under the lock."""
+        if self.max_active_per_session is not None:
+            active = sum(1 for job in self._jobs.values() if job.session_id == session_id and job.active)
+            if active >= self.max_active_per_session:
+                return ("You already have a training queued or running; on this shared app each visitor trains "
+                        f"{self.max_active_per_session} at a time. Wait for it to finish, or stop it.")
+        if self.max_queue is not None:
+            waiting = sum(1 for job in self._jobs.values() if job.state == QUEUED)
+            if waiting >= self.max_queue:
+                return (f"{waiting} trainings are already waiting on this shared app (the limit is "
+                        f"{self.max_queue}). Try again in a few minutes.")
+        return ""
+
+    def _end(self, job: Job) -> None:
+        """Called under the lock when a job has ended: thin its batch points, forget old jobs."""
+        job.batches = thin(job.batches, ENDED_BATCH_POINTS)
+        self._forget_old_jobs()
+
+    def _forget_old_jobs(self) -> None:
+        """Keep the newest ended jobs only: ended_per_session per session, ended_total overall."""
+        ended = sorted((job for job in self._jobs.values() if not job.active), key=lambda job: job.ended or 0,
+                       reverse=True)
+        per_session: dict[str, int] = {}
+        for rank, job in enumerate(ended):
+            per_session[job.session_id] = per_session.get(job.session_id, 0) + 1
+            if per_session[job.session_id] > self._ended_per_session or rank >= self._ended_total:
+                del self._jobs[job.job_id]
 
     def _renumber_queue(self) -> None:
         waiting = sorted((job for job in self._jobs.values() if job.state == QUEUED), key=lambda job: job.created)
@@ -205,13 +351,37 @@ def describe_state(job: Job) -> str:
     accuracy = job.summary.get("test_accuracy")
     score = f" · test accuracy {accuracy:.2%}" if accuracy is not None else ""
     return f"{job.state.capitalize()}{score}"
+def thin(points: list, most: int) -> list:
+    """At most `most` points, evenly spaced, always keeping the last one."""
+    if len(points) <= most:
+        return points
+    step = len(points) / most
+    kept = [points[int(i * step)] for i in range(most - 1)]
+    return [*kept, points[-1]]
 
 
 def _user_message(error: Exception) -> str:
     """What went wrong, in the words of the exception lib raised on purpose."""
     from lib import datasets
 
-    known = (datasets.DatasetUnavailable, datasets.InvalidDataset, ValueError, MemoryError)
+    from lib import workspaces
+
+    known = (datasets.DatasetUnavailable, datasets.InvalidDataset, ValueError, MemoryError, TrainingFailed,
+             workspaces.QuotaExceeded)
     if isinstance(error, known):
         return str(error)
     return f"Training failed unexpectedly ({type(error).__name__}: {error}). Try again, or a smaller model or batch size."
+
+
+def manager_for(active) -> JobManager:
+    """The job manager a profile (lib.profile.Profile) calls for: today's in `local`; in `public`
+    each training in its own process, under the workspace quota, with the per-visitor and queue caps."""
+    if not active.public:
+        return JobManager()
+    from lib import workspaces
+
+    return JobManager(
+        trainer=workspaces.quota_guarded(process_trainer, current=active),
+        max_active_per_session=active.limits.max_active_jobs_per_visitor,
+        max_queue=active.limits.max_queue,
+    )

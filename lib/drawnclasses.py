@@ -24,7 +24,7 @@ TEST_SHARE = 0.2  # small: with 20 drawings per class, 4 are kept for the test s
 SIDE = 28
 # The recipe for ~20 drawings per class (bench/drawn_classes.py measures it): a small CNN, many
 # short epochs over few images, light augmentation (drawn strokes vary in slant, size and width).
-RECIPE = dict(arch="cnn-tf-tutorial", epochs=40, batch_size=16, augment=True, validation_split=0.0,
+RECIPE = dict(arch="cnn-tf-tutorial", epochs=40, batch_size=16, learning_rate=1e-3, augment=True, validation_split=0.0,
               lr_schedule="cosine")
 
 

@@ -16,7 +16,8 @@ st.markdown(
 quick_train, quick_draw, quick_data = st.columns(3)
 with quick_train.container(border=True):
     st.subheader(":material/bolt: Train in one click")
-    st.caption("The tutorial CNN on MNIST with good defaults: about 99% test accuracy in a few minutes.")
+    st.caption("A fast CNN on MNIST, one epoch with a one-cycle learning rate: 99% test accuracy "
+               "after about 30 seconds of training on a 2-core laptop CPU.")
     if st.button("Train a model now", type="primary", key="home_quick_train"):
         ui_train.submit_quick_run()
         st.switch_page("pages/train.py")

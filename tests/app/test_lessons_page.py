@@ -149,5 +149,6 @@ def test_the_train_page_shows_its_current_settings_as_code(app_runs):
     at.toggle(key="train_code_toggle").set_value(True).run()
     assert not at.exception, at.exception
     script = at.code[-1].value
-    assert 'DATASET = "mnist"' in script and 'layers.Conv2D(32, 3, activation="relu")' in script
-    assert 'LR_SCHEDULE = "cosine"' in script  # the Train page's default, not the tutorial's
+    assert 'DATASET = "mnist"' in script and "layers.Conv2D(24, 5" in script and "momentum=0.9" in script
+    assert 'LR_SCHEDULE = "one_cycle"' in script  # the Train page's default, not the tutorial's
+    assert "warmup_target=LEARNING_RATE" in script

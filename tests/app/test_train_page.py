@@ -30,11 +30,11 @@ def test_tutorial_preset_sets_the_tutorials_exact_settings(app_runs):
 def test_choosing_rmsprop_sets_the_tutorials_learning_rate(app_runs):
     """As a learner switching to RMSprop, I start from its tutorials' 1e-4, the rate the CLI uses too."""
     at = open_page("pages/train.py")
-    assert at.select_slider(key="train_learning_rate").value == 1e-3  # Adam's default
+    assert at.select_slider(key="train_learning_rate").value == 1e-2  # the default one-cycle recipe's peak
     at.selectbox(key="train_optimizer").set_value("rmsprop").run()
     assert at.select_slider(key="train_learning_rate").value == 1e-4
     at.selectbox(key="train_optimizer").set_value("adam").run()
-    assert at.select_slider(key="train_learning_rate").value == 1e-3
+    assert at.select_slider(key="train_learning_rate").value == 1e-2
 
 
 def test_the_settings_start_from_the_engines_defaults(app_runs):
@@ -176,3 +176,26 @@ def test_reruns_keep_the_keras_session_so_polling_does_not_slow_training(app_run
     at.run()
     at.run()
     assert keras.backend.get_uid("rerun_probe") == before + 1  # a cleared session restarts at 1
+
+
+def test_the_tutorial_cnn_preset_brings_back_the_tutorials_settings(app_runs):
+    """As a teacher, the tutorial CNN's preset replaces the fast defaults with the tutorial's own recipe."""
+    at = open_page("pages/train.py")
+    assert at.selectbox(key="train_arch").value == "cnn-fast"  # the fastest recipe is the default
+    at.selectbox(key="train_arch").set_value("cnn-tf-tutorial").run()
+    at.button(key="train_preset").click().run()
+    assert at.number_input(key="train_epochs").value == 5
+    assert at.selectbox(key="train_batch_size").value == 32
+    assert at.select_slider(key="train_learning_rate").value == 1e-3
+    assert at.radio(key="train_lr_schedule").value == "constant"
+
+
+def test_the_layer_builder_keeps_every_zoo_model_exactly(app_runs):
+    """As a tinkerer, copying a zoo model into the layer table changes nothing until I edit it
+    (cnn-fast's BatchNormalization momentum 0.9 included: the table's rate column carries it)."""
+    from lib import architectures
+
+    for name, arch in architectures.ZOO.items():
+        rows = [ui_train._spec_to_row(spec) for spec in arch.layers]
+        rebuilt = architectures.normalize_layers([ui_train._row_to_spec(row) for row in rows])
+        assert rebuilt == list(arch.layers), name

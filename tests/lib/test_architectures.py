@@ -33,14 +33,17 @@ def keras_zoo():
     return {name: build_model(arch.layers, MNIST_SHAPE, 10, name=name) for name, arch in ZOO.items()}
 
 
-def test_zoo_holds_the_reference_architectures_and_cnn_best():
-    assert set(ZOO) == set(REFERENCE_PARAMS) | {"cnn-best"}
+OUR_OWN = {"cnn-best", "cnn-fast"}
+
+
+def test_zoo_holds_the_reference_architectures_and_our_own():
+    assert set(ZOO) == set(REFERENCE_PARAMS) | OUR_OWN
     for name, arch in ZOO.items():
         assert arch.name == name
         assert arch.family in ("linear", "mlp", "cnn")
         assert arch.title and arch.description
         assert arch.layers[-1]["units"] == "num_classes"
-        assert (arch.tutorial is None) == (name == "cnn-best")
+        assert (arch.tutorial is None) == (name in OUR_OWN)
 
 
 @pytest.mark.parametrize("name", REFERENCE_PARAMS)
@@ -121,6 +124,27 @@ def test_cnn_best_is_small_enough_for_a_cpu(tmp_path):
     path = tmp_path / "best.keras"
     build_model(layers, MNIST_SHAPE, 10).save(path)
     assert path.stat().st_size < 5_000_000
+
+
+def test_cnn_fast_needs_less_than_half_the_tutorial_cnns_math(keras_zoo):
+    keras_zoo_fast = keras_zoo["cnn-fast"]
+    layers = ZOO["cnn-fast"].layers
+    by_hand = 24 * 24 * 5 * 5 * 1 * 24 + 10 * 10 * 3 * 3 * 24 * 32 + 800 * 256 + 256 * 10
+    assert forward_macs_per_sample(layers, MNIST_SHAPE, 10) == by_hand == 1_244_160
+    assert by_hand < forward_macs_per_sample(ZOO["cnn-tf-tutorial"].layers, MNIST_SHAPE, 10) / 2
+    assert count_params(layers, MNIST_SHAPE, 10) == keras_zoo_fast.count_params() == 215_418
+    # A one-epoch run needs BatchNormalization's test-time statistics to follow the batches quickly.
+    momenta = [layer.momentum for layer in keras_zoo_fast.layers if type(layer).__name__ == "BatchNormalization"]
+    assert momenta == [0.9, 0.9]
+    rows = summarize(layers, MNIST_SHAPE, 10)
+    assert rows[1].label == "BatchNormalization(momentum 0.9)"
+
+
+def test_batch_normalization_momentum_defaults_to_keras_and_is_checked():
+    assert normalize_layers([{"type": "BatchNormalization"}])[0]["momentum"] == 0.99
+    with pytest.raises(InvalidArchitecture, match=r"Layer 1 \(BatchNormalization\): momentum is the share"):
+        normalize_layers([{"type": "BatchNormalization", "momentum": 1.0}])
+    assert summarize(ZOO["cnn-best"].layers, MNIST_SHAPE, 10)[1].label == "BatchNormalization"
 
 
 def test_forward_macs_of_the_tensorflow_tutorial_cnn():

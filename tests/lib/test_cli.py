@@ -119,7 +119,7 @@ def test_train_learning_rate_defaults_by_optimizer(optimizer, monkeypatch, tmp_p
 
     monkeypatch.setattr(training, "train_and_save", fake_train_and_save)
     cli.main(["train", "--optimizer", optimizer, "--runs-dir", str(tmp_path), "--data-dir", str(tmp_path)])
-    assert seen["config"].learning_rate == {"adam": 1e-3, "sgd": 1e-3, "rmsprop": 1e-4}[optimizer]
+    assert seen["config"].learning_rate == {"adam": 1e-2, "sgd": 1e-3, "rmsprop": 1e-4}[optimizer]
 
 
 

@@ -1,5 +1,6 @@
 """Training engine and run registry: real 1-epoch fits on small slices of MNIST."""
 
+import dataclasses
 import json
 import threading
 
@@ -142,14 +143,6 @@ def test_config_refuses_bad_settings_in_words():
     assert TrainConfig.from_dict({**config.to_dict(), "unknown_key": 1}) == config
 
 
-def test_auto_precision_detects_instead_of_guessing(monkeypatch):
-    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: False)
-    assert training.resolve_precision("auto") == "float32"
-    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)
-    assert training.resolve_precision("auto") == "mixed_bfloat16"
-    assert training.resolve_precision("float32") == "float32"
-
-
 def test_train_and_save_uses_the_data_dir_and_registry(tiny_data_dir, runs_dir):
     config = TrainConfig(dataset="fashion_mnist", arch="mlp-128", epochs=1, limit=200)
     run, result = training.train_and_save(config, data_dir=tiny_data_dir, runs_dir=runs_dir)
@@ -187,3 +180,33 @@ def test_divergence_needs_chance_accuracy_and_a_loss_far_above_its_start(
     reporter.on_epoch_end(0, {"loss": epoch_loss, "accuracy": accuracy})
     assert reporter.diverged.startswith(verdict) if verdict else reporter.diverged == ""
     assert reporter.model.stop_training is bool(verdict)
+
+
+def test_one_cycle_warms_up_to_the_peak_then_glides_down():
+    schedule = training.one_cycle_schedule(0.01, total_steps=100)
+    rates = [float(schedule(step)) for step in range(101)]
+    assert rates[0] == pytest.approx(0.01 / 25)
+    assert max(rates) == pytest.approx(0.01) and rates.index(max(rates)) == 20  # 20% of the steps
+    assert all(a < b for a, b in zip(rates[:20], rates[1:21]))  # climbs
+    assert all(a >= b for a, b in zip(rates[20:], rates[21:]))  # then only falls
+    assert rates[100] == pytest.approx(0.01 * training.FINAL_SHARE)
+
+
+def test_the_defaults_are_the_fast_recipe_and_learn_in_one_epoch(mnist_small, runs_dir):
+    defaults = TrainConfig()
+    assert (defaults.arch, defaults.epochs, defaults.batch_size, defaults.learning_rate, defaults.lr_schedule) == (
+        "cnn-fast", 1, 128, 0.01, "one_cycle")
+    assert training.default_learning_rate(defaults.optimizer) == defaults.learning_rate  # CLI and Train page agree
+    # 435 images in batches of 16: the recipe's 128 would be 4 steps, too few for its warm-up.
+    config = dataclasses.replace(defaults, batch_size=16)
+    result = training.train(config, mnist_small)
+    assert result.status == "finished" and result.params == 215_418
+    assert len(result.history) == 1 and result.history[0]["val_accuracy"] is not None
+    assert result.test_accuracy > 0.5  # far above chance (10%)
+    run = runs.save_run(result, config, mnist_small.info, runs_dir)
+    reloaded = runs.load_model(runs.get_run(run.run_id, runs_dir))  # the schedule is saved with the model
+    np.testing.assert_allclose(
+        inference.predict_proba(reloaded, mnist_small.x_test[:32], normalize=True),
+        inference.predict_proba(result.model, mnist_small.x_test[:32], normalize=True),
+        rtol=1e-5, atol=1e-6,
+    )

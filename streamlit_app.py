@@ -2,13 +2,17 @@
 
 import streamlit as st
 
-from lib import ui, ui_data, ui_train
+from lib import ui, ui_data, ui_train, ui_workspace
 
 st.set_page_config(page_title="MNIST Studio", page_icon=":material/draw:", layout="wide")
 ui.keep_keras_state_between_reruns()
 ui.apply_session_defaults()
 ui_train.apply_defaults()
 ui_data.apply_defaults()
+if not ui.check_profile():  # a mistyped MNIST_STUDIO_* setting: say which, start nothing
+    st.stop()
+ui_workspace.open_share_link()
+ui.sweep_idle_workspaces()
 
 page = st.navigation(
     [

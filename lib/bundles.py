@@ -137,7 +137,7 @@ def import_keras(data: bytes, dataset: str, runs_dir: Path, *, data_dir=None, fi
         raise InvalidBundle(
             f"The model file is {len(data) / 2**20:.0f} MB; the limit is {modelfiles.MAX_MODEL_BYTES // 2**20} MB."
         )
-    loaded = datasets.load_dataset(dataset, data_dir)
+    loaded = datasets.load_dataset(dataset, data_dir, datasets.uploads_dir(runs_dir))
     info = loaded.info
     source = Path(filename).name or "model.keras"
 

@@ -235,7 +235,7 @@ def cmd_code(args) -> int:
 
 def cmd_train(args) -> int:
     config = config_from_args(args)
-    known = datasets.available_datasets(args.data_dir)
+    known = datasets.available_datasets(args.data_dir, datasets.uploads_dir(args.runs_dir))
     if config.dataset not in known:
         raise CliError(f"Unknown dataset: {config.dataset!r}. Known: {', '.join(known)}.")
     bar = _ProgressBar(sys.stderr)
@@ -286,7 +286,7 @@ def cmd_evaluate(args) -> int:
     from lib import inference
 
     run = runs.get_run(args.run, args.runs_dir)
-    dataset = datasets.load_dataset(run.dataset["name"], args.data_dir)
+    dataset = datasets.load_dataset(run.dataset["name"], args.data_dir, datasets.uploads_dir(args.runs_dir))
     model = runs.load_model(run)
     probs = inference.predict_proba(model, dataset.x_test, normalize=run.normalize)
     scores = inference.score(probs, dataset.y_test, dataset.info.num_classes)

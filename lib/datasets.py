@@ -55,6 +55,7 @@ class DatasetInfo:
     path: Path | None = None  # the npz it comes from; None: the Keras loader
     description: str = ""
     attribution: str = ""
+    train_images: int = 60_000  # from the file's header; the built-ins' Keras copies have 60,000
 
     @property
     def num_classes(self) -> int:
@@ -113,19 +114,22 @@ BUILTINS = {
 }
 
 
-def uploads_dir() -> Path:
-    """Where datasets uploaded in the app are kept."""
-    return paths.runs_dir() / UPLOADS_SUBDIR
+def uploads_dir(runs_folder: Path | None = None) -> Path:
+    """Where datasets uploaded or drawn in the app are kept: beside the runs of `runs_folder`
+    (a visitor's workspace on a shared server; default the runs dir)."""
+    return Path(runs_folder or paths.runs_dir()) / UPLOADS_SUBDIR
 
 
-def available_datasets(data_dir: Path | None = None) -> dict[str, DatasetInfo]:
-    """Built-ins first, then every valid-looking `NAME.npz` in the data and uploads dirs.
+def available_datasets(data_dir: Path | None = None, uploads: Path | None = None) -> dict[str, DatasetInfo]:
+    """Built-ins first, then every valid-looking `NAME.npz` in the data dir and in `uploads`
+    (default `uploads_dir()`; on a shared server the visitor's own).
 
     A file whose header cannot be read is left out here; loading it by name
     reports the problem.
     """
     found = dict(BUILTINS)
-    for folder in (Path(data_dir) if data_dir else paths.data_dir(), uploads_dir()):
+    uploads = Path(uploads) if uploads else uploads_dir()
+    for folder in (Path(data_dir) if data_dir else paths.data_dir(), uploads):
         if not folder.is_dir():
             continue
         for path in sorted(folder.glob("*.npz")):
@@ -136,7 +140,7 @@ def available_datasets(data_dir: Path | None = None) -> dict[str, DatasetInfo]:
                 found[name] = _file_info(name, path)
             except InvalidDataset:
                 continue
-        if folder != uploads_dir():
+        if folder != uploads:
             found.update(_image_folders(folder, skip=found))
     return found
 
@@ -159,17 +163,17 @@ def _image_folders(folder: Path, skip) -> dict[str, DatasetInfo]:
     return found
 
 
-def get_info(name: str, data_dir: Path | None = None) -> DatasetInfo:
-    datasets = available_datasets(data_dir)
+def get_info(name: str, data_dir: Path | None = None, uploads: Path | None = None) -> DatasetInfo:
+    datasets = available_datasets(data_dir, uploads)
     if name not in datasets:
         raise ValueError(f"Unknown dataset: {name!r}. Known: {', '.join(datasets)}.")
     return datasets[name]
 
 
-def load_dataset(name: str, data_dir: Path | None = None) -> Dataset:
-    """Load a dataset by name: the data directory first, else the Keras loader."""
+def load_dataset(name: str, data_dir: Path | None = None, uploads: Path | None = None) -> Dataset:
+    """Load a dataset by name: the data directory (or `uploads`) first, else the Keras loader."""
     folder = Path(data_dir) if data_dir else paths.data_dir()
-    info = get_info(name, folder)
+    info = get_info(name, folder, uploads)
     if info.path is not None:
         return replace(load_npz(info.path), info=info)
     try:
@@ -451,14 +455,14 @@ def save_arrays(name: str, arrays: dict, *, class_names, kind: str = "object", f
     return _file_info(name, target)
 
 
-def save_upload(name: str, data: bytes) -> DatasetInfo:
-    """Validate an uploaded npz and keep it under the uploads dir; returns its info."""
+def save_upload(name: str, data: bytes, *, folder: Path | None = None) -> DatasetInfo:
+    """Validate an uploaded npz and keep it in `folder` (default the uploads dir); returns its info."""
     name = check_name(name)
     if len(data) > MAX_NPZ_BYTES:
         raise InvalidDataset(f"The file is {len(data) / 2**20:.0f} MB; the limit is {MAX_NPZ_BYTES // 2**20} MB.")
     if not data.startswith(b"PK"):
         raise InvalidDataset("This is not an .npz file (save yours with numpy.savez_compressed).")
-    folder = uploads_dir()
+    folder = Path(folder) if folder else uploads_dir()
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{name}.upload.tmp"
     tmp.write_bytes(data)
@@ -493,7 +497,8 @@ def _file_info(name: str, path: Path) -> DatasetInfo:
     input_shape = (shape[1], shape[2], shape[3] if len(shape) == 4 else 1)
     builtin = BUILTINS.get(name)
     if builtin is not None:
-        return DatasetInfo(**{**builtin.__dict__, "path": path, "input_shape": input_shape})
+        return DatasetInfo(**{**builtin.__dict__, "path": path, "input_shape": input_shape,
+                              "train_images": int(shape[0])})
     try:
         with np.load(path, allow_pickle=False) as npz:
             kind = str(npz["kind"]) if "kind" in headers else "object"
@@ -519,6 +524,7 @@ def _file_info(name: str, path: Path) -> DatasetInfo:
         kind=kind if kind in KINDS else "object",
         path=path,
         description=f"Your dataset from {path.name}.",
+        train_images=int(shape[0]),
     )
 
 

@@ -26,9 +26,11 @@ import types
 from dataclasses import dataclass, field, replace
 
 QUEUED, RUNNING = "queued", "running"
+WAITING = "waiting"  # a chained job: joins the queue once the job before it has ended
 FINISHED, STOPPED, FAILED, CANCELLED = "finished", "stopped", "failed", "cancelled"
 DIVERGED = "diverged"  # trained, but the loss exploded: saved with the cause and the fix
-ACTIVE_STATES = (QUEUED, RUNNING)
+ACTIVE_STATES = (WAITING, QUEUED, RUNNING)
+CAPPED_STATES = (QUEUED, RUNNING)  # what the per-session cap counts: a waiting job holds no place
 ENDED_PER_SESSION = 5  # a session's newest ended jobs kept for its panels; older ones are dropped
 ENDED_TOTAL = 100  # ended jobs kept over all sessions
 ENDED_BATCH_POINTS = 200  # an ended job's live chart keeps this many batch points (evenly thinned)
@@ -54,6 +56,7 @@ class Job:
     summary: dict = field(default_factory=dict)  # status, reason, test scores
     error: str = ""
     position: int = 0  # place in the queue, 1 = next; 0 when not queued
+    after: str | None = None  # WAITING: the job whose end puts this one into the queue
     runs_dir: object = None  # where the run is saved; None: the default runs dir
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -198,6 +201,25 @@ class JobManager:
         self._queue.put(job_id)
         return job_id
 
+    def submit_chain(self, configs: list, session_id: str, *, runs_dir=None) -> list[str]:
+        """Queue the first config and chain the rest: each joins the queue when the one before it ends.
+
+        A lesson's pair of runs is one click, yet the session holds one place in the
+        queue at a time, so the per-session cap still means one job queued or running.
+        """
+        first = self.submit(configs[0], session_id, runs_dir=runs_dir)
+        ids = [first]
+        with self._lock:
+            for config in configs[1:]:
+                job_id = f"job-{next(self._ids)}"
+                self._jobs[job_id] = Job(job_id, session_id, config, state=WAITING, after=ids[-1],
+                                         runs_dir=runs_dir or self.runs_dir)
+                ids.append(job_id)
+            head = self._jobs.get(first)
+            if head is None or not head.active:  # it ended (or was forgotten) before the chain was made
+                self._release_next(first)
+        return ids
+
     def stop(self, job_id: str) -> None:
         """Ask a running job to stop after its current batch; a queued one is cancelled."""
         with self._lock:
@@ -205,8 +227,9 @@ class JobManager:
             if job is None:
                 return
             job.stop_event.set()
-            if job.state == QUEUED:
+            if job.state in (QUEUED, WAITING):
                 job.state, job.ended = CANCELLED, time.time()
+                self._release_next(job.job_id)
                 self._renumber_queue()
                 self._forget_old_jobs()
 
@@ -239,6 +262,11 @@ class JobManager:
         """Jobs held in memory, active and ended (bounded: see ENDED_PER_SESSION, ENDED_TOTAL)."""
         with self._lock:
             return len(self._jobs)
+
+    def active_jobs(self) -> list[Job]:
+        """Queued and running jobs of every session (copies without the batch points)."""
+        with self._lock:
+            return [replace(job, batches=[]) for job in self._jobs.values() if job.active]
 
     def running(self) -> list[Job]:
         with self._lock:
@@ -303,7 +331,8 @@ class JobManager:
     def _refusal(self, session_id: str) -> str:
         """Why this session may not queue a job now ("" if it may); called under the lock."""
         if self.max_active_per_session is not None:
-            active = sum(1 for job in self._jobs.values() if job.session_id == session_id and job.active)
+            active = sum(1 for job in self._jobs.values()
+                         if job.session_id == session_id and job.state in CAPPED_STATES)
             if active >= self.max_active_per_session:
                 return ("You already have a training queued or running; on this shared app each visitor trains "
                         f"{self.max_active_per_session} at a time. Wait for it to finish, or stop it.")
@@ -315,9 +344,19 @@ class JobManager:
         return ""
 
     def _end(self, job: Job) -> None:
-        """Called under the lock when a job has ended: thin its batch points, forget old jobs."""
+        """Called under the lock when a job has ended: thin its batch points, start its chained
+        successor, forget old jobs."""
         job.batches = thin(job.batches, ENDED_BATCH_POINTS)
+        self._release_next(job.job_id)
         self._forget_old_jobs()
+
+    def _release_next(self, ended_id: str) -> None:
+        """Called under the lock: the job chained after job `ended_id` joins the queue (at its end)."""
+        for job in self._jobs.values():
+            if job.state == WAITING and job.after == ended_id:
+                job.state, job.created, job.after = QUEUED, time.time(), None
+                self._renumber_queue()
+                self._queue.put(job.job_id)
 
     def _forget_old_jobs(self) -> None:
         """Keep the newest ended jobs only: ended_per_session per session, ended_total overall."""
@@ -355,6 +394,8 @@ def describe_state(job: Job) -> str:
     """One line on where a job is: queue position, epoch and share done, or how it ended."""
     if job.state == QUEUED:
         return f"Queued: position {job.position} (one training runs at a time on this machine)."
+    if job.state == WAITING:
+        return "Waiting: joins the queue when the run before it ends."
     if job.state == RUNNING:
         last = job.last or {}
         if last.get("kind") == "end":

@@ -119,6 +119,19 @@ def check_training(profile: Profile, *, epochs: int, train_images: int, validati
     return ""
 
 
+def check_config(profile: Profile, config, info) -> str:
+    """`check_training` for a TrainConfig on a dataset (lib.datasets.DatasetInfo): what the Train page
+    shows before the button, and what the server checks again before the job trains."""
+    if not profile.public:
+        return ""
+    from lib import architectures
+
+    rows = architectures.summarize(config.layer_specs, info.input_shape, info.num_classes)
+    return check_training(profile, epochs=config.epochs, train_images=info.train_images,
+                          validation_split=config.validation_split, limit=config.limit,
+                          params=sum(row.params for row in rows))
+
+
 def check_disk(profile: Profile, *, workspace_bytes: int, total_bytes: int, adding_bytes: int) -> str:
     """Why `adding_bytes` more may not be stored ("" if they may): the workspace and the total quota."""
     if not profile.public:

@@ -273,7 +273,8 @@ def train_and_save(
     Returns (RunInfo, TrainResult). A failed (NaN) run is saved too, with its
     status, so the user can see what happened.
     """
-    dataset = datasets.load_dataset(config.dataset, data_dir)
+    # A dataset the user uploaded or drew lives beside their runs (their workspace on a shared server).
+    dataset = datasets.load_dataset(config.dataset, data_dir, datasets.uploads_dir(runs_dir))
     data = datasets.prepare(
         dataset, validation_split=config.validation_split, limit=config.limit, seed=config.seed
     )

@@ -8,11 +8,12 @@ Nothing here imports TensorFlow at module level, so Home renders without it.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from lib import datasets, jobs, paths, runs
+from lib import datasets, jobs, paths, profile, runs, ui_workspace, workspaces
 
 # Session-state keys: declared once, used by every page.
 SESSION_ID = "session_id"
@@ -65,47 +66,101 @@ def _no_cleanup() -> None:
 
 @st.cache_resource
 def job_manager() -> jobs.JobManager:
-    """One process-wide job manager: jobs survive reruns, page changes and closed tabs."""
-    return jobs.JobManager()
+    """One process-wide job manager: jobs survive reruns, page changes and closed tabs.
+
+    In the public profile each training runs in its own process, under the workspace
+    quota, with one active job per visitor and a bounded queue (lib.jobs.manager_for).
+    """
+    return jobs.manager_for(profile.current())
 
 
-def data_dir_key() -> str:
-    """Part of every dataset cache key, so changing the data dir is seen."""
-    return str(paths.data_dir())
+def check_profile() -> bool:
+    """False, after saying what to fix, when the deployment's settings cannot be used."""
+    try:
+        profile.current()
+    except profile.SettingError as problem:
+        error("This app's settings are not valid.", f"{problem} (The operator sets these as environment "
+              "variables or, on Community Cloud, as root-level secrets.)")
+        return False
+    return True
+
+
+def workspace() -> workspaces.Workspace:
+    """Whose runs and datasets this session sees: the runs dir in local, the visitor's own in public."""
+    return ui_workspace.current()
+
+
+def visitor_id() -> str:
+    """Who a job belongs to: the visitor's workspace in public, this browser session in local."""
+    return ui_workspace.visitor_id(workspace())
+
+
+def data_key() -> tuple[str, str]:
+    """The data dir and this visitor's uploads dir: part of every dataset cache key."""
+    return str(paths.data_dir()), str(workspace().uploads_dir)
 
 
 @st.cache_data(show_spinner=False, ttl=60)
-def dataset_infos(data_dir: str) -> dict[str, datasets.DatasetInfo]:
-    return datasets.available_datasets(data_dir)
+def dataset_infos(key: tuple[str, str]) -> dict[str, datasets.DatasetInfo]:
+    return datasets.available_datasets(*key)
 
 
 @st.cache_data(show_spinner="Loading the test images…", max_entries=4)
-def test_split(name: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
-    dataset = datasets.load_dataset(name, data_dir)
+def test_split(name: str, key: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    dataset = datasets.load_dataset(name, *key)
     return dataset.x_test, dataset.y_test
 
 
 @st.cache_data(show_spinner="Reading the dataset…", max_entries=4)
-def dataset_overview(name: str, data_dir: str) -> dict:
-    """datasets.overview, cached per dataset and data directory."""
-    return datasets.overview(datasets.load_dataset(name, data_dir))
+def dataset_overview(name: str, key: tuple[str, str]) -> dict:
+    """datasets.overview, cached per dataset, data directory and uploads folder."""
+    return datasets.overview(datasets.load_dataset(name, *key))
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
-def run_model(run_id: str, stamp: float):
-    """A run's Keras model, cached by id (stamp: the file's mtime, so a replaced file reloads).
+def run_model(model_path: str, stamp: float):
+    """A run's Keras model, cached by its file (stamp: the file's mtime, so a replaced file reloads).
 
-    Only saved runs come here, never a model that is still training.
+    Keyed by path, not run id: ids are only unique within one workspace. Only saved
+    runs come here, never a model that is still training.
     """
-    return runs.load_model(runs.get_run(run_id))
+    return runs.load_model_file(Path(model_path))
 
 
 def model_for(run: runs.RunInfo):
-    return run_model(run.run_id, run.model_path.stat().st_mtime)
+    return run_model(str(run.model_path), run.model_path.stat().st_mtime)
 
 
 def list_runs() -> tuple[list[runs.RunInfo], list[runs.DamagedFolder]]:
-    return runs.list_runs()
+    """The runs this session may see: its workspace's, the gallery, the bundled model, and
+    a run opened through a share link (read-only)."""
+    found, damaged = workspace().list_runs()
+    shared = ui_workspace.shared_run()
+    if shared is not None and all(run.model_path != shared.model_path for run in found):
+        found = [shared, *found]
+    return found, damaged
+
+
+def get_run(run_id: str) -> runs.RunInfo:
+    """One of the runs `list_runs` shows; RunNotFound for anyone else's."""
+    shared = ui_workspace.shared_run()
+    if shared is not None and shared.run_id == run_id:
+        return shared
+    return workspace().get_run(run_id)
+
+
+@st.cache_resource(ttl=3600, show_spinner=False)
+def sweep_idle_workspaces() -> list[str]:
+    """Public: delete workspaces idle for longer than the limit, at most once an hour per server.
+
+    Workspaces with a training queued or running are kept.
+    """
+    active = profile.current()
+    if not active.public:
+        return []
+    manager = job_manager()
+    busy = {job.session_id for job in manager.active_jobs()}
+    return workspaces.sweep_expired(active.limits.idle_days, keep=busy)
 
 
 def show_damaged(damaged: list[runs.DamagedFolder]) -> None:
@@ -143,7 +198,7 @@ def dataset_error(name: str, problem: Exception) -> None:
 
 
 def selected_dataset() -> datasets.DatasetInfo:
-    infos = dataset_infos(data_dir_key())
+    infos = dataset_infos(data_key())
     return infos.get(st.session_state[DATASET]) or infos["mnist"]
 
 
@@ -177,7 +232,7 @@ def run_picker(label: str, found: list[runs.RunInfo], *, key: str, multi: bool =
 def sidebar() -> None:
     """Dataset in use and this session's running or last job, on every page."""
     with st.sidebar:
-        infos = dataset_infos(data_dir_key())
+        infos = dataset_infos(data_key())
         if st.session_state[DATASET] not in infos:
             st.session_state[DATASET] = "mnist"
         st.selectbox(
@@ -189,16 +244,18 @@ def sidebar() -> None:
             help="Used by the Data and Train pages. Add your own .npz on the Data page.",
         )
         _sidebar_job_status()
+    ui_workspace.sidebar(workspace())
 
 
 def _sidebar_job_status() -> None:
     manager = job_manager()
-    mine = manager.jobs_for(st.session_state[SESSION_ID])
+    visitor = visitor_id()
+    mine = manager.jobs_for(visitor)
     active = any(job.active for job in mine)
 
     @st.fragment(run_every=SIDEBAR_POLL_SECONDS if active else None)
     def status():
-        jobs_now = manager.jobs_for(st.session_state[SESSION_ID])
+        jobs_now = manager.jobs_for(visitor)
         if not jobs_now:
             st.caption("No training in this session yet.")
             return
@@ -287,6 +344,7 @@ def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
     down_history.download_button("History (CSV)", run.history_path.read_bytes(), f"{run.run_id}-history.csv",
                                  mime="text/csv", key=f"{key}_dl_history", icon=":material/download:")
     bundle_download(run, key=f"{key}_dl_bundle", container=down_bundle)
+    ui_workspace.share_button(workspace(), run, key=f"{key}_share")
 
 
 def bundle_download(run: runs.RunInfo, *, key: str, container=st) -> None:

@@ -61,7 +61,8 @@ def manage_run(found: list[runs.RunInfo]) -> None:
     run_id = st.selectbox("Run", list(by_id), format_func=lambda i: by_id[i].label, key=MANAGE)
     run = by_id[run_id]
     if run.read_only:
-        st.caption("🔒 The bundled model is read-only: it cannot be renamed or deleted.")
+        st.caption("🔒 This run is read-only (the bundled model, a gallery run or a shared link): it cannot be "
+                   "renamed or deleted.")
     ui.bundle_download(run, key="compare_dl_bundle")
     rename_col, delete_col = st.columns(2)
     with rename_col.container(border=True):
@@ -85,7 +86,7 @@ def manage_run(found: list[runs.RunInfo]) -> None:
 
 def _rename(run_id: str) -> None:
     new_name = st.session_state.get(f"{NEW_NAME}{run_id}", "")
-    if _apply(lambda: runs.rename_run(run_id, new_name), f"Renamed to {runs.clean_name(new_name)!r}."):
+    if _apply(lambda: ui.workspace().rename_run(run_id, new_name), f"Renamed to {runs.clean_name(new_name)!r}."):
         # Pickers keep their choice as its label: set them again so they show the new name.
         for key in (MANAGE, COMPARE_PICKER):
             if key in st.session_state:
@@ -93,10 +94,10 @@ def _rename(run_id: str) -> None:
 
 
 def _delete(run_id: str, name: str) -> None:
-    if _apply(lambda: runs.delete_run(run_id), f"Deleted {name!r}."):
+    if _apply(lambda: ui.workspace().delete_run(run_id), f"Deleted {name!r}."):
         if COMPARE_PICKER in st.session_state:
             st.session_state[COMPARE_PICKER] = [i for i in st.session_state[COMPARE_PICKER] if i != run_id]
-        remaining = [run.run_id for run in runs.list_runs()[0]]
+        remaining = [run.run_id for run in ui.list_runs()[0]]
         if remaining:
             st.session_state[MANAGE] = remaining[0]  # set, not dropped, so the picker shows it
         else:
@@ -108,7 +109,7 @@ def _apply(change, notice: str) -> bool:
     try:
         change()
     except runs.ReadOnlyRun as problem:
-        st.session_state[NOTICE] = ("error", "The bundled model is read-only.", str(problem))
+        st.session_state[NOTICE] = ("error", "This run is read-only.", str(problem))
         return False
     except (ValueError, runs.RunNotFound, runs.DamagedRun, OSError) as problem:
         st.session_state[NOTICE] = ("error", "That did not work.", str(problem))

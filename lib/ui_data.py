@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from lib import bundles, datasets, drawnclasses, imagefolder, jobs, paths, ui, ui_draw, ui_train
+from lib import bundles, datasets, drawnclasses, imagefolder, jobs, paths, ui, ui_draw, ui_train, workspaces
 
 # Session-state and widget keys.
 NOTICE = "data_own_notice"  # (section, "ok" | "error", text[, todo]) shown once under that section
@@ -25,6 +25,7 @@ IMPORT_FILE, IMPORT_DATASET = "data_import_file", "data_import_dataset"
 DEFAULTS = {DRAFT: None, DRAW_CLEARS: 0, DRAW_JOB: None, DRAW_PENDING: None}
 DEFAULT_CLASSES = "circle, square, triangle"
 SUGGESTED_PER_CLASS = 20
+DRAWN_SET_BYTES = 1024 * 1024  # what a saved set of drawings may take, for the disk quota (a few 28x28 images)
 STROKE_PX = 18
 THUMB_PX = 56
 SAMPLE_PX = 64
@@ -83,12 +84,18 @@ def npz_section() -> None:
     upload = st.file_uploader("Dataset file", type=["npz"], key="data_upload_file")
     if st.button("Add dataset", disabled=not (upload and name), key="data_upload_add"):
         try:
-            added = datasets.save_upload(name, upload.getvalue())
-        except datasets.InvalidDataset as problem:
+            data = upload.getvalue()
+            added = _store_dataset(len(data), lambda folder: datasets.save_upload(name, data, folder=folder))
+        except (datasets.InvalidDataset, workspaces.QuotaExceeded) as problem:
             ui.error("This file cannot be used as a dataset.", str(problem))
         else:
             ui.dataset_infos.clear()
             st.success(f"Added {added.name}: {added.num_classes} classes. Pick it in the sidebar.")
+
+
+def _store_dataset(nbytes: int, save):
+    """`save(folder)` into this visitor's uploads folder, within the disk quotas (QuotaExceeded says why not)."""
+    return ui.workspace().store(nbytes, lambda folder: save(datasets.uploads_dir(folder)))
 
 
 # ---------------------------------------------------------------- image folders
@@ -168,11 +175,11 @@ def _save_folder(file_id: str, filename: str) -> None:
         _notice("folder", "error", "This zip cannot be used as a dataset.", scan)
         return
     try:
-        info, converted = imagefolder.save_scan(
+        info, converted = _store_dataset(len(upload.getvalue()), lambda folder: imagefolder.save_scan(
             st.session_state.get(FOLDER_NAME, ""), scan, size=int(st.session_state.get(FOLDER_SIZE) or 28),
-            colour=bool(st.session_state.get(FOLDER_COLOUR)),
-        )
-    except (imagefolder.InvalidImageFolder, datasets.InvalidDataset) as problem:
+            colour=bool(st.session_state.get(FOLDER_COLOUR)), folder=folder,
+        ))
+    except (imagefolder.InvalidImageFolder, datasets.InvalidDataset, workspaces.QuotaExceeded) as problem:
         _notice("folder", "error", "The dataset was not saved.", str(problem))
         return
     _use_dataset(info)
@@ -313,13 +320,18 @@ def _reset_draft() -> None:
 def _save_and_train() -> None:
     draft = st.session_state[DRAFT]
     try:
-        info = drawnclasses.save_draft(st.session_state.get(DRAW_SET_NAME, ""), draft)
+        info = _store_dataset(DRAWN_SET_BYTES, lambda folder: drawnclasses.save_draft(
+            st.session_state.get(DRAW_SET_NAME, ""), draft, folder=folder))
         config = drawnclasses.train_config(info.name, epochs=int(st.session_state.get(DRAW_EPOCHS) or 1))
-    except (drawnclasses.InvalidDraft, datasets.InvalidDataset, ValueError) as problem:
+    except (drawnclasses.InvalidDraft, datasets.InvalidDataset, ValueError, workspaces.QuotaExceeded) as problem:
         _notice("draw", "error", "The drawings were not saved.", str(problem))
         return
     _use_dataset(info)
     st.session_state[DRAW_JOB] = ui_train.submit(config)
+    if st.session_state[DRAW_JOB] is None:
+        refused = st.session_state.pop(ui_train.SUBMIT_PROBLEM, "")
+        _notice("draw", "error", f"Saved {info.name}, but the training was not started.", refused)
+        return
     counts = drawnclasses.counts(draft)
     _notice("draw", "ok", f"Saved {info.name} ({sum(counts.values())} drawings of {len(counts)} classes) and "
             f"started training with light augmentation: {config.epochs} epochs.")
@@ -344,7 +356,7 @@ def import_section(key_prefix: str = "data") -> None:
     is_bundle = bundles.is_bundle(data)
     dataset = None
     if not is_bundle:
-        infos = ui.dataset_infos(ui.data_dir_key())
+        infos = ui.dataset_infos(ui.data_key())
         names = list(infos)
         current = st.session_state.get(ui.DATASET)
         dataset = st.selectbox("Dataset to check and score it on", names, format_func=lambda n: infos[n].title,
@@ -360,10 +372,12 @@ def import_section(key_prefix: str = "data") -> None:
 def _import(filename: str, data: bytes, dataset: str | None, section: str) -> None:
     try:
         if dataset is None:
-            run = bundles.import_bundle(data, paths.runs_dir())
+            run = ui.workspace().store(len(data), lambda folder: bundles.import_bundle(data, folder))
         else:
-            run = bundles.import_keras(data, dataset, paths.runs_dir(), filename=filename)
-    except (bundles.InvalidBundle, datasets.DatasetUnavailable, datasets.InvalidDataset) as problem:
+            run = ui.workspace().store(len(data), lambda folder: bundles.import_keras(
+                data, dataset, folder, data_dir=paths.data_dir(), filename=filename))
+    except (bundles.InvalidBundle, datasets.DatasetUnavailable, datasets.InvalidDataset,
+            workspaces.QuotaExceeded) as problem:
         _notice(section, "error", f"{filename} was not imported.", str(problem))
         return
     st.session_state[ui.DRAW_FOCUS] = run.run_id

@@ -53,9 +53,9 @@ def load_model(run: runs.RunInfo):
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _test_split(name: str, data_dir: str) -> tuple[np.ndarray, np.ndarray] | None:
+def _test_split(name: str, key: tuple[str, str]) -> tuple[np.ndarray, np.ndarray] | None:
     try:
-        x_test, y_test = ui.test_split(name, data_dir)
+        x_test, y_test = ui.test_split(name, key)
     except (ValueError, datasets.DatasetUnavailable, datasets.InvalidDataset):
         return None
     if x_test.ndim == 4 and x_test.shape[-1] == 1:
@@ -65,7 +65,7 @@ def _test_split(name: str, data_dir: str) -> tuple[np.ndarray, np.ndarray] | Non
 
 def test_images(run: runs.RunInfo) -> tuple[np.ndarray, np.ndarray] | None:
     """The run's test split (images, labels), or None if its dataset is not here."""
-    return _test_split(run.dataset.get("name", ""), ui.data_dir_key())
+    return _test_split(run.dataset.get("name", ""), ui.data_key())
 
 
 def pick_input(run: runs.RunInfo) -> tuple[np.ndarray | None, str, int | None]:
@@ -202,9 +202,10 @@ def _needed_test_images(run: runs.RunInfo, what: str) -> tuple[np.ndarray, np.nd
     return split
 
 
-def _cache_key(run: runs.RunInfo) -> tuple[str, float, str]:
-    """What a per-run cache entry depends on: the run, its model file's age and the data folder."""
-    return run.run_id, run.model_path.stat().st_mtime, ui.data_dir_key()
+def _cache_key(run: runs.RunInfo) -> tuple[str, float, tuple[str, str]]:
+    """What a per-run cache entry depends on: the run's model file (ids are unique only within one
+    workspace) and its age, and the data folders."""
+    return str(run.model_path), run.model_path.stat().st_mtime, ui.data_key()
 
 
 def embedding(model, run: runs.RunInfo) -> None:

@@ -127,7 +127,7 @@ def _measured_text(preset: presets.Preset, row: dict) -> str:
 
 def train_buttons(lesson: presets.Lesson, quick: bool) -> None:
     """One click trains the lesson's preset(s); a missing dataset offers MNIST instead."""
-    infos = ui.dataset_infos(ui.data_dir_key())
+    infos = ui.dataset_infos(ui.data_key())
     dataset = presets.get_preset(lesson.presets[0]).dataset
     overrides = {}
     if infos.get(dataset) is None or (dataset in datasets.BUILTINS and infos[dataset].path is None):
@@ -145,13 +145,15 @@ def train_buttons(lesson: presets.Lesson, quick: bool) -> None:
     detail = f"quick try: {QUICK_LIMIT:,} images" if quick else "the tutorial's recipe on the full data"
     st.button(f"{label} ({detail})", type="primary", icon=":material/play_arrow:", key=f"lesson_train_{lesson.key}",
               on_click=submit_lesson, args=(lesson.key, QUICK_LIMIT if quick else None, overrides))
+    ui_train.show_submit_problem()
 
 
 def submit_lesson(key: str, limit: int | None, overrides: dict) -> None:
     """Button callback: queue every preset of the lesson, named after it."""
-    job_ids = [ui_train.submit(presets.get_preset(name).config(limit=limit, **overrides))
-               for name in LESSONS[key].presets]
-    st.session_state.setdefault(JOBS, {})[key] = job_ids
+    job_ids = ui_train.submit_all([presets.get_preset(name).config(limit=limit, **overrides)
+                                   for name in LESSONS[key].presets])
+    if job_ids:
+        st.session_state.setdefault(JOBS, {})[key] = job_ids
 
 
 def job_status(lesson: presets.Lesson) -> None:

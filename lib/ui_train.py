@@ -9,10 +9,11 @@ import threading
 
 import streamlit as st
 
-from lib import architectures, charts, jobs, runs, training, ui
+from lib import architectures, charts, jobs, profile, runs, training, ui
 from lib.training import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, TARGET_METRICS, TrainConfig
 
 CUSTOM = "custom"
+SUBMIT_PROBLEM = "train_submit_problem"  # why the last Train click started nothing
 KEEP = "session"  # settings survive visits to other pages
 BATCH_SIZES = (16, 32, 64, 128, 256, 512)
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -50,15 +51,65 @@ def apply_defaults() -> None:
         st.session_state.setdefault(key, value)
 
 
-def submit(config: TrainConfig) -> str:
-    job_id = ui.job_manager().submit(config, st.session_state[ui.SESSION_ID])
-    st.session_state[ui.LAST_JOB] = job_id
-    return job_id
+def limits_problem(config: TrainConfig) -> str:
+    """Why this shared server will not train `config` ("" if it will, and always "" in local)."""
+    active = profile.current()
+    info = ui.dataset_infos(ui.data_key()).get(config.dataset)
+    if not active.public or info is None:
+        return ""  # an unknown dataset is reported by the job itself, as in local
+    try:
+        return profile.check_config(active, config, info)
+    except ValueError:
+        return ""  # an invalid model is reported where it is built
 
 
-def submit_quick_run() -> str:
+def submit(config: TrainConfig) -> str | None:
+    """Queue a training in this visitor's workspace; None (and the reason kept for
+    `show_submit_problem`) when a limit of the shared server says no."""
+    return (submit_all([config]) or [None])[0]
+
+
+def submit_all(configs: list[TrainConfig]) -> list[str]:
+    """Queue the first config and chain the others after it (a lesson's pair); [] when refused."""
+    problem = next((found for found in map(limits_problem, configs) if found), "")
+    if not problem:
+        try:
+            job_ids = ui.job_manager().submit_chain(configs, ui.visitor_id(), runs_dir=ui.workspace().folder)
+        except jobs.SubmitRefused as refused:
+            problem = str(refused)
+    if problem:
+        st.session_state[SUBMIT_PROBLEM] = problem
+        return []
+    st.session_state.pop(SUBMIT_PROBLEM, None)
+    st.session_state[ui.LAST_JOB] = job_ids[-1] if len(job_ids) == 1 else job_ids[0]
+    return job_ids
+
+
+def show_submit_problem() -> None:
+    """The reason the last Train click started nothing, once, where the button is."""
+    problem = st.session_state.pop(SUBMIT_PROBLEM, None)
+    if problem:
+        ui.error("This training was not started.", problem)
+
+
+def submit_quick_run() -> str | None:
     """Home's one-click path: the fastest recipe (TrainConfig's defaults) on the selected dataset."""
     return submit(TrainConfig(dataset=st.session_state[ui.DATASET], **QUICK_RUN))
+
+
+def limits_note(config: TrainConfig | None) -> bool:
+    """Public: this server's limits, and why `config` breaks one (shown before anything starts).
+    Returns True when the config may be trained here."""
+    active = profile.current()
+    if not active.public:
+        return True
+    problem = limits_problem(config) if config is not None else ""
+    with st.expander("Limits on this shared app", icon=":material/rule:", expanded=bool(problem)):
+        st.markdown("\n".join(f"- {line}" for line in profile.describe(active)))
+        st.caption("Run MNIST Studio on your own computer (see the README) to train without limits.")
+    if problem:
+        ui.error("This run is over this shared app's limits.", problem)
+    return not problem
 
 
 def apply_tutorial_preset(arch_name: str) -> None:
@@ -333,6 +384,6 @@ def finished_run(job_id: str) -> runs.RunInfo | None:
     if job is None or job.run_id is None:
         return None
     try:
-        return runs.get_run(job.run_id)
+        return ui.get_run(job.run_id)
     except (runs.RunNotFound, runs.DamagedRun):
         return None

@@ -2,8 +2,10 @@
 
 In the `public` profile the workspace key lives in the page's query parameters
 (`?ws=...`), so a reload keeps it and the link the sidebar shows brings the visitor
-back to their runs. A share link (`?share=...`) opens one run read-only. In `local`
-there is one workspace, the runs dir, and nothing here shows.
+back to their runs. Streamlit clears query parameters when the visitor changes page,
+so the session keeps the key too and puts it back into the URL on every run. A share
+link (`?share=...`) adds one run, read-only, to what the visitor sees on every page.
+In `local` there is one workspace, the runs dir, and nothing here shows.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from lib import profile, runs, workspaces
 
 WORKSPACE_PARAM = "ws"
 SHARE_PARAM = "share"
+WORKSPACE_KEY = "workspace_key"  # session state: the key, kept across page changes
+SHARE_TOKEN = "share_token"  # session state: the share link this session opened
 
 
 def current() -> workspaces.Workspace:
@@ -23,18 +27,23 @@ def current() -> workspaces.Workspace:
     active = profile.current()
     if not active.public:
         return workspaces.open_workspace(None, current=active)
-    key = st.query_params.get(WORKSPACE_PARAM)
+    from_url = st.query_params.get(WORKSPACE_PARAM)
+    key = from_url if workspaces.valid_key(from_url) else st.session_state.get(WORKSPACE_KEY)
+    if from_url and not workspaces.valid_key(from_url):
+        st.toast("That workspace link was not valid (it may be cut short); here is a new, empty workspace.",
+                 icon=":material/warning:")
+        key = None
     if not workspaces.valid_key(key):
-        if key:
-            st.toast("That workspace link was not valid; here is a new, empty workspace.", icon=":material/warning:")
         key = workspaces.new_key()
-        st.query_params[WORKSPACE_PARAM] = key
+    st.session_state[WORKSPACE_KEY] = key
+    if from_url != key:
+        st.query_params[WORKSPACE_PARAM] = key  # a reload or a bookmark comes back here
     return workspaces.open_workspace(key, current=active)
 
 
-def visitor_id() -> str:
-    """Who the job manager counts a job against: the workspace in public, the browser session in local."""
-    workspace = current()
+def visitor_id(workspace: workspaces.Workspace) -> str:
+    """Who the job manager counts a job against: the workspace in public (all its tabs together),
+    the browser session in local."""
     return workspace.folder.name if workspace.key else st.session_state.get("session_id", "local")
 
 
@@ -57,23 +66,37 @@ def sidebar(workspace: workspaces.Workspace) -> None:
     )
 
 
-def shared_run() -> runs.RunInfo | None:
-    """The run a share link opens (read-only), or None without one; a bad link gets a message."""
+def open_share_link() -> None:
+    """Once per run of the app: remember the share link in the URL for this session; a bad one gets a message."""
     token = st.query_params.get(SHARE_PARAM)
+    if token and token != st.session_state.get(SHARE_TOKEN):
+        try:
+            run = workspaces.open_share(token)
+        except workspaces.WorkspaceNotFound as problem:
+            st.error(f"{problem} Ask for a new link; your own runs are unaffected.", icon=":material/link_off:")
+            return
+        st.session_state[SHARE_TOKEN] = token
+        st.toast(f"Shared run {run.display_name!r} opened, read-only: every page lists it.", icon=":material/link:")
+    elif not token and st.session_state.get(SHARE_TOKEN):
+        st.query_params[SHARE_PARAM] = st.session_state[SHARE_TOKEN]  # keep it across page changes
+
+
+def shared_run() -> runs.RunInfo | None:
+    """The run this session's share link opens (read-only), or None without one or once it is gone."""
+    token = st.session_state.get(SHARE_TOKEN) or st.query_params.get(SHARE_PARAM)
     if not token:
         return None
     try:
         return workspaces.open_share(token)
-    except workspaces.WorkspaceNotFound as problem:
-        st.error(str(problem), icon=":material/link_off:")
+    except workspaces.WorkspaceNotFound:
         return None
 
 
-def share_button(workspace: workspaces.Workspace, run: runs.RunInfo) -> None:
+def share_button(workspace: workspaces.Workspace, run: runs.RunInfo, *, key: str = "share") -> None:
     """A read-only link to one of the visitor's own runs."""
     if workspace.key is None or run.read_only:
         return
-    if st.button("Share a read-only link", key=f"share_{run.run_id}", icon=":material/share:"):
+    if st.button("Share a read-only link", key=f"{key}_{run.run_id}", icon=":material/share:"):
         token = workspace.share(run.run_id)
         st.code(link(**{SHARE_PARAM: token}), language=None, wrap_lines=True)
         st.caption("Whoever opens this link sees this one run, read-only; never your other runs.")

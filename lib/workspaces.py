@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from lib import paths, profile, runs
+from lib import datasets, paths, profile, runs
 
 T = TypeVar("T")
 
@@ -60,8 +60,8 @@ class Workspace:
 
     @property
     def uploads_dir(self) -> Path:
-        """Where datasets this visitor uploads or draws are kept."""
-        return self.folder / ".datasets"
+        """Where datasets this visitor uploads or draws are kept (counted in the workspace quota)."""
+        return datasets.uploads_dir(self.folder)
 
     def list_runs(self) -> tuple[list[runs.RunInfo], list[runs.DamagedFolder]]:
         """This workspace's runs newest first, then the gallery's and the bundled model (read-only)."""
@@ -80,12 +80,14 @@ class Workspace:
         try:
             return runs.get_run(run_id, self.folder)
         except runs.RunNotFound:
-            if self.gallery is None:
-                raise
+            if self.gallery is None and self.key is None:
+                raise  # local: the message names the runs dir
         try:
-            return replace(runs.get_run(run_id, self.gallery), read_only=True)
+            if self.gallery is not None:
+                return replace(runs.get_run(run_id, self.gallery), read_only=True)
         except runs.RunNotFound:
-            raise runs.RunNotFound(f"No run {run_id!r} in your workspace.") from None
+            pass
+        raise runs.RunNotFound(f"No run {run_id!r} in your workspace.") from None
 
     def rename_run(self, run_id: str, new_name: str) -> runs.RunInfo:
         self._own(run_id)
@@ -216,17 +218,21 @@ def last_used(folder: Path) -> float:
 
 
 def quota_guarded(trainer, *, current: profile.Profile | None = None):
-    """A job-manager trainer that holds the quotas for the run it will save while it trains.
+    """A job-manager trainer that checks the training limits and holds the quotas for the run it
+    will save while it trains.
 
     The run's size is estimated from the model's parameter count before training
     starts, so an over-quota run is refused with its message instead of failing at the end.
     """
 
     def guarded(config, on_progress, should_stop, data_dir, runs_dir):
-        from lib import architectures, datasets
+        from lib import architectures
 
         workspace = Workspace(Path(runs_dir) if runs_dir else paths.runs_dir())
-        info = datasets.get_info(config.dataset, data_dir)
+        info = datasets.get_info(config.dataset, data_dir, workspace.uploads_dir)
+        problem = profile.check_config(current or profile.current(), config, info)
+        if problem:  # the page checked already; this holds for any caller
+            raise ValueError(problem)
         params = sum(row.params for row in architectures.summarize(config.layer_specs, info.input_shape,
                                                                     info.num_classes))
         return workspace.store(estimate_run_bytes(params),

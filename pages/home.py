@@ -18,9 +18,9 @@ with quick_train.container(border=True):
     st.subheader(":material/bolt: Train in one click")
     st.caption("A fast CNN on MNIST, one epoch with a one-cycle learning rate: 99% test accuracy "
                "after about 30 seconds of training on a 2-core laptop CPU.")
-    if st.button("Train a model now", type="primary", key="home_quick_train"):
-        ui_train.submit_quick_run()
+    if st.button("Train a model now", type="primary", key="home_quick_train") and ui_train.submit_quick_run():
         st.switch_page("pages/train.py")
+    ui_train.show_submit_problem()
 with quick_draw.container(border=True):
     st.subheader(":material/draw: Draw a digit")
     st.caption("A pretrained model is bundled, so drawing works before you train anything.")

@@ -20,14 +20,16 @@ with st.container(border=True):
     config = ui_train.settings_form(arch_name, layers)
 
 manager = ui.job_manager()
-busy = [job for job in manager.running() if job.session_id != st.session_state[ui.SESSION_ID]]
+busy = [job for job in manager.running() if job.session_id != ui.visitor_id()]
 if busy:
-    st.info("Another session is training right now; your run will queue behind it.", icon=":material/hourglass:")
+    st.info("Someone else is training right now; your run will queue behind it.", icon=":material/hourglass:")
 if config is not None:
     ui.show_as_code(config, key="train_code")
+allowed = ui_train.limits_note(config)
 # A callback, so the job exists before the next run draws the sidebar's job status.
-st.button("Train", type="primary", icon=":material/play_arrow:", disabled=config is None, key="train_start",
-          on_click=ui_train.submit, args=(config,))
+st.button("Train", type="primary", icon=":material/play_arrow:", disabled=config is None or not allowed,
+          key="train_start", on_click=ui_train.submit, args=(config,))
+ui_train.show_submit_problem()
 
 job_id = st.session_state.get(ui.LAST_JOB)
 if job_id and manager.snapshot(job_id) is not None:

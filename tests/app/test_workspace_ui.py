@@ -17,6 +17,7 @@ def workspace_script():
     from lib import ui_workspace
 
     workspace = ui_workspace.current()
+    ui_workspace.open_share_link()
     ui_workspace.sidebar(workspace)
     own = [run.display_name for run in workspace.list_runs()[0] if not run.read_only]
     st.markdown("Runs: " + (", ".join(own) or "none"))

@@ -184,3 +184,41 @@ def test_the_public_profile_gets_capped_process_training_and_local_stays_as_it_w
     public = jobs.manager_for(profile.current({"MNIST_STUDIO_PROFILE": "public", "MNIST_STUDIO_MAX_QUEUE": "3"}))
     assert (public.max_active_per_session, public.max_queue) == (1, 3)
     assert public._trainer.__qualname__.startswith("quota_guarded")
+
+
+def test_a_chain_holds_one_place_per_session_and_runs_in_order():
+    """A lesson's pair is one click: the second run waits (not queued) until the first ends."""
+    gate = threading.Event()
+    finished = []
+
+    def trainer(config, on_progress, should_stop, data_dir, runs_dir):
+        while not gate.is_set():
+            time.sleep(0.01)
+        finished.append(config)
+        return FakeRun(f"run-{config}"), FakeResult()
+
+    manager = jobs.JobManager(trainer=trainer, max_active_per_session=1)
+    first, second = manager.submit_chain(["a", "b"], "visitor")
+    assert manager.snapshot(second).state == jobs.WAITING and manager.snapshot(second).position == 0
+    assert "joins the queue when the run before it ends" in jobs.describe_state(manager.snapshot(second))
+    assert manager.active_count("visitor") == 2 and manager.queue_length() <= 1
+    with pytest.raises(jobs.SubmitRefused):
+        manager.submit("c", "visitor")  # the chain's first job holds the visitor's one place
+    gate.set()
+    assert manager.wait(second, timeout=5).state == jobs.FINISHED
+    assert finished == ["a", "b"]
+
+
+def test_cancelling_a_chained_job_lets_the_rest_go_on_and_cancelling_the_waiting_one_works():
+    gate = threading.Event()
+    manager = jobs.JobManager(trainer=slow_trainer(gate))
+    blocker = manager.submit("x", "other")
+    first, second, third = manager.submit_chain(["a", "b", "c"], "visitor")
+    manager.stop(first)  # queued behind the blocker: cancelled, the next joins the queue
+    assert manager.snapshot(first).state == jobs.CANCELLED
+    assert manager.snapshot(second).state == jobs.QUEUED and manager.snapshot(third).state == jobs.WAITING
+    manager.stop(third)
+    assert manager.snapshot(third).state == jobs.CANCELLED
+    gate.set()
+    assert manager.wait(second, timeout=5).state == jobs.FINISHED
+    assert manager.wait(blocker, timeout=5).state == jobs.FINISHED

@@ -211,3 +211,44 @@ def test_a_training_over_quota_is_refused_before_it_starts(two_visitors, tiny_da
     assert "the limit is 1 MB" in big.error and started == []
     small = manager.wait(manager.submit(TrainConfig(arch="softmax"), "a", runs_dir=a.folder), timeout=10)
     assert small.state == jobs.FINISHED and started == [a.folder]
+
+
+def test_a_training_over_the_budget_is_refused_by_the_server_too(two_visitors, tiny_data_dir):
+    """The Train page checks the limits first; the job manager checks again for any other caller."""
+    from lib import jobs
+    from lib.training import TrainConfig
+
+    root, a, _ = two_visitors
+    started = []
+
+    def trainer(config, on_progress, should_stop, data_dir, runs_dir):
+        started.append(config)
+        return jobs.ChildRun("r"), jobs.ChildResult("finished", "done", 0.9, 0.3, 1.0, 10.0, "float32")
+
+    strict = profile.current({"MNIST_STUDIO_PROFILE": "public", "MNIST_STUDIO_MAX_EPOCH_IMAGES": "5000"})
+    manager = jobs.JobManager(trainer=workspaces.quota_guarded(trainer, current=strict), data_dir=tiny_data_dir)
+    greedy = TrainConfig(arch="softmax", epochs=500)
+    job = manager.wait(manager.submit(greedy, "a", runs_dir=a.folder), timeout=10)
+    assert job.state == jobs.FAILED and "this shared app allows 5,000 per run" in job.error
+    assert started == []
+
+
+def test_datasets_a_visitor_uploads_are_theirs_and_their_trainings_find_them(two_visitors, tiny_data_dir):
+    """A's uploaded dataset is listed and trainable in A's workspace only; B does not see it."""
+    from tests.conftest import synthetic_arrays
+
+    from lib import datasets
+    from lib.training import TrainConfig, train_and_save
+
+    root, a, b = two_visitors
+    a.store(100_000, lambda folder: datasets.save_arrays(
+        "a_shapes", synthetic_arrays(60, 20, num_classes=3), class_names=["o", "x", "+"],
+        folder=datasets.uploads_dir(folder)), current=PUBLIC)
+    assert "a_shapes" in datasets.available_datasets(tiny_data_dir, a.uploads_dir)
+    assert "a_shapes" not in datasets.available_datasets(tiny_data_dir, b.uploads_dir)
+    run, _ = train_and_save(TrainConfig(dataset="a_shapes", arch="softmax", epochs=1), data_dir=tiny_data_dir,
+                            runs_dir=a.folder)
+    assert run.path.parent == a.folder and run.class_names == ["o", "x", "+"]
+    with pytest.raises(ValueError, match="Unknown dataset: 'a_shapes'"):
+        train_and_save(TrainConfig(dataset="a_shapes", arch="softmax", epochs=1), data_dir=tiny_data_dir,
+                       runs_dir=b.folder)

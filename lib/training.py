@@ -36,6 +36,11 @@ CLEAN_SHARE = 0.25  # with augmentation on, this share of each batch stays as it
 WARMUP_SHARE = 0.2
 WARMUP_START = 1 / 25
 FINAL_SHARE = 0.01  # cosine and one_cycle end at this share of the rate
+# The fast recipe (one-cycle at a high rate) needs about this many optimizer steps: one epoch of
+# MNIST at batch 128 is 469. On 1,000 images one epoch is 8 steps and gives 37% test accuracy;
+# 50 epochs (400 steps) give 96.5% (3,000 images: 80% -> 98.1% with 17). See the README.
+QUICK_MIN_STEPS = 400
+MAX_EPOCHS = 500
 
 ProgressFn = Callable[[dict], None]
 StopFn = Callable[[], bool]
@@ -79,8 +84,8 @@ class TrainConfig:
             found.append(f"Unknown architecture: {self.arch!r}.")
         if self.arch == "custom" and not self.layers:
             found.append("A custom architecture needs at least one layer.")
-        if not 1 <= self.epochs <= 500:
-            found.append("Epochs must be between 1 and 500.")
+        if not 1 <= self.epochs <= MAX_EPOCHS:
+            found.append(f"Epochs must be between 1 and {MAX_EPOCHS}.")
         if not 1 <= self.batch_size <= 4096:
             found.append("Batch size must be between 1 and 4096.")
         if self.optimizer not in OPTIMIZERS:
@@ -155,6 +160,12 @@ class TrainResult:
 def default_learning_rate(optimizer: str) -> float:
     """The learning rate an optimizer starts from unless the user picks one (CLI and Train page)."""
     return DEFAULT_LEARNING_RATES.get(optimizer, TrainConfig.learning_rate)
+
+
+def epochs_for_steps(train_images: int, batch_size: int, *, epochs: int = 1, min_steps: int = QUICK_MIN_STEPS) -> int:
+    """At least `epochs`, and enough epochs over `train_images` for `min_steps` optimizer steps."""
+    steps_per_epoch = max(math.ceil(train_images / max(batch_size, 1)), 1)
+    return max(epochs, min(MAX_EPOCHS, math.ceil(min_steps / steps_per_epoch)))
 
 
 def config_defaults() -> dict:

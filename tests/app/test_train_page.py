@@ -199,3 +199,14 @@ def test_the_layer_builder_keeps_every_zoo_model_exactly(app_runs):
         rows = [ui_train._spec_to_row(spec) for spec in arch.layers]
         rebuilt = architectures.normalize_layers([ui_train._row_to_spec(row) for row in rows])
         assert rebuilt == list(arch.layers), name
+
+
+def test_a_small_dataset_with_a_scheduled_rate_suggests_enough_epochs(app_runs):
+    """As a user training the fast recipe on a few hundred images, I am told one epoch is too few steps
+    and one click sets the epochs that give the recipe its steps."""
+    at = open_page("pages/train.py")
+    hint = next(info.value for info in at.info if "steps per epoch" in info.value)
+    assert "540 training images at batch 128 are only 5 steps per epoch" in hint and "Try 80 epochs" in hint
+    at.button(key="train_use_epochs").click().run()
+    assert at.number_input(key="train_epochs").value == 80
+    assert not any("steps per epoch" in info.value for info in at.info)

@@ -98,7 +98,8 @@ def test_nan_loss_ends_the_run_as_diverged_with_the_fix(mnist_small):
 
 def test_a_loss_that_ends_far_above_its_start_at_chance_is_diverged_not_finished(mnist_small, runs_dir):
     """SGD at learning rate 10 on normalized pixels: finite loss, but 2.3 -> hundreds at 10% accuracy."""
-    config = TrainConfig(arch="mlp-128", epochs=3, optimizer="sgd", learning_rate=10.0, lr_schedule="constant")
+    config = TrainConfig(arch="mlp-128", epochs=3, batch_size=32, optimizer="sgd", learning_rate=10.0,
+                         lr_schedule="constant")  # batch 32, as the tutorials: 14 steps an epoch here
     events = []
     result = training.train(config, mnist_small, events.append)
     assert result.status == "diverged"
@@ -210,3 +211,15 @@ def test_the_defaults_are_the_fast_recipe_and_learn_in_one_epoch(mnist_small, ru
         inference.predict_proba(result.model, mnist_small.x_test[:32], normalize=True),
         rtol=1e-5, atol=1e-6,
     )
+
+
+def test_small_datasets_get_enough_epochs_for_the_fast_recipes_steps():
+    """One epoch of MNIST (469 steps at batch 128) is enough; 1,000 images (8 steps) need 50 epochs."""
+    from lib.training import MAX_EPOCHS, QUICK_MIN_STEPS, epochs_for_steps
+
+    assert epochs_for_steps(60_000, 128) == 1
+    assert epochs_for_steps(1_000, 128) == 50 and 50 * 8 >= QUICK_MIN_STEPS
+    assert epochs_for_steps(3_000, 128) == 17
+    assert epochs_for_steps(60_000, 128, epochs=3) == 3  # never fewer than asked
+    assert epochs_for_steps(10, 128) == 400
+    assert epochs_for_steps(10, 128, min_steps=10_000) == MAX_EPOCHS == 500  # capped

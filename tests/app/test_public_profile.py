@@ -179,3 +179,17 @@ def test_local_profile_keeps_one_shared_workspace(app_runs, monkeypatch):
     at = visit("pages/compare.py", None)
     assert GOOD_RUN in everything_shown(at)
     assert ui_workspace.WORKSPACE_PARAM not in at.query_params and not at.sidebar.code
+
+
+def test_the_server_deletes_idle_workspaces_but_not_a_recently_used_one(public_app):
+    """As the operator, workspaces nobody opened for longer than the limit are deleted when the app runs;
+    a workspace used today stays."""
+    import time
+
+    root, a = public_app
+    idle = workspaces.open_workspace(workspaces.new_key(), root=root)
+    idle.touch(now=time.time() - 8 * 86_400)  # the default limit is 7 days
+    ui.sweep_idle_workspaces.clear()  # it runs at most once an hour per server
+    visit("pages/home.py", a.key)
+    assert not idle.folder.exists()
+    assert a.folder.is_dir() and len(a.list_runs()[0]) == 2

@@ -243,7 +243,7 @@ def train(
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=0, shuffle=False)
     seconds = time.perf_counter() - started
 
-    status, reason = "finished", f"Completed {config.epochs} epochs."
+    status, reason = "finished", f"Completed {config.epochs} epoch{'s' if config.epochs != 1 else ''}."
     if reporter.diverged:
         status, reason = "diverged", divergence_reason(config, reporter.diverged)
     elif reporter.stop_requested:

@@ -1,7 +1,8 @@
 """Real-browser fixtures: the app as `streamlit run` serves it, driven by headless Chromium.
 
 One app server per test session, with a fresh runs directory and the shared MNIST
-(`MNIST_STUDIO_DATA_DIR`, which CI sets to ../shared/datasets). Each test gets its own
+(`MNIST_STUDIO_DATA_DIR`, which CI sets to ../shared/datasets); tests of the `public`
+profile get a second server (`public_app_url`) with runs of its own. Each test gets its own
 browser tab, that is its own Streamlit session; runs and the job manager are shared
 through the server, as they are for real users. The server's output, screenshots and
 failure pages land in tests/e2e/artifacts/ (git-ignored).
@@ -9,6 +10,7 @@ failure pages land in tests/e2e/artifacts/ (git-ignored).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -18,6 +20,7 @@ import sys
 import time
 import urllib.request
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,19 +82,40 @@ def e2e_data_dir(request) -> Path:
 @pytest.fixture(scope="session")
 def app_url(tmp_path_factory, e2e_data_dir, artifacts_dir) -> str:
     """`streamlit run streamlit_app.py` on a free port, with fresh runs; stopped after the session."""
-    missing = browser_missing_reason()
-    if missing:  # before paying for the server start
-        pytest.skip(f"BROWSER TESTS SKIPPED: {missing}")
+    _skip_without_browser()  # before paying for the server start
     runs_dir = tmp_path_factory.mktemp("e2e_runs")
+    with _streamlit_server(runs_dir, e2e_data_dir, artifacts_dir / "streamlit-server.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def public_app_url(tmp_path_factory, e2e_data_dir, artifacts_dir) -> str:
+    """A second server in the `public` profile (one private workspace per visitor, job caps),
+    with its own fresh runs; stopped after the session."""
+    _skip_without_browser()
+    runs_dir = tmp_path_factory.mktemp("e2e_public_runs")
+    with _streamlit_server(runs_dir, e2e_data_dir, artifacts_dir / "streamlit-public-server.log",
+                           MNIST_STUDIO_PROFILE="public") as url:
+        yield url
+
+
+def _skip_without_browser() -> None:
+    missing = browser_missing_reason()
+    if missing:
+        pytest.skip(f"BROWSER TESTS SKIPPED: {missing}")
+
+
+@contextlib.contextmanager
+def _streamlit_server(runs_dir: Path, data_dir: Path, log_path: Path, **extra_env: str) -> Iterator[str]:
+    """Serve the app on a free port until the block ends; its output goes to `log_path`."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MNIST_STUDIO_RUNS_DIR": str(runs_dir), "MNIST_STUDIO_DATA_DIR": str(e2e_data_dir)}
+    env = {**os.environ, "MNIST_STUDIO_RUNS_DIR": str(runs_dir), "MNIST_STUDIO_DATA_DIR": str(data_dir), **extra_env}
     command = [
         sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
         "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
         "--browser.gatherUsageStats", "false",
     ]
-    log_path = artifacts_dir / "streamlit-server.log"
     with open(log_path, "w", encoding="utf-8") as log:
         server = subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)
@@ -121,8 +145,9 @@ def _stop(server: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="session")
-def browser(app_url):
-    """Headless Debian Chromium through Playwright's sync API."""
+def browser():
+    """Headless Debian Chromium through Playwright's sync API, shared by both servers' tests."""
+    _skip_without_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -134,16 +159,44 @@ def browser(app_url):
 @pytest.fixture
 def studio(browser, app_url, artifacts_dir, request):
     """A fresh tab (a new Streamlit session) on Home; a screenshot is kept if the test fails."""
-    context = browser.new_context(viewport=VIEWPORT)
-    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
-    page = context.new_page()
-    app = Studio(page, app_url, artifacts_dir)
+    context = _new_context(browser)
+    app = Studio(context.new_page(), app_url, artifacts_dir)
     app.open()
     yield app
     if getattr(request.node, "rep_call_failed", False):
         app.screenshot(f"FAILED-{request.node.name}")
     context.close()
     assert not app.page_errors, f"uncaught JavaScript errors in the page: {app.page_errors}"
+
+
+@pytest.fixture
+def public_visitors(browser, public_app_url, artifacts_dir, request):
+    """Opens visitors of the public server: `visit(name)` is a new browser context (its own
+    cookies and Streamlit session, as another person's browser) on Home, or at `url` (a
+    workspace link) on the page titled `title`; a screenshot of each is kept if the test fails."""
+    opened: list[tuple[str, object, Studio]] = []
+
+    def visit(name: str, url: str | None = None, title: str = "MNIST Studio") -> Studio:
+        context = _new_context(browser)
+        app = Studio(context.new_page(), url or public_app_url, artifacts_dir)
+        opened.append((name, context, app))
+        app.open(title)
+        return app
+
+    yield visit
+    failed = getattr(request.node, "rep_call_failed", False)
+    for name, context, app in opened:
+        if failed:
+            app.screenshot(f"FAILED-{request.node.name}-{name}")
+        context.close()
+    errors = {name: app.page_errors for name, _, app in opened if app.page_errors}
+    assert not errors, f"uncaught JavaScript errors in the pages: {errors}"
+
+
+def _new_context(browser):
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    return context
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -57,9 +57,10 @@ class Studio:
 
     # ------------------------------------------------------------ navigation and waiting
 
-    def open(self) -> None:
+    def open(self, title: str = "MNIST Studio") -> None:
+        """Load the app's address; `title` is the h1 of the page it opens on (Home's by default)."""
         self.page.goto(self.url)
-        self.heading("MNIST Studio").wait_for(timeout=SLOW_MS)
+        self.heading(title).wait_for(timeout=SLOW_MS)
         self.wait_idle()
 
     def nav(self, label: str) -> None:

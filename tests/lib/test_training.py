@@ -21,7 +21,7 @@ def test_one_epoch_fit_saves_a_run_that_reloads_with_identical_predictions(mnist
     config = TrainConfig(arch="cnn-tf-tutorial", epochs=1, batch_size=32, precision="float32")
     events = []
     result = training.train(config, mnist_small, on_progress=events.append)
-    assert result.status == "finished"
+    assert result.status == "finished" and result.stop_reason == "Completed 1 epoch."  # not "1 epochs"
     assert result.params == 93_322
     assert 0.0 <= result.test_accuracy <= 1.0 and result.test_loss > 0
     assert len(result.confusion) == 10 and sum(map(sum, result.confusion)) == len(mnist_small.y_test)

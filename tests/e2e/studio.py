@@ -35,6 +35,18 @@ INK_PIXELS_JS = """canvas => {
     return ink;
 }"""
 
+# The element a mouse-down at page point (x, y) reaches, looking into shadow roots (the canvas
+# component keeps its own): its class names, "" for none.
+ELEMENT_AT_JS = """([x, y]) => {
+    let element = document.elementFromPoint(x, y);
+    while (element && element.shadowRoot) {
+        const inner = element.shadowRoot.elementFromPoint(x, y);
+        if (!inner || inner === element) break;
+        element = inner;
+    }
+    return element ? String(element.className) : '';
+}"""
+
 # Points per trace of every Plotly chart in keyed elements whose key starts with the prefix.
 # Plotly.py sends arrays as typed-array specs ({dtype, bdata}); Plotly.js keeps the decoded
 # array beside them as _inputArray.
@@ -230,12 +242,20 @@ class Studio:
         return box
 
     def draw(self, strokes: list[list[tuple[float, float]]]) -> None:
-        """Draw strokes given in canvas pixels (0-280) with the mouse: down, small moves, up."""
+        """Draw strokes given in canvas pixels (0-280) with the mouse: down, small moves, up.
+
+        Each stroke starts once its first point reaches the canvas. The component's toolbar,
+        invisible while the pointer is elsewhere, still lies over the canvas's top right
+        (about 140 x 30 px) and takes mouse-downs; it slides up out of the way 0.1-0.2 s after
+        the pointer arrives. A stroke started there sooner is lost: nothing is drawn.
+        """
         box = self.wait_for_pen()
         mouse = self.page.mouse
         for stroke in strokes:
-            x, y = stroke[0]
-            mouse.move(box["x"] + x, box["y"] + y)
+            start = [box["x"] + stroke[0][0], box["y"] + stroke[0][1]]
+            mouse.move(*start)
+            self.wait_until(lambda: "upper-canvas" in self.page.evaluate(ELEMENT_AT_JS, start), timeout_s=5,
+                            what=f"the canvas, not its toolbar, under the stroke's start {stroke[0]}", every_s=0.05)
             mouse.down()
             for x, y in stroke[1:]:
                 mouse.move(box["x"] + x, box["y"] + y, steps=2)

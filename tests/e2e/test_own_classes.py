@@ -17,7 +17,6 @@ if _missing:
 pytestmark = pytest.mark.e2e
 
 TRAIN_TIMEOUT_S = 300
-DRAW_TRIES = 3
 CLASSES = ("ring", "bar")
 # Three examples per class (the least the app accepts), in different sizes and places.
 EXAMPLES = {
@@ -28,25 +27,14 @@ EXAMPLES = {
 
 def add_example(studio, class_name: str, strokes) -> None:
     add = studio.button(f"Add to {class_name}")
-    for attempt in range(1, DRAW_TRIES + 1):
-        studio.draw(strokes)
-        try:
-            studio.wait_until(add.is_enabled, timeout_s=15, what="the drawing to reach the app")
-            break
-        except AssertionError:
-            # A stroke drawn while the canvas was still resetting after the last Add is lost:
-            # the canvas shows nothing, as it would to a person, who draws it again.
-            studio.screenshot(f"own-classes-lost-stroke-{class_name}-{attempt}")
-            if attempt == DRAW_TRIES or studio.canvas_ink():
-                raise
+    studio.draw(strokes)
+    # The rerun a stroke starts redraws the whole Data page: seconds, much more on a busy machine.
+    studio.wait_until(add.is_enabled, timeout_s=SLOW_MS / 1000, what="the drawing to reach the app")
     add.click()
     studio.settle()
     studio.wait_until(lambda: studio.canvas_ink() == 0, timeout_s=10, what="an empty canvas after Add")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "Open bug (#11 note): after a few Adds and a switch to the next class, strokes on the Data page's canvas "
-    "stop reaching the app when this runs after the other e2e tests; alone it passes."))
 def test_draw_two_classes_train_and_get_a_prediction_on_draw(studio):
     """As a user, I name two classes, draw three examples of each, train in one click, and the
     Draw page answers a new drawing with one of my class names."""

@@ -15,8 +15,10 @@ and enqueues under one lock, so two quick clicks cannot both slip through.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
+import os
 import queue
 import sys
 import threading
@@ -150,8 +152,17 @@ def _start_without_main(child) -> None:
             sys.modules["__main__"] = main
 
 
+TRAINING_NICENESS = 10  # a training yields the CPU to the server's page runs (visitors clicking around)
+
+
 def _child_train(config, data_dir, runs_dir, events, stop) -> None:
-    """The child process: train, save, send the outcome (never a traceback) and exit."""
+    """The child process: train, save, send the outcome (never a traceback) and exit.
+
+    It runs at a lower CPU priority than the server: on a 2-core box a training would
+    otherwise take the cores every visitor's page needs; idle cores still go to it.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(TRAINING_NICENESS)
     try:
         run, result = _default_trainer(config, events.put, stop.is_set, data_dir, runs_dir)
         events.put({"kind": "_outcome", "run_id": run.run_id, "result": {

@@ -222,3 +222,39 @@ def test_cancelling_a_chained_job_lets_the_rest_go_on_and_cancelling_the_waiting
     gate.set()
     assert manager.wait(second, timeout=5).state == jobs.FINISHED
     assert manager.wait(blocker, timeout=5).state == jobs.FINISHED
+
+
+def test_a_training_process_runs_at_a_lower_cpu_priority_than_the_server(tiny_data_dir, tmp_path):
+    """Pages stay responsive while a visitor trains: the child process is niced."""
+    import os
+
+    from lib.training import TrainConfig
+
+    manager = jobs.JobManager(trainer=jobs.process_trainer, data_dir=tiny_data_dir, runs_dir=tmp_path)
+    job_id = manager.submit(TrainConfig(arch="softmax", epochs=1, limit=200), "s")
+    niceness = None
+    while manager.snapshot(job_id).active:
+        for child in _training_children():
+            niceness = os.getpriority(os.PRIO_PROCESS, child)
+        time.sleep(0.05)
+    assert manager.snapshot(job_id).state == jobs.FINISHED
+    assert niceness == os.getpriority(os.PRIO_PROCESS, 0) + jobs.TRAINING_NICENESS
+
+
+def _training_children() -> list[int]:
+    """This process's spawned training children (Linux /proc; not multiprocessing's resource tracker)."""
+    import os
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    command = handle.read()
+            except OSError:
+                continue
+            if parent == os.getpid() and b"spawn_main" in command:
+                found.append(int(entry))
+    return found

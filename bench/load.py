@@ -63,7 +63,6 @@ THINK_S = 0.5  # a visitor's pause between page responses
 SUBMIT_GAP_S = 0.3  # between one visitor's job showing in its sidebar and the next visitor's Train click
 JOB_TIMEOUT_S = 3600  # 8 small trainings one after another, on a busy 2-core machine
 SAMPLE_S = 0.5  # how often /proc is read for the server's and its training processes' memory
-SERVER_START_TIMEOUT_S = 180
 ENDED = re.compile(r"^(Finished|Stopped|Failed|Diverged|Cancelled)\b.*$", re.M)
 JOB_STATE = re.compile(r"^(Queued: position \d+|Starting|Running|Scored|Finished|Stopped|Failed|Diverged|Cancelled)"
                        r"\b.*$", re.M)
@@ -127,29 +126,13 @@ def sequential_rss(trainings: int, trainer: str = "process") -> dict:
 # ------------------------------------------------------------------ visitors: one public server, many browsers
 
 
-@contextlib.contextmanager
 def public_server(runs_dir: Path, max_queue: int, log_path: Path):
     """`streamlit run` in the public profile on a free port, fresh runs dir; yields (url, pid); stopped after."""
-    from tests.e2e.conftest import _free_port, _healthy, _stop
+    from lib import paths
+    from tests.e2e.conftest import streamlit_server
 
-    url = f"http://127.0.0.1:{_free_port()}"
-    env = {**os.environ, "MNIST_STUDIO_PROFILE": "public", "MNIST_STUDIO_RUNS_DIR": str(runs_dir),
-           "MNIST_STUDIO_MAX_QUEUE": str(max_queue), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-               "--server.port", url.rsplit(":", 1)[1], "--server.address", "127.0.0.1",
-               "--browser.gatherUsageStats", "false"]
-    with open(log_path, "w", encoding="utf-8") as log:
-        server = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
-        try:
-            deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-            while not _healthy(url):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the app server did not start; see {log_path}")
-                time.sleep(0.5)
-            yield url, server.pid
-        finally:
-            _stop(server)
+    return streamlit_server(runs_dir, paths.data_dir(), log_path, MNIST_STUDIO_PROFILE="public",
+                            MNIST_STUDIO_MAX_QUEUE=str(max_queue), TF_CPP_MIN_LOG_LEVEL="2")
 
 
 def training_processes(server_pid: int) -> list[int]:

@@ -84,7 +84,7 @@ def app_url(tmp_path_factory, e2e_data_dir, artifacts_dir) -> str:
     """`streamlit run streamlit_app.py` on a free port, with fresh runs; stopped after the session."""
     _skip_without_browser()  # before paying for the server start
     runs_dir = tmp_path_factory.mktemp("e2e_runs")
-    with _streamlit_server(runs_dir, e2e_data_dir, artifacts_dir / "streamlit-server.log") as url:
+    with streamlit_server(runs_dir, e2e_data_dir, artifacts_dir / "streamlit-server.log") as (url, _):
         yield url
 
 
@@ -94,8 +94,8 @@ def public_app_url(tmp_path_factory, e2e_data_dir, artifacts_dir) -> str:
     with its own fresh runs; stopped after the session."""
     _skip_without_browser()
     runs_dir = tmp_path_factory.mktemp("e2e_public_runs")
-    with _streamlit_server(runs_dir, e2e_data_dir, artifacts_dir / "streamlit-public-server.log",
-                           MNIST_STUDIO_PROFILE="public") as url:
+    with streamlit_server(runs_dir, e2e_data_dir, artifacts_dir / "streamlit-public-server.log",
+                          MNIST_STUDIO_PROFILE="public") as (url, _):
         yield url
 
 
@@ -106,8 +106,9 @@ def _skip_without_browser() -> None:
 
 
 @contextlib.contextmanager
-def _streamlit_server(runs_dir: Path, data_dir: Path, log_path: Path, **extra_env: str) -> Iterator[str]:
-    """Serve the app on a free port until the block ends; its output goes to `log_path`."""
+def streamlit_server(runs_dir: Path, data_dir: Path, log_path: Path, **extra_env: str) -> Iterator[tuple[str, int]]:
+    """Serve the app on a free port until the block ends; yields (url, server pid); its output goes to
+    `log_path`. RuntimeError if it exits or is not healthy in time (also used by bench/load.py)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "MNIST_STUDIO_RUNS_DIR": str(runs_dir), "MNIST_STUDIO_DATA_DIR": str(data_dir), **extra_env}
@@ -123,11 +124,11 @@ def _streamlit_server(runs_dir: Path, data_dir: Path, log_path: Path, **extra_en
             deadline = time.monotonic() + SERVER_START_TIMEOUT_S
             while not _healthy(url):
                 if server.poll() is not None:
-                    pytest.fail(f"streamlit exited with {server.returncode}; see {log_path}")
+                    raise RuntimeError(f"streamlit exited with {server.returncode}; see {log_path}")
                 if time.monotonic() > deadline:
-                    pytest.fail(f"streamlit not healthy after {SERVER_START_TIMEOUT_S} s; see {log_path}")
+                    raise RuntimeError(f"streamlit not healthy after {SERVER_START_TIMEOUT_S} s; see {log_path}")
                 time.sleep(0.5)
-            yield url
+            yield url, server.pid
         finally:
             _stop(server)
 

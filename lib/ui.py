@@ -105,16 +105,39 @@ def dataset_infos(key: tuple[str, str]) -> dict[str, datasets.DatasetInfo]:
     return datasets.available_datasets(*key)
 
 
+def dataset_key(name: str) -> tuple[str, str]:
+    """`data_key()` as far as dataset `name` depends on it: the key to cache its arrays, and what is
+    computed from them, under. The uploads dir only when `name` is one of this visitor's uploads; a
+    dataset every visitor reads from the same file (MNIST in the data dir) gets one key for all, so a
+    shared server holds one copy of its test split (and of a model's predictions on it), not one per visitor.
+    """
+    key = data_key()
+    info = dataset_infos(key).get(name)
+    if info is not None and info.path is not None and Path(info.path).is_relative_to(key[1]):
+        return key
+    return key[0], ""
+
+
+def test_split(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Dataset `name`'s test images and labels, as this visitor sees it; cached under `dataset_key`."""
+    return _test_split(name, dataset_key(name), data_key())
+
+
 @st.cache_data(show_spinner="Loading the test images…", max_entries=4)
-def test_split(name: str, key: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
-    dataset = datasets.load_dataset(name, *key)
+def _test_split(name: str, key: tuple[str, str], _data_key: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Cached by `key`; read through the caller's `_data_key` (unhashed: the same file, whoever calls)."""
+    dataset = datasets.load_dataset(name, *_data_key)
     return dataset.x_test, dataset.y_test
 
 
+def dataset_overview(name: str) -> dict:
+    """datasets.overview of dataset `name` as this visitor sees it; cached under `dataset_key`."""
+    return _dataset_overview(name, dataset_key(name), data_key())
+
+
 @st.cache_data(show_spinner="Reading the dataset…", max_entries=4)
-def dataset_overview(name: str, key: tuple[str, str]) -> dict:
-    """datasets.overview, cached per dataset, data directory and uploads folder."""
-    return datasets.overview(datasets.load_dataset(name, *key))
+def _dataset_overview(name: str, key: tuple[str, str], _data_key: tuple[str, str]) -> dict:
+    return datasets.overview(datasets.load_dataset(name, *_data_key))
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")

@@ -54,8 +54,9 @@ def load_model(run: runs.RunInfo):
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _test_split(name: str, key: tuple[str, str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Cached by `key` (ui.dataset_key: one copy for every visitor of a shared dataset)."""
     try:
-        x_test, y_test = ui.test_split(name, key)
+        x_test, y_test = ui.test_split(name)
     except (ValueError, datasets.DatasetUnavailable, datasets.InvalidDataset):
         return None
     if x_test.ndim == 4 and x_test.shape[-1] == 1:
@@ -65,7 +66,8 @@ def _test_split(name: str, key: tuple[str, str]) -> tuple[np.ndarray, np.ndarray
 
 def test_images(run: runs.RunInfo) -> tuple[np.ndarray, np.ndarray] | None:
     """The run's test split (images, labels), or None if its dataset is not here."""
-    return _test_split(run.dataset.get("name", ""), ui.data_key())
+    name = run.dataset.get("name", "")
+    return _test_split(name, ui.dataset_key(name))
 
 
 def pick_input(run: runs.RunInfo) -> tuple[np.ndarray | None, str, int | None]:
@@ -204,8 +206,8 @@ def _needed_test_images(run: runs.RunInfo, what: str) -> tuple[np.ndarray, np.nd
 
 def _cache_key(run: runs.RunInfo) -> tuple[str, float, tuple[str, str]]:
     """What a per-run cache entry depends on: the run's model file (ids are unique only within one
-    workspace) and its age, and the data folders."""
-    return str(run.model_path), run.model_path.stat().st_mtime, ui.data_key()
+    workspace) and its age, and where its dataset is read from."""
+    return str(run.model_path), run.model_path.stat().st_mtime, ui.dataset_key(run.dataset.get("name", ""))
 
 
 def embedding(model, run: runs.RunInfo) -> None:

@@ -24,7 +24,7 @@ MARKDOWN_PUNCTUATION = set("\\`*_{}[]<>()#+-.!|~:$")
 
 @st.cache_data(show_spinner="Predicting the whole test set…", max_entries=8)
 def _test_probabilities(
-    _model, _images: np.ndarray, model_path: str, stamp: float, dataset: str, data_key: tuple[str, str],
+    _model, _images: np.ndarray, model_path: str, stamp: float, dataset: str, dataset_key: tuple[str, str],
     normalize: bool,
 ) -> np.ndarray:
     """Probabilities for a run's whole test split, once per run (the model and images are keyed by the rest)."""
@@ -35,7 +35,7 @@ def load_test_predictions(run: runs.RunInfo) -> tuple[predictions.TestPrediction
     """The run's predictions on its dataset's test split, and the images; None after showing an error."""
     name = run.dataset.get("name", "")
     try:
-        x_test, y_test = ui.test_split(name, ui.data_key())
+        x_test, y_test = ui.test_split(name)
     except (ValueError, datasets.DatasetUnavailable, datasets.InvalidDataset) as problem:
         where = (
             "" if isinstance(problem, datasets.DatasetUnavailable)  # its message already says where to put what
@@ -55,7 +55,7 @@ def load_test_predictions(run: runs.RunInfo) -> tuple[predictions.TestPrediction
         return None
     try:
         probs = _test_probabilities(model, x_test, str(run.model_path), run.model_path.stat().st_mtime, name,
-                                    ui.data_key(), run.normalize)
+                                    ui.dataset_key(name), run.normalize)
         return predictions.from_probabilities(probs, y_test, len(run.class_names)), x_test
     except Exception as problem:  # noqa: BLE001 - a model that does not fit the data is one problem to a user
         ui.error(

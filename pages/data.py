@@ -9,7 +9,7 @@ ui.require_entry()
 st.title("Data")
 info = ui.selected_dataset()
 try:
-    overview = ui.dataset_overview(info.name, ui.data_key())
+    overview = ui.dataset_overview(info.name)
 except (datasets.DatasetUnavailable, datasets.InvalidDataset) as problem:
     ui.dataset_error(info.name, problem)
     ui_data.own_data_sections()  # still reachable: another dataset may be the way out

@@ -11,7 +11,7 @@ import shutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lib import bundles, jobs, profile, runs, ui, ui_data, ui_train, ui_workspace, workspaces
+from lib import bundles, datasets, inference, jobs, profile, runs, ui, ui_data, ui_train, ui_workspace, workspaces
 from tests.app.conftest import APP_FILE, APP_TIMEOUT, GOOD_RUN, WEAK_RUN
 
 PAGES = ("pages/home.py", "pages/compare.py", "pages/predictions.py", "pages/draw.py", "pages/inside.py",
@@ -171,6 +171,29 @@ def test_an_imported_bundle_lands_in_the_importers_workspace_only(public_app):
     b = workspaces.open_workspace(b_key)
     assert [run.display_name for run in b.list_runs()[0] if not run.read_only] == [source.display_name]
     assert len(a.list_runs()[0]) == 2
+
+
+def test_visitors_share_one_prediction_of_the_test_set(bundled_run, public_app, monkeypatch):
+    """As two visitors opening Predictions on the bundled model, we see the same scores, and the
+    shared server read the test set and predicted it once, not once per visitor (with eight
+    visitors at once, per-visitor copies kept the page from rendering for minutes)."""
+    calls = {"load_dataset": 0, "predict_proba": 0}
+
+    def counted(module, name):
+        original = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    counted(datasets, "load_dataset")
+    counted(inference, "predict_proba")
+    shown = [[metric.value for metric in visit("pages/predictions.py", workspaces.new_key()).metric]
+             for _ in range(2)]
+    assert shown[0] and shown[0] == shown[1]
+    assert calls == {"load_dataset": 1, "predict_proba": 1}
 
 
 def test_local_profile_keeps_one_shared_workspace(app_runs, monkeypatch):

@@ -131,8 +131,10 @@ class Studio:
     def progress_values(self) -> list[int]:
         """Values (0-100) of the progress bars in the page body."""
         bars = self.page.get_by_test_id("stMain").locator('[data-testid="stProgress"] [role="progressbar"]')
-        return [int(float(value)) for value in (bars.nth(i).get_attribute("aria-valuenow") for i in range(bars.count()))
-                if value is not None]
+        # One read of all bars at once: counting, then reading each, waits 60 s on a bar that vanished between
+        # the two (the job ended and its panel redrew without it).
+        values = bars.evaluate_all("bars => bars.map(bar => bar.getAttribute('aria-valuenow'))")
+        return [int(float(value)) for value in values if value is not None]
 
     def metric_values(self, label: str) -> list[str]:
         metrics = self.page.get_by_test_id("stMetric").filter(

@@ -38,6 +38,7 @@ SHARES_SUBDIR = ".shares"
 LAST_USED_FILE = ".last_used"
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 KEY_BYTES = 24  # 32 url-safe characters, 192 random bits
+TOUCH_EVERY_S = 600  # a workspace's last-use stamp is rewritten at most this often (expiry counts days)
 RUN_OVERHEAD_BYTES = 256 * 1024  # history, meta.json and the .keras container around the weights
 BYTES_PER_PARAM = 12  # float32 weights plus the optimizer's two moment slots saved with the model
 
@@ -161,7 +162,8 @@ def open_workspace(key: str | None, *, current: profile.Profile | None = None, r
             "This workspace link is not valid (it may be cut short). Open the app without it to get a new workspace."
         )
     workspace = Workspace(root / WORKSPACES_SUBDIR / _digest(key), key, gallery)
-    workspace.touch()
+    if not workspace.folder.is_dir() or time.time() - last_used(workspace.folder) > TOUCH_EVERY_S:
+        workspace.touch()  # not on every call: pages open the workspace several times per rerun
     return workspace
 
 

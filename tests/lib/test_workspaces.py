@@ -252,3 +252,16 @@ def test_datasets_a_visitor_uploads_are_theirs_and_their_trainings_find_them(two
     with pytest.raises(ValueError, match="Unknown dataset: 'a_shapes'"):
         train_and_save(TrainConfig(dataset="a_shapes", arch="softmax", epochs=1), data_dir=tiny_data_dir,
                        runs_dir=b.folder)
+
+
+def test_opening_a_workspace_renews_its_stamp_only_when_it_is_old(two_visitors):
+    """Pages open the workspace several times a rerun: the stamp is written when it is stale, not each time."""
+    root, a, _ = two_visitors
+    stamp = a.folder / workspaces.LAST_USED_FILE
+    a.touch(time.time() - 60)
+    before = stamp.read_text()
+    workspaces.open_workspace(a.key, current=PUBLIC, root=root)
+    assert stamp.read_text() == before  # a minute old: left alone
+    a.touch(time.time() - 2 * workspaces.TOUCH_EVERY_S)
+    workspaces.open_workspace(a.key, current=PUBLIC, root=root)
+    assert time.time() - workspaces.last_used(a.folder) < 60  # stale: renewed

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lib import ui, ui_data, ui_train, ui_workspace
+from lib import ui, ui_data, ui_predictions, ui_train, ui_workspace
 
 st.set_page_config(page_title="MNIST Studio", page_icon=":material/draw:", layout="wide")
 ui.keep_keras_state_between_reruns()
@@ -13,6 +13,7 @@ if not ui.check_profile():  # a mistyped MNIST_STUDIO_* setting: say which, star
     st.stop()
 ui_workspace.open_share_link()
 ui.sweep_idle_workspaces()
+ui_predictions.prewarm_shared()  # public: the bundled model's test predictions, before the first visitors ask
 
 page = st.navigation(
     [

@@ -36,6 +36,7 @@ class Limits:
     total_quota_mb: int = 2_000  # all workspaces together: Community Cloud disks are small
     idle_days: float = 7.0  # a workspace nobody opened for this long is deleted
     gallery_dir: str = ""  # an operator's folder of runs everyone sees read-only ("" = none)
+    prewarm: int = 1  # 1: the server predicts the bundled model's test set when it starts; 0: at the first visit
 
 
 ENV = {
@@ -47,6 +48,7 @@ ENV = {
     "total_quota_mb": "MNIST_STUDIO_TOTAL_QUOTA_MB",
     "idle_days": "MNIST_STUDIO_IDLE_DAYS",
     "gallery_dir": "MNIST_STUDIO_GALLERY_DIR",
+    "prewarm": "MNIST_STUDIO_PREWARM",
 }
 
 

@@ -6,11 +6,14 @@ figures in lib.charts.
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lib import charts, datasets, inference, paths, predictions, runs, ui
+from lib import charts, datasets, inference, paths, predictions, profile, runs, ui
 
 # Session-state and widget keys of the page.
 SEED = "pred_seed"
@@ -20,6 +23,7 @@ GRID_MIN_CELL_PX = 100  # narrower cells wrap to fewer columns: images and capti
 INSPECT_IMAGE_PX = 196
 TOP_CONFUSED = 5
 MARKDOWN_PUNCTUATION = set("\\`*_{}[]<>()#+-.!|~:$")
+PREWARM_THREAD = "studio-prewarm"
 
 
 @st.cache_data(show_spinner="Predicting the whole test set…", max_entries=8)
@@ -29,6 +33,51 @@ def _test_probabilities(
 ) -> np.ndarray:
     """Probabilities for a run's whole test split, once per run (the model and images are keyed by the rest)."""
     return inference.predict_proba(_model, _images, normalize=normalize)
+
+
+def prewarm_shared() -> threading.Thread | None:
+    """Public: fill the shared caches a first Predictions or Draw visit needs, in the background.
+
+    What every visitor's first look at the bundled model needs (TensorFlow, the model, the
+    MNIST test split and its 10,000 predictions) is computed once and shared, but the first
+    visitors used to wait for it together: with 8 arriving at once under a training it took
+    over a minute. Started once per server by the first script run; pages that need a value
+    still being computed wait on Streamlit's per-key cache lock instead of computing it again.
+    `MNIST_STUDIO_PREWARM=0` turns it off (bench/load.py measures both).
+    """
+    active = profile.current()
+    if not active.public or not active.limits.prewarm or runs.bundled_run() is None:
+        return None
+    return _prewarm_thread(str(paths.data_dir()))
+
+
+@st.cache_resource(show_spinner=False)
+def _prewarm_thread(data_dir: str) -> threading.Thread:
+    # The cached functions' spinners have no page to show in from this thread; Streamlit says so once per call.
+    logging.getLogger("streamlit.runtime.scriptrunner_utils.script_run_context").addFilter(
+        lambda record: record.threadName != PREWARM_THREAD)
+    thread = threading.Thread(target=warm_bundled_predictions, args=(data_dir,), name=PREWARM_THREAD, daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_bundled_predictions(data_dir: str) -> bool:
+    """The bundled model, its dataset's test split and predictions, into the caches pages read; False if
+    anything is missing (the page that needs it then says why, as without warming)."""
+    run = runs.bundled_run()
+    if run is None:
+        return False
+    name = run.dataset.get("name", "")
+    key = (data_dir, "")  # ui.dataset_key of a dataset in the data dir: the same for every visitor
+    try:
+        x_test, _ = ui._test_split(name, key, (data_dir, None))
+        stamp = run.model_path.stat().st_mtime
+        model = ui.run_model(str(run.model_path), stamp)
+        _test_probabilities(model, x_test, str(run.model_path), stamp, name, key, run.normalize)
+    except Exception:  # noqa: BLE001 - warming is an optimisation; the page reports the real problem
+        logging.getLogger(__name__).warning("Prewarming the bundled model's predictions failed", exc_info=True)
+        return False
+    return True
 
 
 def load_test_predictions(run: runs.RunInfo) -> tuple[predictions.TestPredictions, np.ndarray] | None:

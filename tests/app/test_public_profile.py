@@ -7,11 +7,13 @@ lands in B's workspace only.
 """
 
 import shutil
+import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lib import bundles, datasets, inference, jobs, profile, runs, ui, ui_data, ui_train, ui_workspace, workspaces
+from lib import (bundles, datasets, inference, jobs, profile, runs, ui, ui_data, ui_predictions, ui_train, ui_workspace,
+                 workspaces)
 from tests.app.conftest import APP_FILE, APP_TIMEOUT, GOOD_RUN, WEAK_RUN
 
 PAGES = ("pages/home.py", "pages/compare.py", "pages/predictions.py", "pages/draw.py", "pages/inside.py",
@@ -23,6 +25,7 @@ def public_app(app_runs, monkeypatch):
     """Public profile; A's workspace holds the two trained runs. Returns (runs root, A's workspace)."""
     monkeypatch.setenv(profile.PROFILE_ENV, "public")
     ui.job_manager.clear()  # the next call builds the public manager: child processes and caps
+    ui_predictions._prewarm_thread.clear()  # once per server: each test is a new server
     a = workspaces.open_workspace(workspaces.new_key(), root=app_runs)
     for run in runs.list_runs(app_runs, include_bundled=False)[0]:
         shutil.move(run.path, a.folder / run.run_id)
@@ -173,10 +176,9 @@ def test_an_imported_bundle_lands_in_the_importers_workspace_only(public_app):
     assert len(a.list_runs()[0]) == 2
 
 
-def test_visitors_share_one_prediction_of_the_test_set(bundled_run, public_app, monkeypatch):
-    """As two visitors opening Predictions on the bundled model, we see the same scores, and the
-    shared server read the test set and predicted it once, not once per visitor (with eight
-    visitors at once, per-visitor copies kept the page from rendering for minutes)."""
+@pytest.fixture
+def test_set_work(monkeypatch) -> dict:
+    """How often the test set is read and predicted from now on (the calls still run)."""
     calls = {"load_dataset": 0, "predict_proba": 0}
 
     def counted(module, name):
@@ -190,10 +192,36 @@ def test_visitors_share_one_prediction_of_the_test_set(bundled_run, public_app, 
 
     counted(datasets, "load_dataset")
     counted(inference, "predict_proba")
+    return calls
+
+
+def test_visitors_share_one_prediction_of_the_test_set(bundled_run, public_app, test_set_work):
+    """As two visitors opening Predictions on the bundled model, we see the same scores, and the
+    shared server read the test set and predicted it once, not once per visitor (with eight
+    visitors at once, per-visitor copies kept the page from rendering for minutes)."""
     shown = [[metric.value for metric in visit("pages/predictions.py", workspaces.new_key()).metric]
              for _ in range(2)]
     assert shown[0] and shown[0] == shown[1]
-    assert calls == {"load_dataset": 1, "predict_proba": 1}
+    assert test_set_work == {"load_dataset": 1, "predict_proba": 1}
+
+
+def test_the_server_predicts_the_bundled_model_before_anyone_opens_predictions(bundled_run, public_app, test_set_work,
+                                                                               monkeypatch):
+    """The first visitor's first page starts the shared work in the background; a visitor opening
+    Predictions afterwards finds the test set and its predictions ready: nothing is read or
+    predicted for them. On your own computer nothing is started."""
+    visit("pages/home.py", workspaces.new_key())
+    deadline = time.monotonic() + APP_TIMEOUT
+    while test_set_work["predict_proba"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert test_set_work == {"load_dataset": 1, "predict_proba": 1}  # done by the server, nobody asked yet
+
+    at = visit("pages/predictions.py", workspaces.new_key())
+    assert [metric.label for metric in at.metric][0] == "Test accuracy"
+    assert test_set_work == {"load_dataset": 1, "predict_proba": 1}  # nothing more for the visitor
+
+    monkeypatch.setenv(profile.PROFILE_ENV, "local")
+    assert ui_predictions.prewarm_shared() is None
 
 
 def test_local_profile_keeps_one_shared_workspace(app_runs, monkeypatch):

@@ -126,13 +126,17 @@ def sequential_rss(trainings: int, trainer: str = "process") -> dict:
 # ------------------------------------------------------------------ visitors: one public server, many browsers
 
 
-def public_server(runs_dir: Path, max_queue: int, log_path: Path):
-    """`streamlit run` in the public profile on a free port, fresh runs dir; yields (url, pid); stopped after."""
+def public_server(runs_dir: Path, max_queue: int, log_path: Path, *, prewarm: bool = True):
+    """`streamlit run` in the public profile on a free port, fresh runs dir; yields (url, pid); stopped after.
+
+    `prewarm=False` sets MNIST_STUDIO_PREWARM=0: the bundled model's test predictions are then
+    computed by the first visitor who needs them, as before the server warmed them at start."""
     from lib import paths
     from tests.e2e.conftest import streamlit_server
 
     return streamlit_server(runs_dir, paths.data_dir(), log_path, MNIST_STUDIO_PROFILE="public",
-                            MNIST_STUDIO_MAX_QUEUE=str(max_queue), TF_CPP_MIN_LOG_LEVEL="2")
+                            MNIST_STUDIO_MAX_QUEUE=str(max_queue), MNIST_STUDIO_PREWARM="1" if prewarm else "0",
+                            TF_CPP_MIN_LOG_LEVEL="2")
 
 
 def training_processes(server_pid: int) -> list[int]:
@@ -478,7 +482,7 @@ def finished_runs(runs_dir: Path) -> list[dict]:
 
 
 def visitors_benchmark(count: int, *, arch: str = VISITOR_ARCH, limit: int = VISITOR_LIMIT, rounds: int = ROUNDS,
-                       think_s: float = THINK_S) -> dict:
+                       think_s: float = THINK_S, prewarm: bool = True) -> dict:
     """N concurrent visitors on one public server: queue order, isolation, peak RSS, page response times."""
     data_dir = Path(os.environ.get("MNIST_STUDIO_DATA_DIR") or PROJECT / "data")
     if not (data_dir / "mnist.npz").is_file():
@@ -486,10 +490,10 @@ def visitors_benchmark(count: int, *, arch: str = VISITOR_ARCH, limit: int = VIS
     work = Path(tempfile.mkdtemp(prefix="mnist-load-visitors-"))
     runs_dir = work / "runs"
     runs_dir.mkdir()
-    print(f"visitors: {count}, {arch} 1 epoch on {limit:,} images each; server log, runs and screenshots in {work}",
-          flush=True)
+    print(f"visitors: {count}, {arch} 1 epoch on {limit:,} images each, prewarm {'on' if prewarm else 'off'}; "
+          f"server log, runs and screenshots in {work}", flush=True)
     load_before, started = os.getloadavg(), time.monotonic()
-    with public_server(runs_dir, max(count, 8), work / "server.log") as (url, server_pid):
+    with public_server(runs_dir, max(count, 8), work / "server.log", prewarm=prewarm) as (url, server_pid):
         sampler = MemorySampler(server_pid)
         sampler.start()
         try:
@@ -530,6 +534,7 @@ def visitors_benchmark(count: int, *, arch: str = VISITOR_ARCH, limit: int = VIS
             "run": f"{arch}, 1 epoch on {limit:,} MNIST images per visitor",
             "rounds": rounds,
             "think_s": think_s,
+            "prewarm": prewarm,
             "submission_order": submitted,
             "finish_order": numbers,
             "first_states": {v.name: v.first_state for v in visitors},
@@ -594,6 +599,7 @@ def record_visitors(result: dict) -> dict:
     """One visitors measurement into results-load.json (its keys and `visitors_detail`) and RESULTS.md."""
     def update(saved):
         saved.update({key: result[key] for key in VISITOR_KEYS})
+        saved["page_p95_ms_without_prewarm"] = result.get("page_p95_ms_without_prewarm")
         saved["visitors_detail"] = result["detail"]
 
     return record(update)
@@ -633,6 +639,25 @@ def load_section(saved: dict) -> str:
               for kind, row in detail["page_response_ms_while_training"].items()),
             "",
         ]
+        cold = detail.get("without_prewarm")
+        if cold:
+            lines += [
+                "Side by side in the same run, first on a server started with `MNIST_STUDIO_PREWARM=0` (the "
+                "bundled model's test predictions computed by the first visitors who open Predictions), then "
+                "as deployed (computed in the background when the server starts):",
+                "",
+                "| server | page p95 while training | Predictions page median / p95 | Draw page median / p95 | "
+                "load average (start → end) |",
+                "|---|---|---|---|---|",
+                *(f"| {label} | **{_ms(run['page_p95_ms'])}** | "
+                  + " | ".join(f"{_ms(run['page_response_ms_while_training'].get(kind, {}).get('median_ms'))} / "
+                               f"{_ms(run['page_response_ms_while_training'].get(kind, {}).get('p95_ms'))}"
+                               for kind in ("Predictions page", "Draw page"))
+                  + f" | {run['load_average_start'][0]:.1f} → {run['load_average_end'][0]:.1f} |"
+                  for label, run in (("without prewarm", cold), ("with prewarm (deployed)", {
+                      "page_p95_ms": saved["page_p95_ms"], **detail}))),
+                "",
+            ]
         if detail["problems"]:
             lines += [f"Problems seen: {sum(map(len, detail['problems'].values()))} (see `visitors_detail.problems` "
                       "in results-load.json).", ""]
@@ -672,8 +697,18 @@ def run_memory(trainings: int, trainer: str) -> None:
 
 
 def run_visitors(args) -> None:
-    result = visitors_benchmark(args.visitors, arch=args.arch, limit=args.limit, rounds=args.rounds,
-                                think_s=args.think)
+    kwargs = dict(arch=args.arch, limit=args.limit, rounds=args.rounds, think_s=args.think)
+    cold = None
+    if args.compare_prewarm:  # the same visitors on a server that does not warm its shared caches, first
+        cold = visitors_benchmark(args.visitors, prewarm=False, **kwargs)
+        print(json.dumps({key: cold[key] for key in VISITOR_KEYS}, indent=2))
+    result = visitors_benchmark(args.visitors, **kwargs)
+    if cold is not None:
+        result["page_p95_ms_without_prewarm"] = cold["page_p95_ms"]
+        result["detail"]["command"] += " --compare-prewarm"
+        result["detail"]["without_prewarm"] = {key: cold[key] for key in VISITOR_KEYS} | {
+            key: cold["detail"][key] for key in ("page_response_ms_while_training", "load_average_start",
+                                                 "load_average_end", "responses_failed", "seconds")}
     detail = result["detail"]
     print(json.dumps({key: result[key] for key in VISITOR_KEYS}, indent=2))
     print(json.dumps({key: detail[key] for key in (
@@ -701,6 +736,8 @@ def main() -> int:
         command.add_argument("--arch", default=VISITOR_ARCH)
         command.add_argument("--rounds", type=int, default=ROUNDS, help="Predictions + Draw visits per visitor")
         command.add_argument("--think", type=float, default=THINK_S, help="seconds between a visitor's actions")
+        command.add_argument("--compare-prewarm", action="store_true",
+                             help="first the same visitors on a server with MNIST_STUDIO_PREWARM=0, side by side")
     child = sub.add_parser("_child-sequential")
     child.add_argument("trainings", type=int)
     child.add_argument("trainer")

@@ -131,10 +131,11 @@ def thread_rates(arch: str, images: int, plans: dict[str, dict | None]) -> dict[
     """Training images/s of `arch`, each thread plan in a fresh process (threads are fixed at TF start).
 
     A plan is {"intra_op": n, "inter_op": m}; None leaves TensorFlow's own defaults.
-    Run twice in alternation; the better of each is kept.
+    Run three times in alternation; the best of each is kept (one epoch of a few thousand images
+    lasts about a second on a fast CPU: single runs differ by 20%).
     """
     rates: dict[str, float] = {}
-    for _ in range(2):
+    for _ in range(3):
         for name, plan in plans.items():
             script = _THREAD_CHILD.format(plan=json.dumps(plan), arch=arch, images=images)
             done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT,

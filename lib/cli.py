@@ -12,9 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from lib import architectures, codegen, datasets, presets, runs, training
+from lib import architectures, codegen, datasets, hardware, presets, runs, training
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
+TENSORFLOW_COMMANDS = {"train", "evaluate", "predict", "inside", "import"}  # the rest never load it
 BAR_WIDTH = 30
 BAR_INTERVAL_S = 0.1  # redraw the terminal bar at most ten times a second
 
@@ -35,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "command", None):
             parser.print_help()
             return EXIT_USAGE
+        if args.command in TENSORFLOW_COMMANDS:
+            hardware.import_tensorflow_quietly()  # stderr keeps to our one-line messages
         return args.handler(args)
     except CliError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -9,8 +9,10 @@ once, before TensorFlow starts its runtime. Pure Python except `configure_thread
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sys
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -93,6 +95,34 @@ def configure_threads(cores: int | None = None) -> dict:
         plan["applied"] = False
     _configured = plan
     return plan
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow without its C++ start-up notices on stderr; for the command line.
+
+    Where oneDNN's custom operations switch on (CPUs with AVX512 or AMX), TensorFlow's C++
+    prints "oneDNN custom operations are on ..." through absl before any log level applies,
+    so TF_CPP_MIN_LOG_LEVEL cannot stop it, and a CLI error would no longer be one line.
+    Python errors still raise. Process-wide: not for a server's threads.
+    """
+    if "tensorflow" not in sys.modules:
+        with silenced_stderr_fd():
+            import tensorflow  # noqa: F401
+    return sys.modules["tensorflow"]
+
+
+@contextlib.contextmanager
+def silenced_stderr_fd():
+    """File descriptor 2 (what C++ code writes to) goes to /dev/null inside the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _read(path: Path) -> str | None:

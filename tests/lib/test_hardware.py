@@ -112,3 +112,21 @@ def test_training_configures_threads_before_building_the_model(monkeypatch, tiny
     data = datasets.prepare(datasets.load_dataset("mnist", tiny_data_dir), validation_split=0.0, limit=100)
     training.train(training.TrainConfig(arch="softmax", epochs=1, validation_split=0.0), data)
     assert calls == ["threads", "build"]
+
+
+def test_native_stderr_is_silenced_inside_the_block_and_restored_after():
+    """What C++ writes to file descriptor 2 (TensorFlow's oneDNN notice on AVX512/AMX CPUs) is dropped
+    inside the block; Python's and everything after it still reach stderr."""
+    code = ("import os, sys\nfrom lib import hardware\n"
+            "with hardware.silenced_stderr_fd():\n    os.write(2, b'native notice\\n')\n"
+            "os.write(2, b'after\\n')\nprint('python', file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True, check=True)
+    assert done.stderr.splitlines() == ["after", "python"]
+
+
+def test_the_cli_imports_tensorflow_without_its_start_up_notices():
+    code = ("import sys\nfrom lib import hardware\ntf = hardware.import_tensorflow_quietly()\n"
+            "print(tf.__name__, 'tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["tensorflow", "True"]
+    assert done.stderr == ""

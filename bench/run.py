@@ -343,7 +343,8 @@ def bench_live_panel(plan) -> dict:
     import plotly.io
     import plotly.tools
 
-    from lib import jobs, ui, ui_train
+    from lib import jobs
+    from lib.ui import common as ui, train as ui_train
 
     def one_poll(manager, job_id, cache):
         job = manager.snapshot(job_id)

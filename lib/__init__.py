@@ -1,6 +1,6 @@
 """MNIST Studio engine: datasets, model zoo, training, run registry, drawing, CLI.
 
-Everything here works without Streamlit (only the UI modules `lib/ui*.py` import
+Everything here works without Streamlit (only the package `lib/ui/` imports
 it) and imports TensorFlow lazily (inside functions; `lib/callbacks.py` is imported
 only when a training starts), so pages that do not train stay fast to load.
 """

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lib import ui, ui_compare, ui_data
+from lib.ui import common as ui, compare as ui_compare, data as ui_data
 
 ui.require_entry()
 

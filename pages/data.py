@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from lib import charts, datasets, ui, ui_data
+from lib import charts, datasets
+from lib.ui import common as ui, data as ui_data
 
 ui.require_entry()
 

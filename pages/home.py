@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lib import ui, ui_train
+from lib.ui import common as ui, train as ui_train
 
 ui.require_entry()
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lib import ui, ui_draw, ui_inside
+from lib.ui import common as ui, draw as ui_draw, inside as ui_inside
 
 ui.require_entry()
 

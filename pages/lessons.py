@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from lib import presets, ui, ui_lessons
+from lib import presets
+from lib.ui import common as ui, lessons as ui_lessons
 
 ui.require_entry()
 

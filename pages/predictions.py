@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lib import ui, ui_inside, ui_predictions
+from lib.ui import common as ui, inside as ui_inside, predictions as ui_predictions
 
 ui.require_entry()
 

@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image
 from streamlit.proto.Metric_pb2 import Metric
 
-from lib import drawing, inference, runs, synthdigits, ui_draw
+from lib import drawing, inference, runs, synthdigits
+from lib.ui import draw as ui_draw
 from tests.app.conftest import open_page
 
 EMPTY_CANVAS = np.zeros((ui_draw.CANVAS_PX, ui_draw.CANVAS_PX, 4), np.uint8)

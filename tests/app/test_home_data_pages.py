@@ -51,7 +51,7 @@ def test_one_click_training_from_home_submits_the_fastest_recipe_with_enough_ste
     The 600-image test set gives one epoch in batches of 128 only 5 steps, so the click asks for 80:
     the recipe's 400 steps.)
     """
-    from lib import ui
+    from lib.ui import common as ui
     from lib.training import QUICK_MIN_STEPS, TrainConfig
 
     at = open_page("pages/home.py")

@@ -5,7 +5,8 @@ import shutil
 
 import numpy as np
 
-from lib import inference, runs, synthdigits, ui_draw, ui_inside
+from lib import inference, runs, synthdigits
+from lib.ui import draw as ui_draw, inside as ui_inside
 from tests.app.conftest import open_page
 from tests.app.test_draw_page import png_bytes
 

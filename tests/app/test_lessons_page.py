@@ -5,7 +5,8 @@ import shutil
 
 import pytest
 
-from lib import presets, ui, ui_compare, ui_lessons
+from lib import presets
+from lib.ui import common as ui, compare as ui_compare, lessons as ui_lessons
 from tests.app.conftest import open_page
 
 PAGE = "pages/lessons.py"

@@ -5,7 +5,8 @@ import zipfile
 
 from PIL import Image
 
-from lib import bundles, datasets, drawnclasses, runs, synthdigits, ui, ui_data
+from lib import bundles, datasets, drawnclasses, runs, synthdigits
+from lib.ui import common as ui, data as ui_data
 from tests.app.conftest import open_page, run_names
 
 

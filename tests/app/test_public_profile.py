@@ -12,8 +12,9 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lib import (bundles, datasets, inference, jobs, profile, runs, ui, ui_data, ui_predictions, ui_train, ui_workspace,
-                 workspaces)
+from lib import bundles, datasets, inference, jobs, profile, runs, workspaces
+from lib.ui import common as ui, data as ui_data, predictions as ui_predictions, train as ui_train
+from lib.ui import workspace as ui_workspace
 from tests.app.conftest import APP_FILE, APP_TIMEOUT, GOOD_RUN, WEAK_RUN
 
 PAGES = ("pages/home.py", "pages/compare.py", "pages/predictions.py", "pages/draw.py", "pages/inside.py",

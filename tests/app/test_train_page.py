@@ -1,6 +1,7 @@
 """Train page: pick, configure, train in the background, watch, stop."""
 
-from lib import charts, jobs, runs, ui, ui_train
+from lib import charts, jobs, runs
+from lib.ui import common as ui, train as ui_train
 from lib.training import TrainConfig
 from tests.app.conftest import open_page, run_names
 

@@ -1,6 +1,6 @@
 """The workspace in the app (public profile): the key in the URL, the link back, share links.
 
-These drive lib/ui_workspace.py through a small script; the pages use the same calls.
+These drive lib/ui/workspace.py through a small script; the pages use the same calls.
 """
 
 import json
@@ -14,7 +14,7 @@ from lib import workspaces
 def workspace_script():
     import streamlit as st
 
-    from lib import ui_workspace
+    from lib.ui import workspace as ui_workspace
 
     workspace = ui_workspace.current()
     ui_workspace.open_share_link()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from lib import charts, datasets, inference, inside, inside_charts, runs, ui, ui_draw
+from lib import charts, datasets, inference, inside, inside_charts, runs
+from lib.ui import common as ui, draw as ui_draw
 
 SOURCE_KEY = "inside_source"
 TEST_INDEX_KEY = "inside_test_index"

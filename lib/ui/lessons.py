@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lib import datasets, jobs, paths, presets, ui, ui_compare, ui_train
+from lib import datasets, jobs, paths, presets
+from lib.ui import common as ui, compare as ui_compare, train as ui_train
 from lib.presets import LESSONS
 
 PICK = "lessons_pick"  # the lesson on screen

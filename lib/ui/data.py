@@ -10,7 +10,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from lib import bundles, datasets, drawnclasses, imagefolder, jobs, paths, ui, ui_draw, ui_train, workspaces
+from lib import bundles, datasets, drawnclasses, imagefolder, jobs, paths, workspaces
+from lib.ui import common as ui, draw as ui_draw, train as ui_train
 
 # Session-state and widget keys.
 NOTICE = "data_own_notice"  # (section, "ok" | "error", text[, todo]) shown once under that section

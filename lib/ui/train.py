@@ -9,7 +9,8 @@ import threading
 
 import streamlit as st
 
-from lib import architectures, charts, jobs, profile, runs, training, ui
+from lib import architectures, charts, jobs, profile, runs, training
+from lib.ui import common as ui
 from lib.training import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, TARGET_METRICS, TrainConfig
 
 CUSTOM = "custom"

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lib import charts, datasets, inference, paths, predictions, profile, runs, ui
+from lib import charts, datasets, inference, paths, predictions, profile, runs
+from lib.ui import common as ui
 
 # Session-state and widget keys of the page.
 SEED = "pred_seed"

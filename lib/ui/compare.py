@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lib import charts, runs, ui
+from lib import charts, runs
+from lib.ui import common as ui
 
 # Session-state and widget keys of the page.
 NOTICE, MANAGE, NEW_NAME = "compare_notice", "compare_manage_run", "compare_new_name_"

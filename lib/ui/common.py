@@ -1,7 +1,7 @@
 """Streamlit helpers shared by the pages: session state, caches, sidebar, errors.
 
-The only modules in lib that import Streamlit are this one and lib/ui_*.py (one per page
-where a module serves one page).
+Part of lib/ui/, the only package in lib that imports Streamlit (its other modules serve
+one page or concern each).
 Nothing here imports TensorFlow at module level, so Home renders without it.
 """
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from lib import datasets, jobs, paths, profile, runs, ui_workspace, workspaces
+from lib import datasets, jobs, paths, profile, runs, workspaces
+from lib.ui import workspace as ui_workspace
 
 # Session-state keys: declared once, used by every page.
 SESSION_ID = "session_id"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from lib import charts, drawing, inference, runs, ui
+from lib import charts, drawing, inference, runs
+from lib.ui import common as ui
 
 CANVAS_PX = 280  # 10x MNIST's 28: fine strokes, and the size the preprocessing is tuned on
 # One key for good: a new key mounts a new component, whose stylesheet loads anew; until it

@@ -116,12 +116,22 @@ def dataset_key(name: str) -> tuple[str, str]:
     info = dataset_infos(key).get(name)
     if info is not None and info.path is not None and Path(info.path).is_relative_to(key[1]):
         return key
-    return key[0], ""
+    return shared_dataset_key(key[0])
+
+
+def shared_dataset_key(data_dir: str) -> tuple[str, str]:
+    """`dataset_key` of a dataset in the data dir (or downloaded), the same for every visitor."""
+    return data_dir, ""
 
 
 def test_split(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Dataset `name`'s test images and labels, as this visitor sees it; cached under `dataset_key`."""
     return _test_split(name, dataset_key(name), data_key())
+
+
+def shared_test_split(name: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """`test_split` of a dataset in the data dir, for work that serves every visitor (no session needed)."""
+    return _test_split(name, shared_dataset_key(data_dir), (data_dir, None))
 
 
 @st.cache_data(show_spinner="Loading the test images…", max_entries=4)

@@ -36,6 +36,12 @@ def _test_probabilities(
     return inference.predict_proba(_model, _images, normalize=normalize)
 
 
+def run_test_probabilities(run: runs.RunInfo, model, x_test: np.ndarray, key: tuple[str, str]) -> np.ndarray:
+    """`run`'s probabilities on its dataset's test images, computed once per run and dataset `key`."""
+    return _test_probabilities(model, x_test, str(run.model_path), run.model_path.stat().st_mtime,
+                               run.dataset.get("name", ""), key, run.normalize)
+
+
 def prewarm_shared() -> threading.Thread | None:
     """Public: fill the shared caches a first Predictions or Draw visit needs, in the background.
 
@@ -46,8 +52,8 @@ def prewarm_shared() -> threading.Thread | None:
     still being computed wait on Streamlit's per-key cache lock instead of computing it again.
     `MNIST_STUDIO_PREWARM=0` turns it off (bench/load.py measures both).
     """
-    active = profile.current()
-    if not active.public or not active.limits.prewarm or runs.bundled_run() is None:
+    active = profile.current()  # every rerun passes here: nothing but the environment is read
+    if not active.public or not active.limits.prewarm:
         return None
     return _prewarm_thread(str(paths.data_dir()))
 
@@ -68,13 +74,9 @@ def warm_bundled_predictions(data_dir: str) -> bool:
     run = runs.bundled_run()
     if run is None:
         return False
-    name = run.dataset.get("name", "")
-    key = (data_dir, "")  # ui.dataset_key of a dataset in the data dir: the same for every visitor
     try:
-        x_test, _ = ui._test_split(name, key, (data_dir, None))
-        stamp = run.model_path.stat().st_mtime
-        model = ui.run_model(str(run.model_path), stamp)
-        _test_probabilities(model, x_test, str(run.model_path), stamp, name, key, run.normalize)
+        x_test, _ = ui.shared_test_split(run.dataset.get("name", ""), data_dir)
+        run_test_probabilities(run, ui.model_for(run), x_test, ui.shared_dataset_key(data_dir))
     except Exception:  # noqa: BLE001 - warming is an optimisation; the page reports the real problem
         logging.getLogger(__name__).warning("Prewarming the bundled model's predictions failed", exc_info=True)
         return False
@@ -104,8 +106,7 @@ def load_test_predictions(run: runs.RunInfo) -> tuple[predictions.TestPrediction
                  f"{problem} Pick another run, or delete this one on **Compare**.")
         return None
     try:
-        probs = _test_probabilities(model, x_test, str(run.model_path), run.model_path.stat().st_mtime, name,
-                                    ui.dataset_key(name), run.normalize)
+        probs = run_test_probabilities(run, model, x_test, ui.dataset_key(name))
         return predictions.from_probabilities(probs, y_test, len(run.class_names)), x_test
     except Exception as problem:  # noqa: BLE001 - a model that does not fit the data is one problem to a user
         ui.error(

@@ -649,13 +649,8 @@ def load_section(saved: dict) -> str:
                 "| server | page p95 while training | Predictions page median / p95 | Draw page median / p95 | "
                 "load average (start → end) |",
                 "|---|---|---|---|---|",
-                *(f"| {label} | **{_ms(run['page_p95_ms'])}** | "
-                  + " | ".join(f"{_ms(run['page_response_ms_while_training'].get(kind, {}).get('median_ms'))} / "
-                               f"{_ms(run['page_response_ms_while_training'].get(kind, {}).get('p95_ms'))}"
-                               for kind in ("Predictions page", "Draw page"))
-                  + f" | {run['load_average_start'][0]:.1f} → {run['load_average_end'][0]:.1f} |"
-                  for label, run in (("without prewarm", cold), ("with prewarm (deployed)", {
-                      "page_p95_ms": saved["page_p95_ms"], **detail}))),
+                _prewarm_row("without prewarm", cold["page_p95_ms"], cold),
+                _prewarm_row("with prewarm (deployed)", saved["page_p95_ms"], detail),
                 "",
             ]
         if detail["problems"]:
@@ -683,6 +678,15 @@ def load_section(saved: dict) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _prewarm_row(label: str, p95_ms: float | None, run: dict) -> str:
+    """One server's line of the prewarm comparison: p95, Predictions and Draw median / p95, load."""
+    by_kind = run["page_response_ms_while_training"]
+    pages = " | ".join(f"{_ms(by_kind.get(kind, {}).get('median_ms'))} / {_ms(by_kind.get(kind, {}).get('p95_ms'))}"
+                       for kind in ("Predictions page", "Draw page"))
+    return (f"| {label} | **{_ms(p95_ms)}** | {pages} | "
+            f"{run['load_average_start'][0]:.1f} → {run['load_average_end'][0]:.1f} |")
 
 
 def _ms(value: float | None) -> str:

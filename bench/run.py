@@ -611,16 +611,15 @@ def bf16_markdown(r: dict) -> str:
     """`python bench/run.py --time-to-accuracy` on a CPU with native bfloat16: results-tta-bf16.json."""
     machine = r["machine"]
     lines = tta_markdown(r, heading=f"## Time to accuracy on a CPU with native bfloat16 ({machine['cpu']}, "
-                                    f"{machine['cores']} cores, TensorFlow {machine['tensorflow']})")
-    lines.insert(4, "The targets are set for a CPU without native bfloat16 (the table above); this machine "
-                    "computes bfloat16 natively, so precision `auto` trains in mixed bfloat16 here. "
-                    "Plain `model.fit` stays float32, as the tutorial runs it.")
-    lines.insert(5, "")
+                                    f"{machine['cores']} cores, TensorFlow {machine['tensorflow']})",
+                         note="The targets are set for a CPU without native bfloat16 (the table above); this "
+                              "machine computes bfloat16 natively, so precision `auto` trains in mixed bfloat16 "
+                              "here. Plain `model.fit` stays float32, as the tutorial runs it.")
     return "\n".join(lines) + "\n"
 
 
 def tta_markdown(r: dict, heading: str = "## Time to accuracy (full MNIST: 60,000 training images, the 10,000 "
-                                         "test images)") -> list[str]:
+                                         "test images)", note: str = "") -> list[str]:
     """The time-to-accuracy section: `python bench/run.py --time-to-accuracy`."""
     def seconds(value):
         return "not reached" if value is None else f"{value:,.1f} s"
@@ -654,6 +653,7 @@ def tta_markdown(r: dict, heading: str = "## Time to accuracy (full MNIST: 60,00
         "Seconds of training until the test accuracy, checked after every epoch (checks not counted), "
         "first reaches the target. Tracing and the input pipeline count: a user waits for them too.",
         "",
+        *([note, ""] if note else []),
         "| run | architecture | epochs | batch | optimizer, schedule | final test accuracy | time to target | target |",
         "|---|---|---|---|---|---|---|---|",
         recipe_row(plain, "(a) baseline, 99.0%"),

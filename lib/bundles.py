@@ -172,6 +172,8 @@ def import_file(path: Path, runs_dir: Path, *, dataset: str | None = None, data_
     data = path.read_bytes()
     if is_bundle(data):
         return import_bundle(data, runs_dir)
+    if not zipfile.is_zipfile(path):  # both a bundle and a .keras file are zip archives
+        raise InvalidBundle(f"{path.name} is neither a run bundle (.studio.zip) nor a Keras model (.keras).")
     if not dataset:
         raise InvalidBundle(
             f"{path.name} is a bare model, not a run bundle: say which dataset to check and score it on "

@@ -26,7 +26,7 @@ class CliError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
-        raise CliError(f"{message} (see `python -m lib {self.prog.split()[-1]} --help`)")
+        raise CliError(f"{message} (see `python -m {self.prog} --help`)")  # prog: "lib" or "lib train"
 
 
 def main(argv: list[str] | None = None) -> int:

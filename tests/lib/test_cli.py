@@ -50,6 +50,13 @@ def test_bad_arguments_give_one_line_errors_and_non_zero_exit(capsys, args, mess
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+@pytest.mark.parametrize("args, help_command", [(["bogus"], "python -m lib --help"),
+                                                (["train", "--epochs", "many"], "python -m lib train --help")])
+def test_a_usage_error_points_at_the_help_of_the_command_used(capsys, args, help_command):
+    assert cli.main(args) == cli.EXIT_USAGE
+    assert f"(see `{help_command}`)" in capsys.readouterr().err
+
+
 def test_missing_data_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     from lib import datasets
 
@@ -245,9 +252,12 @@ def test_export_then_import_makes_a_new_run_and_a_bare_model_needs_a_dataset(tin
     [
         (["export", "20260101-000000-aaaaaa", "out.zip"], "No run '20260101-000000-aaaaaa'"),
         (["import", "missing.studio.zip"], "There is no file at missing.studio.zip"),
+        (["import", "notes.txt"], "notes.txt is neither a run bundle (.studio.zip) nor a Keras model (.keras)."),
     ],
 )
-def test_export_and_import_errors_are_one_line(capsys, tmp_path, args, message):
+def test_export_and_import_errors_are_one_line(capsys, tmp_path, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a model")
     code = cli.main([*args, "--runs-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == cli.EXIT_FAILED and message in err and len(err.strip().splitlines()) == 1

@@ -2,8 +2,13 @@
 
 import streamlit as st
 
-from lib.ui import common as ui, data as ui_data, predictions as ui_predictions, train as ui_train
-from lib.ui import workspace as ui_workspace
+from lib.ui import (
+    common as ui,
+    data as ui_data,
+    predictions as ui_predictions,
+    train as ui_train,
+    workspace as ui_workspace,
+)
 
 st.set_page_config(page_title="MNIST Studio", page_icon=":material/draw:", layout="wide")
 ui.keep_keras_state_between_reruns()

@@ -1,8 +1,8 @@
 """Draw your own classes: how good is a model trained on ~20 drawings per class?
 
 Synthesises hand-drawn shapes (circle, square, triangle; random size, position, pen width,
-slant and wobble, as the canvas returns them: lib.synthdigits.shape_set), keeps 20 per class
-as a drawn dataset exactly as the Data page does (lib.drawnclasses: MNIST-style
+slant and wobble, as the canvas returns them: lib.data.synthdigits.shape_set), keeps 20 per class
+as a drawn dataset exactly as the Data page does (lib.data.drawnclasses: MNIST-style
 preprocessing, 20% of each class held out), trains the one-click recipe, and scores the
 model on 10 NEW drawings per shape, preprocessed as the Draw page does. Repeated over
 seeds; also with augmentation off, to show what it buys.
@@ -23,7 +23,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib import drawing, drawnclasses, inference, synthdigits, training  # noqa: E402
+from lib.data import drawing, drawnclasses, synthdigits
+from lib.execution import pipeline
+from lib.models import inference
+from lib.training import presets
 
 SHAPES = ("circle", "square", "triangle")
 NEW_PER_CLASS = 10
@@ -36,9 +39,9 @@ def run_once(seed: int, per_class: int, augment: bool, folder: Path) -> dict:
         drawnclasses.add_drawing(draft, SHAPES[label], image)
     name = f"shapes{seed}{'a' if augment else 'n'}"
     drawnclasses.save_draft(name, draft, folder=folder)
-    config = drawnclasses.train_config(name, augment=augment, seed=seed)
+    config = presets.drawn_classes_config(name, augment=augment, seed=seed)
     started = time.perf_counter()
-    run, result = training.train_and_save(config, data_dir=folder, runs_dir=folder / "runs")
+    run, result = pipeline.train_and_save(config, data_dir=folder, runs_dir=folder / "runs")
     seconds = time.perf_counter() - started
     new_images, new_labels = synthdigits.shape_set(SHAPES, NEW_PER_CLASS, seed=1000 + seed)
     processed = np.stack([drawing.preprocess_image(image, mode="digit") for image in new_images])
@@ -60,7 +63,7 @@ def main() -> None:
                 row = run_once(seed, args.per_class, augment, Path(tmp))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    print(f"\n{args.per_class} drawings per class of {', '.join(SHAPES)}; recipe {drawnclasses.RECIPE}")
+    print(f"\n{args.per_class} drawings per class of {', '.join(SHAPES)}; recipe {presets.DRAWN_CLASSES_RECIPE}")
     print(f"scored on {NEW_PER_CLASS} new drawings per class ({NEW_PER_CLASS * len(SHAPES)} in all), "
           f"{args.seeds} seeds:")
     for augment in (True, False):

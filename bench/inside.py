@@ -18,14 +18,16 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from lib import datasets, inside, runs  # noqa: E402
+from lib.data import catalog
+from lib.models import inside
+from lib.store import runs
 
 INPUT_REPEATS = 30  # one drawing's worth of updates
 
 
 def bench_inside(dataset=None) -> dict:
     """Medians on the bundled default model: the live Inside update and both embedding maps."""
-    dataset = dataset or datasets.load_dataset("mnist")
+    dataset = dataset or catalog.load_dataset("mnist")
     run = runs.get_run(runs.BUNDLED_ID)
     model = runs.load_model(run)
     images01 = dataset.x_test[:INPUT_REPEATS + 1].astype("float32") / 255.0

@@ -43,8 +43,14 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from tests.e2e.studio import (  # noqa: E402 - the browser waits the e2e tests use
-    CANVAS_PX, IDLE, PEN_CURSOR, RERUN_START_MS, RUNNING, ellipse, line,
+from tests.e2e.studio import (
+    CANVAS_PX,
+    IDLE,
+    PEN_CURSOR,
+    RERUN_START_MS,
+    RUNNING,
+    ellipse,
+    line,
 )
 
 RESULTS_JSON = PROJECT / "bench" / "results-load.json"
@@ -86,10 +92,9 @@ def rss_mb(pid: int | str = "self") -> float:
 
 def child_sequential(trainings: int, trainer: str) -> None:
     """In this process: N small trainings one after another; print RSS after each as JSON lines."""
-    from lib import jobs
-    from lib.training import TrainConfig
 
-    import keras  # noqa: F401 - a real server has TensorFlow loaded for Draw and Predictions anyway
+    from lib.execution import jobs
+    from lib.training.config import TrainConfig
 
     manager = jobs.JobManager(runs_dir=tempfile.mkdtemp(prefix="mnist-load-runs-"),
                               trainer=jobs.process_trainer if trainer == "process" else jobs._default_trainer)
@@ -131,7 +136,7 @@ def public_server(runs_dir: Path, max_queue: int, log_path: Path, *, prewarm: bo
 
     `prewarm=False` sets MNIST_STUDIO_PREWARM=0: the bundled model's test predictions are then
     computed by the first visitor who needs them, as before the server warmed them at start."""
-    from lib import paths
+    from lib.data import paths
     from tests.e2e.conftest import streamlit_server
 
     return streamlit_server(runs_dir, paths.data_dir(), log_path, MNIST_STUDIO_PROFILE="public",
@@ -300,7 +305,7 @@ class Visitor:
         try:
             await action
             return True
-        except Exception as problem:  # noqa: BLE001 - the benchmark reports it and carries on
+        except Exception as problem:
             self.problems.append(f"{step}: {type(problem).__name__}: {str(problem).splitlines()[0][:300]}")
             with contextlib.suppress(Exception):
                 await self.page.screenshot(path=str(self.artifacts / f"visitor-{self.number}-{step}.png"),

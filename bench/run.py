@@ -4,7 +4,7 @@
 
 The quick mode writes bench/results.json; the full mode writes bench/results-full.json,
 whose zoo table trains every tutorial architecture with its tutorial's exact recipe
-(lib.presets) on the full data, plus the lesson presets on MNIST. bench/RESULTS.md is
+(lib.training.presets) on the full data, plus the lesson presets on MNIST. bench/RESULTS.md is
 rebuilt from both files. `--zoo-only` skips the speed measurements.
 The machine is shared and noisy, so every speed claim is a ratio of two measurements
 taken back to back here, never a wall-clock limit. Needs the real MNIST in
@@ -29,10 +29,13 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from bench import time_to_accuracy as tta  # noqa: E402
-from lib import architectures, datasets, drawing, hardware, inference, paths, presets, runs, synthdigits, training  # noqa: E402
-from lib.training import TrainConfig  # noqa: E402
-from bench.inside import bench_inside  # noqa: E402
+from bench import time_to_accuracy as tta
+from bench.inside import bench_inside
+from lib.data import catalog, datasets, drawing, paths, synthdigits
+from lib.models import architectures, inference
+from lib.store import runs
+from lib.training import hardware, loop, presets
+from lib.training.config import TrainConfig
 
 BENCH_ARCH = "cnn-tf-tutorial"
 PLAIN_BATCH = 32  # the tutorial's model.fit default
@@ -65,7 +68,7 @@ def main() -> int:
         return run_time_to_accuracy()
     plan = QUICK if args.quick else FULL
     started = time.perf_counter()
-    dataset = datasets.load_dataset("mnist")
+    dataset = catalog.load_dataset("mnist")
     results = {"mode": "quick" if args.quick else "full", "machine": machine_facts(),
                "command": "python " + " ".join(["bench/run.py", *sys.argv[1:]]), "complete": False}
     if args.quick:
@@ -103,7 +106,7 @@ def run_time_to_accuracy() -> int:
     results = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"mode": "quick", "complete": False}
     facts = machine_facts()
     measured = {"time_to_accuracy_load": ", ".join(f"{load:.1f}" for load in os.getloadavg())}
-    measured.update(bench_time_to_accuracy(datasets.load_dataset("mnist")))
+    measured.update(bench_time_to_accuracy(catalog.load_dataset("mnist")))
     measured["time_to_accuracy_total_seconds"] = round(time.perf_counter() - started, 1)
     if facts["native_bf16"]:
         TTA_BF16_JSON.write_text(json.dumps({"machine": facts, **measured}, indent=2) + "\n", encoding="utf-8")
@@ -169,7 +172,7 @@ def bench_precision_auto(dataset) -> dict:
         rates = {"auto": [], "float32": []}
         for precision in ("float32", "auto", "float32", "auto"):
             config = TrainConfig(arch=arch, epochs=1, batch_size=128, validation_split=0.0, precision=precision)
-            result = training.train(config, data)
+            result = loop.train(config, data)
             rates[precision].append(result.samples_per_s)
             policy = result.precision if precision == "auto" else policy
         ratios[arch] = round(max(rates["auto"]) / max(rates["float32"]), 3)
@@ -213,7 +216,7 @@ def bench_training(dataset, plan) -> dict:
     ceilings.append(compute_ceiling())
     # The tutorial's optimizer settings (constant rate), so only the engine's machinery differs.
     engine_config = TrainConfig(arch=BENCH_ARCH, epochs=plan["epochs"], validation_split=0.1, lr_schedule="constant")
-    result = training.train(engine_config, data, on_progress=_AppProgress())
+    result = loop.train(engine_config, data, on_progress=_AppProgress())
     macs = architectures.forward_macs_per_sample(layers, data.input_shape, data.num_classes)
     return {
         "train_images": int(len(data.y_train)),
@@ -266,11 +269,11 @@ def bench_ui_overhead(dataset, plan) -> dict:
     """Engine time with the app's progress callback / without, alternated to share the noise."""
     data = datasets.prepare(dataset, validation_split=0.0, limit=_limit(plan["overhead_images"], dataset), seed=1)
     config = TrainConfig(arch=BENCH_ARCH, epochs=1, validation_split=0.0)
-    training.train(config, data)  # warm up: graph tracing and caches
+    loop.train(config, data)  # warm up: graph tracing and caches
     with_progress, without = [], []
     for _ in range(3):
-        with_progress.append(training.train(config, data, on_progress=_AppProgress()).seconds)
-        without.append(training.train(config, data).seconds)
+        with_progress.append(loop.train(config, data, on_progress=_AppProgress()).seconds)
+        without.append(loop.train(config, data).seconds)
     ratio = statistics.median(with_progress) / statistics.median(without)
     return {"ui_overhead_ratio": round(ratio, 4), "ui_overhead_seconds": {"with": with_progress, "without": without}}
 
@@ -319,12 +322,12 @@ def bench_precision(dataset) -> dict:
     rates = {}
     for precision in ("float32", "mixed", "float32", "mixed"):  # alternated: both share the machine's noise
         config = TrainConfig(arch=BENCH_ARCH, epochs=1, validation_split=0.0, precision=precision)
-        result = training.train(config, data)
+        result = loop.train(config, data)
         rates.setdefault(result.precision, []).append(result.samples_per_s)
     mixed_policy = next(policy for policy in rates if policy != "float32")
     mixed, plain = max(rates[mixed_policy]), max(rates["float32"])
     return {
-        "precision_auto_here": training.resolve_precision("auto"),
+        "precision_auto_here": loop.resolve_precision("auto"),
         "train_samples_per_s_forced_mixed": round(mixed, 1),
         "train_samples_per_s_float32": round(plain, 1),
         "forced_mixed_policy": mixed_policy,
@@ -343,7 +346,7 @@ def bench_live_panel(plan) -> dict:
     import plotly.io
     import plotly.tools
 
-    from lib import jobs
+    from lib.execution import jobs
     from lib.ui import common as ui, train as ui_train
 
     def one_poll(manager, job_id, cache):
@@ -390,7 +393,7 @@ def bench_inference(dataset) -> dict:
 
     config = TrainConfig(arch=BENCH_ARCH, epochs=1, validation_split=0.0)
     data = datasets.prepare(dataset, validation_split=0.0, limit=_limit(3000, dataset), seed=2)
-    model = training.train(config, data).model
+    model = loop.train(config, data).model
     images, _ = synthdigits.digit_set(4, seed=5, canvas=280)
     for image in images[:3]:  # warm up both paths
         inference.predict_unit_images(model, drawing.preprocess_image(image), normalize=True)
@@ -480,11 +483,11 @@ def bench_lesson_presets(dataset, rows: list, on_row=None) -> list[dict]:
 
 
 def _preset_row(preset, plan, dataset=None) -> dict:
-    dataset = dataset or datasets.load_dataset(preset.dataset)
+    dataset = dataset or catalog.load_dataset(preset.dataset)
     quick = plan["zoo_epochs"] is not None
     config = preset.config(epochs=plan["zoo_epochs"], limit=_limit(plan["zoo_limit"], dataset))
     data = datasets.prepare(dataset, validation_split=config.validation_split, limit=config.limit, seed=config.seed)
-    result = training.train(config, data)
+    result = loop.train(config, data)
     measured = _measured(preset.reported, result)
     note = f"quick: {config.epochs} epoch(s) on {len(data.y_train):,} images" if quick else "tutorial settings"
     if result.status != "finished" or result.stop_reason != f"Completed {config.epochs} epochs.":
@@ -514,7 +517,7 @@ def rerun_rows(names: list[str]) -> int:
     """Retrain some rows of the full benchmark in place (after a fix), noting the command."""
     path = PROJECT / "bench" / "results-full.json"
     results = json.loads(path.read_text(encoding="utf-8"))
-    dataset = datasets.load_dataset("mnist")
+    dataset = catalog.load_dataset("mnist")
     for name in names:
         preset = presets.get_preset(name)
         for key in ("zoo_accuracy", "preset_accuracy"):
@@ -666,7 +669,7 @@ def tta_markdown(r: dict, heading: str = "## Time to accuracy (full MNIST: 60,00
         f"~{bundled['estimated_seconds']:,.0f} s ({bundled['samples_per_s']:,.0f} images/s) | 99.5% in ≤ 180 s: "
         f"{within(bundled['estimated_seconds'], 180)} |",
         "",
-        f"Per epoch (seconds, test accuracy): "
+        "Per epoch (seconds, test accuracy): "
         + "; ".join(f"{row['label']}: " + ", ".join(f"{e['seconds']:.1f} s {e['test_accuracy']:.2%}"
                                                     for e in row["per_epoch"]) for row in (plain, engine, fastest, high)),
         "",
@@ -761,7 +764,7 @@ def _limit(count, dataset):
 
 def _available():
     """Datasets with a file here (the Keras loader cannot download on this machine)."""
-    return {name for name, info in datasets.available_datasets().items() if info.path is not None}
+    return {name for name, info in catalog.available_datasets().items() if info.path is not None}
 
 
 def _cpu_name() -> str:

@@ -14,8 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from lib import architectures, datasets, training
-from lib.training import TrainConfig
+from lib.data import datasets
+from lib.models import architectures
+from lib.training import loop
+from lib.training.config import TrainConfig
 
 PROJECT = Path(__file__).resolve().parent.parent
 TARGET = 0.99
@@ -48,7 +50,7 @@ def estimate_seconds(data, fields: dict, images: int) -> dict:
     """A recipe too long for the bench, estimated from its throughput on `images` images (2 epochs, the second timed)."""
     config = recipe(fields, epochs=2, validation_split=0.0)
     small = dataclasses.replace(data, x_train=data.x_train[:images], y_train=data.y_train[:images])
-    result = training.train(config, small)
+    result = loop.train(config, small)
     rate = result.history[-1]["images"] / result.history[-1]["seconds"]
     train_images = round(len(data.y_train) * (1 - fields.get("validation_split", 0.0)))
     return {"samples_per_s": round(rate, 1), "estimated_seconds": round(fields["epochs"] * train_images / rate, 1),
@@ -79,14 +81,14 @@ def plain_fit(data, arch: str, *, max_epochs: int = PLAIN_MAX_EPOCHS, target: fl
 
 
 def engine(data, config: TrainConfig, *, label: str, target: float = TARGET) -> dict:
-    """`training.train` as the app runs it, with the test set as its per-epoch validation set.
+    """`loop.train` as the app runs it, with the test set as its per-epoch validation set.
 
     Batch events carry the seconds since training began; the gap between an epoch's
     last batch and its epoch event is the validation pass, which is not counted.
     """
     checked = dataclasses.replace(data, x_val=data.x_test, y_val=data.y_test)
     timer = _EpochTimer()
-    result = training.train(config, checked, on_progress=timer)
+    result = loop.train(config, checked, on_progress=timer)
     epochs = [
         {"epoch": row["epoch"], "seconds": round(seconds, 2), "test_accuracy": round(row["val_accuracy"], 4)}
         for row, seconds in zip(result.history, timer.train_seconds)
@@ -148,7 +150,8 @@ def thread_rates(arch: str, images: int, plans: dict[str, dict | None]) -> dict[
 _THREAD_CHILD = """
 import json
 import tensorflow as tf
-from lib import datasets, hardware, training
+from lib.data import catalog, datasets
+from lib.training import hardware, loop
 plan = json.loads({plan!r})
 if plan is None:
     hardware.configure_threads = lambda *args: {{}}  # TensorFlow's defaults
@@ -156,8 +159,8 @@ else:
     tf.config.threading.set_intra_op_parallelism_threads(plan["intra_op"])
     tf.config.threading.set_inter_op_parallelism_threads(plan["inter_op"])
     hardware.configure_threads = lambda *args: plan
-data = datasets.prepare(datasets.load_dataset("mnist"), validation_split=0.0, limit={images}, seed=5)
-config = training.TrainConfig(arch={arch!r}, epochs=2, batch_size=128, validation_split=0.0)
-result = training.train(config, data)
+data = datasets.prepare(catalog.load_dataset("mnist"), validation_split=0.0, limit={images}, seed=5)
+config = TrainConfig(arch={arch!r}, epochs=2, batch_size=128, validation_split=0.0)
+result = loop.train(config, data)
 print(result.history[-1]["images"] / result.history[-1]["seconds"])
 """

@@ -18,7 +18,8 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from lib import datasets, presets, training  # noqa: E402
+from lib.data import catalog, datasets
+from lib.training import loop, presets
 
 OUTPUT = PROJECT / "bench" / "results-variance.json"
 
@@ -30,14 +31,14 @@ def main() -> int:
     parser.add_argument("--full-train-seed", type=int, default=0, help="seed of the run on all 60,000 images")
     args = parser.parse_args()
     rows = json.loads(OUTPUT.read_text()) if OUTPUT.is_file() else []
-    dataset = datasets.load_dataset("mnist")
+    dataset = catalog.load_dataset("mnist")
     for name in args.presets:
         preset = presets.get_preset(name)
         plans = [{"seed": seed} for seed in args.seeds] + [{"seed": args.full_train_seed, "validation_split": 0.0}]
         for changes in plans:
             config = preset.config(**changes)
             data = datasets.prepare(dataset, validation_split=config.validation_split, seed=config.seed)
-            result = training.train(config, data)
+            result = loop.train(config, data)
             row = {"preset": name, "seed": config.seed, "validation_split": config.validation_split,
                    "train_images": int(len(data.y_train)), "test_accuracy": round(result.test_accuracy, 4),
                    "test_loss": round(result.test_loss, 4), "seconds": round(result.seconds, 1),

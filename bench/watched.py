@@ -23,8 +23,8 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, _free_port, _healthy, _stop  # noqa: E402
-from tests.e2e.studio import Studio  # noqa: E402
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, VIEWPORT, _free_port, _healthy, _stop
+from tests.e2e.studio import Studio
 
 
 def main() -> int:

@@ -12,7 +12,20 @@ import sys
 import time
 from pathlib import Path
 
-from lib import architectures, codegen, datasets, hardware, presets, runs, training
+from lib.data import catalog, datasets
+from lib.execution import pipeline
+from lib.models import architectures
+from lib.store import runs
+from lib.training import codegen, hardware, presets
+from lib.training.config import (
+    DEFAULT_LEARNING_RATES,
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    PRECISIONS,
+    TrainConfig,
+    config_defaults,
+    default_learning_rate,
+)
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
 TENSORFLOW_COMMANDS = {"train", "evaluate", "predict", "inside", "import"}  # the rest never load it
@@ -119,17 +132,17 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _add_train_options(train) -> None:
     """The training settings, with TrainConfig's defaults and the training module's choices."""
-    default = training.config_defaults()
+    default = config_defaults()
     train.add_argument("--preset", default=None,
                        help="a tutorial recipe (see `presets`); only --limit, --epochs, --seed and --name change it")
     train.add_argument("--dataset", default=default["dataset"])
     train.add_argument("--arch", default=default["arch"], help="a zoo name (see `zoo`)")
     train.add_argument("--epochs", type=int, default=_Default(default["epochs"]))
     train.add_argument("--batch-size", type=int, default=default["batch_size"])
-    train.add_argument("--optimizer", choices=training.OPTIMIZERS, default=default["optimizer"])
-    rates = ", ".join(f"{name} {rate:g}" for name, rate in training.DEFAULT_LEARNING_RATES.items())
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default=default["optimizer"])
+    rates = ", ".join(f"{name} {rate:g}" for name, rate in DEFAULT_LEARNING_RATES.items())
     train.add_argument("--lr", type=float, default=None, help=f"learning rate (default by optimizer: {rates})")
-    train.add_argument("--lr-schedule", choices=training.LR_SCHEDULES, default=default["lr_schedule"])
+    train.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=default["lr_schedule"])
     train.add_argument("--validation-split", type=float, default=default["validation_split"])
     train.add_argument("--limit", type=int, default=default["limit"], help="train on a stratified sample of N images")
     train.add_argument("--seed", type=int, default=default["seed"])
@@ -139,7 +152,7 @@ def _add_train_options(train) -> None:
     train.add_argument("--target-accuracy", type=float, default=None, help="stop once val_accuracy reaches this (0-1)")
     train.add_argument("--patience", type=int, default=default["early_stopping_patience"],
                        help="early stopping patience in epochs (0 = off)")
-    train.add_argument("--precision", choices=training.PRECISIONS, default=default["precision"])
+    train.add_argument("--precision", choices=PRECISIONS, default=default["precision"])
     train.add_argument("--name", default=default["name"], help="display name of the run")
 
 
@@ -180,7 +193,7 @@ PRESET_FIXED = ("dataset", "arch", "batch_size", "optimizer", "lr", "lr_schedule
                 "no_normalize", "one_hot", "augment", "target_accuracy", "patience", "precision")
 
 
-def config_from_args(args) -> training.TrainConfig:
+def config_from_args(args) -> TrainConfig:
     """The TrainConfig that `train` and `code` use: a preset's, or one built from the options."""
     if args.preset is not None:
         preset = presets.get_preset(args.preset)
@@ -195,8 +208,8 @@ def config_from_args(args) -> training.TrainConfig:
         return preset.config(limit=args.limit, epochs=given_epochs, **overrides)
     if args.arch not in architectures.ZOO:
         raise CliError(f"Unknown architecture: {args.arch!r}. Known: {', '.join(architectures.ZOO)}.")
-    learning_rate = args.lr if args.lr is not None else training.default_learning_rate(args.optimizer)
-    return training.TrainConfig(
+    learning_rate = args.lr if args.lr is not None else default_learning_rate(args.optimizer)
+    return TrainConfig(
         dataset=args.dataset,
         arch=args.arch,
         epochs=args.epochs,
@@ -238,11 +251,11 @@ def cmd_code(args) -> int:
 
 def cmd_train(args) -> int:
     config = config_from_args(args)
-    known = datasets.available_datasets(args.data_dir, datasets.uploads_dir(args.runs_dir))
+    known = catalog.available_datasets(args.data_dir, datasets.uploads_dir(args.runs_dir))
     if config.dataset not in known:
         raise CliError(f"Unknown dataset: {config.dataset!r}. Known: {', '.join(known)}.")
     bar = _ProgressBar(sys.stderr)
-    run, result = training.train_and_save(
+    run, result = pipeline.train_and_save(
         config, data_dir=args.data_dir, runs_dir=args.runs_dir, on_progress=bar.update
     )
     bar.close()
@@ -286,10 +299,10 @@ def cmd_runs(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from lib import inference
+    from lib.models import inference
 
     run = runs.get_run(args.run, args.runs_dir)
-    dataset = datasets.load_dataset(run.dataset["name"], args.data_dir, datasets.uploads_dir(args.runs_dir))
+    dataset = catalog.load_dataset(run.dataset["name"], args.data_dir, datasets.uploads_dir(args.runs_dir))
     model = runs.load_model(run)
     probs = inference.predict_proba(model, dataset.x_test, normalize=run.normalize)
     scores = inference.score(probs, dataset.y_test, dataset.info.num_classes)
@@ -303,7 +316,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from lib import drawing, inference
+    from lib.data import drawing
+    from lib.models import inference
 
     model, run = _resolve_model(args.model, args.runs_dir)
     failures = 0
@@ -329,7 +343,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_inside(args) -> int:
-    from lib import drawing, inference, inside
+    from lib.data import drawing
+    from lib.models import inference, inside
 
     model, run = _resolve_model(args.model, args.runs_dir)
     processed = inference.prepare_image(run, drawing.load_image_file(Path(args.image)))
@@ -356,7 +371,7 @@ def cmd_inside(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from lib import bundles
+    from lib.store import bundles
 
     run = runs.get_run(args.run, args.runs_dir)
     if not args.path.parent.is_dir():
@@ -367,7 +382,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from lib import bundles, paths
+    from lib.data import paths
+    from lib.store import bundles
 
     run = bundles.import_file(args.path, args.runs_dir or paths.runs_dir(), dataset=args.dataset,
                               data_dir=args.data_dir)

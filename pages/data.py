@@ -2,8 +2,9 @@
 
 import streamlit as st
 
-from lib import charts, datasets
+from lib.data import datasets
 from lib.ui import common as ui, data as ui_data
+from lib.viz import charts
 
 ui.require_entry()
 

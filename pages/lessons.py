@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lib import presets
+from lib.training import presets
 from lib.ui import common as ui, lessons as ui_lessons
 
 ui.require_entry()

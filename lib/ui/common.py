@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from lib import datasets, jobs, paths, profile, runs, workspaces
+from lib.data import catalog, datasets, paths
+from lib.execution import jobs
+from lib.store import profile, runs, workspaces
 from lib.ui import workspace as ui_workspace
 
 # Session-state keys: declared once, used by every page.
@@ -70,7 +72,7 @@ def job_manager() -> jobs.JobManager:
     """One process-wide job manager: jobs survive reruns, page changes and closed tabs.
 
     In the public profile each training runs in its own process, under the workspace
-    quota, with one active job per visitor and a bounded queue (lib.jobs.manager_for).
+    quota, with one active job per visitor and a bounded queue (lib.execution.jobs.manager_for).
     """
     return jobs.manager_for(profile.current())
 
@@ -103,7 +105,7 @@ def data_key() -> tuple[str, str]:
 
 @st.cache_data(show_spinner=False, ttl=60)
 def dataset_infos(key: tuple[str, str]) -> dict[str, datasets.DatasetInfo]:
-    return datasets.available_datasets(*key)
+    return catalog.available_datasets(*key)
 
 
 def dataset_key(name: str) -> tuple[str, str]:
@@ -137,7 +139,7 @@ def shared_test_split(name: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]
 @st.cache_data(show_spinner="Loading the test images…", max_entries=4)
 def _test_split(name: str, key: tuple[str, str], _data_key: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
     """Cached by `key`; read through the caller's `_data_key` (unhashed: the same file, whoever calls)."""
-    dataset = datasets.load_dataset(name, *_data_key)
+    dataset = catalog.load_dataset(name, *_data_key)
     return dataset.x_test, dataset.y_test
 
 
@@ -148,7 +150,7 @@ def dataset_overview(name: str) -> dict:
 
 @st.cache_data(show_spinner="Reading the dataset…", max_entries=4)
 def _dataset_overview(name: str, key: tuple[str, str], _data_key: tuple[str, str]) -> dict:
-    return datasets.overview(datasets.load_dataset(name, *_data_key))
+    return datasets.overview(catalog.load_dataset(name, *_data_key))
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
@@ -344,7 +346,7 @@ def precision_note(policy: str, requested: str = "auto") -> str:
 
 def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
     """A saved run: scores, curves, confusion matrix, per-class accuracy, downloads."""
-    from lib import charts
+    from lib.viz import charts
 
     meta = run.meta
     status = meta.get("status", "?")
@@ -385,7 +387,7 @@ def bundle_download(run: runs.RunInfo, *, key: str, container=st) -> None:
     """Download a run as one file (model, history, metadata) that imports back as a new run."""
     import functools
 
-    from lib import bundles
+    from lib.store import bundles
 
     container.download_button(
         "Run bundle", functools.partial(bundles.export_bundle, run), bundles.bundle_filename(run),
@@ -396,7 +398,7 @@ def bundle_download(run: runs.RunInfo, *, key: str, container=st) -> None:
 
 def show_as_code(config, *, key: str) -> None:
     """A toggle that shows `config` as a runnable Keras script, with a download button."""
-    from lib import codegen
+    from lib.training import codegen
 
     if not st.toggle("Show as code", key=f"{key}_toggle", help="A plain Keras 3 script that reproduces this run"):
         return

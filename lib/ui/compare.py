@@ -1,6 +1,6 @@
 """Compare page widgets: validation curves of several runs, the runs table, rename and delete.
 
-Streamlit-only glue: figures in lib.charts, the run registry in lib.runs.
+Streamlit-only glue: figures in lib.viz.charts, the run registry in lib.store.runs.
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lib import charts, runs
+from lib.store import runs
 from lib.ui import common as ui
+from lib.viz import charts
 
 # Session-state and widget keys of the page.
 NOTICE, MANAGE, NEW_NAME = "compare_notice", "compare_manage_run", "compare_new_name_"

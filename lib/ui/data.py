@@ -1,7 +1,7 @@
 """Data page widgets for your own data and models: image-folder zips, drawn classes, model import.
 
-Streamlit glue only: scanning and conversion are in lib.imagefolder, the drawing draft
-in lib.drawnclasses, bundles and model import in lib.bundles. Session state holds plain
+Streamlit glue only: scanning and conversion are in lib.data.imagefolder, the drawing draft
+in lib.data.drawnclasses, bundles and model import in lib.store.bundles. Session state holds plain
 data: the draft (class names and small uint8 arrays), ids and short notices.
 """
 
@@ -10,13 +10,16 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from lib import bundles, datasets, drawnclasses, imagefolder, jobs, paths, workspaces
+from lib.data import datasets, drawnclasses, imagefolder, paths
+from lib.execution import jobs
+from lib.store import bundles, workspaces
+from lib.training import presets
 from lib.ui import common as ui, draw as ui_draw, train as ui_train
 
 # Session-state and widget keys.
 NOTICE = "data_own_notice"  # (section, "ok" | "error", text[, todo]) shown once under that section
 FOLDER_ZIP, FOLDER_NAME, FOLDER_COLOUR, FOLDER_SIZE = "data_zip", "data_zip_name", "data_zip_colour", "data_zip_size"
-DRAFT = "data_draft"  # the drawing draft (lib.drawnclasses), or None
+DRAFT = "data_draft"  # the drawing draft (lib.data.drawnclasses), or None
 DRAW_NAMES, DRAW_CLASS, DRAW_SET_NAME = "data_draw_names", "data_draw_class", "data_draw_set_name"
 DRAW_EPOCHS, DRAW_DELETE = "data_draw_epochs", "data_draw_delete"
 DRAW_CANVAS, DRAW_CLEARS = "data_draw_canvas", "data_draw_clears"
@@ -243,7 +246,7 @@ def save_and_train(draft: dict) -> None:
     short = drawnclasses.missing(draft)
     name_col, epochs_col, go_col = st.columns([2, 1, 2], vertical_alignment="bottom")
     name_col.text_input("Dataset name", value="my_drawings", key=DRAW_SET_NAME, max_chars=40)
-    epochs_col.number_input("Epochs", 1, 200, drawnclasses.RECIPE["epochs"], key=DRAW_EPOCHS,
+    epochs_col.number_input("Epochs", 1, 200, presets.DRAWN_CLASSES_RECIPE["epochs"], key=DRAW_EPOCHS,
                             help="Many short epochs: there are few images. Light augmentation is on.")
     go_col.button("Save and train", type="primary", icon=":material/model_training:", key="data_draw_train",
                   disabled=bool(short), on_click=_save_and_train,
@@ -323,7 +326,7 @@ def _save_and_train() -> None:
     try:
         info = _store_dataset(DRAWN_SET_BYTES, lambda folder: drawnclasses.save_draft(
             st.session_state.get(DRAW_SET_NAME, ""), draft, folder=folder))
-        config = drawnclasses.train_config(info.name, epochs=int(st.session_state.get(DRAW_EPOCHS) or 1))
+        config = presets.drawn_classes_config(info.name, epochs=int(st.session_state.get(DRAW_EPOCHS) or 1))
     except (drawnclasses.InvalidDraft, datasets.InvalidDataset, ValueError, workspaces.QuotaExceeded) as problem:
         _notice("draw", "error", "The drawings were not saved.", str(problem))
         return

@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from lib import charts, drawing, inference, runs
+from lib.data import drawing
+from lib.models import inference
+from lib.store import runs
 from lib.ui import common as ui
+from lib.viz import charts
 
 CANVAS_PX = 280  # 10x MNIST's 28: fine strokes, and the size the preprocessing is tuned on
 # One key for good: a new key mounts a new component, whose stylesheet loads anew; until it

@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from lib import charts, datasets, inference, inside, inside_charts, runs
+from lib.data import datasets
+from lib.models import inference, inside
+from lib.store import runs
 from lib.ui import common as ui, draw as ui_draw
+from lib.viz import charts, inside_charts
 
 SOURCE_KEY = "inside_source"
 TEST_INDEX_KEY = "inside_test_index"

@@ -1,15 +1,17 @@
 """Lessons page widgets: the tutorials' lessons, one-click presets, reported vs measured, progress.
 
-Streamlit-only glue: the lessons and recipes are in lib.presets, the scripts in lib.codegen.
+Streamlit-only glue: the lessons and recipes are in lib.training.presets, the scripts in lib.training.codegen.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from lib import datasets, jobs, paths, presets
+from lib.data import datasets, paths
+from lib.execution import jobs
+from lib.training import presets
+from lib.training.presets import LESSONS
 from lib.ui import common as ui, compare as ui_compare, train as ui_train
-from lib.presets import LESSONS
 
 PICK = "lessons_pick"  # the lesson on screen
 JOBS = "lessons_jobs"  # lesson key -> job ids submitted from this page in this session

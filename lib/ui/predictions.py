@@ -1,7 +1,7 @@
 """Predictions page widgets: a run's test-set predictions as a grid, one image up close, the mistakes.
 
-Streamlit-only glue: sampling, captions and scores are in lib.predictions,
-figures in lib.charts.
+Streamlit-only glue: sampling, captions and scores are in lib.models.predictions,
+figures in lib.viz.charts.
 """
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lib import charts, datasets, inference, paths, predictions, profile, runs
+from lib.data import datasets, paths
+from lib.models import inference, predictions
+from lib.store import profile, runs
 from lib.ui import common as ui
+from lib.viz import charts
 
 # Session-state and widget keys of the page.
 SEED = "pred_seed"

@@ -9,9 +9,22 @@ import threading
 
 import streamlit as st
 
-from lib import architectures, charts, jobs, profile, runs, training
+from lib.execution import jobs
+from lib.models import architectures
+from lib.store import profile, runs
+from lib.training.config import (
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    PRECISIONS,
+    QUICK_MIN_STEPS,
+    TARGET_METRICS,
+    TrainConfig,
+    config_defaults,
+    default_learning_rate,
+    epochs_for_steps,
+)
 from lib.ui import common as ui
-from lib.training import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, TARGET_METRICS, TrainConfig
+from lib.viz import charts
 
 CUSTOM = "custom"
 SUBMIT_PROBLEM = "train_submit_problem"  # why the last Train click started nothing
@@ -36,7 +49,7 @@ FIELD_OF_WIDGET = {"patience": "early_stopping_patience"}
 
 def setting_defaults() -> dict:
     """Initial widget values: TrainConfig's defaults, so the page, the CLI and the engine agree."""
-    config = training.config_defaults()
+    config = config_defaults()
     defaults = {}
     for name in K:
         field = FIELD_OF_WIDGET.get(name, name)
@@ -98,7 +111,7 @@ def submit_quick_run() -> str | None:
     """Home's one-click path: the fastest recipe (TrainConfig's defaults) on the selected dataset, with
     enough epochs for the recipe's steps on a small dataset."""
     info = ui.selected_dataset()
-    epochs = training.epochs_for_steps(info.train_images, TrainConfig.batch_size)  # 1 on MNIST; more on small sets
+    epochs = epochs_for_steps(info.train_images, TrainConfig.batch_size)  # 1 on MNIST; more on small sets
     return submit(TrainConfig(dataset=info.name, epochs=min(epochs, MAX_EPOCHS_WIDGET), **QUICK_RUN))
 
 
@@ -260,7 +273,7 @@ def _int_or_text(text: str):
 
 def _optimizer_changed() -> None:
     """A new optimizer starts from its own usual learning rate."""
-    st.session_state[K["learning_rate"]] = training.default_learning_rate(st.session_state[K["optimizer"]])
+    st.session_state[K["learning_rate"]] = default_learning_rate(st.session_state[K["optimizer"]])
 
 
 def settings_form(arch_name: str, layers: list[dict] | None) -> TrainConfig | None:
@@ -322,12 +335,12 @@ def few_steps_hint(config: TrainConfig) -> None:
     if info is None or config.lr_schedule == "constant":
         return
     images = profile.epoch_images(1, info.train_images, config.validation_split, config.limit)
-    needed = min(training.epochs_for_steps(images, config.batch_size, epochs=config.epochs), MAX_EPOCHS_WIDGET)
+    needed = min(epochs_for_steps(images, config.batch_size, epochs=config.epochs), MAX_EPOCHS_WIDGET)
     if needed <= config.epochs:
         return
     steps = -(-images // config.batch_size)
     st.info(f"{images:,} training images at batch {config.batch_size} are only {steps} steps per epoch; a "
-            f"{config.lr_schedule} schedule needs about {training.QUICK_MIN_STEPS} steps in all to learn well "
+            f"{config.lr_schedule} schedule needs about {QUICK_MIN_STEPS} steps in all to learn well "
             f"(on 1,000 MNIST images: 37% after 1 epoch, 96.5% after 50). Try {needed} epochs.",
             icon=":material/lightbulb:")
     st.button(f"Use {needed} epochs", key="train_use_epochs", on_click=_set_epochs, args=(needed,))

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from lib import profile, runs, workspaces
+from lib.store import profile, runs, workspaces
 
 WORKSPACE_PARAM = "ws"
 SHARE_PARAM = "share"

@@ -12,7 +12,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from lib import paths, runs
+from lib.data import paths
+from lib.store import runs
 
 APP_FILE = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 APP_TIMEOUT = 60
@@ -24,7 +25,8 @@ GOOD_RUN = "good softmax"
 @pytest.fixture(scope="session")
 def trained_runs(tiny_data_dir, tmp_path_factory) -> Path:
     """A runs folder holding two real 1-epoch runs on the tiny MNIST: a good one, then a weak one (newest)."""
-    from lib.training import TrainConfig, train_and_save
+    from lib.execution.pipeline import train_and_save
+    from lib.training.config import TrainConfig
 
     folder = tmp_path_factory.mktemp("trained_runs")
     good = TrainConfig(dataset="mnist", arch="softmax", epochs=1, limit=200, name=GOOD_RUN)

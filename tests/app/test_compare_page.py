@@ -2,7 +2,7 @@
 
 import json
 
-from lib import runs
+from lib.store import runs
 from tests.app.conftest import GOOD_RUN, WEAK_RUN, open_page, run_names
 
 PAGE = "pages/compare.py"

@@ -9,7 +9,9 @@ import numpy as np
 from PIL import Image
 from streamlit.proto.Metric_pb2 import Metric
 
-from lib import drawing, inference, runs, synthdigits
+from lib.data import drawing, synthdigits
+from lib.models import inference
+from lib.store import runs
 from lib.ui import draw as ui_draw
 from tests.app.conftest import open_page
 

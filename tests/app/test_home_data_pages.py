@@ -36,7 +36,7 @@ def test_home_shows_quick_paths_and_recent_runs(app_runs):
     table = at.dataframe[0].value
     assert list(table["name"]) == ["weak softmax", "good softmax"]  # newest first
     # Same units as Compare: test accuracy in percent, not a fraction.
-    from lib import runs
+    from lib.store import runs
 
     found, _ = runs.list_runs(include_bundled=False)
     expected = {run.display_name: run.meta["test_accuracy"] * 100 for run in found}
@@ -51,8 +51,8 @@ def test_one_click_training_from_home_submits_the_fastest_recipe_with_enough_ste
     The 600-image test set gives one epoch in batches of 128 only 5 steps, so the click asks for 80:
     the recipe's 400 steps.)
     """
+    from lib.training.config import QUICK_MIN_STEPS, TrainConfig
     from lib.ui import common as ui
-    from lib.training import QUICK_MIN_STEPS, TrainConfig
 
     at = open_page("pages/home.py")
     at.button(key="home_quick_train").click().run()
@@ -93,19 +93,19 @@ def test_data_page_refuses_a_bad_upload_and_accepts_a_good_one(app_runs, tmp_pat
     at.button(key="data_upload_add").click().run()
     assert not at.error
     assert any("Added letters: 4 classes" in message.value for message in at.success)
-    from lib import datasets
+    from lib.data import catalog
 
-    assert datasets.available_datasets()["letters"].num_classes == 4
+    assert catalog.available_datasets()["letters"].num_classes == 4
 
 
 def test_missing_dataset_shows_what_to_do(app_runs, monkeypatch, tmp_path):
     """As a user offline without Fashion-MNIST, I am told which file to put where."""
-    from lib import datasets
+    from lib.data import catalog
 
     empty = tmp_path / "empty_data"
     empty.mkdir()
     monkeypatch.setenv("MNIST_STUDIO_DATA_DIR", str(empty))
-    monkeypatch.setattr(datasets, "_keras_load", lambda name: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(catalog, "_keras_load", lambda name: (_ for _ in ()).throw(OSError("offline")))
     at = open_page("pages/data.py")
     # AppTest drops sidebar elements from its tree after the first run under st.navigation,
     # so pick the dataset the way the sidebar stores it.

@@ -5,7 +5,9 @@ import shutil
 
 import numpy as np
 
-from lib import inference, runs, synthdigits
+from lib.data import synthdigits
+from lib.models import inference
+from lib.store import runs
 from lib.ui import draw as ui_draw, inside as ui_inside
 from tests.app.conftest import open_page
 from tests.app.test_draw_page import png_bytes
@@ -152,7 +154,7 @@ def test_a_model_that_cannot_be_loaded_or_introspected_gets_a_clear_error(bundle
 
 def test_a_model_that_does_not_fit_its_runs_images_gets_a_clear_error(bundled_run, app_runs, monkeypatch):
     """As a user whose run folder holds a model for other images, I get a message, never a traceback."""
-    from lib import architectures
+    from lib.models import architectures
 
     source = runs.list_runs(app_runs, include_bundled=False)[0][0]
     layers = [{"type": "Flatten"}, {"type": "Dense", "units": 10, "activation": "softmax"}]

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from lib import presets
+from lib.training import presets
 from lib.ui import common as ui, compare as ui_compare, lessons as ui_lessons
 from tests.app.conftest import open_page
 
@@ -22,7 +22,7 @@ MEASURED = {
 @pytest.fixture(scope="module")
 def lesson_runs(tiny_data_dir, tmp_path_factory):
     """Saved runs of the learning-rate lesson's two presets (tiny: 100 images, 1 epoch)."""
-    from lib.training import train_and_save
+    from lib.execution.pipeline import train_and_save
 
     folder = tmp_path_factory.mktemp("lesson_runs")
     for name in presets.LESSONS["lr"].presets:

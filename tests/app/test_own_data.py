@@ -5,7 +5,8 @@ import zipfile
 
 from PIL import Image
 
-from lib import bundles, datasets, drawnclasses, runs, synthdigits
+from lib.data import catalog, datasets, drawnclasses, synthdigits
+from lib.store import bundles, runs
 from lib.ui import common as ui, data as ui_data
 from tests.app.conftest import open_page, run_names
 
@@ -48,7 +49,7 @@ def test_an_uploaded_image_folder_is_reported_then_saved_and_selected(app_runs):
     assert "Saved my_shapes: 2 classes, 8 training and 2 test images (32 x 32 x 3)" in texts(at.success)
     assert at.session_state[ui.DATASET] == "my_shapes"
     assert "**my_shapes (your file)**" in texts(at.markdown)  # the page now shows it
-    assert datasets.load_dataset("my_shapes").x_train.shape == (8, 32, 32, 3)
+    assert catalog.load_dataset("my_shapes").x_train.shape == (8, 32, 32, 3)
 
 
 def test_a_zip_with_a_path_escape_is_refused_with_a_clear_message(app_runs):
@@ -109,7 +110,7 @@ def test_save_and_train_drawn_classes_then_go_to_draw(app_runs):
     at.number_input(key=ui_data.DRAW_EPOCHS).set_value(2)
     at.button(key="data_draw_train").click().run()
     assert "Saved doodles (8 drawings of 2 classes) and started training" in texts(at.success)
-    assert datasets.available_datasets()["doodles"].kind == "digit"
+    assert catalog.available_datasets()["doodles"].kind == "digit"
     job = ui.job_manager().wait(at.session_state[ui_data.DRAW_JOB], timeout=300)
     assert job.state == "finished", job.error
     run = runs.get_run(job.run_id)

@@ -3,7 +3,7 @@
 import json
 import re
 
-from lib import runs
+from lib.store import runs
 from tests.app.conftest import GOOD_RUN, WEAK_RUN, open_page
 
 PAGE = "pages/predictions.py"

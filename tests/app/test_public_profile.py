@@ -12,9 +12,17 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lib import bundles, datasets, inference, jobs, profile, runs, workspaces
-from lib.ui import common as ui, data as ui_data, predictions as ui_predictions, train as ui_train
-from lib.ui import workspace as ui_workspace
+from lib.data import catalog
+from lib.execution import jobs
+from lib.models import inference
+from lib.store import bundles, profile, runs, workspaces
+from lib.ui import (
+    common as ui,
+    data as ui_data,
+    predictions as ui_predictions,
+    train as ui_train,
+    workspace as ui_workspace,
+)
 from tests.app.conftest import APP_FILE, APP_TIMEOUT, GOOD_RUN, WEAK_RUN
 
 PAGES = ("pages/home.py", "pages/compare.py", "pages/predictions.py", "pages/draw.py", "pages/inside.py",
@@ -191,7 +199,7 @@ def test_set_work(monkeypatch) -> dict:
 
         monkeypatch.setattr(module, name, wrapper)
 
-    counted(datasets, "load_dataset")
+    counted(catalog, "load_dataset")
     counted(inference, "predict_proba")
     return calls
 

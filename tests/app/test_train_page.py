@@ -1,8 +1,10 @@
 """Train page: pick, configure, train in the background, watch, stop."""
 
-from lib import charts, jobs, runs
+from lib.execution import jobs
+from lib.store import runs
+from lib.training.config import TrainConfig
 from lib.ui import common as ui, train as ui_train
-from lib.training import TrainConfig
+from lib.viz import charts
 from tests.app.conftest import open_page, run_names
 
 
@@ -194,7 +196,7 @@ def test_the_tutorial_cnn_preset_brings_back_the_tutorials_settings(app_runs):
 def test_the_layer_builder_keeps_every_zoo_model_exactly(app_runs):
     """As a tinkerer, copying a zoo model into the layer table changes nothing until I edit it
     (cnn-fast's BatchNormalization momentum 0.9 included: the table's rate column carries it)."""
-    from lib import architectures
+    from lib.models import architectures
 
     for name, arch in architectures.ZOO.items():
         rows = [ui_train._spec_to_row(spec) for spec in arch.layers]

@@ -8,7 +8,7 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from lib import workspaces
+from lib.store import workspaces
 
 
 def workspace_script():

@@ -75,7 +75,7 @@ def e2e_data_dir(request) -> Path:
     shared = os.environ.get("MNIST_STUDIO_DATA_DIR", "")
     if shared and (Path(shared) / "mnist.npz").is_file():
         return Path(shared)
-    warnings.warn(f"MNIST_STUDIO_DATA_DIR ({shared!r}) has no mnist.npz: the browser tests use a tiny MNIST.")
+    warnings.warn(f"MNIST_STUDIO_DATA_DIR ({shared!r}) has no mnist.npz: the browser tests use a tiny MNIST.", stacklevel=2)
     return request.getfixturevalue("tiny_data_dir")
 
 

@@ -256,7 +256,7 @@ class Studio:
         for stroke in strokes:
             start = [box["x"] + stroke[0][0], box["y"] + stroke[0][1]]
             mouse.move(*start)
-            self.wait_until(lambda: "upper-canvas" in self.page.evaluate(ELEMENT_AT_JS, start), timeout_s=5,
+            self.wait_until(lambda start=start: "upper-canvas" in self.page.evaluate(ELEMENT_AT_JS, start), timeout_s=5,
                             what=f"the canvas, not its toolbar, under the stroke's start {stroke[0]}", every_s=0.05)
             mouse.down()
             for x, y in stroke[1:]:

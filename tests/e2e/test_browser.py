@@ -13,7 +13,7 @@ import time
 import pytest
 from PIL import Image, ImageDraw
 
-from lib import runs
+from lib.store import runs
 from tests.e2e.conftest import browser_missing_reason
 from tests.e2e.studio import SLOW_MS, ellipse, line
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lib import runs
+from lib.store import runs
 from tests.e2e.conftest import browser_missing_reason
 from tests.e2e.studio import SLOW_MS, line
 

@@ -1,10 +1,10 @@
-"""lib.architectures: the zoo matches the tutorials, shape inference matches Keras, errors are plain."""
+"""lib.models.architectures: the zoo matches the tutorials, shape inference matches Keras, errors are plain."""
 
 import json
 
 import pytest
 
-from lib.architectures import (
+from lib.models.architectures import (
     ZOO,
     InvalidArchitecture,
     build_model,

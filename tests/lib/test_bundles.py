@@ -8,12 +8,15 @@ import zipfile
 import numpy as np
 import pytest
 
-from lib import bundles, datasets, inference, modelfiles, runs
+from lib.data import catalog
+from lib.models import inference, modelfiles
+from lib.store import bundles, runs
 
 
 @pytest.fixture(scope="module")
 def trained_run(tiny_data_dir, tmp_path_factory):
-    from lib.training import TrainConfig, train_and_save
+    from lib.execution.pipeline import train_and_save
+    from lib.training.config import TrainConfig
 
     folder = tmp_path_factory.mktemp("source_runs")
     run, _ = train_and_save(TrainConfig(arch="softmax", epochs=1, limit=200), data_dir=tiny_data_dir, runs_dir=folder)
@@ -73,7 +76,7 @@ def test_bundle_round_trip_makes_a_new_run_that_predicts_the_same(trained_run, r
     assert imported.meta["test_accuracy"] == trained_run.meta["test_accuracy"]
     assert imported.meta["imported_from"]["bundle_run_id"] == trained_run.run_id
     assert imported.display_name == trained_run.display_name
-    x = datasets.load_dataset("mnist", tiny_data_dir).x_test[:16]
+    x = catalog.load_dataset("mnist", tiny_data_dir).x_test[:16]
     before = inference.predict_proba(runs.load_model(trained_run), x, normalize=True)
     after = inference.predict_proba(runs.load_model(imported), x, normalize=True)
     np.testing.assert_allclose(after, before, rtol=1e-6)
@@ -164,7 +167,7 @@ def test_a_flat_input_logits_model_is_wrapped_with_builtin_layers(model_files, r
                                data_dir=tiny_data_dir)
     model = runs.load_model(run)  # saved and loaded back in safe mode
     assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
-    probs = inference.predict_proba(model, datasets.load_dataset("mnist", tiny_data_dir).x_test[:4], normalize=True)
+    probs = inference.predict_proba(model, catalog.load_dataset("mnist", tiny_data_dir).x_test[:4], normalize=True)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     assert "reshapes each image" in run.meta["stop_reason"] and "adds a softmax" in run.meta["stop_reason"]
 

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from lib import charts
+from lib.viz import charts
 
 DIGITS = [str(digit) for digit in range(10)]
 EPOCHS = [

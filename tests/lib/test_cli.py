@@ -58,9 +58,9 @@ def test_a_usage_error_points_at_the_help_of_the_command_used(capsys, args, help
 
 
 def test_missing_data_is_a_one_line_error(tmp_path, monkeypatch, capsys):
-    from lib import datasets
+    from lib.data import catalog
 
-    monkeypatch.setattr(datasets, "_keras_load", lambda name: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(catalog, "_keras_load", lambda name: (_ for _ in ()).throw(OSError("offline")))
     code = cli.main(["train", "--dataset", "fashion_mnist", "--data-dir", str(tmp_path), "--runs-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == cli.EXIT_FAILED
@@ -101,14 +101,14 @@ def test_train_runs_evaluate_and_predict_json(tiny_data_dir, tmp_path):
 
 
 def test_train_help_lists_the_training_modules_choices_and_defaults():
-    from lib import training
+    from lib.training.config import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, config_defaults
 
     help_text = " ".join(run_cli("train", "--help").stdout.split())
-    for option, choices in (("--optimizer", training.OPTIMIZERS), ("--lr-schedule", training.LR_SCHEDULES),
-                            ("--precision", training.PRECISIONS)):
+    for option, choices in (("--optimizer", OPTIMIZERS), ("--lr-schedule", LR_SCHEDULES),
+                            ("--precision", PRECISIONS)):
         assert f"{option} {{{','.join(choices)}}}" in help_text
     parser_defaults = cli._build_parser().parse_args(["train"])
-    config = training.config_defaults()
+    config = config_defaults()
     assert (parser_defaults.arch, parser_defaults.epochs, parser_defaults.batch_size, parser_defaults.lr_schedule) == (
         config["arch"], config["epochs"], config["batch_size"], config["lr_schedule"])
 
@@ -116,7 +116,7 @@ def test_train_help_lists_the_training_modules_choices_and_defaults():
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
 def test_train_learning_rate_defaults_by_optimizer(optimizer, monkeypatch, tmp_path):
     """The CLI's learning rate for each optimizer is the one rule the Train page uses too (RMSprop 1e-4)."""
-    from lib import training
+    from lib.execution import pipeline
 
     seen = {}
 
@@ -124,14 +124,14 @@ def test_train_learning_rate_defaults_by_optimizer(optimizer, monkeypatch, tmp_p
         seen["config"] = config
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr(training, "train_and_save", fake_train_and_save)
+    monkeypatch.setattr(pipeline, "train_and_save", fake_train_and_save)
     cli.main(["train", "--optimizer", optimizer, "--runs-dir", str(tmp_path), "--data-dir", str(tmp_path)])
     assert seen["config"].learning_rate == {"adam": 1e-2, "sgd": 1e-3, "rmsprop": 1e-4}[optimizer]
 
 
 
 def test_presets_json_lists_every_recipe_with_its_lesson_settings_and_reported_result(capsys):
-    from lib import presets
+    from lib.training import presets
 
     assert cli.main(["presets", "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
@@ -144,8 +144,8 @@ def test_presets_json_lists_every_recipe_with_its_lesson_settings_and_reported_r
 
 
 def test_code_prints_the_same_script_as_the_app_for_a_preset_or_settings(capsys):
-    from lib import codegen, presets
-    from lib.training import TrainConfig
+    from lib.training import codegen, presets
+    from lib.training.config import TrainConfig
 
     assert cli.main(["code", "--preset", "mlp-512-raw", "--epochs", "5"]) == 0
     assert capsys.readouterr().out == codegen.script_for(presets.get_preset("mlp-512-raw").config(epochs=5))
@@ -221,7 +221,8 @@ def test_inside_errors_are_one_line(tmp_path):
 
 
 def test_export_then_import_makes_a_new_run_and_a_bare_model_needs_a_dataset(tiny_data_dir, tmp_path, capsys):
-    from lib.training import TrainConfig, train_and_save
+    from lib.execution.pipeline import train_and_save
+    from lib.training.config import TrainConfig
 
     source_dir, target_dir = tmp_path / "source", tmp_path / "target"
     run, _ = train_and_save(TrainConfig(arch="softmax", epochs=1, limit=200), data_dir=tiny_data_dir,

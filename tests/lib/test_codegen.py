@@ -10,8 +10,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from lib import architectures, codegen, datasets, presets
-from lib.training import TrainConfig
+from lib.data import catalog, datasets
+from lib.models import architectures
+from lib.training import codegen, presets
+from lib.training.config import TrainConfig
 
 CUSTOM_LAYERS = (
     {"type": "Conv2D", "filters": 8, "kernel_size": 5, "strides": 2, "padding": "same", "activation": "relu"},
@@ -69,7 +71,7 @@ def test_every_zoo_script_trains_and_counts_the_apps_parameters(tiny_data_dir, t
     found = results(done.stdout)
     for name, path in paths.items():
         config = zoo_config(name)
-        shape = datasets.get_info(config.dataset, tiny_data_dir).input_shape
+        shape = catalog.get_info(config.dataset, tiny_data_dir).input_shape
         assert found[str(path)]["params"] == architectures.count_params(config.layer_specs, shape, 10), name
         assert 0 <= found[str(path)]["test_accuracy"] <= 1 and found[str(path)]["epochs"] == 1
         assert (tmp_path / f"{name}.keras").is_file() and (tmp_path / f"{name}-history.csv").is_file()
@@ -98,7 +100,7 @@ def test_the_script_holds_out_the_same_validation_images_as_the_app(tiny_data_di
     script = tmp_path / "split_check.py"
     script.write_text(codegen.script_for(config), encoding="utf-8")
     namespace = runpy.run_path(str(script), run_name="split_check")  # definitions only, main() not run
-    dataset = datasets.load_dataset("mnist", tiny_data_dir)
+    dataset = catalog.load_dataset("mnist", tiny_data_dir)
     app = datasets.prepare(dataset, validation_split=0.2, limit=300, seed=7)
     (x_train, y_train), (x_val, y_val) = namespace["split"](dataset.x_train, dataset.y_train, 300, 0.2, 7)
     np.testing.assert_array_equal(x_train, app.x_train)

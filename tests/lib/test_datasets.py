@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lib import datasets
+from lib.data import catalog, datasets
 from tests.conftest import synthetic_arrays
 
 
@@ -15,7 +15,7 @@ def write_npz(folder, name, **arrays):
 
 def test_registry_lists_builtins_and_files_in_data_dir(tmp_path, runs_dir):
     write_npz(tmp_path, "letters", **synthetic_arrays(50, 20, num_classes=4))
-    found = datasets.available_datasets(tmp_path)
+    found = catalog.available_datasets(tmp_path)
     assert list(found)[:2] == ["mnist", "fashion_mnist"]
     assert found["fashion_mnist"].class_names[0] == "T-shirt/top"
     letters = found["letters"]
@@ -24,7 +24,7 @@ def test_registry_lists_builtins_and_files_in_data_dir(tmp_path, runs_dir):
 
 
 def test_data_dir_file_is_used_before_keras_loader(tiny_data_dir, runs_dir):
-    dataset = datasets.load_dataset("mnist", tiny_data_dir)
+    dataset = catalog.load_dataset("mnist", tiny_data_dir)
     assert dataset.info.path == tiny_data_dir / "mnist.npz"
     assert dataset.x_train.shape == (600, 28, 28, 1)
     assert dataset.x_train.dtype == np.uint8  # images stay uint8 in memory
@@ -32,7 +32,7 @@ def test_data_dir_file_is_used_before_keras_loader(tiny_data_dir, runs_dir):
 
 
 def test_generated_fashion_mnist_loads_with_its_class_names(tiny_data_dir, runs_dir):
-    dataset = datasets.load_dataset("fashion_mnist", tiny_data_dir)
+    dataset = catalog.load_dataset("fashion_mnist", tiny_data_dir)
     assert dataset.info.class_names[-1] == "Ankle boot"
     assert dataset.info.kind == "object"
     assert len(dataset.x_test) == 100
@@ -42,9 +42,9 @@ def test_missing_file_offline_says_which_file_to_put_where(tmp_path, runs_dir, m
     def offline(name):
         raise OSError("no network")
 
-    monkeypatch.setattr(datasets, "_keras_load", offline)
+    monkeypatch.setattr(catalog, "_keras_load", offline)
     with pytest.raises(datasets.DatasetUnavailable) as caught:
-        datasets.load_dataset("fashion_mnist", tmp_path)
+        catalog.load_dataset("fashion_mnist", tmp_path)
     message = str(caught.value)
     assert "fashion_mnist.npz" in message and str(tmp_path) in message
     assert "MNIST_STUDIO_DATA_DIR" in message
@@ -82,7 +82,7 @@ def test_a_corrupt_file_is_refused_not_crashing(tmp_path):
     path.write_bytes(b"PK\x03\x04 definitely not a zip")
     with pytest.raises(datasets.InvalidDataset, match="broken.npz"):
         datasets.load_npz(path)
-    assert "broken" not in datasets.available_datasets(tmp_path)
+    assert "broken" not in catalog.available_datasets(tmp_path)
 
 
 def test_pickled_object_arrays_are_never_loaded(tmp_path):
@@ -95,7 +95,7 @@ def test_pickled_object_arrays_are_never_loaded(tmp_path):
 
 
 def test_prepare_holds_out_a_stratified_seeded_validation_split(tiny_data_dir):
-    dataset = datasets.load_dataset("mnist", tiny_data_dir)
+    dataset = catalog.load_dataset("mnist", tiny_data_dir)
     first = datasets.prepare(dataset, validation_split=0.2, seed=3)
     again = datasets.prepare(dataset, validation_split=0.2, seed=3)
     other = datasets.prepare(dataset, validation_split=0.2, seed=4)
@@ -110,7 +110,7 @@ def test_prepare_holds_out_a_stratified_seeded_validation_split(tiny_data_dir):
 
 
 def test_limit_is_a_stratified_sample(tiny_data_dir):
-    dataset = datasets.load_dataset("mnist", tiny_data_dir)
+    dataset = catalog.load_dataset("mnist", tiny_data_dir)
     data = datasets.prepare(dataset, validation_split=0.0, limit=100, seed=0)
     assert len(data.y_train) == 100 and len(data.y_val) == 0
     counts = np.bincount(data.y_train, minlength=10)
@@ -123,7 +123,7 @@ def test_upload_is_validated_and_kept_under_the_runs_dir(tmp_path, runs_dir):
     path = write_npz(tmp_path, "mine", **synthetic_arrays(30, 10, num_classes=3))
     info = datasets.save_upload("mine", path.read_bytes())
     assert info.path.parent == runs_dir / ".datasets"
-    assert "mine" in datasets.available_datasets(tmp_path / "nothing")
+    assert "mine" in catalog.available_datasets(tmp_path / "nothing")
     with pytest.raises(datasets.InvalidDataset, match="not an .npz"):
         datasets.save_upload("other", b"hello")
     bad = good()
@@ -137,7 +137,7 @@ def test_upload_is_validated_and_kept_under_the_runs_dir(tmp_path, runs_dir):
 
 
 def test_pixel_stats_and_class_counts(tiny_data_dir):
-    dataset = datasets.load_dataset("mnist", tiny_data_dir)
+    dataset = catalog.load_dataset("mnist", tiny_data_dir)
     stats = datasets.pixel_stats(dataset.x_train)
     assert stats["dtype"] == "uint8" and stats["max"] <= 255
     assert stats["mean_scaled"] == pytest.approx(stats["mean"] / 255)
@@ -179,7 +179,7 @@ def test_a_header_claiming_730_gib_is_refused_before_anything_is_read(tmp_path, 
     message = str(caught.value)
     assert "huge.npz: x_train.npy declares shape (1000000000, 28, 28)" in message
     assert "damaged or crafted" in message
-    assert "huge" not in datasets.available_datasets(tmp_path)  # the listing skips it quietly
+    assert "huge" not in catalog.available_datasets(tmp_path)  # the listing skips it quietly
 
 
 def test_a_member_claiming_more_than_deflate_can_produce_is_refused(tmp_path):

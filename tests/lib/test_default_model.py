@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lib import drawing, inference, runs, synthdigits
+from lib.data import drawing, synthdigits
+from lib.models import inference
+from lib.store import runs
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -44,7 +46,7 @@ def test_cli_predict_with_the_default_model_uses_the_app_preprocessing(tmp_path)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.strip().splitlines()]
     model = runs.load_model(runs.bundled_run())
-    for (digit, path), line in zip(files, lines):
+    for (_digit, path), line in zip(files, lines, strict=True):
         processed = drawing.preprocess_image(drawing.load_image_file(path))
         expected = inference.predict_unit_images(model, processed, normalize=True)[0]
         assert line["label"] == int(expected.argmax())

@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from lib.drawing import (
-    MAX_UPLOAD_BYTES,
-    InvalidImage,
-    decode_image_upload,
-    load_image_file,
-    preprocess_image,
-)
-from lib.paths import data_dir
+from lib.data.drawing import MAX_UPLOAD_BYTES, InvalidImage, decode_image_upload, load_image_file, preprocess_image
+from lib.data.paths import data_dir
 
 CANVAS = 280
 # MNIST puts the centre of mass at pixel 14.0 (+- 0.5 from its integer shift).

@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
-from lib import datasets, drawing, drawnclasses, inference, synthdigits, training
+from lib.data import catalog, datasets, drawing, drawnclasses, synthdigits
+from lib.execution import pipeline
+from lib.models import inference
+from lib.training import presets
 
 SHAPES = ("circle", "square", "triangle")
 
@@ -90,16 +93,16 @@ def test_saved_draft_is_a_digit_kind_dataset_with_a_small_test_share(runs_dir):
     info = drawnclasses.save_draft("my_shapes", filled_draft(20))
     assert info.kind == "digit"  # Draw preprocesses drawings MNIST-style for models trained on it
     assert info.class_names == SHAPES and info.input_shape == (28, 28, 1)
-    dataset = datasets.load_dataset("my_shapes")
+    dataset = catalog.load_dataset("my_shapes")
     assert np.bincount(dataset.y_test).tolist() == [4, 4, 4]
     assert np.bincount(dataset.y_train).tolist() == [16, 16, 16]
-    assert datasets.available_datasets()["my_shapes"].kind == "digit"
+    assert catalog.available_datasets()["my_shapes"].kind == "digit"
 
 
 def test_a_model_trained_on_a_few_drawings_recognises_new_ones(runs_dir, tmp_path):
     drawnclasses.save_draft("few_shapes", filled_draft(20), folder=tmp_path)
-    config = drawnclasses.train_config("few_shapes", epochs=30, augment=False)  # augmentation: see bench
-    _, result = training.train_and_save(config, data_dir=tmp_path, runs_dir=runs_dir)
+    config = presets.drawn_classes_config("few_shapes", epochs=30, augment=False)  # augmentation: see bench
+    _, result = pipeline.train_and_save(config, data_dir=tmp_path, runs_dir=runs_dir)
     new, labels = synthdigits.shape_set(SHAPES, 6, seed=99)
     processed = np.stack([drawing.preprocess_image(image, mode="digit") for image in new])
     probs = inference.predict_unit_images(result.model, processed, normalize=True)
@@ -107,5 +110,5 @@ def test_a_model_trained_on_a_few_drawings_recognises_new_ones(runs_dir, tmp_pat
 
 
 def test_the_one_click_recipe_augments():
-    config = drawnclasses.train_config("x")
+    config = presets.drawn_classes_config("x")
     assert config.augment and config.dataset == "x"

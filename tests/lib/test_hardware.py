@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lib import datasets, hardware, training
+from lib.data import catalog, datasets
+from lib.training import hardware, loop
+from lib.training.config import TrainConfig
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -29,23 +31,23 @@ def test_cpu_flags_are_read_from_the_flags_lines_only():
 
 
 def test_auto_precision_picks_by_the_cpu_flags_and_gpus_it_reads():
-    assert training.resolve_precision("auto", cpuinfo=INTEL_SPR, gpus=[]) == "mixed_bfloat16"
-    assert training.resolve_precision("auto", cpuinfo=AMD_ZEN2, gpus=[]) == "float32"
+    assert loop.resolve_precision("auto", cpuinfo=INTEL_SPR, gpus=[]) == "mixed_bfloat16"
+    assert loop.resolve_precision("auto", cpuinfo=AMD_ZEN2, gpus=[]) == "float32"
     # A GPU runs float16 natively: that wins whatever the CPU has.
-    assert training.resolve_precision("auto", cpuinfo=AMD_ZEN2, gpus=["/physical_device:GPU:0"]) == "mixed_float16"
-    assert training.resolve_precision("mixed", cpuinfo=INTEL_SPR, gpus=["/physical_device:GPU:0"]) == "mixed_float16"
+    assert loop.resolve_precision("auto", cpuinfo=AMD_ZEN2, gpus=["/physical_device:GPU:0"]) == "mixed_float16"
+    assert loop.resolve_precision("mixed", cpuinfo=INTEL_SPR, gpus=["/physical_device:GPU:0"]) == "mixed_float16"
     # Asked for explicitly, mixed is honoured even where it is emulated; float32 always is.
-    assert training.resolve_precision("mixed", cpuinfo=AMD_ZEN2, gpus=[]) == "mixed_bfloat16"
-    assert training.resolve_precision("float32", cpuinfo=INTEL_SPR, gpus=["gpu"]) == "float32"
+    assert loop.resolve_precision("mixed", cpuinfo=AMD_ZEN2, gpus=[]) == "mixed_bfloat16"
+    assert loop.resolve_precision("float32", cpuinfo=INTEL_SPR, gpus=["gpu"]) == "float32"
 
 
 def test_auto_precision_reads_this_machine_when_nothing_is_faked(monkeypatch, tmp_path):
     fake = tmp_path / "cpuinfo"
     fake.write_text(INTEL_SPR)
     monkeypatch.setattr(hardware, "CPUINFO", fake)
-    assert training.resolve_precision("auto", gpus=[]) == "mixed_bfloat16"
+    assert loop.resolve_precision("auto", gpus=[]) == "mixed_bfloat16"
     fake.write_text(AMD_ZEN2)
-    assert training.resolve_precision("auto", gpus=[]) == "float32"
+    assert loop.resolve_precision("auto", gpus=[]) == "float32"
 
 
 @pytest.mark.parametrize(
@@ -89,7 +91,7 @@ def test_configure_threads_sets_tensorflows_pools_before_its_runtime_starts():
     # A fresh process: in this one another test may already have started TensorFlow.
     script = (
         "import json, tensorflow as tf\n"
-        "from lib import hardware\n"
+        "from lib.training import hardware\n"
         "plan = hardware.configure_threads(3)\n"
         "tf.constant(1.0) + 1.0  # the runtime starts here, with the pools set above\n"
         "again = hardware.configure_threads(5)  # later calls keep the first plan\n"
@@ -106,18 +108,18 @@ def test_configure_threads_sets_tensorflows_pools_before_its_runtime_starts():
 def test_training_configures_threads_before_building_the_model(monkeypatch, tiny_data_dir):
     calls = []
     monkeypatch.setattr(hardware, "configure_threads", lambda: calls.append("threads"))
-    original_build = training.architectures.build_model
-    monkeypatch.setattr(training.architectures, "build_model",
+    original_build = loop.architectures.build_model
+    monkeypatch.setattr(loop.architectures, "build_model",
                         lambda *args, **kwargs: calls.append("build") or original_build(*args, **kwargs))
-    data = datasets.prepare(datasets.load_dataset("mnist", tiny_data_dir), validation_split=0.0, limit=100)
-    training.train(training.TrainConfig(arch="softmax", epochs=1, validation_split=0.0), data)
+    data = datasets.prepare(catalog.load_dataset("mnist", tiny_data_dir), validation_split=0.0, limit=100)
+    loop.train(TrainConfig(arch="softmax", epochs=1, validation_split=0.0), data)
     assert calls == ["threads", "build"]
 
 
 def test_native_stderr_is_silenced_inside_the_block_and_restored_after():
     """What C++ writes to file descriptor 2 (TensorFlow's oneDNN notice on AVX512/AMX CPUs) is dropped
     inside the block; Python's and everything after it still reach stderr."""
-    code = ("import os, sys\nfrom lib import hardware\n"
+    code = ("import os, sys\nfrom lib.training import hardware\n"
             "with hardware.silenced_stderr_fd():\n    os.write(2, b'native notice\\n')\n"
             "os.write(2, b'after\\n')\nprint('python', file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True, check=True)
@@ -125,7 +127,7 @@ def test_native_stderr_is_silenced_inside_the_block_and_restored_after():
 
 
 def test_the_cli_imports_tensorflow_without_its_start_up_notices():
-    code = ("import sys\nfrom lib import hardware\ntf = hardware.import_tensorflow_quietly()\n"
+    code = ("import sys\nfrom lib.training import hardware\ntf = hardware.import_tensorflow_quietly()\n"
             "print(tf.__name__, 'tensorflow' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["tensorflow", "True"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lib import datasets, imagefolder
+from lib.data import catalog, datasets, imagefolder
 
 
 def png(size=(30, 20), colour=(255, 0, 0), mode="RGB", fmt="PNG") -> bytes:
@@ -83,11 +83,11 @@ def test_colour_and_32_pixels_are_kept_when_asked(runs_dir):
     scan = imagefolder.scan_zip(make_zip(shapes_zip()))
     info, converted = imagefolder.save_scan("shapes_rgb", scan, size=32, colour=True)
     assert info.input_shape == (32, 32, 3) and info.kind == "object"
-    dataset = datasets.load_dataset("shapes_rgb")
+    dataset = catalog.load_dataset("shapes_rgb")
     assert dataset.x_train.shape[1:] == (32, 32, 3)
     red = dataset.x_train[dataset.y_train == 0][0]
     assert red[0, 16, 0] > 150 and red[0, 16, 2] < 60  # colour survived
-    assert "shapes_rgb" in datasets.available_datasets()
+    assert "shapes_rgb" in catalog.available_datasets()
 
 
 def test_train_and_test_folders_are_used_as_given(runs_dir):
@@ -252,15 +252,15 @@ def test_a_folder_in_the_data_dir_is_listed_converted_once_and_cached(tmp_path, 
     calls = []
     real_convert = imagefolder.convert
     monkeypatch.setattr(imagefolder, "convert", lambda scan, **kw: calls.append(scan) or real_convert(scan, **kw))
-    found = datasets.available_datasets(data_dir)
+    found = catalog.available_datasets(data_dir)
     assert found["my_shapes"].class_names == ("circle", "square")
     assert found["my_shapes"].input_shape == (28, 28, 1)
     assert ("circle/link.png", "symbolic link (not followed)") in calls[0].skipped
-    datasets.available_datasets(data_dir)
+    catalog.available_datasets(data_dir)
     assert len(calls) == 1  # cached
-    assert datasets.load_dataset("my_shapes", data_dir).x_train.shape[1:] == (28, 28, 1)
+    assert catalog.load_dataset("my_shapes", data_dir).x_train.shape[1:] == (28, 28, 1)
     (data_dir / "my_shapes" / "square" / "new.png").write_bytes(png(colour=(0, 0, 200)))
-    datasets.available_datasets(data_dir)
+    catalog.available_datasets(data_dir)
     assert len(calls) == 2  # a changed folder is converted again
     cached = list((runs_dir / datasets.UPLOADS_SUBDIR / imagefolder.CACHE_SUBDIR / "my_shapes").iterdir())
     assert len(cached) == 1  # the old conversion is gone
@@ -271,8 +271,8 @@ def test_an_unusable_folder_in_the_data_dir_is_not_listed(tmp_path, runs_dir):
     (data_dir / "notes" / "a").mkdir(parents=True)
     (data_dir / "notes" / "b").mkdir()
     (data_dir / "notes" / "a" / "x.txt").write_text("x")
-    assert "notes" not in datasets.available_datasets(data_dir)
-    assert "notes" not in datasets.available_datasets(data_dir)  # the failure is remembered, still not listed
+    assert "notes" not in catalog.available_datasets(data_dir)
+    assert "notes" not in catalog.available_datasets(data_dir)  # the failure is remembered, still not listed
 
 
 def test_folder_scan_refuses_a_missing_folder(tmp_path):

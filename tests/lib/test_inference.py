@@ -1,11 +1,13 @@
-"""lib.inference: the one "run + image -> probabilities" path of Draw, the CLI and Inside."""
+"""lib.models.inference: the one "run + image -> probabilities" path of Draw, the CLI and Inside."""
 
 import json
 
 import numpy as np
 from PIL import Image
 
-from lib import cli, inference, runs
+from lib import cli
+from lib.models import inference
+from lib.store import runs
 
 
 def stroke_image(side: int = 280) -> np.ndarray:

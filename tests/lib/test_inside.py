@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from lib import architectures, inside, inside_charts
+from lib.models import architectures, inside
+from lib.viz import inside_charts
 
 REGION = (slice(5, 10), slice(12, 18))  # rows 5..9, columns 12..17
 REGION_BOX = [5, 12, 9, 17]

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from lib import jobs
+from lib.execution import jobs
 
 
 class FakeRun:
@@ -163,8 +163,8 @@ def test_each_job_saves_into_the_runs_dir_it_was_submitted_with(tmp_path):
 
 def test_a_training_in_a_child_process_reports_progress_saves_and_can_fail_cleanly(tiny_data_dir, tmp_path):
     """The public server's trainer: a real 1-epoch fit in a fresh process, its run saved, its errors readable."""
-    from lib import runs
-    from lib.training import TrainConfig
+    from lib.store import runs
+    from lib.training.config import TrainConfig
 
     manager = jobs.JobManager(trainer=jobs.process_trainer, data_dir=tiny_data_dir, runs_dir=tmp_path)
     job = manager.wait(manager.submit(TrainConfig(arch="softmax", epochs=1, limit=200), "s"), timeout=300)
@@ -177,7 +177,7 @@ def test_a_training_in_a_child_process_reports_progress_saves_and_can_fail_clean
 
 
 def test_the_public_profile_gets_capped_process_training_and_local_stays_as_it_was():
-    from lib import profile
+    from lib.store import profile
 
     local = jobs.manager_for(profile.current({}))
     assert local.max_active_per_session is None and local._trainer is jobs._default_trainer
@@ -228,7 +228,7 @@ def test_a_training_process_runs_at_a_lower_cpu_priority_than_the_server(tiny_da
     """Pages stay responsive while a visitor trains: the child process is niced."""
     import os
 
-    from lib.training import TrainConfig
+    from lib.training.config import TrainConfig
 
     manager = jobs.JobManager(trainer=jobs.process_trainer, data_dir=tiny_data_dir, runs_dir=tmp_path)
     job_id = manager.submit(TrainConfig(arch="softmax", epochs=1, limit=200), "s")

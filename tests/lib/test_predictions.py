@@ -1,9 +1,9 @@
-"""lib.predictions: which test images the Predictions page shows, and how it captions them."""
+"""lib.models.predictions: which test images the Predictions page shows, and how it captions them."""
 
 import numpy as np
 import pytest
 
-from lib import predictions
+from lib.models import predictions
 
 NUM_CLASSES = 3
 

@@ -2,9 +2,12 @@
 
 import pytest
 
-from lib import architectures, datasets, presets, training
-from lib.presets import LESSONS, PRESETS
-from lib.training import TrainConfig
+from lib.data import datasets
+from lib.execution import pipeline
+from lib.models import architectures
+from lib.training import presets
+from lib.training.config import TrainConfig
+from lib.training.presets import LESSONS, PRESETS
 
 # REFERENCE.md's table, typed out again: a preset drifting from the tutorials fails here.
 # (optimizer, learning rate, batch size, epochs, normalized, labels, dataset, reported number)
@@ -112,7 +115,7 @@ def test_verdict_allows_half_a_point_of_accuracy_but_no_higher_loss_at_the_print
 def test_a_preset_trains_on_a_small_slice_with_its_recipe(data_env, runs_dir):
     """The softmax tutorial: raw pixels, one-hot labels, RMSprop; saved under the preset's name."""
     config = presets.get_preset("softmax").config(limit=200, epochs=1)
-    run, result = training.train_and_save(config)
+    run, result = pipeline.train_and_save(config)
     assert result.status == "finished" and result.params == 7_850
     assert run.config["name"] == "softmax" and run.config["normalize"] is False
     assert len(result.history) == 1 and result.test_accuracy is not None

@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from lib import architectures, profile
+from lib.models import architectures
+from lib.store import profile
 
 PUBLIC = {"MNIST_STUDIO_PROFILE": "public"}
 

@@ -5,12 +5,14 @@ import shutil
 
 import pytest
 
-from lib import paths, runs
+from lib.data import paths
+from lib.store import runs
 
 
 @pytest.fixture(scope="module")
 def trained_run(tiny_data_dir, tmp_path_factory):
-    from lib.training import TrainConfig, train_and_save
+    from lib.execution.pipeline import train_and_save
+    from lib.training.config import TrainConfig
 
     folder = tmp_path_factory.mktemp("source_runs")
     run, _ = train_and_save(TrainConfig(arch="softmax", epochs=1, limit=200), data_dir=tiny_data_dir, runs_dir=folder)
@@ -103,7 +105,7 @@ def test_keras_safe_mode_refuses_lambda_layers(tmp_path):
 
 
 def test_a_runs_stored_config_reads_back_as_the_config_it_was_trained_with(trained_run):
-    from lib.training import TrainConfig
+    from lib.training.config import TrainConfig
 
     assert runs.read_config(trained_run) == TrainConfig(arch="softmax", epochs=1, limit=200)
     foreign = runs.RunInfo("x", trained_run.path, {**trained_run.meta, "config": {"arch": "imported"}})
@@ -128,8 +130,9 @@ def test_non_finite_scores_are_saved_as_null_in_strict_json(trained_run, runs_di
     """A diverged run's NaN/inf numbers must not crash the save nor make meta.json unreadable elsewhere."""
     import numpy as np
 
-    from lib import datasets
-    from lib.training import TrainConfig, TrainResult
+    from lib.data import catalog
+    from lib.training.config import TrainConfig
+    from lib.training.loop import TrainResult
 
     result = TrainResult(
         model=runs.load_model(trained_run), status="failed", stop_reason="The loss exploded.",
@@ -138,7 +141,7 @@ def test_non_finite_scores_are_saved_as_null_in_strict_json(trained_run, runs_di
         seconds=1.0, samples_per_s=float("inf"), precision="float32", params=7850,
         test_loss=np.float32("nan"), test_accuracy=0.1, per_class_accuracy=[float("nan")] * 10,
     )
-    info = datasets.get_info("mnist", tiny_data_dir)
+    info = catalog.get_info("mnist", tiny_data_dir)
     saved = runs.save_run(result, TrainConfig(arch="softmax", epochs=1), info, runs_dir)
     meta = strict_json((saved.path / "meta.json").read_text())
     assert meta["test_loss"] is None and meta["samples_per_s"] is None

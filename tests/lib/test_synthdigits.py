@@ -4,9 +4,9 @@
 import numpy as np
 import pytest
 
-from lib import synthdigits
-from lib.drawing import preprocess_image
-from lib.synthdigits import digit_set, draw_digit
+from lib.data import synthdigits
+from lib.data.drawing import preprocess_image
+from lib.data.synthdigits import digit_set, draw_digit
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,24 @@ import threading
 import numpy as np
 import pytest
 
-from lib import datasets, inference, runs, training
-from lib.training import TrainConfig
+from lib.data import catalog, datasets
+from lib.execution import pipeline
+from lib.models import inference
+from lib.store import runs
+from lib.training import loop
+from lib.training.config import TrainConfig, default_learning_rate
 
 
 @pytest.fixture(scope="module")
 def mnist_small(tiny_data_dir):
-    dataset = datasets.load_dataset("mnist", tiny_data_dir)
+    dataset = catalog.load_dataset("mnist", tiny_data_dir)
     return datasets.prepare(dataset, validation_split=0.15, limit=512, seed=0)
 
 
 def test_one_epoch_fit_saves_a_run_that_reloads_with_identical_predictions(mnist_small, runs_dir):
     config = TrainConfig(arch="cnn-tf-tutorial", epochs=1, batch_size=32, precision="float32")
     events = []
-    result = training.train(config, mnist_small, on_progress=events.append)
+    result = loop.train(config, mnist_small, on_progress=events.append)
     assert result.status == "finished" and result.stop_reason == "Completed 1 epoch."  # not "1 epochs"
     assert result.params == 93_322
     assert 0.0 <= result.test_accuracy <= 1.0 and result.test_loss > 0
@@ -63,7 +67,7 @@ def test_stop_request_mid_epoch_saves_a_stopped_run_that_loads(mnist_small, runs
             if event["step"] == 5:
                 stop.set()
 
-    result = training.train(config, mnist_small, on_progress, stop.is_set)
+    result = loop.train(config, mnist_small, on_progress, stop.is_set)
     assert result.status == "stopped"
     assert max(steps) == 5  # stopped right after the batch that asked, mid-epoch
     # The partial epoch is recorded as how far it got, never as a whole epoch.
@@ -80,7 +84,7 @@ def test_stop_request_mid_epoch_saves_a_stopped_run_that_loads(mnist_small, runs
 
 def test_stop_at_target_ends_early(mnist_small):
     config = TrainConfig(arch="softmax", epochs=6, target_metric="loss", target_value=100.0)
-    result = training.train(config, mnist_small)
+    result = loop.train(config, mnist_small)
     assert len(result.history) == 1
     assert result.status == "finished" and "Target reached at epoch 1" in result.stop_reason
 
@@ -88,7 +92,7 @@ def test_stop_at_target_ends_early(mnist_small):
 def test_nan_loss_ends_the_run_as_diverged_with_the_fix(mnist_small):
     config = TrainConfig(arch="mlp-1024", epochs=2, optimizer="sgd", learning_rate=10.0, normalize=False)
     batches = []
-    result = training.train(config, mnist_small, lambda e: e["kind"] == "batch" and batches.append(e))
+    result = loop.train(config, mnist_small, lambda e: e["kind"] == "batch" and batches.append(e))
     assert result.status == "diverged"
     assert len(batches) < 10  # ended at the first exploding batch, not after two epochs
     assert "the loss became" in result.stop_reason and "Lower the learning rate (try 0.001" in result.stop_reason
@@ -101,7 +105,7 @@ def test_a_loss_that_ends_far_above_its_start_at_chance_is_diverged_not_finished
     config = TrainConfig(arch="mlp-128", epochs=3, batch_size=32, optimizer="sgd", learning_rate=10.0,
                          lr_schedule="constant")  # batch 32, as the tutorials: 14 steps an epoch here
     events = []
-    result = training.train(config, mnist_small, events.append)
+    result = loop.train(config, mnist_small, events.append)
     assert result.status == "diverged"
     assert len(result.history) == 1  # stopped at the end of the first epoch, not after three
     assert result.history[0]["accuracy"] < 0.2
@@ -114,20 +118,20 @@ def test_a_loss_that_ends_far_above_its_start_at_chance_is_diverged_not_finished
 def test_a_healthy_run_on_raw_pixels_is_not_called_diverged(mnist_small):
     """Softmax on 0-255 pixels starts at a loss near 100 and falls: large, but not diverging."""
     config = TrainConfig(arch="softmax", epochs=2, optimizer="rmsprop", learning_rate=1e-4, normalize=False)
-    result = training.train(config, mnist_small)
+    result = loop.train(config, mnist_small)
     assert result.status == "finished" and result.history[-1]["loss"] < result.history[0]["loss"]
 
 
 def test_one_hot_labels_unnormalized_and_augmented_training_run(mnist_small):
     config = TrainConfig(arch="softmax", epochs=1, label_encoding="one_hot", normalize=False, augment=True,
                          optimizer="rmsprop", learning_rate=1e-4)
-    result = training.train(config, mnist_small)
+    result = loop.train(config, mnist_small)
     assert result.status == "finished" and result.params == 7_850
 
 
 def test_make_dataset_keeps_uint8_until_the_batch_and_scales_it(mnist_small):
     config = TrainConfig(batch_size=50)
-    batch_x, batch_y = next(iter(training.make_dataset(mnist_small.x_train, mnist_small.y_train, config,
+    batch_x, batch_y = next(iter(loop.make_dataset(mnist_small.x_train, mnist_small.y_train, config,
                                                        training=False, num_classes=10)))
     assert batch_x.shape == (50, 28, 28, 1) and batch_x.dtype.name == "float32"
     assert float(batch_x.numpy().max()) <= 1.0
@@ -146,7 +150,7 @@ def test_config_refuses_bad_settings_in_words():
 
 def test_train_and_save_uses_the_data_dir_and_registry(tiny_data_dir, runs_dir):
     config = TrainConfig(dataset="fashion_mnist", arch="mlp-128", epochs=1, limit=200)
-    run, result = training.train_and_save(config, data_dir=tiny_data_dir, runs_dir=runs_dir)
+    run, result = pipeline.train_and_save(config, data_dir=tiny_data_dir, runs_dir=runs_dir)
     assert run.path.parent == runs_dir
     assert run.class_names[0] == "T-shirt/top"
     listed, damaged = runs.list_runs(runs_dir, include_bundled=False)
@@ -168,7 +172,7 @@ def test_divergence_needs_chance_accuracy_and_a_loss_far_above_its_start(
         batch_losses, epoch_loss, accuracy, normalized, verdict):
     import math
 
-    from lib import callbacks
+    from lib.training import callbacks
 
     reporter = callbacks.ProgressReporter(None, None, epochs=3, steps=len(batch_losses), batch_size=1,
                                           samples=len(batch_losses), num_classes=10,
@@ -184,23 +188,23 @@ def test_divergence_needs_chance_accuracy_and_a_loss_far_above_its_start(
 
 
 def test_one_cycle_warms_up_to_the_peak_then_glides_down():
-    schedule = training.one_cycle_schedule(0.01, total_steps=100)
+    schedule = loop.one_cycle_schedule(0.01, total_steps=100)
     rates = [float(schedule(step)) for step in range(101)]
     assert rates[0] == pytest.approx(0.01 / 25)
     assert max(rates) == pytest.approx(0.01) and rates.index(max(rates)) == 20  # 20% of the steps
     assert all(a < b for a, b in zip(rates[:20], rates[1:21]))  # climbs
     assert all(a >= b for a, b in zip(rates[20:], rates[21:]))  # then only falls
-    assert rates[100] == pytest.approx(0.01 * training.FINAL_SHARE)
+    assert rates[100] == pytest.approx(0.01 * loop.FINAL_SHARE)
 
 
 def test_the_defaults_are_the_fast_recipe_and_learn_in_one_epoch(mnist_small, runs_dir):
     defaults = TrainConfig()
     assert (defaults.arch, defaults.epochs, defaults.batch_size, defaults.learning_rate, defaults.lr_schedule) == (
         "cnn-fast", 1, 128, 0.01, "one_cycle")
-    assert training.default_learning_rate(defaults.optimizer) == defaults.learning_rate  # CLI and Train page agree
+    assert default_learning_rate(defaults.optimizer) == defaults.learning_rate  # CLI and Train page agree
     # 435 images in batches of 16: the recipe's 128 would be 4 steps, too few for its warm-up.
     config = dataclasses.replace(defaults, batch_size=16)
-    result = training.train(config, mnist_small)
+    result = loop.train(config, mnist_small)
     assert result.status == "finished" and result.params == 215_418
     assert len(result.history) == 1 and result.history[0]["val_accuracy"] is not None
     assert result.test_accuracy > 0.5  # far above chance (10%)
@@ -215,7 +219,7 @@ def test_the_defaults_are_the_fast_recipe_and_learn_in_one_epoch(mnist_small, ru
 
 def test_small_datasets_get_enough_epochs_for_the_fast_recipes_steps():
     """One epoch of MNIST (469 steps at batch 128) is enough; 1,000 images (8 steps) need 50 epochs."""
-    from lib.training import MAX_EPOCHS, QUICK_MIN_STEPS, epochs_for_steps
+    from lib.training.config import MAX_EPOCHS, QUICK_MIN_STEPS, epochs_for_steps
 
     assert epochs_for_steps(60_000, 128) == 1
     assert epochs_for_steps(1_000, 128) == 50 and 50 * 8 >= QUICK_MIN_STEPS

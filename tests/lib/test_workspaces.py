@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from lib import profile, runs, workspaces
+from lib.store import profile, runs, workspaces
 
 PUBLIC = profile.current({"MNIST_STUDIO_PROFILE": "public"})
 LOCAL = profile.current({})
@@ -98,8 +98,8 @@ def test_bundled_and_gallery_runs_are_visible_to_all_and_changeable_by_none(tmp_
     for visitor in visitors:
         assert ids(visitor) == [GALLERY_RUN]
         assert visitor.get_run(GALLERY_RUN).read_only
-        for change in (lambda: visitor.rename_run(GALLERY_RUN, "x"), lambda: visitor.delete_run(GALLERY_RUN),
-                       lambda: visitor.delete_run(runs.BUNDLED_ID)):
+        for change in (lambda v=visitor: v.rename_run(GALLERY_RUN, "x"), lambda v=visitor: v.delete_run(GALLERY_RUN),
+                       lambda v=visitor: v.delete_run(runs.BUNDLED_ID)):
             with pytest.raises(runs.ReadOnlyRun):
                 change()
     assert (gallery / GALLERY_RUN / runs.META_FILE).is_file()
@@ -193,8 +193,8 @@ def test_store_refuses_over_quota_before_writing(two_visitors):
 
 
 def test_a_training_over_quota_is_refused_before_it_starts(two_visitors, tiny_data_dir):
-    from lib import jobs
-    from lib.training import TrainConfig
+    from lib.execution import jobs
+    from lib.training.config import TrainConfig
 
     root, a, _ = two_visitors
     tight = profile.current({"MNIST_STUDIO_PROFILE": "public", "MNIST_STUDIO_WORKSPACE_QUOTA_MB": "1"})
@@ -215,8 +215,8 @@ def test_a_training_over_quota_is_refused_before_it_starts(two_visitors, tiny_da
 
 def test_a_training_over_the_budget_is_refused_by_the_server_too(two_visitors, tiny_data_dir):
     """The Train page checks the limits first; the job manager checks again for any other caller."""
-    from lib import jobs
-    from lib.training import TrainConfig
+    from lib.execution import jobs
+    from lib.training.config import TrainConfig
 
     root, a, _ = two_visitors
     started = []
@@ -235,17 +235,17 @@ def test_a_training_over_the_budget_is_refused_by_the_server_too(two_visitors, t
 
 def test_datasets_a_visitor_uploads_are_theirs_and_their_trainings_find_them(two_visitors, tiny_data_dir):
     """A's uploaded dataset is listed and trainable in A's workspace only; B does not see it."""
+    from lib.data import catalog, datasets
+    from lib.execution.pipeline import train_and_save
+    from lib.training.config import TrainConfig
     from tests.conftest import synthetic_arrays
-
-    from lib import datasets
-    from lib.training import TrainConfig, train_and_save
 
     root, a, b = two_visitors
     a.store(100_000, lambda folder: datasets.save_arrays(
         "a_shapes", synthetic_arrays(60, 20, num_classes=3), class_names=["o", "x", "+"],
         folder=datasets.uploads_dir(folder)), current=PUBLIC)
-    assert "a_shapes" in datasets.available_datasets(tiny_data_dir, a.uploads_dir)
-    assert "a_shapes" not in datasets.available_datasets(tiny_data_dir, b.uploads_dir)
+    assert "a_shapes" in catalog.available_datasets(tiny_data_dir, a.uploads_dir)
+    assert "a_shapes" not in catalog.available_datasets(tiny_data_dir, b.uploads_dir)
     run, _ = train_and_save(TrainConfig(dataset="a_shapes", arch="softmax", epochs=1), data_dir=tiny_data_dir,
                             runs_dir=a.folder)
     assert run.path.parent == a.folder and run.class_names == ["o", "x", "+"]

@@ -27,6 +27,10 @@ import traceback
 import types
 from dataclasses import dataclass, field, replace
 
+from lib.data import datasets
+from lib.execution import pipeline
+from lib.store import workspaces
+
 QUEUED, RUNNING = "queued", "running"
 WAITING = "waiting"  # a chained job: joins the queue once the job before it has ended
 FINISHED, STOPPED, FAILED, CANCELLED = "finished", "stopped", "failed", "cancelled"
@@ -68,9 +72,7 @@ class Job:
 
 
 def _default_trainer(config, on_progress, should_stop, data_dir, runs_dir):
-    from lib import training
-
-    return training.train_and_save(
+    return pipeline.train_and_save(
         config, data_dir=data_dir, runs_dir=runs_dir, on_progress=on_progress, should_stop=should_stop
     )
 
@@ -434,10 +436,6 @@ def thin(points: list, most: int) -> list:
 
 def _user_message(error: Exception) -> str:
     """What went wrong, in the words of the exception lib raised on purpose."""
-    from lib import datasets
-
-    from lib import workspaces
-
     known = (datasets.DatasetUnavailable, datasets.InvalidDataset, ValueError, MemoryError, TrainingFailed,
              workspaces.QuotaExceeded)
     if isinstance(error, known):
@@ -450,8 +448,6 @@ def manager_for(active) -> JobManager:
     each training in its own process, under the workspace quota, with the per-visitor and queue caps."""
     if not active.public:
         return JobManager()
-    from lib import workspaces
-
     return JobManager(
         trainer=workspaces.quota_guarded(process_trainer, current=active),
         max_active_per_session=active.limits.max_active_jobs_per_visitor,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from lib import charts
+from lib.viz import charts
 
 TILE_GAP = 1  # blank pixels between tiles
 CELL_PX = 52  # screen pixels per tile edge in a grid

@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]  # lib/data/paths.py -> the project
 DATA_DIR_ENV = "MNIST_STUDIO_DATA_DIR"
 RUNS_DIR_ENV = "MNIST_STUDIO_RUNS_DIR"
 # The pretrained model that makes drawing work before anyone trains (read-only).

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import re
 
-from lib import architectures, datasets
-from lib.training import CLEAN_SHARE, TrainConfig
+from lib.data import catalog, datasets
+from lib.models import architectures
+from lib.training.config import TrainConfig
+from lib.training.loop import CLEAN_SHARE
 
 RESULT_PREFIX = "RESULT "
 BUILTIN_LOADERS = ("mnist", "fashion_mnist")
@@ -57,7 +59,7 @@ def _num_classes(config: TrainConfig) -> int | None:
     if config.dataset in datasets.BUILTINS:
         return datasets.BUILTINS[config.dataset].num_classes
     try:
-        return datasets.get_info(config.dataset).num_classes
+        return catalog.get_info(config.dataset).num_classes
     except (ValueError, datasets.InvalidDataset):
         return None
 

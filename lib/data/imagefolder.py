@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from lib import datasets
+from lib.data import datasets
 
 MAX_ZIP_BYTES = 200 * 1024 * 1024  # the app's upload limit
 MAX_ENTRIES = 30_000  # files and folders in a zip (or image files in a folder)

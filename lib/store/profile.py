@@ -18,6 +18,8 @@ import math
 import os
 from dataclasses import dataclass, fields
 
+from lib.models import architectures
+
 LOCAL, PUBLIC = "local", "public"
 PROFILES = (LOCAL, PUBLIC)
 PROFILE_ENV = "MNIST_STUDIO_PROFILE"
@@ -126,8 +128,6 @@ def check_config(profile: Profile, config, info) -> str:
     shows before the button, and what the server checks again before the job trains."""
     if not profile.public:
         return ""
-    from lib import architectures
-
     rows = architectures.summarize(config.layer_specs, info.input_shape, info.num_classes)
     return check_training(profile, epochs=config.epochs, train_images=info.train_images,
                           validation_split=config.validation_split, limit=config.limit,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lib import inference
+from lib.models import inference
 
 GRID_SIZES = (10, 20, 30, 50)  # the tutorial shows ten; more make mistakes easier to spot
 RIGHT_MARK, WRONG_MARK = "✓", "✗"  # the caption says right/wrong without relying on colour

@@ -11,13 +11,13 @@ Plain data and plain Python: no Streamlit, no TensorFlow.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from lib import architectures, paths
-from lib.training import TrainConfig
+from lib.data import paths
+from lib.models import architectures
+from lib.training.config import TrainConfig
 
 # The tutorials fit float32 models with a constant learning rate; the app's defaults differ.
 TUTORIAL_FIXED = {"lr_schedule": "constant", "precision": "float32", "seed": 0}
@@ -27,6 +27,10 @@ TOLERANCE_POINTS = 0.5
 MEASURED_FILE = paths.PROJECT_DIR / "bench" / "results-full.json"
 # Where a lesson sends the learner (page titles in streamlit_app.py's navigation).
 PAGES = ("Compare", "Predictions", "Draw", "Inside", "Train")
+# The recipe for ~20 drawings per class (bench/drawn_classes.py measures it): a small CNN, many
+# short epochs over few images, light augmentation (drawn strokes vary in slant, size and width).
+DRAWN_CLASSES_RECIPE = dict(arch="cnn-tf-tutorial", epochs=40, batch_size=16, learning_rate=1e-3, augment=True,
+                            validation_split=0.0, lr_schedule="cosine")
 
 
 @dataclass(frozen=True)
@@ -343,3 +347,9 @@ def settings_text(settings: dict) -> str:
         sign = "≤" if settings["target_metric"].endswith("loss") else "≥"
         parts.append(f"stop at {settings['target_metric']} {sign} {settings['target_value']:g}")
     return " · ".join(parts)
+
+
+def drawn_classes_config(dataset_name: str, **overrides) -> TrainConfig:
+    """The one-click training config for a dataset of drawn classes (light augmentation on)."""
+    return TrainConfig(dataset=dataset_name, name=f"My drawings · {dataset_name}",
+                       **{**DRAWN_CLASSES_RECIPE, **overrides})

@@ -29,7 +29,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from lib import datasets, paths, profile, runs
+from lib.data import catalog, datasets, paths
+from lib.models import architectures
+from lib.store import profile, runs
 
 T = TypeVar("T")
 
@@ -228,10 +230,8 @@ def quota_guarded(trainer, *, current: profile.Profile | None = None):
     """
 
     def guarded(config, on_progress, should_stop, data_dir, runs_dir):
-        from lib import architectures
-
         workspace = Workspace(Path(runs_dir) if runs_dir else paths.runs_dir())
-        info = datasets.get_info(config.dataset, data_dir, workspace.uploads_dir)
+        info = catalog.get_info(config.dataset, data_dir, workspace.uploads_dir)
         problem = profile.check_config(current or profile.current(), config, info)
         if problem:  # the page checked already; this holds for any caller
             raise ValueError(problem)

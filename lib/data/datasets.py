@@ -1,7 +1,7 @@
-"""Datasets: a registry of what can be trained on, validated loading, and splits.
+"""Datasets as files: the npz format (validated without unpickling), saving, and splits.
 
 Built-ins are MNIST and Fashion-MNIST; any `NAME.npz` in the data directory (or
-uploaded by a user) is a dataset too. Images stay uint8 in memory with a
+uploaded by a user) is a dataset too (`catalog` lists and loads them by name). Images stay uint8 in memory with a
 channel axis, (N, H, W, C); scaling to [0, 1] happens per batch in training.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lib import paths
+from lib.data import paths
 
 REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
 MAX_CLASSES = 100
@@ -120,86 +120,17 @@ def uploads_dir(runs_folder: Path | None = None) -> Path:
     return Path(runs_folder or paths.runs_dir()) / UPLOADS_SUBDIR
 
 
-def available_datasets(data_dir: Path | None = None, uploads: Path | None = None) -> dict[str, DatasetInfo]:
-    """Built-ins first, then every valid-looking `NAME.npz` in the data dir and in `uploads`
-    (default `uploads_dir()`; on a shared server the visitor's own).
-
-    A file whose header cannot be read is left out here; loading it by name
-    reports the problem.
-    """
-    found = dict(BUILTINS)
-    uploads = Path(uploads) if uploads else uploads_dir()
-    for folder in (Path(data_dir) if data_dir else paths.data_dir(), uploads):
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.glob("*.npz")):
-            name = path.stem.lower()
-            if not NAME_PATTERN.match(name):
-                continue
-            try:
-                found[name] = _file_info(name, path)
-            except InvalidDataset:
-                continue
-        if folder != uploads:
-            found.update(_image_folders(folder, skip=found))
-    return found
-
-
-def _image_folders(folder: Path, skip) -> dict[str, DatasetInfo]:
-    """Subfolders of the data dir holding one folder of images per class, converted once and cached."""
-    from lib import imagefolder
-
-    found = {}
-    for sub in sorted(folder.iterdir()):
-        name = sub.name.lower()
-        if name in skip or not NAME_PATTERN.match(name) or not imagefolder.looks_like_image_folder(sub):
-            continue
-        try:
-            path = imagefolder.cached_folder_npz(sub)
-            found[name] = replace(_file_info(name, path), title=f"{sub.name} (image folder)",
-                                  description=f"Your images from the folder {sub.name}/ in the data directory.")
-        except (imagefolder.InvalidImageFolder, InvalidDataset, OSError):
-            continue
-    return found
-
-
-def get_info(name: str, data_dir: Path | None = None, uploads: Path | None = None) -> DatasetInfo:
-    datasets = available_datasets(data_dir, uploads)
-    if name not in datasets:
-        raise ValueError(f"Unknown dataset: {name!r}. Known: {', '.join(datasets)}.")
-    return datasets[name]
-
-
-def load_dataset(name: str, data_dir: Path | None = None, uploads: Path | None = None) -> Dataset:
-    """Load a dataset by name: the data directory (or `uploads`) first, else the Keras loader."""
-    folder = Path(data_dir) if data_dir else paths.data_dir()
-    info = get_info(name, folder, uploads)
-    if info.path is not None:
-        return replace(load_npz(info.path), info=info)
-    try:
-        arrays = _keras_load(name)
-    except Exception as error:  # noqa: BLE001 - any download failure means the same to a user
-        raise DatasetUnavailable(
-            f"{info.title} is not available: no {name}.npz in the data directory {folder} and "
-            f"the download failed ({type(error).__name__}). Put {name}.npz (keys x_train, y_train, "
-            f"x_test, y_test, as keras.datasets.{name}.load_data() returns them) into {folder}, "
-            f"or point MNIST_STUDIO_DATA_DIR at the folder that has it."
-        ) from None
-    validate_arrays(arrays)
-    return _as_dataset(arrays, info)
-
-
 def load_npz(path: Path) -> Dataset:
     """Load and validate an npz dataset file (never unpickles anything)."""
     path = Path(path)
-    info = _file_info(path.stem.lower(), path)  # checks every header against the file first
+    info = file_info(path.stem.lower(), path)  # checks every header against the file first
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in REQUIRED_KEYS if key in npz.files}
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as error:
         raise InvalidDataset(f"{path.name}: cannot read the arrays ({error}).") from None
     validate_arrays(arrays, source=path.name)
-    return _as_dataset(arrays, info)
+    return as_dataset(arrays, info)
 
 
 def validate_arrays(arrays: dict, source: str = "dataset") -> None:
@@ -452,7 +383,7 @@ def save_arrays(name: str, arrays: dict, *, class_names, kind: str = "object", f
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return _file_info(name, target)
+    return file_info(name, target)
 
 
 def save_upload(name: str, data: bytes, *, folder: Path | None = None) -> DatasetInfo:
@@ -473,7 +404,7 @@ def save_upload(name: str, data: bytes, *, folder: Path | None = None) -> Datase
         raise InvalidDataset(str(error).replace(tmp.name, "the uploaded file")) from None
     target = folder / f"{name}.npz"
     tmp.replace(target)
-    return _file_info(name, target)
+    return file_info(name, target)
 
 
 def _stratified_take(y: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -490,7 +421,7 @@ def _stratified_take(y: np.ndarray, count: int, rng: np.random.Generator) -> np.
     return np.sort(np.concatenate(picked))
 
 
-def _file_info(name: str, path: Path) -> DatasetInfo:
+def file_info(name: str, path: Path) -> DatasetInfo:
     """Info from the checked npy headers (and the labels only when there are no class names)."""
     headers = inspect_npz(path)
     shape = headers["x_train"][0]
@@ -528,15 +459,7 @@ def _file_info(name: str, path: Path) -> DatasetInfo:
     )
 
 
-def _keras_load(name: str) -> dict:
-    import keras
-
-    loader = {"mnist": keras.datasets.mnist, "fashion_mnist": keras.datasets.fashion_mnist}[name]
-    (x_train, y_train), (x_test, y_test) = loader.load_data()
-    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
-
-
-def _as_dataset(arrays: dict, info: DatasetInfo) -> Dataset:
+def as_dataset(arrays: dict, info: DatasetInfo) -> Dataset:
     def images(x):
         return x if x.ndim == 4 else x[..., np.newaxis]
 

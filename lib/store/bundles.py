@@ -28,7 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from lib import datasets, inference, modelfiles, runs
+from lib.data import catalog, datasets
+from lib.models import inference, modelfiles
+from lib.store import runs
+from lib.training.config import TrainConfig
 
 FORMAT = "mnist-studio-run"
 FORMAT_VERSION = 1
@@ -137,7 +140,7 @@ def import_keras(data: bytes, dataset: str, runs_dir: Path, *, data_dir=None, fi
         raise InvalidBundle(
             f"The model file is {len(data) / 2**20:.0f} MB; the limit is {modelfiles.MAX_MODEL_BYTES // 2**20} MB."
         )
-    loaded = datasets.load_dataset(dataset, data_dir, datasets.uploads_dir(runs_dir))
+    loaded = catalog.load_dataset(dataset, data_dir, datasets.uploads_dir(runs_dir))
     info = loaded.info
     source = Path(filename).name or "model.keras"
 
@@ -247,9 +250,8 @@ def adapt(model, input_shape, x_sample: np.ndarray):
 def imported_meta(run_id: str, model, info: datasets.DatasetInfo, scores: dict, *, normalize: bool, source: str,
                   notes: list[str], name: str = "") -> dict:
     """meta.json of an imported model: what a trained run has, as far as it can be known."""
-    from lib import training
 
-    config = {**training.TrainConfig().to_dict(), "dataset": info.name, "arch": IMPORTED, "epochs": 0,
+    config = {**TrainConfig().to_dict(), "dataset": info.name, "arch": IMPORTED, "epochs": 0,
               "normalize": normalize, "augment": False, "name": name}
     policy = getattr(getattr(model, "dtype_policy", None), "name", "float32")
     return {

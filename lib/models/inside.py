@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lib.models import inference
+
 SALIENCY_SHARE = 0.10  # the box bounds the pixels that hold this share of the saliency mass
 MAP_POINTS = 2000  # test images in the embedding map
 MAP_SEED = 0
@@ -350,8 +352,6 @@ def penultimate_features(model, images: np.ndarray, *, normalize: bool,
                          on_progress: Callable[[float], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(N, D) output of the layer before the last, and the (N, K) probabilities, for uint8
     test images, in batches: one forward pass gives both."""
-    from lib import inference
-
     layers = layer_chain(model)
     if len(layers) < 2:
         raise NotIntrospectable("This model has a single layer. Missing: a layer before the output layer.")
@@ -469,8 +469,6 @@ class GalleryItem:
 def misclassified(model, images: np.ndarray, labels: np.ndarray, *, normalize: bool, probs: np.ndarray | None = None,
                   limit: int = GALLERY_SIZE) -> list[GalleryItem]:
     """The first `limit` test images the model gets wrong, each with its saliency and top-3."""
-    from lib import inference
-
     if probs is None:
         probs = inference.predict_proba(model, images, normalize=normalize)
     labels = np.asarray(labels, dtype=np.int64)

@@ -5,16 +5,15 @@ Streamlit's session state: the class names, and per class the drawings already
 turned into the 28x28 model input by `drawing.preprocess_image(mode="digit")`, the
 same treatment the Draw page gives a drawing before asking a model. Training on
 these therefore matches what Draw feeds the model. `save_draft` keeps the draft as
-a dataset of kind "digit" with a small held-out test share; `train_config` is the
-one-click training recipe (light augmentation) that makes ~20 drawings per class
-enough for a usable model.
+a dataset of kind "digit" with a small held-out test share; the one-click recipe that trains
+on it is `lib.training.presets.drawn_classes_config`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from lib import datasets, drawing
+from lib.data import datasets, drawing
 
 MIN_CLASSES, MAX_CLASSES = 2, 10
 MAX_CLASS_NAME = 30
@@ -22,10 +21,7 @@ MIN_PER_CLASS = 3  # two to train on, one to test
 MAX_PER_CLASS = 200
 TEST_SHARE = 0.2  # small: with 20 drawings per class, 4 are kept for the test score
 SIDE = 28
-# The recipe for ~20 drawings per class (bench/drawn_classes.py measures it): a small CNN, many
-# short epochs over few images, light augmentation (drawn strokes vary in slant, size and width).
-RECIPE = dict(arch="cnn-tf-tutorial", epochs=40, batch_size=16, learning_rate=1e-3, augment=True, validation_split=0.0,
-              lr_schedule="cosine")
+
 
 
 class InvalidDraft(ValueError):
@@ -134,10 +130,3 @@ def save_draft(name: str, draft: dict, *, folder=None, seed: int = 0) -> dataset
     """Keep the drawings as dataset `name` (kind "digit", so Draw preprocesses drawings MNIST-style)."""
     arrays = to_arrays(draft, seed=seed)
     return datasets.save_arrays(name, arrays, class_names=draft["classes"], kind="digit", folder=folder)
-
-
-def train_config(dataset_name: str, **overrides):
-    """The one-click training config for a drawn dataset (light augmentation on)."""
-    from lib.training import TrainConfig
-
-    return TrainConfig(dataset=dataset_name, name=f"My drawings · {dataset_name}", **{**RECIPE, **overrides})

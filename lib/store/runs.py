@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lib import paths
+from lib.data import paths
+from lib.models import modelfiles
+from lib.training.config import TrainConfig
 
 MODEL_FILE, HISTORY_FILE, META_FILE = "model.keras", "history.csv", "meta.json"
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds", "images")
@@ -242,8 +244,6 @@ def get_run(run_id: str, runs_dir: Path | None = None) -> RunInfo:
 def read_config(run: RunInfo):
     """The run's stored settings as a TrainConfig, to rebuild or rerun it; None where they cannot
     make one (a run saved by an older or foreign version)."""
-    from lib.training import TrainConfig
-
     try:
         return TrainConfig.from_dict(run.config)
     except (TypeError, ValueError):
@@ -257,8 +257,6 @@ def load_model(run: RunInfo):
 
 def load_model_file(path: Path):
     """Check and load a .keras file in safe mode; DamagedRun says what is wrong in the user's words."""
-    from lib import modelfiles
-
     try:
         return modelfiles.load_keras_file(path)
     except modelfiles.UnusableModel as problem:

@@ -1,6 +1,6 @@
 """Keras callbacks of the training loop: progress reports and stop-at-target.
 
-The one lib module that imports Keras at the top: `lib.training` imports it only
+The one lib module that imports Keras at the top: `lib.training.loop` imports it only
 when a training starts, so pages that never train stay free of TensorFlow.
 """
 

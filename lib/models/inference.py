@@ -69,7 +69,7 @@ def prepare_image(run, image: np.ndarray) -> np.ndarray | None:
     mass); other datasets keep the object whole. The one image path of Draw, the
     CLI and Inside.
     """
-    from lib import drawing
+    from lib.data import drawing
 
     mode = "digit" if run.dataset.get("kind", "digit") == "digit" else "object"
     size = (run.dataset.get("input_shape") or [28])[0]

@@ -198,8 +198,9 @@ def config_from_args(args) -> TrainConfig:
     if args.preset is not None:
         preset = presets.get_preset(args.preset)
         defaults = _build_parser().parse_args([args.command])
+        own = {"dataset": preset.dataset, "arch": preset.arch}  # repeating the preset's own value is no clash
         clashing = [f"--{dest.replace('_', '-')}" for dest in PRESET_FIXED
-                    if getattr(args, dest) != getattr(defaults, dest)]
+                    if getattr(args, dest) != getattr(defaults, dest) and getattr(args, dest) != own.get(dest)]
         if clashing:
             raise CliError(f"--preset {preset.name} sets {', '.join(clashing)} itself; "
                            "only --limit, --epochs, --seed and --name change a preset")

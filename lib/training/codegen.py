@@ -50,8 +50,12 @@ def _literal(value) -> str:
 
 
 def script_name(config: TrainConfig) -> str:
-    """A file name for the script, e.g. `mlp_512_raw.py`."""
-    return re.sub(r"[^a-z0-9]+", "_", (config.name or f"{config.arch}_{config.dataset}").lower()).strip("_") + ".py"
+    """A file name for the script, e.g. `mlp_512_raw.py`: letters, digits and _ only, whatever the name."""
+    for text in (config.name, f"{config.arch}_{config.dataset}"):
+        stem = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") if isinstance(text, str) else ""
+        if stem:
+            return stem + ".py"
+    return "model.py"
 
 
 def _num_classes(config: TrainConfig) -> int | None:

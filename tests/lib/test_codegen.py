@@ -140,3 +140,9 @@ def test_a_broken_layer_list_is_refused_before_any_script_is_written():
     config = TrainConfig(arch="custom", layers=({"type": "Dense", "units": 10, "activation": "softmax", "oops": 1},))
     with pytest.raises(architectures.InvalidArchitecture, match="no argument 'oops'"):
         codegen.script_for(config)
+
+
+def test_a_name_without_letters_or_digits_still_gets_a_script_file_name():
+    assert codegen.script_name(TrainConfig(arch="mlp-128", name="数字 ✓")) == "mlp_128_mnist.py"
+    assert codegen.script_name(TrainConfig(arch="mlp-128", name='"""')) == "mlp_128_mnist.py"
+

@@ -6,12 +6,19 @@ the app, the way the tutorials are written: load the data with
 hold out the same seeded, stratified validation split as the app, build the same
 layers, compile with the same optimizer and schedule, fit with the same
 callbacks, evaluate on the test set and save. Its last line is
-`RESULT {"params": ..., "test_accuracy": ..., ...}` (JSON) for scripts to read.
+`RESULT {"name": ..., "params": ..., "test_accuracy": ..., ...}` (JSON) for scripts to read.
 Plain Python: TensorFlow is only imported by the generated script.
+
+Names, datasets and every other value are visitors' text: each enters the script only as a
+literal built from its value with repr() (`_literal`), never pasted between quotes, and no
+comment holds any of it, so a run name is data however many quotes, backslashes, newlines
+or bidi marks it carries.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 
 from lib.data import catalog, datasets
@@ -33,25 +40,54 @@ def layer_code(spec: dict) -> str:
     """One layer as Keras code, e.g. `layers.Conv2D(32, 3, activation="relu")`."""
     spec = architectures.normalize_layers([spec])[0]
     positional = _POSITIONAL.get(spec["type"], ())
-    args = [_literal(spec[name]) for name in positional]
+    args = [_layer_value(spec[name]) for name in positional]
     for name, value in spec.items():
         if name == "type" or name in positional or value in _KERAS_DEFAULTS.get(name, ()):
             continue
-        args.append(f"{name}={_literal(value)}")
-    return f"layers.{spec['type']}({', '.join(args)})"
+        args.append(f"{name}={_layer_value(value)}")
+    return f"layers.{spec['type']}({', '.join(args)})"  # type and names: LAYER_TYPES' own keys, checked above
 
 
-def _literal(value) -> str:
-    if value == architectures.NUM_CLASSES_TOKEN:
-        return "NUM_CLASSES"
+def _layer_value(value) -> str:
+    if isinstance(value, str) and value == architectures.NUM_CLASSES_TOKEN:
+        return "NUM_CLASSES"  # the script's own constant, as the tutorials write the output layer
+    return _literal(value, "A layer setting")
+
+
+def _literal(value, what: str) -> str:
+    """`value` as Python source that evaluates to it: the built-in type's repr, never a subclass's own.
+
+    Strings come out double-quoted like the tutorials' code, with repr()'s escapes: quotes,
+    backslashes, newlines, control characters and bidi marks cannot end the literal or hide code.
+    """
+    if value is None or isinstance(value, bool):  # bool cannot be subclassed: its repr is its value
+        return repr(value)
+    if isinstance(value, numbers.Integral):
+        return repr(int(value))  # int() and float() give the built-in types whatever the subclass
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        return repr(number) if math.isfinite(number) else f'float("{number!r}")'  # inf and nan are not names
     if isinstance(value, str):
-        return f'"{value}"'
-    return repr(value)
+        return f'"{_escaped(value)}"'
+    raise ValueError(f"{what} cannot be written as code: {type(value).__name__} is not a number or text.")
+
+
+def _escaped(text: str) -> str:
+    """`text` as the inside of a double-quoted literal: str's own repr, re-quoted with double quotes."""
+    quoted = str.__repr__(text)  # the value's characters, not a subclass's idea of its repr
+    inside = quoted[1:-1]
+    if quoted[0] == "'":  # repr escaped ' and left " as is: the other way round for double quotes
+        inside = inside.replace("\\'", "'").replace('"', '\\"')
+    return inside
 
 
 def script_name(config: TrainConfig) -> str:
-    """A file name for the script, e.g. `mlp_512_raw.py`."""
-    return re.sub(r"[^a-z0-9]+", "_", (config.name or f"{config.arch}_{config.dataset}").lower()).strip("_") + ".py"
+    """A file name for the script, e.g. `mlp_512_raw.py`: letters, digits and _ only, whatever the name."""
+    for text in (config.name, f"{config.arch}_{config.dataset}"):
+        stem = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") if isinstance(text, str) else ""
+        if stem:
+            return stem + ".py"
+    return "model.py"
 
 
 def _num_classes(config: TrainConfig) -> int | None:
@@ -65,38 +101,65 @@ def _num_classes(config: TrainConfig) -> int | None:
 
 
 def script_for(config: TrainConfig) -> str:
-    """A runnable Keras script reproducing `config` (zoo, preset, lesson or custom layers)."""
+    """A runnable Keras script reproducing `config` (zoo, preset, lesson or custom layers).
+
+    Raises ValueError (InvalidArchitecture for the layers) when a setting cannot become a literal.
+    """
+    _check_kinds(config)
     layers = config.layer_specs
     architectures.normalize_layers(layers)  # a broken spec raises here, not in the learner's terminal
     num_classes = _num_classes(config)
     model_lines = "\n".join(f"            {layer_code(spec)}," for spec in layers)
-    title = config.display_name
+    settings = {field: _literal(getattr(config, field), field) for field in _KINDS}
     parts = [
-        _HEADER.format(title=title, file=script_name(config), arch=config.arch, dataset=config.dataset),
+        _HEADER.format(title=_escaped(config.display_name), file=script_name(config),
+                       arch=_escaped(config.arch), dataset=_escaped(config.dataset)),
         _SETTINGS.format(
-            dataset=_literal(config.dataset), epochs=config.epochs, batch_size=config.batch_size,
-            optimizer=_literal(config.optimizer), learning_rate=repr(config.learning_rate),
-            lr_schedule=_literal(config.lr_schedule), validation_split=repr(config.validation_split),
-            normalize=config.normalize, label_encoding=_literal(config.label_encoding), seed=config.seed,
-            limit=config.limit, target_metric=_literal(config.target_metric), target_value=repr(config.target_value),
-            patience=config.early_stopping_patience,
-            num_classes="None  # counted from the labels" if num_classes is None else num_classes,
+            run_name=_literal(config.display_name, "name"), **settings,
+            num_classes="None  # counted from the labels" if num_classes is None else _literal(num_classes, "classes"),
             precision_note=_precision_note(config),
         ),
         _DATA,
         _AUGMENT.format(clean_share=CLEAN_SHARE) if config.augment else "",
-        _MODEL.format(model_lines=model_lines, model_name=re.sub(r"\W", "_", config.arch)),
+        _MODEL.format(model_lines=model_lines, model_name=_literal(re.sub(r"\W", "_", config.arch), "arch")),
         _TARGET if config.target_metric else "",
         _MAIN_AUGMENT if config.augment else _MAIN,
     ]
     return "".join(parts)
 
 
+# What each setting must hold to become a literal (TrainConfig checks ranges, not kinds: a config read
+# back from an imported run's meta.json may hold any JSON value).
+_KINDS = {
+    "dataset": str, "epochs": int, "batch_size": int, "optimizer": str, "learning_rate": float,
+    "lr_schedule": str, "validation_split": float, "normalize": bool, "label_encoding": str, "seed": int,
+    "limit": int, "target_metric": str, "target_value": float, "early_stopping_patience": int,
+}
+_KIND_WORDS = {str: "text", int: "a whole number", float: "a number", bool: "on or off (True or False)"}
+
+
+def _check_kinds(config: TrainConfig) -> None:
+    """ValueError naming the first setting whose value is not of its kind (the name and arch included)."""
+    for field, kind in {**_KINDS, "name": str, "arch": str, "augment": bool, "precision": str}.items():
+        value = getattr(config, field)
+        if field == "limit" and value is None:
+            continue
+        fits = {
+            str: isinstance(value, str),
+            bool: isinstance(value, bool),
+            int: isinstance(value, numbers.Integral) and not isinstance(value, bool),
+            float: isinstance(value, numbers.Real) and not isinstance(value, bool),
+        }[kind]
+        if not fits:
+            label = field.replace("_", " ").capitalize()
+            raise ValueError(f"{label} cannot be written as code: it must be {_KIND_WORDS[kind]}.")
+
+
 def _precision_note(config: TrainConfig) -> str:
     if config.precision == "float32":
         return ""
     return ("# The app may train in mixed bfloat16 where the CPU runs it natively (precision "
-            f"{config.precision!r}); this script trains in float32, as the tutorials do.\n")
+            f"{str.__repr__(config.precision)}); this script trains in float32, as the tutorials do.\n")
 
 
 _HEADER = '''"""{title}: an MNIST Studio run as a plain Keras 3 script.
@@ -121,6 +184,7 @@ from keras import layers
 '''
 
 _SETTINGS = '''# ---- the run's settings (TrainConfig in the app) ----
+RUN_NAME = {run_name}
 DATASET = {dataset}
 NUM_CLASSES = {num_classes}
 EPOCHS = {epochs}
@@ -135,7 +199,7 @@ SEED = {seed}
 LIMIT = {limit}  # train on a stratified sample of this many images (None: all)
 TARGET_METRIC = {target_metric}  # stop once this metric reaches TARGET_VALUE ("" = off)
 TARGET_VALUE = {target_value}
-EARLY_STOPPING_PATIENCE = {patience}  # epochs without val_loss improvement (0 = off)
+EARLY_STOPPING_PATIENCE = {early_stopping_patience}  # epochs without val_loss improvement (0 = off)
 {precision_note}
 '''
 
@@ -241,7 +305,7 @@ def build_model(input_shape, num_classes):
             keras.Input(shape=input_shape),
 {model_lines}
         ],
-        name="{model_name}",
+        name={model_name},
     )
 
 
@@ -332,7 +396,7 @@ _MAIN_TAIL = '''
             writer.writerow([epoch, *values])
     print(f"Saved {{args.output}} and {{history_path}}")
     print("RESULT " + json.dumps({{
-        "params": model.count_params(), "test_accuracy": round(float(test_accuracy), 4),
+        "name": RUN_NAME, "params": model.count_params(), "test_accuracy": round(float(test_accuracy), 4),
         "test_loss": round(float(test_loss), 4), "epochs": len(history.epoch),
     }}))
 

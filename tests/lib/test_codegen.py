@@ -1,7 +1,9 @@
 """Show as code: generated Keras scripts run on their own and build the app's exact models."""
 
+import ast
 import json
 import os
+import re
 import runpy
 import subprocess
 import sys
@@ -140,3 +142,144 @@ def test_a_broken_layer_list_is_refused_before_any_script_is_written():
     config = TrainConfig(arch="custom", layers=({"type": "Dense", "units": 10, "activation": "softmax", "oops": 1},))
     with pytest.raises(architectures.InvalidArchitecture, match="no argument 'oops'"):
         codegen.script_for(config)
+
+
+# ---------------------------------------------------------------- hostile text stays data
+
+PAYLOAD = '"""; open("pwned", "w").write("x"); """'
+HOSTILE_TEXTS = [
+    '"""', "'''", '"', "'", 'say "hi"', "it's", "\"'\"'", "C:\\xyz", "C:\\new\\table\\u0041\\N{BULLET}",
+    "ends with a backslash\\", "\\", "two\nlines", "carriage\rreturn", "crlf\r\n", "tab\there", "nul\x00byte",
+    "Zahl für 数字 🙂", "\u202eyp.live", "bidi \u200e\u200f\u202a\u202b\u202c\u202d\u2066\u2067\u2068\u2069\u061c",
+    "lone \ud800 surrogate", "{braces} {0} %s # not a comment", PAYLOAD, "'''; open('pwned', 'w').write('x'); '''",
+    '"; open("pwned", "w").write("x"); "', '\\"""; open("pwned", "w").write("x"); """\\',
+    'x\n""" + open("pwned", "w").write("x") + """', "\n# comment\nimport os\n",
+]
+# Many of the above at once, the name run for real: pasted into the docstring as before, it wrote ./pwned.
+HOSTILE_NAME = PAYLOAD + " '''\n\r\u202e 数字 \"' D:\\data tail\\"
+
+
+def code_shape(text: str) -> str:
+    """The script's syntax tree with every string constant blanked: equal shapes mean text only became data."""
+    tree = ast.parse(text)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            node.value = "..."
+    return ast.dump(tree)
+
+
+def assigned(text: str, name: str):
+    """The value a top-level `NAME = <literal>` assigns, read back with ast.literal_eval."""
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [name]:
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"no {name} = ... in the script")
+
+
+def assert_plain_source(text: str):
+    """Encodable as UTF-8, and no control or bidi character that could hide code from a reader."""
+    text.encode("utf-8")
+    assert all(char == "\n" or char.isprintable() for char in text), "unprintable character in the source"
+
+
+@pytest.mark.parametrize("name", HOSTILE_TEXTS)
+def test_a_hostile_run_name_becomes_data_never_code(name):
+    config = TrainConfig(arch="mlp-128", name=name)
+    text = codegen.script_for(config)
+    compile(text, "hostile.py", "exec")
+    assert_plain_source(text)
+    assert code_shape(text) == code_shape(codegen.script_for(TrainConfig(arch="mlp-128", name="plain")))
+    assert assigned(text, "RUN_NAME") == name
+    docstring = ast.get_docstring(ast.parse(text), clean=False)
+    assert docstring.startswith(f"{name}: an MNIST Studio run as a plain Keras 3 script.\n")
+    assert re.fullmatch(r"[a-z0-9_]+\.py", codegen.script_name(config))
+
+
+@pytest.mark.parametrize("dataset", HOSTILE_TEXTS)
+def test_a_hostile_dataset_name_becomes_data_never_code(dataset):
+    text = codegen.script_for(TrainConfig(dataset=dataset))
+    compile(text, "hostile.py", "exec")
+    assert_plain_source(text)
+    assert code_shape(text) == code_shape(codegen.script_for(TrainConfig(dataset="no_such_data")))
+    assert assigned(text, "DATASET") == dataset
+    assert assigned(text, "RUN_NAME") == f"cnn-fast · {dataset}"
+    assert f"Architecture cnn-fast on {dataset}, with" in ast.get_docstring(ast.parse(text), clean=False)
+
+
+def test_a_hostile_name_round_trips_through_a_real_run(tiny_data_dir, tmp_path):
+    """The payload in a name is printed back as the name; it never runs, and the script trains to the end."""
+    config = TrainConfig(arch="custom", layers=CUSTOM_LAYERS, name=HOSTILE_NAME)
+    script = tmp_path / codegen.script_name(config)
+    script.write_text(codegen.script_for(config), encoding="utf-8")
+    done = run_python([script.name, *QUICK_ARGS], tiny_data_dir, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not (tmp_path / "pwned").exists()
+    result = results(done.stdout)[None]
+    assert result["name"] == HOSTILE_NAME and result["epochs"] == 1
+    assert (tmp_path / script.name.replace(".py", ".keras")).is_file()
+
+
+class _SlyText(str):
+    """A string whose repr is code: a literal must be built from the value, not from its repr."""
+
+    def __repr__(self):
+        return 'open("pwned", "w")'
+
+    __str__ = __repr__
+
+
+class _SlyNumber(int):
+    def __repr__(self):
+        return 'open("pwned", "w")'
+
+    __str__ = __repr__
+
+
+def test_values_whose_repr_is_code_still_become_their_value():
+    layers = ({"type": "Conv2D", "filters": _SlyNumber(8), "padding": _SlyText("same")}, {"type": "Flatten"},
+              {"type": "Dense", "units": "num_classes", "activation": "softmax"})
+    config = TrainConfig(arch="custom", layers=layers, seed=_SlyNumber(3), name=_SlyText("sly"),
+                         dataset=_SlyText("mnist"))
+    text = codegen.script_for(config)
+    assert "pwned" not in text
+    assert 'layers.Conv2D(8, 3, padding="same")' in text
+    assert assigned(text, "SEED") == 3 and assigned(text, "RUN_NAME") == "sly" and assigned(text, "DATASET") == "mnist"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("seed", "0\nopen('pwned', 'w')"),
+    ("seed", 1.5),
+    ("normalize", "True; open('pwned', 'w')"),
+    ("augment", "yes"),
+    ("name", ["not", "text"]),
+    ("dataset", {"not": "text"}),
+    ("target_value", "0.9; open('pwned', 'w')"),
+    ("learning_rate", True),
+])
+def test_settings_of_the_wrong_kind_are_refused_not_written(field, value):
+    with pytest.raises(ValueError, match="cannot be written as code"):
+        codegen.script_for(TrainConfig(**{field: value}))
+
+
+@pytest.mark.parametrize("layer", [
+    {"type": "Conv2D", "filters": 8, "padding": 'same"); open("pwned", "w"); ("'},
+    {"type": "Dense", "units": 10, "activation": 'relu")\nopen("pwned", "w")\n#'},
+    {"type": "Dense", "units": '10); open("pwned", "w"); ('},
+    {"type": 'Flatten(); open("pwned", "w"); layers.Flatten'},
+    {"type": "Dropout", "rate": float("nan")},
+])
+def test_hostile_layer_values_are_refused_before_any_script_is_written(layer):
+    config = TrainConfig(arch="custom", layers=(layer, {"type": "Dense", "units": 10, "activation": "softmax"}))
+    with pytest.raises(architectures.InvalidArchitecture):
+        codegen.script_for(config)
+
+
+def test_a_name_without_letters_or_digits_still_gets_a_script_file_name():
+    assert codegen.script_name(TrainConfig(arch="mlp-128", name="数字 ✓")) == "mlp_128_mnist.py"
+    assert codegen.script_name(TrainConfig(arch="mlp-128", name='"""')) == "mlp_128_mnist.py"
+
+
+
+def test_an_infinite_target_is_written_as_a_float_not_a_name():
+    text = codegen.script_for(TrainConfig(target_value=float("inf")))
+    assert '\nTARGET_VALUE = float("inf")\n' in text  # a bare `inf` is a NameError when the script runs

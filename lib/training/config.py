@@ -27,6 +27,19 @@ QUICK_MIN_STEPS = 400
 MAX_EPOCHS = 500
 
 
+# The type each TrainConfig field must have, and how to say it.
+FIELD_TYPES = {
+    "dataset": (str,), "arch": (str,), "layers": (tuple, list), "epochs": (int,), "batch_size": (int,),
+    "optimizer": (str,), "learning_rate": (int, float), "lr_schedule": (str,), "validation_split": (int, float),
+    "normalize": (bool,), "label_encoding": (str,), "seed": (int,), "target_metric": (str,),
+    "target_value": (int, float), "early_stopping_patience": (int,), "augment": (bool,), "precision": (str,),
+    "limit": (int, type(None)), "name": (str,),
+}
+FIELD_TYPE_WORDS = {name: {(str,): "text", (tuple, list): "a list of layers", (int,): "a whole number",
+                           (int, float): "a number", (bool,): "true or false",
+                           (int, type(None)): "a whole number or none"}[kinds] for name, kinds in FIELD_TYPES.items()}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a run; stored in meta.json and enough to rebuild it."""
@@ -59,8 +72,11 @@ class TrainConfig:
             raise ValueError(" ".join(problems))
 
     def problems(self) -> list[str]:
-        """What is wrong with this config, in words a user can act on."""
-        found = []
+        """What is wrong with this config, in words a user can act on (types first: a config read from
+        a stored or uploaded run may hold anything)."""
+        found = self._type_problems()
+        if found:
+            return found
         if self.arch != "custom" and self.arch not in architectures.ZOO:
             found.append(f"Unknown architecture: {self.arch!r}.")
         if self.arch == "custom" and not self.layers:
@@ -108,11 +124,26 @@ class TrainConfig:
         data["layers"] = [dict(layer) for layer in self.layers]
         return data
 
+    def _type_problems(self) -> list[str]:
+        found = []
+        for field in dataclasses.fields(self):
+            value, kinds = getattr(self, field.name), FIELD_TYPES[field.name]
+            # bool is an int to Python, never to a user: True epochs or a 0/1 flag given as a number are wrong.
+            wrong_bool = isinstance(value, bool) and bool not in kinds
+            if wrong_bool or not isinstance(value, kinds) or (field.name == "layers" and not all(
+                    isinstance(layer, dict) for layer in value)):
+                found.append(f"Setting {field.name!r} must be {FIELD_TYPE_WORDS[field.name]}, not {type(value).__name__}.")
+        return found
+
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
+        """A config from stored data (meta.json, a bundle); ValueError naming what is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError(f"A run's settings must be a mapping, not {type(data).__name__}.")
         known = {f.name for f in dataclasses.fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
-        values["layers"] = tuple(values.get("layers") or ())
+        layers = values.get("layers") or ()
+        values["layers"] = tuple(layers) if isinstance(layers, (list, tuple)) else layers
         return cls(**values)
 
 

@@ -257,8 +257,14 @@ def test_values_whose_repr_is_code_still_become_their_value():
     ("learning_rate", True),
 ])
 def test_settings_of_the_wrong_kind_are_refused_not_written(field, value):
+    """TrainConfig refuses them; a config that slipped past it (fields set behind its back) is still
+    refused by the code generator, never written."""
+    with pytest.raises(ValueError, match="must be"):
+        TrainConfig(**{field: value})
+    config = TrainConfig()
+    object.__setattr__(config, field, value)
     with pytest.raises(ValueError, match="cannot be written as code"):
-        codegen.script_for(TrainConfig(**{field: value}))
+        codegen.script_for(config)
 
 
 @pytest.mark.parametrize("layer", [

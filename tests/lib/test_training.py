@@ -227,3 +227,19 @@ def test_small_datasets_get_enough_epochs_for_the_fast_recipes_steps():
     assert epochs_for_steps(60_000, 128, epochs=3) == 3  # never fewer than asked
     assert epochs_for_steps(10, 128) == 400
     assert epochs_for_steps(10, 128, min_steps=10_000) == MAX_EPOCHS == 500  # capped
+
+
+@pytest.mark.parametrize("stored", [
+    "not a mapping", ["epochs", 1], {"epochs": "5"}, {"epochs": True}, {"batch_size": 12.5}, {"normalize": 1},
+    {"layers": "Dense"}, {"layers": ["Dense"]}, {"name": 3}, {"limit": 2.5}, {"learning_rate": "0.01"},
+    {"validation_split": None}, {"arch": None},
+])
+def test_stored_settings_of_the_wrong_type_give_a_message_not_a_crash(stored):
+    """A meta.json or bundle can hold anything: from_dict answers ValueError in words, never TypeError."""
+    with pytest.raises(ValueError, match="must be|mapping"):
+        TrainConfig.from_dict(stored)
+
+
+def test_stored_settings_with_layers_as_a_json_list_still_load():
+    config = TrainConfig.from_dict({"arch": "custom", "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 10}]})
+    assert config.layers == ({"type": "Flatten"}, {"type": "Dense", "units": 10})

@@ -31,6 +31,8 @@ EXIT_USAGE, EXIT_FAILED = 2, 1
 TENSORFLOW_COMMANDS = {"train", "evaluate", "predict", "inside", "import"}  # the rest never load it
 BAR_WIDTH = 30
 BAR_INTERVAL_S = 0.1  # redraw the terminal bar at most ten times a second
+DIVERGED = "diverged"  # a run's meta status when its loss exploded in training (lib.training.loop)
+NAN_ANSWER = "the model answers NaN: its weights are no longer numbers"
 
 
 class CliError(Exception):
@@ -317,10 +319,15 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    import math
+
     from lib.data import drawing
     from lib.models import inference
 
     model, run = _resolve_model(args.model, args.runs_dir)
+    warning = diverged_warning(run)
+    if warning:
+        print(f"warning: run {run.display_name!r} {warning}", file=sys.stderr)
     failures = 0
     for name in args.images:
         try:
@@ -328,19 +335,32 @@ def cmd_predict(args) -> int:
             _, probs = inference.predict_image(model, run, image)
             if probs is None:
                 raise drawing.InvalidImage("the image is blank: no ink found")
+            problem = "" if all(math.isfinite(p) for p in probs) else NAN_ANSWER  # a diverged run's NaN weights
         except (drawing.InvalidImage, OSError) as error:
+            problem = str(error)
+        if problem:
             failures += 1
-            line = {"file": name, "error": str(error)}
-            print(json.dumps(line) if args.json else f"{name}: error: {error}")
+            line = {"file": name, "error": problem, **({"warning": warning} if warning else {})}
+            print(json.dumps(line) if args.json else f"{name}: error: {problem}")
             continue
         label = int(probs.argmax())
         class_name = run.class_names[label]
         if args.json:
             print(json.dumps({"file": name, "label": label, "class_name": class_name,
-                              "confidence": float(probs[label]), "probabilities": [float(p) for p in probs]}))
+                              "confidence": float(probs[label]), "probabilities": [float(p) for p in probs],
+                              **({"warning": warning} if warning else {})}))
         else:
-            print(f"{name}: {class_name} ({probs[label]:.1%})")
+            print(f"{name}: {class_name} ({probs[label]:.1%})" + (" - meaningless: the run diverged" if warning else ""))
     return EXIT_FAILED if failures == len(args.images) else 0
+
+
+def diverged_warning(run: runs.RunInfo) -> str:
+    """For a run whose training diverged, what every answer of it must carry: that it means nothing, with
+    the cause and the fix its meta stores ("" for any other run)."""
+    if run.meta.get("status") != DIVERGED:
+        return ""
+    reason = run.meta.get("stop_reason") or "Its loss exploded in training; train it again with a lower learning rate."
+    return f"diverged: its answers mean nothing. {reason}"
 
 
 def cmd_inside(args) -> int:

@@ -8,7 +8,10 @@ is a second unguessable token that maps to one (workspace, run id). The bundled
 model and an operator's gallery folder are visible to all and changeable by none.
 Workspaces nobody used for `idle_days` are deleted by `sweep_expired`, and
 `reserve` holds the disk quotas under concurrent saves (one lock around check and
-reservation).
+reservation). Opening, touching, reserving and the sweep's last look at a workspace
+all take that one lock, so a visitor coming back, or a save in progress, is never
+swept away. `Workspace.store` measures what a save really wrote and takes it back
+when it passes a quota after all (the quota is first checked against an estimate).
 
 In the `local` profile there is one workspace, the runs directory itself, and
 everything behaves as it always did.
@@ -43,6 +46,7 @@ KEY_BYTES = 24  # 32 url-safe characters, 192 random bits
 TOUCH_EVERY_S = 600  # a workspace's last-use stamp is rewritten at most this often (expiry counts days)
 RUN_OVERHEAD_BYTES = 256 * 1024  # history, meta.json and the .keras container around the weights
 BYTES_PER_PARAM = 12  # float32 weights plus the optimizer's two moment slots saved with the model
+UNDO_PREFIX = ".undo-"  # a save's hard-linked copies of the datasets it may replace; not counted in any quota
 
 
 class WorkspaceNotFound(LookupError):
@@ -102,13 +106,34 @@ class Workspace:
 
     def store(self, nbytes: int, save: Callable[[Path], T], *, current: profile.Profile | None = None,
               root: Path | None = None) -> T:
-        """Run `save(folder)` into this workspace with `nbytes` of the quotas held: every way a run
-        arrives (a finished training, an imported bundle: `bundles.import_bundle(data, folder)`) lands
-        here, in the caller's workspace, never in anyone else's. QuotaExceeded before anything is written.
+        """Run `save(folder)` into this workspace with `nbytes` (an estimate) of the quotas held: every
+        way a run or dataset arrives (a finished training, an imported bundle: `bundles.import_bundle(data,
+        folder)`, an uploaded, converted or drawn dataset) lands here, in the caller's workspace, never in
+        anyone else's. QuotaExceeded before anything is written when the estimate does not fit; and after,
+        when what was written passes a quota after all: then it is deleted again (a dataset it replaced
+        gets its old file back) and the message says so.
+
+        What was written is read from what `save` returns: a run (`.path`, or `.run_id` in this folder)
+        or a dataset (`.path`), alone or first in a tuple, or a path; failing that, whatever is new in
+        the folder or its uploads.
         """
+        current = current or profile.current()
+        root = Path(root) if root else _root_of(self)
         self.folder.mkdir(parents=True, exist_ok=True)
-        with reserve(self, nbytes, current=current, root=root or _root_of(self)):
-            return save(self.folder)
+        with reserve(self, nbytes, current=current, root=root) as reservation:
+            if not current.public:
+                return save(self.folder)
+            undo = _Undo(self.folder)
+            try:
+                result = save(self.folder)
+                with _LOCK:
+                    problem = _over_quota(self, undo.written(result), reservation, current, root)
+                    if problem:
+                        undo.roll_back()
+                        raise QuotaExceeded(problem)
+                return result
+            finally:
+                undo.close()
 
     def usage_bytes(self) -> int:
         return folder_bytes(self.folder)
@@ -117,8 +142,9 @@ class Workspace:
         """Record that the visitor used this workspace (idle expiry counts from here)."""
         if self.key is None:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.folder / LAST_USED_FILE, str(time.time() if now is None else now))
+        with _LOCK:  # the sweep's last look and its removal happen under this lock too
+            self.folder.mkdir(parents=True, exist_ok=True)
+            _write_atomic(self.folder / LAST_USED_FILE, str(time.time() if now is None else now))
 
     def share(self, run_id: str) -> str:
         """A read-only share token for one of this workspace's runs (the same run gets the same token)."""
@@ -164,9 +190,19 @@ def open_workspace(key: str | None, *, current: profile.Profile | None = None, r
             "This workspace link is not valid (it may be cut short). Open the app without it to get a new workspace."
         )
     workspace = Workspace(root / WORKSPACES_SUBDIR / _digest(key), key, gallery)
-    if not workspace.folder.is_dir() or time.time() - last_used(workspace.folder) > TOUCH_EVERY_S:
-        workspace.touch()  # not on every call: pages open the workspace several times per rerun
+    if _stale(workspace.folder):  # not on every call: pages open the workspace several times per rerun
+        with _LOCK:  # looked at again under the sweep's lock: it either sees this visit or was done before it
+            if _stale(workspace.folder):
+                workspace.touch()
     return workspace
+
+
+def _stale(folder: Path) -> bool:
+    """Whether a workspace's last-use stamp is due to be renewed (or it does not exist yet)."""
+    try:
+        return not folder.is_dir() or time.time() - last_used(folder) > TOUCH_EVERY_S
+    except OSError:  # swept away between the two looks
+        return True
 
 
 def open_share(token: str | None, *, root: Path | None = None) -> runs.RunInfo:
@@ -185,25 +221,33 @@ def open_share(token: str | None, *, root: Path | None = None) -> runs.RunInfo:
 
 
 def sweep_expired(idle_days: float, *, root: Path | None = None, now: float | None = None,
-                  keep: set[str] = frozenset()) -> list[str]:
+                  keep: set[str] | frozenset[str] = frozenset()) -> list[str]:
     """Delete workspaces unused for `idle_days` (and their share links); returns the folder names removed.
 
-    `keep` holds folder names that must stay (e.g. a workspace with a job still running).
+    `keep` holds folder names that must stay however old their stamp: the caller passes the
+    workspaces with a training queued or running (the job manager knows them; store may not
+    ask it). A workspace with a save in progress (a reservation) stays too. Each candidate
+    is looked at again under the lock that opening, touching and reserving take, and moved
+    out of sight under it: a visitor who came back in between keeps their workspace.
     """
     root = Path(root) if root else paths.runs_dir()
     base = root / WORKSPACES_SUBDIR
-    now = time.time() if now is None else now
+    idle_s = idle_days * 86_400
     removed = []
     if not base.is_dir():
         return removed
     for folder in sorted(base.iterdir()):
         if not folder.is_dir() or folder.name.startswith(".") or folder.name in keep:
             continue
-        if now - last_used(folder) > idle_days * 86_400:
+        if not _idle(folder, idle_s, now):  # a first look without the lock: most workspaces are in use
+            continue
+        with _LOCK:
+            if not _idle(folder, idle_s, now) or _reserved(folder):
+                continue
             trash = base / f".trash-{folder.name}-{secrets.token_hex(3)}"
             os.replace(folder, trash)  # gone from sight in one step, then deleted
-            shutil.rmtree(trash, ignore_errors=True)
-            removed.append(folder.name)
+        shutil.rmtree(trash, ignore_errors=True)
+        removed.append(folder.name)
     shares = root / SHARES_SUBDIR
     if removed and shares.is_dir():
         for path in shares.glob("*.json"):
@@ -211,6 +255,19 @@ def sweep_expired(idle_days: float, *, root: Path | None = None, now: float | No
             if entry is None or entry.get("folder") in removed:
                 path.unlink(missing_ok=True)
     return removed
+
+
+def _idle(folder: Path, idle_s: float, now: float | None) -> bool:
+    try:
+        return (time.time() if now is None else now) - last_used(folder) > idle_s
+    except OSError:  # gone already
+        return False
+
+
+def _reserved(folder: Path) -> bool:
+    """Whether a save into this workspace is in progress; called under the lock."""
+    target = folder.resolve()
+    return any(Path(held).resolve() == target for held, _ in _RESERVED.values())
 
 
 def last_used(folder: Path) -> float:
@@ -250,15 +307,21 @@ def estimate_run_bytes(params: int) -> int:
 
 
 def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under `folder` (a file: its size); a save's undo copies are not counted."""
+    if Path(folder).is_file():
+        return os.lstat(folder).st_size
     total = 0
-    for dirpath, _, filenames in os.walk(folder):
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [name for name in dirnames if not name.startswith(UNDO_PREFIX)]
         for name in filenames:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(dirpath, name)).st_size
     return total
 
 
-_RESERVE_LOCK = threading.Lock()
+# One lock for workspaces' lives: reservations, last-use stamps, the sweep's last look (re-entrant:
+# opening a workspace touches it under the lock it already holds).
+_LOCK = threading.RLock()
 _RESERVED: dict[int, tuple[Path, int]] = {}  # reservation id -> (workspace folder, bytes) of saves in flight
 _RESERVATION_IDS = iter(range(1, 2**62))
 
@@ -268,14 +331,15 @@ def reserve(workspace: Workspace, nbytes: int, *, current: profile.Profile | Non
     """Hold `nbytes` of the quotas while saving; QuotaExceeded (with its message) if they would be passed.
 
     Check and reservation happen under one lock, and saves in flight count as used,
-    so two visitors saving at once cannot both squeeze under the same limit.
+    so two visitors saving at once cannot both squeeze under the same limit. Yields the
+    reservation's id (None in local, where nothing is held).
     """
     current = current or profile.current()
     if not current.public:
-        yield
+        yield None
         return
     root = Path(root) if root else paths.runs_dir()
-    with _RESERVE_LOCK:
+    with _LOCK:
         pending_mine = sum(size for folder, size in _RESERVED.values() if folder == workspace.folder)
         pending_all = sum(size for _, size in _RESERVED.values())
         message = profile.check_disk(
@@ -289,10 +353,89 @@ def reserve(workspace: Workspace, nbytes: int, *, current: profile.Profile | Non
         reservation = next(_RESERVATION_IDS)
         _RESERVED[reservation] = (workspace.folder, nbytes)
     try:
-        yield
+        yield reservation
     finally:
-        with _RESERVE_LOCK:
+        with _LOCK:
             _RESERVED.pop(reservation, None)
+
+
+def _over_quota(workspace: Workspace, written: list[Path], reservation: int, current: profile.Profile,
+                root: Path) -> str:
+    """Called under the lock after a save: why what it wrote may not stay ("" if it may).
+
+    The same rule as `reserve`, with the bytes on disk for the estimate: other saves in flight still count.
+    """
+    added = sum(folder_bytes(path) for path in written if path.exists())
+    others = [(folder, size) for held, (folder, size) in _RESERVED.items() if held != reservation]
+    message = profile.check_disk(
+        current,
+        workspace_bytes=workspace.usage_bytes() - added + sum(size for folder, size in others
+                                                              if folder == workspace.folder),
+        total_bytes=folder_bytes(root) - added + sum(size for _, size in others),
+        adding_bytes=added,
+    )
+    if not message:
+        return ""
+    return (f"It was not kept: on disk it takes {added / profile.MB:,.1f} MB, more than there is room for. "
+            f"{message}")
+
+
+class _Undo:
+    """What one save into a workspace wrote, and how to take it back.
+
+    Datasets are replaced by name, so before the save each file in the uploads folder gets
+    a hard link in a hidden folder (no bytes copied): a replaced dataset can come back.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.uploads = datasets.uploads_dir(folder)
+        self.before = _entries(folder) | _entries(self.uploads)
+        self.backup = folder / f"{UNDO_PREFIX}{secrets.token_hex(4)}"
+        self.saved: dict[Path, Path] = {}  # a dataset file -> its hard link
+        for path in sorted(self.uploads.glob("*")) if self.uploads.is_dir() else []:
+            if path.is_file() and not path.is_symlink():
+                with contextlib.suppress(OSError):  # no hard links here: that dataset cannot come back
+                    self.backup.mkdir(exist_ok=True)
+                    link = self.backup / path.name
+                    os.link(path, link)
+                    self.saved[path.resolve()] = link
+        self.paths: list[Path] = []
+
+    def written(self, result) -> list[Path]:
+        """The paths the save wrote, from its result (see Workspace.store) or from what is new."""
+        first = result[0] if isinstance(result, tuple) and result else result
+        if isinstance(first, Path):
+            found = [first]
+        elif isinstance(getattr(first, "path", None), Path):
+            found = [first.path]
+        elif isinstance(getattr(first, "run_id", None), str):
+            found = [self.folder / first.run_id]
+        else:
+            found = sorted((_entries(self.folder) | _entries(self.uploads)) - self.before)
+        inside = self.folder.resolve()
+        self.paths = [path for path in found if path.resolve() != inside and path.resolve().is_relative_to(inside)]
+        return self.paths
+
+    def roll_back(self) -> None:
+        """Delete what the save wrote; a dataset file it replaced gets its old content back."""
+        for path in self.paths:
+            if path.resolve() in self.saved:
+                os.replace(self.saved.pop(path.resolve()), path)
+            elif path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        shutil.rmtree(self.backup, ignore_errors=True)
+
+
+def _entries(folder: Path) -> set[Path]:
+    """The visible entries right inside `folder` (none if it does not exist)."""
+    if not folder.is_dir():
+        return set()
+    return {path for path in folder.iterdir() if not path.name.startswith(".")}
 
 
 def _root_of(workspace: Workspace) -> Path:

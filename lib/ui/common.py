@@ -189,13 +189,17 @@ def get_run(run_id: str) -> runs.RunInfo:
 def sweep_idle_workspaces() -> list[str]:
     """Public: delete workspaces idle for longer than the limit, at most once an hour per server.
 
-    Workspaces with a training queued or running are kept.
+    Workspaces with a training queued, waiting or running are kept: the job saves into its
+    runs dir (the workspace folder) and counts against its visitor (the folder's name).
     """
     active = profile.current()
     if not active.public:
         return []
-    manager = job_manager()
-    busy = {job.session_id for job in manager.active_jobs()}
+    busy = set()
+    for job in job_manager().active_jobs():
+        busy.add(job.session_id)
+        if job.runs_dir:
+            busy.add(Path(job.runs_dir).name)
     return workspaces.sweep_expired(active.limits.idle_days, keep=busy)
 
 

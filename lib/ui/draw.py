@@ -17,6 +17,9 @@ CANVAS_PX = 280  # 10x MNIST's 28: fine strokes, and the size the preprocessing 
 CANVAS_KEY = "draw_canvas"
 TOOLBAR_ROOM_PX = 24  # with the gaps around it, room for the toolbar the canvas shows above itself on hover
 MAX_MODELS = 4
+DIVERGED = "diverged"  # a run's meta status when its loss exploded in training (lib.training.loop)
+DIVERGED_FIX = ("Its loss exploded during training, most likely from too high a learning rate. "
+                "Train it again with a lower learning rate.")  # runs saved without a stop reason
 
 
 def canvas(stroke_width: int, *, key: str = CANVAS_KEY, clears_key: str = ui.DRAW_CLEARS) -> np.ndarray | None:
@@ -65,13 +68,28 @@ def uploaded_image(upload) -> np.ndarray | None:
 
 
 def drawable_runs(found: list[runs.RunInfo]) -> list[runs.RunInfo]:
-    """Runs that take one-channel square images: the ones a drawing can be fed to."""
+    """Runs that take one-channel square images: the ones a drawing can be fed to. A diverged run is
+    one of them: its answers come with `warn_if_diverged`, as on every page that shows them."""
     usable = []
     for run in found:
         shape = run.dataset.get("input_shape") or [28, 28, 1]
-        if shape[-1] == 1 and shape[0] == shape[1] and run.meta.get("status") not in ("failed", "diverged"):
+        if shape[-1] == 1 and shape[0] == shape[1] and run.meta.get("status") != "failed":
             usable.append(run)
     return usable
+
+
+def warn_if_diverged(run: runs.RunInfo, model) -> bool:
+    """Before any answer of a run whose training diverged: say that it is broken, with the cause and the
+    fix its meta stores. Returns whether answers may be shown (below the warning): False when its weights
+    are no longer numbers (NaN), so there is none; True for it otherwise, and for every other run.
+    Draw, Predictions and Inside call it as soon as they have the run's model."""
+    if run.meta.get("status") != DIVERGED:
+        return True
+    answers = all(np.isfinite(weights).all() for weights in model.get_weights())
+    nothing = "" if answers else " Its weights are no longer numbers (NaN), so it has no answer to show at all."
+    ui.error(f"{run.display_name} is broken: its training diverged, so its answers mean nothing.",
+             (run.meta.get("stop_reason") or DIVERGED_FIX) + nothing)
+    return answers
 
 
 def drawable_runs_or_stop(purpose: str) -> list[runs.RunInfo]:
@@ -106,6 +124,8 @@ def show_answers(image: np.ndarray, chosen: list[runs.RunInfo]) -> None:
                 model = ui.model_for(run)
             except runs.DamagedRun as problem:
                 ui.error("This model could not be loaded.", f"{problem} Pick another run.")
+                continue
+            if not warn_if_diverged(run, model):
                 continue
             processed, probs = inference.predict_image(model, run, image)
             if processed is None:

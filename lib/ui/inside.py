@@ -48,6 +48,8 @@ def load_model(run: runs.RunInfo):
     except (runs.DamagedRun, runs.RunNotFound, OSError) as problem:
         ui.error("This run's model cannot be loaded.", f"{problem} Pick another run.")
         return None
+    if not ui_draw.warn_if_diverged(run, model):
+        return None
     try:
         inside.layer_chain(model)
     except inside.NotIntrospectable as problem:

@@ -16,7 +16,7 @@ import streamlit as st
 from lib.data import datasets, paths
 from lib.models import inference, predictions
 from lib.store import profile, runs
-from lib.ui import common as ui
+from lib.ui import common as ui, draw as ui_draw
 from lib.viz import charts
 
 # Session-state and widget keys of the page.
@@ -107,6 +107,8 @@ def load_test_predictions(run: runs.RunInfo) -> tuple[predictions.TestPrediction
     except (runs.DamagedRun, runs.RunNotFound, OSError) as problem:
         ui.error("This run's model cannot be loaded.",
                  f"{problem} Pick another run, or delete this one on **Compare**.")
+        return None
+    if not ui_draw.warn_if_diverged(run, model):
         return None
     try:
         probs = run_test_probabilities(run, model, x_test, ui.dataset_key(name))

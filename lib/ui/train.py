@@ -6,6 +6,7 @@ Streamlit-only glue: every decision (validation, shapes, training) is in lib.
 from __future__ import annotations
 
 import threading
+import time
 
 import streamlit as st
 
@@ -372,7 +373,7 @@ def job_panel(job_id: str) -> None:
             detail = f"{rate:,.0f} images/s · ETA {eta:,.0f} s" if rate and eta is not None else "warming up…"
             st.progress(min(jobs.job_fraction(job), 1.0), text=detail)
         acc, loss = st.columns(2)
-        figures = _live_cache(job)
+        figures = _live_cache(job, st.session_state.get(ui.SESSION_ID, ""))
         acc.plotly_chart(live_figure(job, "accuracy", figures), key=f"live_acc_{job_id}")
         loss.plotly_chart(live_figure(job, "loss", figures), key=f"live_loss_{job_id}")
         if job.state == jobs.FAILED:
@@ -384,22 +385,32 @@ def job_panel(job_id: str) -> None:
     panel()
 
 
-# job id -> {metric: (shape, figure)}: the live charts of running jobs, kept here rather than in
-# session state (plain data only); dropped when the job ends, and only the newest few are kept.
-LIVE_FIGURES: dict[str, dict] = {}
-MAX_LIVE_FIGURES = 16
-_LIVE_FIGURES_LOCK = threading.Lock()  # every session's script thread shares the cache
+# (browser session id, job id) -> (last poll, {metric: (shape, figure)}): the live charts each session
+# is watching, kept here rather than in session state (plain data only). Per session, because a cached
+# figure's batch points are refreshed in place: two tabs (or a share link) watching one job must never
+# share a figure. An entry goes when its job ends, when its session stops polling it (the tab was closed
+# or moved on) and, oldest first, past MAX_LIVE_FIGURES.
+LIVE_FIGURES: dict[tuple[str, str], tuple[float, dict]] = {}
+MAX_LIVE_FIGURES = 32
+LIVE_FIGURES_IDLE_S = 60.0  # the panel polls every JOB_POLL_SECONDS while its job runs
+_LIVE_FIGURES_LOCK = threading.Lock()  # every session's script thread reaches the mapping
 
 
-def _live_cache(job: jobs.Job) -> dict:
+def _live_cache(job: jobs.Job, session_id: str, *, now: float | None = None) -> dict:
+    """This session's cached live figures of `job` (a fresh dict once it has ended)."""
+    key = (session_id, job.job_id)
+    now = time.monotonic() if now is None else now
     with _LIVE_FIGURES_LOCK:
+        for gone in [other for other, (polled, _) in LIVE_FIGURES.items()
+                     if now - polled > LIVE_FIGURES_IDLE_S or (not job.active and other[1] == job.job_id)]:
+            del LIVE_FIGURES[gone]
         if not job.active:
-            return LIVE_FIGURES.pop(job.job_id, {})
-        if job.job_id not in LIVE_FIGURES:
-            while len(LIVE_FIGURES) >= MAX_LIVE_FIGURES:
-                LIVE_FIGURES.pop(next(iter(LIVE_FIGURES)))
-            LIVE_FIGURES[job.job_id] = {}
-        return LIVE_FIGURES[job.job_id]
+            return {}
+        _, figures = LIVE_FIGURES.pop(key, (now, {}))  # re-inserted last: the mapping is oldest first
+        while len(LIVE_FIGURES) >= MAX_LIVE_FIGURES:
+            LIVE_FIGURES.pop(next(iter(LIVE_FIGURES)))
+        LIVE_FIGURES[key] = (now, figures)
+        return figures
 
 
 def live_figure(job: jobs.Job, metric: str, cache: dict):
@@ -407,8 +418,9 @@ def live_figure(job: jobs.Job, metric: str, cache: dict):
 
     Between those, new batch points go into the cached figure in place: the
     panel redraws every second while training shares the CPU, and a rebuild
-    costs about ten times as much. While the job runs the x axis spans the
-    planned epochs; afterwards it fits what was trained (a stopped run is not a sliver).
+    costs about ten times as much. So `cache` must belong to one session
+    (`_live_cache`). While the job runs the x axis spans the planned epochs;
+    afterwards it fits what was trained (a stopped run is not a sliver).
     """
     shape = (job.job_id, job.created, len(job.epochs), job.active)
     cached = cache.get(metric)

@@ -13,7 +13,7 @@ from lib.data import drawing, synthdigits
 from lib.models import inference
 from lib.store import runs
 from lib.ui import draw as ui_draw
-from tests.app.conftest import open_page
+from tests.app.conftest import GOOD_RUN, WEAK_RUN, open_page
 
 EMPTY_CANVAS = np.zeros((ui_draw.CANVAS_PX, ui_draw.CANVAS_PX, 4), np.uint8)
 
@@ -122,3 +122,50 @@ def test_uploaded_png_is_predicted_and_a_bad_file_is_refused(bundled_run):
     at.file_uploader(key="draw_upload").set_value(("notes.png", b"hello, not a picture", "image/png")).run()
     assert at.error and "cannot be used" in at.error[0].value
     assert not at.exception
+
+
+def run_named(runs_dir, name: str) -> runs.RunInfo:
+    return next(run for run in runs.list_runs(runs_dir, include_bundled=False)[0] if run.display_name == name)
+
+
+def mark_diverged(run: runs.RunInfo, *, nan_weights: bool = False) -> str:
+    """Make a trained run what a diverged training leaves: meta status "diverged" with the cause and the fix
+    lib.training.loop words (meta.json written whole, as the run store does); with `nan_weights`, weights
+    that are no longer numbers, as after a loss that became NaN. Returns the stop reason."""
+    from lib.training import loop
+
+    reason = loop.divergence_reason(runs.read_config(run), "the loss became nan in epoch 1")
+    meta = {**run.meta, "status": "diverged", "stop_reason": reason, "test_accuracy": None, "test_loss": None}
+    (run.path / runs.META_FILE).write_text(json.dumps(meta))
+    if nan_weights:
+        model = runs.load_model(run)
+        model.set_weights([np.full_like(weights, np.nan) for weights in model.get_weights()])
+        model.save(run.model_path)
+    return reason
+
+
+def test_a_diverged_run_answers_under_a_warning_with_its_cause_and_fix(app_runs, monkeypatch):
+    """As a learner whose run diverged, I can still ask it, but its answer comes with the warning that it means
+    nothing, why, and what to change; the healthy run beside it answers without one."""
+    weak, good = run_named(app_runs, WEAK_RUN), run_named(app_runs, GOOD_RUN)
+    reason = mark_diverged(weak)
+    image = a_drawn_seven()
+    monkeypatch.setattr(ui_draw, "canvas", lambda stroke_width: image)
+    at = open_page("pages/draw.py")
+    at.multiselect(key="draw_models").set_value([weak.run_id, good.run_id]).run()
+    assert len(at.error) == 1
+    assert f"{WEAK_RUN} is broken: its training diverged, so its answers mean nothing" in at.error[0].value
+    assert reason in at.error[0].value and "Lower the learning rate" in reason
+    assert predictions(at) == [expected_answer(weak, image), expected_answer(good, image)]
+
+
+def test_a_diverged_run_with_nan_weights_gives_no_answer_only_the_warning(app_runs, monkeypatch):
+    """As a learner whose run's loss became NaN, I am told it is broken and has nothing to answer, no traceback."""
+    weak = run_named(app_runs, WEAK_RUN)
+    reason = mark_diverged(weak, nan_weights=True)
+    monkeypatch.setattr(ui_draw, "canvas", lambda stroke_width: a_drawn_seven())
+    at = open_page("pages/draw.py")
+    at.multiselect(key="draw_models").set_value([weak.run_id]).run()
+    assert not at.exception
+    assert reason in at.error[0].value and "no answer to show at all" in at.error[0].value
+    assert predictions(at) == []

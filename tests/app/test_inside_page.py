@@ -9,8 +9,8 @@ from lib.data import synthdigits
 from lib.models import inference
 from lib.store import runs
 from lib.ui import draw as ui_draw, inside as ui_inside
-from tests.app.conftest import open_page
-from tests.app.test_draw_page import png_bytes
+from tests.app.conftest import WEAK_RUN, open_page
+from tests.app.test_draw_page import mark_diverged, png_bytes, run_named
 
 
 def a_drawn_seven() -> np.ndarray:
@@ -166,3 +166,22 @@ def test_a_model_that_does_not_fit_its_runs_images_gets_a_clear_error(bundled_ru
     at.session_state["inside_tabs"] = "Mistakes"
     at.run()
     assert at.error and "does not take its own dataset's images" in at.error[0].value and not at.exception
+
+
+def test_a_diverged_run_is_looked_into_under_a_warning(app_runs, monkeypatch):
+    """As a learner whose run diverged, I can follow a drawing through it, under the warning that its answers
+    mean nothing, why and what to change; with NaN weights there is nothing to show, and no traceback."""
+    weak = run_named(app_runs, WEAK_RUN)
+    reason = mark_diverged(weak)
+    monkeypatch.setattr(ui_draw, "canvas", lambda stroke_width, key=None: a_drawn_seven())
+    at = open_page("pages/inside.py")
+    at.selectbox(key=ui_inside.RUN_KEY).set_value(weak.run_id).run()
+    assert f"{WEAK_RUN} is broken: its training diverged, so its answers mean nothing" in at.error[0].value
+    assert reason in at.error[0].value
+    assert prediction(at) == expected_answer(weak, inference.prepare_image(weak, a_drawn_seven()))
+
+    mark_diverged(weak, nan_weights=True)
+    at.run()
+    assert not at.exception
+    assert reason in at.error[0].value and "no answer to show at all" in at.error[0].value
+    assert prediction(at) is None

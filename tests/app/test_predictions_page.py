@@ -5,6 +5,7 @@ import re
 
 from lib.store import runs
 from tests.app.conftest import GOOD_RUN, WEAK_RUN, open_page
+from tests.app.test_draw_page import mark_diverged, run_named
 
 PAGE = "pages/predictions.py"
 
@@ -143,3 +144,22 @@ def test_the_chosen_run_is_remembered_across_pages(app_runs):
     at.switch_page("pages/compare.py").run()
     at.switch_page(PAGE).run()
     assert at.selectbox(key="pred_run").value == other.run_id
+
+
+def test_a_diverged_runs_predictions_come_under_a_warning(app_runs):
+    """As a learner whose run diverged, its predictions are still there to look at, under the warning that they
+    mean nothing, why and what to change; with NaN weights there are none, and no traceback."""
+    weak = run_named(app_runs, WEAK_RUN)
+    reason = mark_diverged(weak)
+    at = pick_run(open_page(PAGE), WEAK_RUN)
+    assert f"{WEAK_RUN} is broken: its training diverged, so its answers mean nothing" in at.error[0].value
+    assert reason in at.error[0].value
+    assert len(grid_captions(at)) == 10 and metric_value(at, "Test accuracy").endswith("%")
+    pick_run(at, GOOD_RUN)
+    assert not at.error
+
+    mark_diverged(weak, nan_weights=True)
+    pick_run(at, WEAK_RUN)
+    assert not at.exception
+    assert reason in at.error[0].value and "no answer to show at all" in at.error[0].value
+    assert not grid_captions(at) and not at.metric

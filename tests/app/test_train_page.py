@@ -158,15 +158,61 @@ def test_live_chart_of_a_stopped_run_fits_what_was_trained_not_the_planned_epoch
 
 
 def test_live_figures_are_kept_while_a_job_runs_and_dropped_when_it_ends():
-    running = ui_train._live_cache(_job(jobs.RUNNING, 2, 0))
+    running = ui_train._live_cache(_job(jobs.RUNNING, 2, 0), "tab-1")
     running["loss"] = "figure"
-    assert ui_train._live_cache(_job(jobs.RUNNING, 3, 0)) is running
-    ui_train._live_cache(_job(jobs.STOPPED, 3, 0))
-    assert "j" not in ui_train.LIVE_FIGURES
+    assert ui_train._live_cache(_job(jobs.RUNNING, 3, 0), "tab-1") is running
+    other_tab = ui_train._live_cache(_job(jobs.RUNNING, 3, 0), "tab-2")
+    assert other_tab is not running and other_tab == {}  # another session watching the same job
+    ui_train._live_cache(_job(jobs.STOPPED, 3, 0), "tab-1")
+    assert not any(job_id == "j" for _, job_id in ui_train.LIVE_FIGURES)  # every session's figures of it
     for n in range(ui_train.MAX_LIVE_FIGURES + 5):  # tabs closed mid-run never come back to drop theirs
-        ui_train._live_cache(jobs.Job(job_id=f"other-{n}", session_id="s", config=TrainConfig(), state=jobs.RUNNING))
+        ui_train._live_cache(jobs.Job(job_id=f"other-{n}", session_id="s", config=TrainConfig(), state=jobs.RUNNING),
+                             f"tab-{n}")
     assert len(ui_train.LIVE_FIGURES) == ui_train.MAX_LIVE_FIGURES
     ui_train.LIVE_FIGURES.clear()
+
+
+def test_live_figures_of_a_session_that_stopped_polling_are_dropped():
+    """A tab closed while its job runs: its figures go once it has not polled for a while."""
+    job = _job(jobs.RUNNING, 2, 0)
+    ui_train._live_cache(job, "closed-tab", now=100.0)
+    ui_train._live_cache(job, "open-tab", now=100.0 + ui_train.LIVE_FIGURES_IDLE_S)
+    ui_train._live_cache(job, "open-tab", now=101.0 + ui_train.LIVE_FIGURES_IDLE_S)
+    assert list(ui_train.LIVE_FIGURES) == [("open-tab", "j")]
+    ui_train.LIVE_FIGURES.clear()
+
+
+def test_two_sessions_watching_one_job_never_share_a_live_figure():
+    """Two tabs poll the same running job at the same moment (a Barrier starts them together), each with its
+    own snapshot: every chart a tab gets shows exactly its snapshot's batch points, and nothing raises."""
+    import threading
+    import time
+
+    start, problems = threading.Barrier(2), []
+
+    def watch(session_id: str, first_batches: int) -> None:
+        start.wait()
+        try:
+            for poll in range(60):
+                job = _job(jobs.RUNNING, first_batches + poll % 7, 0)
+                figures = ui_train._live_cache(job, session_id)
+                for metric in ("loss", "accuracy"):
+                    figure = ui_train.live_figure(job, metric, figures)
+                    figure.to_json()  # what st.plotly_chart does with it, while the other tab polls
+                    time.sleep(0.001)  # let the other tab run in between
+                    shown = next(trace for trace in figure.data if trace.name == charts.BATCH_TRACE)
+                    if len(shown.x) != len(job.batches):
+                        problems.append(f"{session_id} poll {poll}: {len(shown.x)} points, not {len(job.batches)}")
+        except Exception as error:  # noqa: BLE001 - reported below
+            problems.append(f"{session_id}: {type(error).__name__}: {error}")
+
+    tabs = [threading.Thread(target=watch, args=("tab-1", 2)), threading.Thread(target=watch, args=("tab-2", 30))]
+    for tab in tabs:
+        tab.start()
+    for tab in tabs:
+        tab.join()
+    ui_train.LIVE_FIGURES.clear()
+    assert problems == []
 
 
 def test_reruns_keep_the_keras_session_so_polling_does_not_slow_training(app_runs):

@@ -29,6 +29,7 @@ PAGE_CONTENT = {"Home": "Recent runs", "Data": "Class balance", "Train": "2 · S
                 "Predictions": "Random test images", "Draw": None, "Compare": "All runs"}
 TRAIN_TIMEOUT_S = 300  # two small epochs plus scoring the 10,000 test images, on a busy 2-core machine
 NO_JOB_YET = "No training in this session yet."
+SIDEBAR_WAIT_S = 20  # the sidebar polls every 2 s; a busy 2-core machine can delay a few polls
 STROKE_PX = 20  # the Draw page's default stroke width
 ONE = [line((140, 40), (140, 240))]
 ZERO = [ellipse((140, 140), (60, 95))]
@@ -177,9 +178,9 @@ def test_sidebar_shows_a_job_started_on_the_train_page(studio):
     start_training(studio, arch="mlp-128 ·", epochs=50, name="e2e sidebar")
     try:
         studio.heading("3 · Training", level=3).wait_for()
-        studio.page.wait_for_timeout(3000)  # more than the sidebar's 2 s poll
+        studio.wait_until(lambda: "Training job" in studio.sidebar_text(), timeout_s=SIDEBAR_WAIT_S,
+                          what="the sidebar to show the training job")
         studio.screenshot("train-sidebar-after-clicking-train")
-        assert "Training job" in studio.sidebar_text()
     finally:
         studio.button("Stop").click()  # a queued job is cancelled, a running one stops after its batch
         studio.page.get_by_text(re.compile(r"^(Stopped|Cancelled)")).first.wait_for(timeout=TRAIN_TIMEOUT_S * 1000)

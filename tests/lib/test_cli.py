@@ -92,7 +92,7 @@ def test_train_runs_evaluate_and_predict_json(tiny_data_dir, tmp_path):
     done = run_cli("predict", "--model", summary["run_id"], str(png), str(text), "--runs-dir", str(runs_dir), "--json")
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.strip().splitlines()]
-    assert lines[0]["file"] == str(png) and isinstance(lines[0]["label"], int)
+    assert lines[0]["file"] == str(png) and isinstance(lines[0]["label"], int) and "warning" not in lines[0]
     assert len(lines[0]["probabilities"]) == 10 and sum(lines[0]["probabilities"]) == pytest.approx(1, abs=1e-4)
     assert lines[1]["file"] == str(text) and "error" in lines[1]
     # A run folder path works as well as an id.
@@ -275,3 +275,45 @@ def test_importing_a_lambda_model_names_the_problem(capsys, tmp_path, tiny_data_
     err = capsys.readouterr().err
     assert code == cli.EXIT_FAILED and "a Lambda layer" in err and "will not run for safety" in err
     assert not any((tmp_path / "runs").glob("2*"))
+
+
+def test_predict_with_a_diverged_run_says_so_on_every_answer(tiny_data_dir, tmp_path, capsys):
+    """A run whose loss exploded still answers: every --json line carries the warning with the cause and the
+    fix, the plain output says so on each line and on stderr; with NaN weights it answers nothing."""
+    from lib.execution.pipeline import train_and_save
+    from lib.store import runs
+    from lib.training.config import TrainConfig
+
+    runs_dir = tmp_path / "runs"
+    config = TrainConfig(dataset="mnist", arch="mlp-128", epochs=1, limit=300, batch_size=32, optimizer="sgd",
+                         learning_rate=10.0, lr_schedule="constant")
+    run, result = train_and_save(config, data_dir=tiny_data_dir, runs_dir=runs_dir)
+    assert result.status == "diverged"
+    digit = np.zeros((100, 100), dtype=np.uint8)
+    digit[20:80, 45:55] = 255
+    png = tmp_path / "one.png"
+    Image.fromarray(digit).save(png)
+    predict = ["predict", "--model", run.run_id, str(png), str(png), "--runs-dir", str(runs_dir)]
+
+    assert cli.main([*predict, "--json"]) == 0
+    out, err = capsys.readouterr()
+    lines = [json.loads(line) for line in out.strip().splitlines()]
+    assert len(lines) == 2 and all(isinstance(line["label"], int) for line in lines)
+    for line in lines:
+        assert line["warning"] == f"diverged: its answers mean nothing. {result.stop_reason}"
+    assert "Lower the learning rate" in result.stop_reason
+    assert err.startswith(f"warning: run {run.display_name!r} diverged: its answers mean nothing.")
+
+    assert cli.main(predict) == 0
+    out, err = capsys.readouterr()
+    assert all(line.endswith("meaningless: the run diverged") for line in out.strip().splitlines())
+    assert "diverged: its answers mean nothing" in err and result.stop_reason in err
+
+    model = runs.load_model(run)
+    model.set_weights([np.full_like(weights, np.nan) for weights in model.get_weights()])
+    model.save(run.model_path)
+    assert cli.main([*predict, "--json"]) == cli.EXIT_FAILED
+    out, _ = capsys.readouterr()
+    lines = [json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} is not JSON")) for line in
+             out.strip().splitlines()]
+    assert all(line["error"] == cli.NAN_ANSWER and line["warning"].startswith("diverged") for line in lines)

@@ -265,3 +265,164 @@ def test_opening_a_workspace_renews_its_stamp_only_when_it_is_old(two_visitors):
     a.touch(time.time() - 2 * workspaces.TOUCH_EVERY_S)
     workspaces.open_workspace(a.key, current=PUBLIC, root=root)
     assert time.time() - workspaces.last_used(a.folder) < 60  # stale: renewed
+
+
+def test_a_visitor_who_comes_back_while_the_sweep_looks_keeps_their_workspace(two_visitors, monkeypatch):
+    """The sweep reads A's week-old stamp; A opens their link at that very moment: A's runs stay."""
+    root, a, _ = two_visitors
+    a.touch(time.time() - 8 * 86_400)
+    sweep_looked, came_back = threading.Barrier(2, timeout=10), threading.Event()
+    real_last_used, first_look = workspaces.last_used, []
+
+    def last_used(folder):
+        stamp = real_last_used(folder)
+        if threading.current_thread().name == "sweeper" and folder.name == a.folder.name and not first_look:
+            first_look.append(stamp)
+            sweep_looked.wait()  # A comes back now, between the sweep's look and what it does about it
+            came_back.wait(timeout=5)
+        return stamp
+
+    monkeypatch.setattr(workspaces, "last_used", last_used)
+    removed = []
+    sweeper = threading.Thread(target=lambda: removed.extend(workspaces.sweep_expired(7, root=root)),
+                               name="sweeper")
+
+    def visitor():
+        sweep_looked.wait()
+        workspaces.open_workspace(a.key, current=PUBLIC, root=root)
+        came_back.set()
+
+    returning = threading.Thread(target=visitor)
+    sweeper.start()
+    returning.start()
+    sweeper.join()
+    returning.join()
+    assert first_look and time.time() - first_look[0] > 7 * 86_400  # the sweep did see it idle
+    assert removed == [] and ids(a) == [A_RUN]
+    assert time.time() - real_last_used(a.folder) < 60
+
+
+def test_a_save_in_progress_or_a_kept_workspace_is_not_swept(two_visitors):
+    """A save holding a reservation, and a workspace the caller keeps (a job in it), survive the sweep."""
+    root, a, b = two_visitors
+    now = time.time()
+    a.touch(now - 8 * 86_400)
+    b.touch(now - 8 * 86_400)
+    with workspaces.reserve(a, 1_000, current=PUBLIC, root=root):
+        assert workspaces.sweep_expired(7, root=root, now=now, keep={b.folder.name}) == []
+    assert ids(a) == [A_RUN] and ids(b) == [B_RUN]
+    assert workspaces.sweep_expired(7, root=root, now=now) == sorted([a.folder.name, b.folder.name])
+
+
+def test_the_apps_sweep_keeps_workspaces_with_a_training_queued_or_running(tmp_path, monkeypatch):
+    """The app passes the job manager's active jobs into the sweep: their workspaces stay, whoever queued them."""
+    from lib.execution import jobs
+    from lib.training.config import TrainConfig
+    from lib.ui import common as ui
+
+    root = tmp_path / "runs"
+    monkeypatch.setenv("MNIST_STUDIO_PROFILE", "public")
+    monkeypatch.setenv("MNIST_STUDIO_RUNS_DIR", str(root))
+    running, queued, idle = (workspaces.open_workspace(workspaces.new_key(), root=root) for _ in range(3))
+    for workspace in (running, queued, idle):
+        workspace.touch(time.time() - 8 * 86_400)
+    release = threading.Event()
+
+    def trainer(config, on_progress, should_stop, data_dir, runs_dir):
+        release.wait(timeout=30)
+        return jobs.ChildRun("r"), jobs.ChildResult("finished", "done", 0.9, 0.3, 1.0, 10.0, "float32")
+
+    manager = jobs.JobManager(trainer=trainer)
+    monkeypatch.setattr(ui, "job_manager", lambda: manager)
+    first = manager.submit(TrainConfig(), "tab-1", runs_dir=running.folder)
+    second = manager.submit(TrainConfig(), "tab-2", runs_dir=queued.folder)
+    ui.sweep_idle_workspaces.clear()
+    try:
+        assert ui.sweep_idle_workspaces() == [idle.folder.name]
+        assert running.folder.is_dir() and queued.folder.is_dir()
+    finally:
+        release.set()
+        manager.wait(first, timeout=10)
+        manager.wait(second, timeout=10)
+        ui.sweep_idle_workspaces.clear()
+    assert ui.sweep_idle_workspaces() == sorted([running.folder.name, queued.folder.name])
+    ui.sweep_idle_workspaces.clear()
+
+
+def big_run(folder, run_id, nbytes):
+    """A run folder whose model takes `nbytes`."""
+    path = fake_run(folder, run_id, "bigger than it said")
+    (path / runs.MODEL_FILE).write_bytes(b"w" * nbytes)
+    return path
+
+
+@pytest.mark.parametrize("limit, message", [
+    ("MNIST_STUDIO_WORKSPACE_QUOTA_MB", r"on disk it takes 1\.9 MB.*Your workspace holds 0\.0 MB.*the limit is 1 MB"),
+    ("MNIST_STUDIO_TOTAL_QUOTA_MB", r"on disk it takes 1\.9 MB.*This shared app's storage is full"),
+])
+def test_a_save_bigger_than_its_estimate_is_taken_back_with_a_message(two_visitors, limit, message):
+    """The quota was checked against 10 KB; the save wrote 2 MB: it is deleted again and the visitor told why."""
+    root, a, b = two_visitors
+    tight = profile.current({"MNIST_STUDIO_PROFILE": "public", limit: "1"})
+    with pytest.raises(workspaces.QuotaExceeded, match=f"^It was not kept: {message}"):
+        a.store(10_000, lambda folder: big_run(folder, "20260103-000000-eeeeee", 2_000_000), current=tight)
+    assert ids(a) == [A_RUN] and ids(b) == [B_RUN]  # what was there stays
+    with pytest.raises(workspaces.QuotaExceeded, match="^It was not kept"):  # a save that returns no path
+        a.store(10_000, lambda folder: (folder / "blob.bin").write_bytes(b"x" * 2_000_000), current=tight)
+    assert sorted(path.name for path in a.folder.iterdir() if not path.name.startswith(".")) == [A_RUN]
+    assert not list(a.folder.glob(f"{workspaces.UNDO_PREFIX}*"))
+    fits = a.store(10_000, lambda folder: fake_run(folder, "20260103-000001-ffffff", "fits"), current=tight)
+    assert fits.is_dir() and "20260103-000001-ffffff" in ids(a)
+
+
+def test_a_dataset_replaced_over_quota_gets_its_old_file_back(two_visitors, tiny_data_dir):
+    """Saving a dataset under an existing name, too big after all: the old dataset is back, byte for byte."""
+    import numpy as np
+
+    from lib.data import catalog, datasets
+    from tests.conftest import synthetic_arrays
+
+    root, a, _ = two_visitors
+    tight = profile.current({"MNIST_STUDIO_PROFILE": "public", "MNIST_STUDIO_WORKSPACE_QUOTA_MB": "1"})
+
+    def save(arrays):
+        return lambda folder: datasets.save_arrays("shapes", arrays, class_names=["o", "x", "+"],
+                                                   folder=datasets.uploads_dir(folder))
+
+    small = a.store(100_000, save(synthetic_arrays(60, 20, num_classes=3)), current=tight)
+    before = small.path.read_bytes()
+    noise = np.random.default_rng(0).integers(0, 256, size=(1_600, 28, 28), dtype=np.uint8)  # incompressible
+    big = {"x_train": noise, "y_train": np.arange(1_600, dtype=np.uint8) % 3,
+           "x_test": noise[:30], "y_test": np.arange(30, dtype=np.uint8) % 3}
+    with pytest.raises(workspaces.QuotaExceeded, match="^It was not kept"):
+        a.store(100_000, save(big), current=tight)
+    assert small.path.read_bytes() == before
+    assert catalog.available_datasets(tiny_data_dir, a.uploads_dir)["shapes"].train_images == 60
+    assert not list(a.folder.glob(f"{workspaces.UNDO_PREFIX}*"))
+
+
+def test_a_training_whose_run_is_bigger_than_estimated_is_not_kept(two_visitors, tiny_data_dir):
+    """The job's run was estimated small from its parameters but wrote 2 MB: the job fails with the
+    message and the run folder is gone."""
+    from lib.execution import jobs
+    from lib.training.config import TrainConfig
+
+    root, a, _ = two_visitors
+    tight = profile.current({"MNIST_STUDIO_PROFILE": "public", "MNIST_STUDIO_WORKSPACE_QUOTA_MB": "1"})
+
+    def trainer(config, on_progress, should_stop, data_dir, runs_dir):
+        big_run(runs_dir, "20260103-000002-aaaaaa", 2_000_000)
+        return jobs.ChildRun("20260103-000002-aaaaaa"), jobs.ChildResult("finished", "done", 0.9, 0.3, 1.0, 10.0,
+                                                                           "float32")
+
+    manager = jobs.JobManager(trainer=workspaces.quota_guarded(trainer, current=tight), data_dir=tiny_data_dir)
+    job = manager.wait(manager.submit(TrainConfig(arch="softmax"), "a", runs_dir=a.folder), timeout=10)
+    assert job.state == jobs.FAILED and job.error.startswith("It was not kept: on disk it takes 1.9 MB")
+    assert ids(a) == [A_RUN]
+
+
+def test_local_saves_are_not_measured_or_taken_back(tmp_path):
+    root = tmp_path / "runs"
+    workspace = workspaces.open_workspace(None, current=LOCAL, root=root)
+    path = workspace.store(10, lambda folder: big_run(folder, A_RUN, 3_000_000), current=LOCAL)
+    assert path.is_dir() and ids(workspace) == [A_RUN]

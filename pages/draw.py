@@ -18,7 +18,11 @@ chosen = [by_id[run_id] for run_id in chosen_ids]
 
 pad, answers = st.columns([2, 3])
 with pad:
-    source = st.segmented_control("Input", ["Draw", "Upload an image instead"], default="Draw", key="draw_source")
+    photos = ui_draw.objects_only(chosen)
+    if photos:
+        ui_draw.explain_objects(chosen)
+    source = st.segmented_control("Input", ["Draw", "Upload an image instead"], key="draw_source",
+                                  default="Upload an image instead" if photos else "Draw")
     if source == "Upload an image instead":
         upload = st.file_uploader("PNG or JPEG, up to 5 MB", type=["png", "jpg", "jpeg"], key="draw_upload")
         image = ui_draw.uploaded_image(upload)

@@ -103,6 +103,22 @@ def drawable_runs_or_stop(purpose: str) -> list[runs.RunInfo]:
     return usable
 
 
+def objects_only(chosen: list[runs.RunInfo]) -> bool:
+    """Whether every chosen model learned photos of objects (Fashion-MNIST, image folders), not drawn strokes."""
+    return bool(chosen) and all(run.dataset.get("kind", "digit") == "object" for run in chosen)
+
+
+def explain_objects(chosen: list[runs.RunInfo]) -> None:
+    """Why a clothing model wants a photo, not a drawing, and what the app does with the photo."""
+    names = ", ".join(sorted({run.dataset.get("name", "?") for run in chosen}))
+    st.info(
+        f"These models learned photos of objects ({names}): a light object on a dark background, as "
+        "Fashion-MNIST's product photos are. Strokes on a canvas look nothing like that, so their answers "
+        "to a drawing mean little. Upload a photo instead: the app makes it grayscale, puts the object light "
+        "on dark, and fits it whole into the model's square, the way Fashion-MNIST was made. "
+        "Their own test images are on the Predictions page.", icon=":material/checkroom:")
+
+
 def default_selection(usable: list[runs.RunInfo]) -> list[str]:
     """The run just trained on drawn classes or imported (if any), else the bundled model, else the newest."""
     ids = [run.run_id for run in usable]

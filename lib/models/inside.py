@@ -110,10 +110,14 @@ class Analysis:
     @property
     def saliency_source(self) -> str:
         """Where the map comes from, for a title: e.g. "Grad-CAM on conv2d_9 (7x7) x input (28x28)"."""
-        size = _size_text(self.gradient_x_input.shape)
         if self.grad_cam_conv is None:
-            return f"{GRADIENT_X_INPUT} ({size})"
-        return f"{self.grad_cam_source} x input ({size})"
+            return self.gradient_x_input_source
+        return f"{self.grad_cam_source} x input ({_size_text(self.gradient_x_input.shape)})"
+
+    @property
+    def gradient_x_input_source(self) -> str:
+        """e.g. "gradient x input (28x28)"."""
+        return f"{GRADIENT_X_INPUT} ({_size_text(self.gradient_x_input.shape)})"
 
     @property
     def grad_cam_source(self) -> str | None:

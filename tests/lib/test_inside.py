@@ -344,7 +344,9 @@ def test_dense_bars_and_saliency_overlay():
     assert len(bars.data[0].y) == 512 and "first 512 of 600" in bars.layout.title.subtitle.text
     saliency = np.zeros((28, 28))
     saliency[5:10, 12:18] = 1.0
-    fig = inside_charts.saliency_figure(np.zeros((28, 28)), saliency, "Saliency", box=REGION_BOX)
+    fig = inside_charts.saliency_figure(np.zeros((28, 28)), saliency, "Saliency", box=REGION_BOX,
+                                        subtitle="Grad-CAM on conv2d_9 (7x7) x input (28x28)")
+    assert fig.layout.title.subtitle.text == "Grad-CAM on conv2d_9 (7x7) x input (28x28)"
     assert [trace.name for trace in fig.data] == ["input", "saliency"]
     assert np.asarray(fig.data[1].z).max() == 1.0
     rect = fig.layout.shapes[0]

@@ -108,12 +108,12 @@ def _build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="one JSON line per image")
     predict.set_defaults(handler=cmd_predict)
 
-    inside = commands.add_parser("inside", help="look inside a model for one image: layers, prediction, saliency")
+    inside = commands.add_parser("inside", help="look inside a model for images: layers, prediction, saliency")
     inside.add_argument("--model", default="default", help="run id, a run folder or .keras file, or 'default'")
-    inside.add_argument("image", help="a PNG or JPEG file")
+    inside.add_argument("images", nargs="+", metavar="image", help="PNG or JPEG files (one report each)")
     inside.add_argument("--target", type=int, default=None, help="class to explain (default: the predicted one)")
     _add_dirs(inside, data=False)
-    inside.add_argument("--json", action="store_true", help="one JSON line")
+    inside.add_argument("--json", action="store_true", help="one JSON line per image")
     inside.set_defaults(handler=cmd_inside)
 
     export = commands.add_parser("export", help="write a run as one bundle file (model, history, metadata)")
@@ -368,27 +368,38 @@ def cmd_inside(args) -> int:
     from lib.models import inference, inside
 
     model, run = _resolve_model(args.model, args.runs_dir)
-    processed = inference.prepare_image(run, drawing.load_image_file(Path(args.image)))
-    if processed is None:
-        raise drawing.InvalidImage(f"{args.image}: the image is blank: no ink found")
-    analysis = inside.analyze(model, processed, normalize=run.normalize, target=args.target)
+    for name in args.images:  # the first unreadable or blank image stops with its one-line error
+        processed = inference.prepare_image(run, drawing.load_image_file(Path(name)))
+        if processed is None:
+            raise drawing.InvalidImage(f"{name}: the image is blank: no ink found")
+        analysis = inside.analyze(model, processed, normalize=run.normalize, target=args.target)
+        if len(args.images) > 1 and not args.json:
+            print(f"== {name}")
+        _print_inside(name, analysis, run.class_names, as_json=args.json)
+    return 0
+
+
+def _print_inside(name: str, analysis, class_names: list[str], *, as_json: bool) -> None:
+    from lib.models import inside
+
     box = inside.saliency_box(analysis.saliency)
     label = analysis.predicted
-    if args.json:
+    if as_json:
         print(json.dumps({
-            "file": args.image,
+            "file": name,
             "layers": [{"name": info.name, "type": info.type, "shape": list(info.output_shape), "params": info.params}
                        for info in analysis.layers],
-            "label": label, "class_name": run.class_names[label], "confidence": float(analysis.probs[label]),
+            "label": label, "class_name": class_names[label], "confidence": float(analysis.probs[label]),
             "target": analysis.target, "saliency_method": analysis.saliency_method, "saliency_box": box,
+            # the convolution the map is located with (null: the pixels alone) and that map's rows x columns
+            "saliency_layer": analysis.saliency_layer, "saliency_resolution": list(analysis.saliency_resolution),
         }))
-        return 0
+        return
     for info in analysis.layers:
         print(info.title)
-    print(f"prediction: {run.class_names[label]} ({analysis.probs[label]:.1%})")
+    print(f"prediction: {class_names[label]} ({analysis.probs[label]:.1%})")
     where = "nowhere (the map is empty)" if box is None else "rows {}-{}, columns {}-{}".format(box[0], box[2], box[1], box[3])
-    print(f"{analysis.saliency_method} for class {run.class_names[analysis.target]}: top 10% of the mass at {where}")
-    return 0
+    print(f"{analysis.saliency_source} for class {class_names[analysis.target]}: top 10% of the mass at {where}")
 
 
 def cmd_export(args) -> int:

@@ -2,14 +2,16 @@
 
 Works on any model that is one chain of layers (keras.Sequential: every zoo model and
 every run the app trains). One traced TensorFlow graph per model computes, in one call,
-every layer's output, the class probabilities, gradient x input and (for CNNs) Grad-CAM,
-so the Inside page can follow a drawing stroke by stroke. TensorFlow is imported only
+every layer's output, the class probabilities, gradient x input and (for CNNs) Grad-CAM
+and their product, so the Inside page can follow a drawing stroke by stroke. TensorFlow is imported only
 inside functions; everything returned is NumPy.
 
 Saliency maps are (H, W) arrays over the model input, non-negative, where a larger value
 means "this pixel pushed the model towards the class". Grad-CAM (CNNs) shows which regions
-of the last convolutional feature maps mattered, blown up to the input size; gradient x
-input (any model) shows which inked pixels pushed towards the class.
+of a convolutional feature map mattered, blown up to the input size; gradient x input (any
+model) shows which inked pixels pushed towards the class. CNNs lead with "Grad-CAM x input",
+Grad-CAM times the input's pixels: Grad-CAM says which part of the digit, the pixels put it on
+the strokes drawn there (Grad-CAM alone, 4-pixel cells blown up, often peaks beside the ink).
 """
 
 from __future__ import annotations
@@ -23,6 +25,15 @@ import numpy as np
 from lib.models import inference
 
 SALIENCY_SHARE = 0.10  # the box bounds the pixels that hold this share of the saliency mass
+# Grad-CAM's map keeps at least this share of the input's side (7x7 on 28x28); see grad_cam_index.
+CAM_MIN_SCALE = 0.25
+# Grad-CAM x input carries this much of gradient x input (both scaled to peak 1): nothing when
+# Grad-CAM finds evidence on the ink, the pixels that pushed towards the class when it finds none
+# (2 of 500 drawn digits on the bundled CNN), instead of an empty map.
+GXI_TRACE = 0.01
+GRAD_CAM = "Grad-CAM"
+GRADIENT_X_INPUT = "gradient x input"
+GRAD_CAM_X_INPUT = "Grad-CAM x input"
 MAP_POINTS = 2000  # test images in the embedding map
 MAP_SEED = 0
 FEATURE_BATCH = 256
@@ -67,7 +78,9 @@ class Analysis:
     target: int  # the class the saliency explains
     gradient_x_input: np.ndarray  # (H, W), >= 0
     grad_cam: np.ndarray | None  # (H, W), >= 0, or None for models without a convolution
-    grad_cam_layer: str | None
+    grad_cam_layer: str | None  # the layer whose output Grad-CAM weighs (the block's last, e.g. its activation)
+    grad_cam_conv: LayerInfo | None = None  # the Conv2D that block starts with: what Inside names
+    grad_cam_x_input: np.ndarray | None = None  # (H, W), >= 0: Grad-CAM times the pixels (+ GXI_TRACE)
 
     @property
     def predicted(self) -> int:
@@ -75,12 +88,43 @@ class Analysis:
 
     @property
     def saliency(self) -> np.ndarray:
-        """The map Inside leads with: Grad-CAM for CNNs, gradient x input otherwise."""
-        return self.grad_cam if self.grad_cam is not None else self.gradient_x_input
+        """The map Inside leads with: Grad-CAM x input for CNNs, gradient x input otherwise."""
+        return self.grad_cam_x_input if self.grad_cam_x_input is not None else self.gradient_x_input
 
     @property
     def saliency_method(self) -> str:
-        return "Grad-CAM" if self.grad_cam is not None else "gradient x input"
+        return GRAD_CAM_X_INPUT if self.grad_cam_x_input is not None else GRADIENT_X_INPUT
+
+    @property
+    def saliency_layer(self) -> str | None:
+        """The convolution Grad-CAM is taken on; None when the map comes from the pixels alone."""
+        return None if self.grad_cam_conv is None else self.grad_cam_conv.name
+
+    @property
+    def saliency_resolution(self) -> tuple[int, int]:
+        """(rows, columns) of the map the saliency is located with: Grad-CAM's grid, or the input's."""
+        if self.grad_cam_conv is not None:
+            return tuple(self.grad_cam_conv.output_shape[:2])
+        return tuple(self.gradient_x_input.shape)
+
+    @property
+    def saliency_source(self) -> str:
+        """Where the map comes from, for a title: e.g. "Grad-CAM on conv2d_9 (7x7) x input (28x28)"."""
+        if self.grad_cam_conv is None:
+            return self.gradient_x_input_source
+        return f"{self.grad_cam_source} x input ({_size_text(self.gradient_x_input.shape)})"
+
+    @property
+    def gradient_x_input_source(self) -> str:
+        """e.g. "gradient x input (28x28)"."""
+        return f"{GRADIENT_X_INPUT} ({_size_text(self.gradient_x_input.shape)})"
+
+    @property
+    def grad_cam_source(self) -> str | None:
+        """e.g. "Grad-CAM on conv2d_9 (7x7)"; None for models without a convolution."""
+        if self.grad_cam_conv is None:
+            return None
+        return f"{GRAD_CAM} on {self.grad_cam_conv.name} ({_size_text(self.saliency_resolution)})"
 
 
 @dataclass(frozen=True)
@@ -158,13 +202,30 @@ def image_shape(model) -> tuple[int, int]:
     return tuple(int(n) for n in model.input_shape[1:3])
 
 
-def grad_cam_index(layers: list[LayerInfo]) -> int | None:
-    """0-based index of the layer Grad-CAM explains: the last Conv2D, with the
-    BatchNormalization/activation/dropout layers right after it; None without a Conv2D."""
+def grad_cam_conv_index(layers: list[LayerInfo], image_hw: tuple[int, int]) -> int | None:
+    """0-based index of the Conv2D Grad-CAM is taken on: the last one whose output keeps at least
+    CAM_MIN_SCALE of the input's height and width (7x7 on 28x28), else the last one; None without one.
+
+    Why: the deepest convolution is the most class-specific, but a 3x3 map (cnn-tf-tutorial's last)
+    has cells of 9x9 pixels, a third of a digit. One layer earlier is not the fix: on the bundled
+    CNN, Grad-CAM at 14x14 is all zero for drawn 0s and at 28x28 barely class-specific. So Grad-CAM
+    stays on the deepest map that still has 4-pixel cells, and the input's pixels (see
+    Analysis.saliency) bring it onto the strokes.
+    """
     convs = [i for i, info in enumerate(layers) if info.type == "Conv2D"]
     if not convs:
         return None
-    index = convs[-1]
+    fine = [i for i in convs
+            if all(side >= CAM_MIN_SCALE * full for side, full in zip(layers[i].output_shape[:2], image_hw))]
+    return fine[-1] if fine else convs[-1]
+
+
+def grad_cam_index(layers: list[LayerInfo], image_hw: tuple[int, int]) -> int | None:
+    """0-based index of the layer whose output Grad-CAM weighs: the Conv2D of grad_cam_conv_index with
+    the BatchNormalization/activation/dropout layers right after it; None without a Conv2D."""
+    index = grad_cam_conv_index(layers, image_hw)
+    if index is None:
+        return None
     while index + 1 < len(layers) and layers[index + 1].type in _CONV_FOLLOWERS and len(layers[index + 1].output_shape) == 3:
         index += 1
     return index
@@ -203,10 +264,12 @@ def analyze_batch(model, images01: np.ndarray, *, normalize: bool = True, target
         raise ValueError(f"Got {len(wanted)} target classes for {len(x)} images.")
     if wanted.size and wanted.max() >= num_classes:
         raise ValueError(f"Class {int(wanted.max())} does not exist: the model has {num_classes} classes.")
-    outputs, probs, chosen, gxi, cam = _analysis_graph(model)(x, wanted)
+    outputs, probs, chosen, gxi, cam, cam_x_input = _analysis_graph(model)(x, wanted)
     outputs = [np.asarray(o, dtype=np.float32) for o in outputs]
-    probs, chosen, gxi, cam = (np.asarray(v, dtype=np.float32) for v in (probs, chosen, gxi, cam))
-    cam_index = grad_cam_index(layers)
+    probs, chosen, gxi, cam, cam_x_input = (np.asarray(v, dtype=np.float32)
+                                            for v in (probs, chosen, gxi, cam, cam_x_input))
+    cam_index = grad_cam_index(layers, image_shape(model))
+    conv_index = grad_cam_conv_index(layers, image_shape(model))
     results = []
     for i in range(len(x)):
         results.append(Analysis(
@@ -217,19 +280,21 @@ def analyze_batch(model, images01: np.ndarray, *, normalize: bool = True, target
             gradient_x_input=gxi[i],
             grad_cam=None if cam_index is None else cam[i],
             grad_cam_layer=None if cam_index is None else layers[cam_index].name,
+            grad_cam_conv=None if conv_index is None else layers[conv_index],
+            grad_cam_x_input=None if cam_index is None else cam_x_input[i],
         ))
     return results
 
 
 def _analysis_graph(model):
-    """One traced function per model: (x, targets) -> (layer outputs, probs, targets, gxi, cam)."""
+    """One traced function per model: (x, targets) -> (layer outputs, probs, targets, gxi, cam, cam x gxi)."""
     cache = _cache(model)
     if "graph" in cache:
         return cache["graph"]
     import tensorflow as tf
 
     layers = layer_chain(model)
-    cam_index = grad_cam_index(layers)
+    cam_index = grad_cam_index(layers, image_shape(model))
     keras_layers = list(model.layers)
     last = keras_layers[-1]
     # Saliency explains the score before softmax (the logit), as Grad-CAM's paper does.
@@ -264,17 +329,30 @@ def _analysis_graph(model):
         gxi = tf.reduce_sum(gxi, axis=-1)
         if feature_map is None:
             cam = tf.zeros_like(gxi)
+            cam_x_input = gxi
         else:
             fmap = tf.cast(feature_map, tf.float32)
             fgrad = tf.cast(grads[1], tf.float32) if grads[1] is not None else tf.zeros_like(fmap)
             weights = tf.reduce_mean(fgrad, axis=(1, 2), keepdims=True)
             cam = tf.nn.relu(tf.reduce_sum(weights * fmap, axis=-1, keepdims=True))
             cam = tf.image.resize(cam, (height, width), method="bilinear")[..., 0]
-        return [tf.cast(o, tf.float32) for o in outputs], probs, chosen, gxi, cam
+            # Grad-CAM times the pixels: zero off the ink, Grad-CAM's region on the strokes drawn there.
+            pixels = tf.reduce_mean(tf.reshape(x, (-1, height, width, _channels(model))), axis=-1)
+            cam_x_input = _to_peak_one(tf, cam * pixels) + GXI_TRACE * _to_peak_one(tf, gxi)
+        return [tf.cast(o, tf.float32) for o in outputs], probs, chosen, gxi, cam, cam_x_input
 
     graph = tf.function(run, input_signature=[spec_x, spec_t], reduce_retracing=True)
     cache["graph"] = graph
     return graph
+
+
+def _to_peak_one(tf, maps):
+    """(N, H, W) maps >= 0 scaled so each peaks at 1 (all-zero maps stay zero)."""
+    return tf.math.divide_no_nan(maps, tf.reduce_max(maps, axis=(1, 2), keepdims=True))
+
+
+def _size_text(shape) -> str:
+    return "x".join(str(int(n)) for n in shape)
 
 
 def _channels(model) -> int:

@@ -20,11 +20,16 @@ CANVAS_KEY = "inside_canvas"
 DRAW, UPLOAD, TEST, FROM_DRAW = "Draw", "Upload", "Test image", "Drawing from Draw"
 WIDE_LAYER_CHANNELS = 32  # wider conv layers start collapsed
 PREDICTED = -1
+# How to read each map; {source} names the layer and grid it comes from.
 HOW_TO_READ = {
-    "Grad-CAM": "Warm colours mark the regions whose features raised the score of the explained class the most "
-                "(Grad-CAM on the last convolution, so blobs are coarse); the blue box holds the top 10% of it.",
-    "gradient x input": "Warm pixels are inked pixels that pushed the model towards the explained class "
-                        "(gradient x input); empty pixels never light up; the blue box holds the top 10% of it.",
+    inside.GRAD_CAM_X_INPUT: "Warm strokes are the ink where the features that raised the score of the explained "
+                             "class the most sit ({source}): Grad-CAM finds the region on the convolution's coarse "
+                             "grid, the pixels put it on the strokes; the blue box holds the top 10% of it.",
+    inside.GRAD_CAM: "Warm colours mark the regions whose features raised the score of the explained class the most "
+                     "({source}, blown up to the input: blobs are coarse and may spill beside the ink); "
+                     "the blue box holds the top 10% of it.",
+    inside.GRADIENT_X_INPUT: "Warm pixels are inked pixels that pushed the model towards the explained class "
+                             "({source}); empty pixels never light up; the blue box holds the top 10% of it.",
 }
 
 
@@ -141,15 +146,23 @@ def summary(analysis: inside.Analysis, processed: np.ndarray, what: str, class_n
 
 
 def saliency(analysis: inside.Analysis, processed: np.ndarray, class_names: list[str]) -> None:
-    """The saliency map(s) over the input, with how to read them."""
-    methods = [("Grad-CAM", analysis.grad_cam)] if analysis.grad_cam is not None else []
-    methods.append(("gradient x input", analysis.gradient_x_input))
-    columns = st.columns(len(methods))
-    for column, (method, values) in zip(columns, methods):
-        title = f"{method} for class {class_names[analysis.target]}"
-        fig = inside_charts.saliency_figure(processed, values, title, box=inside.saliency_box(values))
-        column.plotly_chart(fig, key=f"inside_saliency_{method}")
-        column.caption(HOW_TO_READ[method])
+    """The saliency map over the input, titled with the layer it comes from, with how to read it;
+    for CNNs, Grad-CAM alone and gradient x input beside each other below it."""
+    maps = [(inside.GRADIENT_X_INPUT, analysis.gradient_x_input, analysis.gradient_x_input_source)]
+    if analysis.grad_cam is not None:
+        _saliency_chart(st, analysis.saliency_method, analysis.saliency, analysis.saliency_source,
+                        analysis, processed, class_names)
+        maps.insert(0, (inside.GRAD_CAM, analysis.grad_cam, analysis.grad_cam_source))
+    for column, (method, values, source) in zip(st.columns(len(maps)), maps):
+        _saliency_chart(column, method, values, source, analysis, processed, class_names)
+
+
+def _saliency_chart(where, method: str, values: np.ndarray, source: str, analysis: inside.Analysis,
+                    processed: np.ndarray, class_names: list[str]) -> None:
+    title = f"{method} for class {class_names[analysis.target]}"
+    fig = inside_charts.saliency_figure(processed, values, title, box=inside.saliency_box(values), subtitle=source)
+    where.plotly_chart(fig, key=f"inside_saliency_{method}")
+    where.caption(HOW_TO_READ[method].format(source=source))
 
 
 def forward_pass(analysis: inside.Analysis, class_names: list[str]) -> None:

@@ -96,9 +96,10 @@ def dense_figure(values: np.ndarray, title: str, *, max_bars: int = 512) -> go.F
 
 
 def saliency_figure(image01: np.ndarray, saliency: np.ndarray, title: str, *, box: Sequence[int] | None = None,
-                    height: int = 300) -> go.Figure:
+                    subtitle: str | None = None, height: int = 300) -> go.Figure:
     """The input in grey with the saliency map over it (transparent where it is zero) and the
-    box [top, left, bottom, right] holding its top share, if given."""
+    box [top, left, bottom, right] holding its top share, if given; `subtitle` says where the map
+    comes from (e.g. "Grad-CAM on conv2d_9 (7x7) x input (28x28)")."""
     image = np.asarray(image01, dtype=np.float32)
     heat = np.clip(np.asarray(saliency, dtype=np.float32), 0, None)
     peak = float(heat.max()) if heat.size else 0.0
@@ -114,7 +115,7 @@ def saliency_figure(image01: np.ndarray, saliency: np.ndarray, title: str, *, bo
         top, left, bottom, right = box
         fig.add_shape(type="rect", x0=left - 0.5, x1=right + 0.5, y0=top - 0.5, y1=bottom + 0.5,
                       line=dict(color=BOX_COLOR, width=2), name="top 10% of the saliency")
-    charts._apply_layout(fig, title, height=height)
+    charts._apply_layout(fig, title, height=height, subtitle=subtitle)
     fig.update_xaxes(visible=False, constrain="domain")
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
     return fig

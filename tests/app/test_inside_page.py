@@ -1,11 +1,13 @@
 """Inside page: every input source shows the forward pass and the saliency; Draw and Predictions
 open it; the other tabs show weights, the map and the mistakes; bad runs give clear errors."""
 
+import json
 import shutil
 
 import numpy as np
+import pytest
 
-from lib.data import synthdigits
+from lib.data import paths, synthdigits
 from lib.models import inference
 from lib.store import runs
 from lib.ui import draw as ui_draw, inside as ui_inside
@@ -31,9 +33,34 @@ def chart_keys(at) -> set[str]:
     return {chart.key for chart in at.get("plotly_chart")}
 
 
-def layer_titles(at) -> list[str]:
-    import json
+def saliency_titles(at) -> dict[str, tuple[str, str]]:
+    """Each saliency chart's key -> (title, subtitle)."""
+    found = {}
+    for chart in at.get("plotly_chart"):
+        if chart.key and chart.key.startswith("inside_saliency_"):
+            title = json.loads(chart.proto.spec)["layout"]["title"]
+            found[chart.key] = (title["text"], title.get("subtitle", {}).get("text", ""))
+    return found
 
+
+@pytest.fixture(scope="module")
+def trained_cnn(tiny_data_dir, tmp_path_factory):
+    """A real 1-epoch cnn-best run (the bundled model's architecture) on 200 tiny-MNIST images."""
+    from lib.execution.pipeline import train_and_save
+    from lib.training.config import TrainConfig
+
+    config = TrainConfig(dataset="mnist", arch="cnn-best", epochs=1, limit=200, name="tiny cnn")
+    run, _ = train_and_save(config, data_dir=tiny_data_dir, runs_dir=tmp_path_factory.mktemp("cnn_runs"))
+    return run.path
+
+
+@pytest.fixture
+def bundled_cnn(app_runs, trained_cnn) -> runs.RunInfo:
+    shutil.copytree(trained_cnn, paths.BUNDLED_MODELS_DIR / runs.BUNDLED_ID)
+    return runs.bundled_run()
+
+
+def layer_titles(at) -> list[str]:
     titles = []
     for chart in at.get("plotly_chart"):
         if chart.key and chart.key.startswith("inside_layer_"):
@@ -49,10 +76,28 @@ def test_a_drawing_shows_every_layer_and_the_saliency(bundled_run, monkeypatch):
     assert prediction(at) == expected_answer(bundled_run, inference.prepare_image(bundled_run, image))
     keys = chart_keys(at)
     assert "inside_saliency_gradient x input" in keys  # the softmax model has no convolution: no Grad-CAM
+    assert saliency_titles(at)["inside_saliency_gradient x input"][1] == "gradient x input (28x28)"
     titles = layer_titles(at)
     assert titles[0] == "1. Flatten · 784 · 0 params"
     assert titles[1].startswith("2. Dense · 10 · 7,850 params · output: Prediction:")
     assert any("how to read" in str(c.proto).lower() or "warm pixels" in c.value.lower() for c in at.caption)
+
+
+def test_a_cnn_saliency_says_which_layer_and_grid_it_comes_from(bundled_cnn, monkeypatch):
+    """As a learner looking inside a CNN, I read which layer the map comes from and how coarse its grid is,
+    and see Grad-CAM alone and gradient x input beside it."""
+    monkeypatch.setattr(ui_draw, "canvas", lambda stroke_width, key=None: a_drawn_seven())
+    at = open_page("pages/inside.py")
+    at.selectbox(key=ui_inside.RUN_KEY).set_value(bundled_cnn.run_id).run()
+    assert prediction(at) == expected_answer(bundled_cnn, inference.prepare_image(bundled_cnn, a_drawn_seven()))
+    charts = saliency_titles(at)
+    title, subtitle = charts["inside_saliency_Grad-CAM x input"]
+    assert title.startswith("Grad-CAM x input for class ")
+    assert subtitle == "Grad-CAM on conv2d_9 (7x7) x input (28x28)"
+    assert charts["inside_saliency_Grad-CAM"][1] == "Grad-CAM on conv2d_9 (7x7)"
+    assert charts["inside_saliency_gradient x input"][1] == "gradient x input (28x28)"
+    assert any("Grad-CAM on conv2d_9 (7x7) x input (28x28)" in caption.value and "strokes" in caption.value
+               for caption in at.caption)
 
 
 def test_an_empty_canvas_invites_a_drawing(bundled_run, monkeypatch):

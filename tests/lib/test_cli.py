@@ -194,7 +194,7 @@ def test_inside_json_gives_layers_label_and_saliency_box_for_the_default_model(t
     assert report["label"] == 1 and report["class_name"] == "1"
     assert [layer["name"] for layer in report["layers"]][:2] == ["conv2d_1", "batch_normalization_2"]
     assert report["layers"][0]["shape"] == [28, 28, 32] and report["layers"][-1]["shape"] == [10]
-    assert len(report["layers"]) == 17 and report["saliency_method"] == "Grad-CAM"
+    assert len(report["layers"]) == 17 and report["saliency_method"] == "Grad-CAM x input"
     top, left, bottom, right = report["saliency_box"]
     assert 0 <= top <= bottom <= 27 and 0 <= left <= right <= 27
     assert (bottom - top + 1) * (right - left + 1) < 28 * 28 / 2  # 10% of the mass sits in a small part

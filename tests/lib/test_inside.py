@@ -1,10 +1,22 @@
 """Inside the network: known answers for activations, saliency, learned weights and the 2-D maps."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+from PIL import Image
+from scipy import ndimage
 
-from lib.models import architectures, inside
+from lib.data import drawing, synthdigits
+from lib.models import architectures, inference, inside
+from lib.store import runs
 from lib.viz import inside_charts
+
+PROJECT = Path(__file__).resolve().parents[2]
 
 REGION = (slice(5, 10), slice(12, 18))  # rows 5..9, columns 12..17
 REGION_BOX = [5, 12, 9, 17]
@@ -77,8 +89,9 @@ def test_mlp_saliency_puts_its_mass_on_the_only_region_that_matters():
 
 def test_grad_cam_and_gradient_x_input_find_the_region_a_cnn_reads():
     analysis = inside.analyze(region_cnn(), two_region_image())
-    assert analysis.predicted == TARGET and analysis.saliency_method == "Grad-CAM"
-    for saliency in (analysis.grad_cam, analysis.gradient_x_input):
+    assert analysis.predicted == TARGET and analysis.saliency_method == "Grad-CAM x input"
+    assert analysis.saliency_layer == "conv2d_1" and analysis.saliency_resolution == (28, 28)
+    for saliency in (analysis.saliency, analysis.grad_cam, analysis.gradient_x_input):
         assert saliency[REGION].sum() / saliency.sum() > 0.95
         box = inside.saliency_box(saliency)
         assert REGION_BOX[0] - 1 <= box[0] <= box[2] <= REGION_BOX[2] + 1
@@ -127,12 +140,89 @@ def test_batch_analysis_matches_one_at_a_time():
     assert inside.layer_chain(model) is inside.layer_chain(model)  # cached on the model
 
 
-def test_grad_cam_explains_the_last_conv_block():
+def test_grad_cam_explains_the_last_conv_block_of_at_least_a_quarter_of_the_input_side():
     model, _ = zoo_model("cnn-best")
     layers = inside.layer_chain(model)
-    index = inside.grad_cam_index(layers)
+    index = inside.grad_cam_index(layers, (28, 28))
     assert layers[index].type == "Activation" and layers[index].output_shape == (7, 7, 128)
-    assert inside.grad_cam_index(inside.layer_chain(region_mlp())) is None
+    assert layers[inside.grad_cam_conv_index(layers, (28, 28))].name == "conv2d_9"
+    tutorial, _ = zoo_model("cnn-tf-tutorial")  # convolutions at 26x26, 11x11 and 3x3
+    layers = inside.layer_chain(tutorial)
+    assert layers[inside.grad_cam_conv_index(layers, (28, 28))].output_shape == (11, 11, 64)
+    analysis = inside.analyze(tutorial, np.random.default_rng(0).random((28, 28), dtype=np.float32))
+    assert analysis.saliency_source == "Grad-CAM on conv2d_3 (11x11) x input (28x28)"
+    assert analysis.grad_cam_source == "Grad-CAM on conv2d_3 (11x11)"
+    assert inside.grad_cam_index(inside.layer_chain(region_mlp()), (28, 28)) is None
+    mlp = inside.analyze(region_mlp(), two_region_image())
+    assert mlp.saliency_layer is None and mlp.saliency_source == "gradient x input (28x28)"
+
+
+# ---------------------------------------------------------------- saliency on hand-drawn digits
+
+DRAWN_PER_CLASS = 5
+INK = 0.2  # a pixel this dark (MNIST scale) is ink
+MIN_BOX_ON_INK = 0.5  # at least half of every box is on (or touches) a stroke; lowest of 500 drawings: 0.53
+MIN_CLASS_BOX_ON_INK = 0.75  # a class's boxes lie mostly on its strokes; lowest of 500 drawings per class: 0.85
+MIN_MASS_ON_INK = 0.95  # the map itself is on the strokes
+
+
+def near_ink(image01):
+    """Pixels that are ink or touch it (8-neighbourhood)."""
+    return ndimage.binary_dilation(image01 > INK, structure=np.ones((3, 3), dtype=bool))
+
+
+def box_on_ink(image01, box) -> float:
+    """Share of the box's pixels that are ink or touch it."""
+    top, left, bottom, right = box
+    return float(near_ink(image01)[top:bottom + 1, left:right + 1].mean())
+
+
+@pytest.fixture(scope="module")
+def bundled_model():
+    run = runs.get_run(runs.BUNDLED_ID)
+    return run, runs.load_model(run)
+
+
+def test_saliency_box_lies_on_the_ink_of_hand_drawn_digits_of_every_class(bundled_model):
+    """The bundled CNN's saliency points at strokes. Grad-CAM alone (7x7, blown up) put the box
+    beside hand-drawn 1s, 2s and 3s (on average only 21-35% of their boxes touched ink, some none)."""
+    run, model = bundled_model
+    canvases, labels = synthdigits.digit_set(DRAWN_PER_CLASS, seed=0)
+    images = np.stack([drawing.preprocess_image(canvas) for canvas in canvases])  # as Draw does
+    analyses = inside.analyze_batch(model, images, normalize=run.normalize)
+    assert np.mean([a.predicted for a in analyses] == labels) >= 0.9  # drawings the model reads
+    on_ink = np.array([box_on_ink(image, inside.saliency_box(a.saliency)) for image, a in zip(images, analyses)])
+    for image, analysis, share in zip(images, analyses, on_ink):
+        assert share >= MIN_BOX_ON_INK
+        assert analysis.saliency[near_ink(image)].sum() >= MIN_MASS_ON_INK * analysis.saliency.sum()
+    class_means = [on_ink[labels == k].mean() for k in range(10)]
+    assert min(class_means) >= MIN_CLASS_BOX_ON_INK, np.round(class_means, 2)
+
+
+def run_cli(*args):
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    return subprocess.run([sys.executable, "-m", "lib", *args], capture_output=True, text=True, cwd=PROJECT,
+                          env=env, timeout=300)
+
+
+def test_cli_inside_json_names_the_layer_and_boxes_the_ink_of_a_drawing_of_each_class(tmp_path, bundled_model):
+    run, _ = bundled_model
+    canvases, labels = synthdigits.digit_set(1, seed=0)
+    files = []
+    for canvas, label in zip(canvases, labels):
+        files.append(tmp_path / f"drawn-{label}.png")
+        Image.fromarray(canvas).save(files[-1])  # RGBA with a transparent background, as the canvas gives
+    done = run_cli("inside", "--model", "default", *map(str, files), "--json")
+    assert done.returncode == 0, done.stderr
+    reports = [json.loads(line) for line in done.stdout.strip().splitlines()]
+    assert [report["file"] for report in reports] == list(map(str, files))
+    for path, label, report in zip(files, labels, reports):
+        assert {"layers", "label", "confidence", "saliency_method", "saliency_box"} <= set(report)
+        assert report["label"] == label and len(report["layers"]) == 17
+        assert report["saliency_method"] == "Grad-CAM x input"
+        assert report["saliency_layer"] == "conv2d_9" and report["saliency_resolution"] == [7, 7]
+        image01 = inference.prepare_image(run, drawing.load_image_file(path))
+        assert box_on_ink(image01, report["saliency_box"]) >= MIN_BOX_ON_INK, (label, report["saliency_box"])
 
 
 def test_softmax_regression_weights_are_ten_class_templates():
@@ -254,7 +344,9 @@ def test_dense_bars_and_saliency_overlay():
     assert len(bars.data[0].y) == 512 and "first 512 of 600" in bars.layout.title.subtitle.text
     saliency = np.zeros((28, 28))
     saliency[5:10, 12:18] = 1.0
-    fig = inside_charts.saliency_figure(np.zeros((28, 28)), saliency, "Saliency", box=REGION_BOX)
+    fig = inside_charts.saliency_figure(np.zeros((28, 28)), saliency, "Saliency", box=REGION_BOX,
+                                        subtitle="Grad-CAM on conv2d_9 (7x7) x input (28x28)")
+    assert fig.layout.title.subtitle.text == "Grad-CAM on conv2d_9 (7x7) x input (28x28)"
     assert [trace.name for trace in fig.data] == ["input", "saliency"]
     assert np.asarray(fig.data[1].z).max() == 1.0
     rect = fig.layout.shapes[0]

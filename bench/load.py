@@ -145,7 +145,7 @@ def public_server(runs_dir: Path, max_queue: int, log_path: Path, *, prewarm: bo
 
 
 def training_processes(server_pid: int) -> list[int]:
-    """The server's training processes: its multiprocessing spawn children (not its resource tracker)."""
+    """The server's training processes: its `python -m lib.execution.worker` children (lib.execution.process)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -159,7 +159,7 @@ def training_processes(server_pid: int) -> list[int]:
         pid = todo.pop()
         todo.extend(children.get(pid, []))
         try:
-            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if b"lib.execution.worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 found.append(pid)
         except OSError:
             pass

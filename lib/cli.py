@@ -28,7 +28,7 @@ from lib.training.config import (
 )
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
-TENSORFLOW_COMMANDS = {"train", "evaluate", "predict", "inside", "import"}  # the rest never load it
+TENSORFLOW_COMMANDS = {"train", "evaluate", "predict", "inside"}  # the rest never load it (import: its child does)
 BAR_WIDTH = 30
 BAR_INTERVAL_S = 0.1  # redraw the terminal bar at most ten times a second
 DIVERGED = "diverged"  # a run's meta status when its loss exploded in training (lib.training.loop)
@@ -414,16 +414,17 @@ def cmd_export(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from lib.data import paths
-    from lib.store import bundles
+    from lib.execution import imports
 
-    run = bundles.import_file(args.path, args.runs_dir or paths.runs_dir(), dataset=args.dataset,
-                              data_dir=args.data_dir)
+    # Checked, loaded and scored in a child process with a time and memory limit, as on the server.
+    run = imports.import_file(args.path, args.runs_dir, dataset=args.dataset, data_dir=args.data_dir)
     if args.json:
         print(json.dumps(runs.summary(run)))
     else:
         accuracy = run.meta.get("test_accuracy")
         score = "" if accuracy is None else f" · test accuracy {accuracy:.2%}"
+        if score and run.meta.get("scores") == "claimed":
+            score += " (the bundle's claim: its dataset is not here to check it)"
         print(f"imported as run {run.run_id} ({run.display_name}){score}\n{run.meta.get('stop_reason', '')}")
     return 0
 

@@ -1,8 +1,10 @@
-"""Execution: where and when trainings run.
+"""Execution: where and when trainings and imports run.
 
 Owns the path from a config to a saved run (`pipeline.train_and_save`: load the dataset, train,
-store) and the process-wide job manager (`jobs`: queue, workers, per-visitor caps, a child process
-per training on a shared server, progress and stop).
+store), the process-wide job manager (`jobs`: queue, workers, per-visitor caps, progress and
+stop), the child processes that trainings on a shared server and every model import run in
+(`process`: the server's side, limits, ending a child that hangs; `worker`: the child's side),
+and model import as a job (`imports`).
 
 May import: lib.data, lib.models, lib.training, lib.store.
 """

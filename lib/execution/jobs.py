@@ -1,35 +1,37 @@
-"""Training jobs that outlive Streamlit script runs.
+"""Training and import jobs that outlive Streamlit script runs.
 
 A click re-runs the page script and would kill a `fit` running inside it, so
 training runs in worker threads owned by one process-wide `JobManager` (the app
 keeps it in `st.cache_resource`). Workers never call Streamlit; pages poll
 `snapshot()` and draw. By default one job trains at a time (the machine has few
-cores and Community Cloud little memory); the others queue.
+cores and Community Cloud little memory); the others queue. A model or run-bundle
+import (lib.execution.imports) is a job too: it waits in the same queue and counts
+in the same caps.
 
 Memory stays bounded however many jobs a server has run: only the newest few
 ended jobs are kept (per session and overall), and an ended job keeps a thinned
 copy of its batch points (its run folder has the full epoch history). A manager
 may also cap each session's active jobs and the queue length; `submit` checks
 and enqueues under one lock, so two quick clicks cannot both slip through.
+
+On a shared server each training runs in a child process of its own
+(`process_trainer`, lib.execution.process): what TensorFlow keeps per training dies
+with it, and a child that hangs or dies is ended and reported.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import itertools
-import multiprocessing
-import os
 import queue
-import sys
 import threading
 import time
 import traceback
-import types
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
-from lib.data import datasets
-from lib.execution import pipeline
-from lib.store import workspaces
+from lib.execution import imports, pipeline, process
+from lib.store import bundles, workspaces
 
 QUEUED, RUNNING = "queued", "running"
 WAITING = "waiting"  # a chained job: joins the queue once the job before it has ended
@@ -40,6 +42,7 @@ CAPPED_STATES = (QUEUED, RUNNING)  # what the per-session cap counts: a waiting 
 ENDED_PER_SESSION = 5  # a session's newest ended jobs kept for its panels; older ones are dropped
 ENDED_TOTAL = 100  # ended jobs kept over all sessions
 ENDED_BATCH_POINTS = 200  # an ended job's live chart keeps this many batch points (evenly thinned)
+TRAINING, IMPORT = "training", "import"  # what a job does (Job.kind)
 
 
 class SubmitRefused(RuntimeError):
@@ -50,7 +53,7 @@ class SubmitRefused(RuntimeError):
 class Job:
     job_id: str
     session_id: str
-    config: object  # lib.training.TrainConfig
+    config: object  # a lib.training.config.TrainConfig, or an imports.ImportRequest for an import
     state: str = QUEUED
     created: float = field(default_factory=time.time)
     started: float | None = None
@@ -70,15 +73,15 @@ class Job:
     def active(self) -> bool:
         return self.state in ACTIVE_STATES
 
+    @property
+    def kind(self) -> str:
+        return IMPORT if isinstance(self.config, imports.ImportRequest) else TRAINING
+
 
 def _default_trainer(config, on_progress, should_stop, data_dir, runs_dir):
     return pipeline.train_and_save(
         config, data_dir=data_dir, runs_dir=runs_dir, on_progress=on_progress, should_stop=should_stop
     )
-
-
-class TrainingFailed(RuntimeError):
-    """A training in a child process failed; the message is already meant for the user."""
 
 
 @dataclass(frozen=True)
@@ -97,95 +100,56 @@ class ChildResult:
     precision: str
 
 
-def process_trainer(config, on_progress, should_stop, data_dir, runs_dir):
+TRAINING_NICENESS = 10  # a training yields the CPU to the server's page runs (visitors clicking around)
+# A training reports after every few batches; this long without a word, its process counts as hung.
+# Generous: the slowest model the public limits admit scores 10,000 test images in a few minutes.
+TRAINING_SILENCE_S = 1800.0
+TRAINING_LIMITS = process.ChildLimits(niceness=TRAINING_NICENESS, silence_limit_s=TRAINING_SILENCE_S,
+                                      stop_grace_s=60.0, exit_grace_s=10.0, kill_grace_s=5.0)
+TRAIN_TASK = "lib.execution.worker:train"
+
+
+@dataclass(frozen=True)
+class ChildTrainer:
     """Train in a fresh child process: whatever TensorFlow keeps per training dies with it.
 
     One long-lived process that trains again and again grows ~8-10 MB per training
     (graph functions and allocator state TensorFlow never hands back, even after
     keras.backend.clear_session()); a shared server must not. Progress events and the
-    result come back through a queue, a stop request goes through an event.
+    result come back as JSON lines, a stop request goes as a line; a child that dies,
+    hangs or will not stop is ended and its job fails with the reason (lib.execution.process).
     """
-    context = multiprocessing.get_context("spawn")  # forking a process that runs TensorFlow threads is unsafe
-    events, stop = context.Queue(), context.Event()
-    child = context.Process(target=_child_train, args=(config, data_dir, runs_dir, events, stop),
-                            name="mnist-studio-training", daemon=True)
-    _start_without_main(child)
-    outcome = None
-    while outcome is None:
-        if should_stop():
-            stop.set()
-        exited = not child.is_alive()  # checked first: what it sent before exiting is still read below
-        try:
-            event = events.get(timeout=0.2)
-        except queue.Empty:
-            if exited:
-                break
-            continue
-        if event.get("kind") == "_outcome":
-            outcome = event
-        else:
-            on_progress(event)
-    child.join(timeout=30)
-    if outcome is None:
-        raise TrainingFailed(
-            f"The training process ended unexpectedly (exit code {child.exitcode}; most likely it ran out of memory). "
-            f"Try a smaller model, batch size or number of images."
-        )
-    if "error" in outcome:
-        raise TrainingFailed(outcome["error"])
-    return ChildRun(outcome["run_id"]), ChildResult(**outcome["result"])
+
+    task: str = TRAIN_TASK  # "module:function" the child runs (tests name their own)
+    limits: process.ChildLimits = TRAINING_LIMITS
+
+    def __call__(self, config, on_progress, should_stop, data_dir, runs_dir):
+        payload = {"config": config.to_dict(), "data_dir": _absolute(data_dir), "runs_dir": _absolute(runs_dir)}
+        result = process.run_child(self.task, payload, limits=self.limits, what="training", on_event=on_progress,
+                                   should_stop=should_stop,
+                                   crash_hint="Try a smaller model, batch size or number of images.")
+        if not isinstance(result.get("run_id"), str):
+            raise process.ChildFailed("The training process ended without saving a run.")
+        fields = ("status", "stop_reason", "test_accuracy", "test_loss", "seconds", "samples_per_s", "precision")
+        return ChildRun(result["run_id"]), ChildResult(**{name: result.get(name) for name in fields})
 
 
-_SPAWN_LOCK = threading.Lock()
+process_trainer = ChildTrainer()
 
 
-def _start_without_main(child) -> None:
-    """Start a spawned child without re-running the parent's `__main__` in it.
-
-    Under Streamlit (and AppTest) `__main__` can be a page script; spawn would run it
-    again in the child. An empty stand-in for the instant of the start avoids that.
-    """
-    with _SPAWN_LOCK:
-        main = sys.modules.get("__main__")
-        sys.modules["__main__"] = types.ModuleType("__main__")
-        try:
-            child.start()
-        finally:
-            sys.modules["__main__"] = main
-
-
-TRAINING_NICENESS = 10  # a training yields the CPU to the server's page runs (visitors clicking around)
-
-
-def _child_train(config, data_dir, runs_dir, events, stop) -> None:
-    """The child process: train, save, send the outcome (never a traceback) and exit.
-
-    It runs at a lower CPU priority than the server: on a 2-core box a training would
-    otherwise take the cores every visitor's page needs; idle cores still go to it.
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        os.nice(TRAINING_NICENESS)
-    try:
-        run, result = _default_trainer(config, events.put, stop.is_set, data_dir, runs_dir)
-        events.put({"kind": "_outcome", "run_id": run.run_id, "result": {
-            "status": result.status, "stop_reason": result.stop_reason, "test_accuracy": result.test_accuracy,
-            "test_loss": result.test_loss, "seconds": result.seconds, "samples_per_s": result.samples_per_s,
-            "precision": result.precision}})
-    except Exception as error:  # noqa: BLE001 - the parent reports it
-        traceback.print_exc()
-        events.put({"kind": "_outcome", "error": _user_message(error)})
-    events.close()
-    events.join_thread()
+def _absolute(path) -> str | None:
+    return str(Path(path).expanduser().resolve()) if path else None
 
 
 class JobManager:
-    """Queue and run training jobs in worker threads; thread-safe."""
+    """Queue and run training and import jobs in worker threads; thread-safe."""
 
     def __init__(self, *, data_dir=None, runs_dir=None, workers: int = 1, trainer=_default_trainer,
-                 max_active_per_session: int | None = None, max_queue: int | None = None,
-                 ended_per_session: int = ENDED_PER_SESSION, ended_total: int = ENDED_TOTAL):
+                 importer=imports.run_import, max_active_per_session: int | None = None,
+                 max_queue: int | None = None, ended_per_session: int = ENDED_PER_SESSION,
+                 ended_total: int = ENDED_TOTAL):
         self.data_dir, self.runs_dir = data_dir, runs_dir
-        self._trainer = trainer
+        self._trainer, self._importer = trainer, importer
         self.max_active_per_session, self.max_queue = max_active_per_session, max_queue
         self._ended_per_session, self._ended_total = ended_per_session, ended_total
         self._jobs: dict[str, Job] = {}
@@ -200,7 +164,8 @@ class JobManager:
             thread.start()
 
     def submit(self, config, session_id: str, *, runs_dir=None) -> str:
-        """Queue a training job; returns its id. SubmitRefused (with a message) if a cap is reached.
+        """Queue a training (a TrainConfig) or an import (an imports.ImportRequest); returns the job's id.
+        SubmitRefused (with a message) if a cap is reached.
 
         `runs_dir` is where this job's run is saved (a visitor's workspace); default the manager's.
         """
@@ -242,6 +207,7 @@ class JobManager:
             job.stop_event.set()
             if job.state in (QUEUED, WAITING):
                 job.state, job.ended = CANCELLED, time.time()
+                _discard_upload(job)
                 self._release_next(job.job_id)
                 self._renumber_queue()
                 self._forget_old_jobs()
@@ -315,18 +281,23 @@ class JobManager:
                     job.epochs.append(event)
                 job.last = event
 
+        work = self._importer if job.kind == IMPORT else self._trainer
         try:
-            run, result = self._trainer(job.config, on_progress, job.stop_event.is_set, self.data_dir, job.runs_dir)
+            run, result = work(job.config, on_progress, job.stop_event.is_set, self.data_dir, job.runs_dir)
         except Exception as error:  # noqa: BLE001 - the worker must survive any job
             traceback.print_exc()
             with self._lock:
-                job.state, job.ended = FAILED, time.time()
-                job.error = _user_message(error)
+                stopped = job.kind == IMPORT and job.stop_event.is_set()  # an import stops with nothing saved
+                job.state, job.ended = CANCELLED if stopped else FAILED, time.time()
+                job.error = process.user_message(error, job.kind)
                 self._end(job)
             return
         with self._lock:
             job.run_id = run.run_id
-            job.state = {"finished": FINISHED, "stopped": STOPPED, "diverged": DIVERGED}.get(result.status, FAILED)
+            if job.kind == IMPORT:
+                job.state = FINISHED  # whatever the imported run's own status says
+            else:
+                job.state = {"finished": FINISHED, "stopped": STOPPED, "diverged": DIVERGED}.get(result.status, FAILED)
             job.summary = {
                 "status": result.status,
                 "reason": result.stop_reason,
@@ -335,6 +306,7 @@ class JobManager:
                 "seconds": result.seconds,
                 "samples_per_s": result.samples_per_s,
                 "precision": result.precision,
+                "scores": getattr(result, "scores", None),
             }
             if job.state == FAILED:
                 job.error = result.stop_reason
@@ -344,11 +316,11 @@ class JobManager:
     def _refusal(self, session_id: str) -> str:
         """Why this session may not queue a job now ("" if it may); called under the lock."""
         if self.max_active_per_session is not None:
-            active = sum(1 for job in self._jobs.values()
-                         if job.session_id == session_id and job.state in CAPPED_STATES)
-            if active >= self.max_active_per_session:
-                return ("You already have a training queued or running; on this shared app each visitor trains "
-                        f"{self.max_active_per_session} at a time. Wait for it to finish, or stop it.")
+            active = [job for job in self._jobs.values() if job.session_id == session_id and job.state in CAPPED_STATES]
+            if len(active) >= self.max_active_per_session:
+                what = "an import" if any(job.kind == IMPORT for job in active) else "a training"
+                return (f"You already have {what} queued or running; on this shared app each visitor trains or "
+                        f"imports {self.max_active_per_session} at a time. Wait for it to finish, or stop it.")
         if self.max_queue is not None:
             waiting = sum(1 for job in self._jobs.values() if job.state == QUEUED)
             if waiting >= self.max_queue:
@@ -360,6 +332,7 @@ class JobManager:
         """Called under the lock when a job has ended: thin its batch points, start its chained
         successor, forget old jobs."""
         job.batches = thin(job.batches, ENDED_BATCH_POINTS)
+        _discard_upload(job)
         self._release_next(job.job_id)
         self._forget_old_jobs()
 
@@ -392,6 +365,8 @@ class JobManager:
 
 def job_fraction(job: Job) -> float:
     """Share of the planned training done, 0..1 (the last batch of an epoch can overshoot)."""
+    if job.kind == IMPORT:
+        return 0.0 if job.active else 1.0  # one step: nothing to report on the way
     last = job.last or {}
     epochs = last.get("epochs") or job.config.epochs
     if last.get("kind") == "batch":
@@ -406,9 +381,11 @@ def job_fraction(job: Job) -> float:
 def describe_state(job: Job) -> str:
     """One line on where a job is: queue position, epoch and share done, or how it ended."""
     if job.state == QUEUED:
-        return f"Queued: position {job.position} (one training runs at a time on this machine)."
+        return f"Queued: position {job.position} (one {job.kind} runs at a time on this machine)."
     if job.state == WAITING:
         return "Waiting: joins the queue when the run before it ends."
+    if job.state == RUNNING and job.kind == IMPORT:
+        return "Importing: checking the file, loading it in safe mode and scoring it on the test set…"
     if job.state == RUNNING:
         last = job.last or {}
         if last.get("kind") == "end":
@@ -421,10 +398,16 @@ def describe_state(job: Job) -> str:
     if job.state == DIVERGED:
         return "Diverged: the loss exploded instead of falling; the run says why and what to change."
     if job.state == CANCELLED:
-        return "Cancelled before it started."
+        return f"Cancelled: {job.error}" if job.error else "Cancelled before it started."
     accuracy = job.summary.get("test_accuracy")
-    score = f" · test accuracy {accuracy:.2%}" if accuracy is not None else ""
+    score = f" · test accuracy {accuracy:.2%}" if isinstance(accuracy, (int, float)) else ""
+    if job.kind == IMPORT:
+        source = " (the bundle's claim: its dataset is not here to check it)" \
+            if job.summary.get("scores") == bundles.CLAIMED else ""
+        return f"Imported{score}{source}"
     return f"{job.state.capitalize()}{score}"
+
+
 def thin(points: list, most: int) -> list:
     """At most `most` points, evenly spaced, always keeping the last one."""
     if len(points) <= most:
@@ -434,22 +417,21 @@ def thin(points: list, most: int) -> list:
     return [*kept, points[-1]]
 
 
-def _user_message(error: Exception) -> str:
-    """What went wrong, in the words of the exception lib raised on purpose."""
-    known = (datasets.DatasetUnavailable, datasets.InvalidDataset, ValueError, MemoryError, TrainingFailed,
-             workspaces.QuotaExceeded)
-    if isinstance(error, known):
-        return str(error)
-    return f"Training failed unexpectedly ({type(error).__name__}: {error}). Try again, or a smaller model or batch size."
+def _discard_upload(job: Job) -> None:
+    """An ended or cancelled import's staged upload is deleted (called under the lock: one unlink)."""
+    if job.kind == IMPORT:
+        imports.discard(job.config)
 
 
 def manager_for(active) -> JobManager:
-    """The job manager a profile (lib.profile.Profile) calls for: today's in `local`; in `public`
-    each training in its own process, under the workspace quota, with the per-visitor and queue caps."""
+    """The job manager a profile (lib.profile.Profile) calls for: today's in `local` (imports in a child
+    process); in `public` each training in its own process too, trainings and imports under the workspace
+    quota, with the per-visitor and queue caps."""
     if not active.public:
         return JobManager()
     return JobManager(
         trainer=workspaces.quota_guarded(process_trainer, current=active),
+        importer=functools.partial(imports.run_import, current=active),
         max_active_per_session=active.limits.max_active_jobs_per_visitor,
         max_queue=active.limits.max_queue,
     )

@@ -7,6 +7,13 @@ custom Python code (a Lambda layer, a custom layer class) gets a message in the
 user's words instead of Keras' internal text ("File not found: filepath=..." for
 a file that exists). Loading itself is `keras.saving.load_model(safe_mode=True,
 compile=False)`: nothing in the file is executed.
+
+Safe mode alone has been bypassed before through built-in classes (any class a `keras.*` module
+holds could be named). So the config is walked, every dict and list in it to a depth limit, and
+each object it names must be on an allow-list: the built-in layers the app builds
+(lib.models.architectures) and that a tutorial model uses, the built-in initializers,
+regularizers, constraints, optimizers, learning-rate schedules, losses, metrics and dtype
+policies, and the activation functions by name. Anything else is refused by name.
 """
 
 from __future__ import annotations
@@ -28,6 +35,64 @@ ZIP_SIGNATURE = b"PK\x03\x04"
 # Built-in layers that read or run something outside the file.
 UNSAFE_CLASSES = {"Lambda": "a Lambda layer", "TFSMLayer": "a TFSMLayer (it loads a SavedModel from disk)"}
 REBUILD_HINT = "rebuild it with built-in Keras layers only, save it with model.save('name.keras') and try again."
+MAX_CONFIG_DEPTH = 64  # the app's models nest 7-10 levels (a model inside a Functional one: 10); JSON bombs go deeper
+
+# The Keras classes a config may name, by the module Keras writes for them. Layers: what
+# lib.models.architectures builds, the wrappers lib.store.bundles adds (Reshape, Softmax, a model
+# inside a model) and the built-ins of the usual MNIST tutorials.
+ALLOWED_LAYERS = frozenset({
+    "InputLayer", "Dense", "Conv1D", "Conv2D", "SeparableConv2D", "DepthwiseConv2D", "MaxPooling1D",
+    "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "Flatten", "Reshape", "Permute", "ZeroPadding2D", "Cropping2D",
+    "Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "BatchNormalization", "LayerNormalization",
+    "Activation", "Softmax", "ReLU", "LeakyReLU", "PReLU", "ELU", "Rescaling", "Normalization", "Identity",
+    "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
+    "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomContrast",
+})
+ALLOWED_CLASSES: dict[str, frozenset] = {
+    "keras": frozenset({"Sequential", "Functional", "Model", "DTypePolicy", "FloatDTypePolicy"}),
+    "keras.models": frozenset({"Sequential", "Functional", "Model"}),
+    "keras.src.models.functional": frozenset({"Functional"}),
+    "keras.src.models.sequential": frozenset({"Sequential"}),
+    "keras.src.models.model": frozenset({"Model"}),
+    "keras.layers": ALLOWED_LAYERS,
+    "keras.initializers": frozenset({
+        "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal", "LecunUniform", "LecunNormal", "Zeros", "Ones",
+        "Constant", "RandomUniform", "RandomNormal", "TruncatedNormal", "VarianceScaling", "Orthogonal", "Identity",
+    }),
+    "keras.regularizers": frozenset({"L1", "L2", "L1L2", "OrthogonalRegularizer"}),
+    "keras.constraints": frozenset({"MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"}),
+    "keras.optimizers": frozenset({
+        "Adam", "AdamW", "Adamax", "Nadam", "SGD", "RMSprop", "Adagrad", "Adadelta", "Ftrl", "Lion",
+        "LossScaleOptimizer",
+    }),
+    "keras.optimizers.schedules": frozenset({
+        "CosineDecay", "CosineDecayRestarts", "ExponentialDecay", "InverseTimeDecay", "PiecewiseConstantDecay",
+        "PolynomialDecay",
+    }),
+    "keras.losses": frozenset({
+        "SparseCategoricalCrossentropy", "CategoricalCrossentropy", "BinaryCrossentropy", "MeanSquaredError",
+        "CategoricalHinge", "KLDivergence",
+    }),
+    "keras.metrics": frozenset({
+        "Accuracy", "SparseCategoricalAccuracy", "CategoricalAccuracy", "BinaryAccuracy", "TopKCategoricalAccuracy",
+        "SparseTopKCategoricalAccuracy", "Mean", "SparseCategoricalCrossentropy", "CategoricalCrossentropy",
+        "AUC", "Precision", "Recall", "F1Score",
+    }),
+}
+# Functions a config may name (activations, losses and metrics given by name, as Keras writes them).
+ALLOWED_FUNCTIONS = frozenset({
+    "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "swish", "hard_silu",
+    "hard_swish", "mish", "sigmoid", "hard_sigmoid", "tanh", "softmax", "log_softmax", "softplus", "softsign",
+    "exponential", "sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy",
+    "mean_squared_error", "mse", "kl_divergence", "accuracy", "acc", "sparse_categorical_accuracy",
+    "categorical_accuracy", "binary_accuracy", "top_k_categorical_accuracy", "sparse_top_k_categorical_accuracy",
+    "crossentropy", "loss",
+})
+FUNCTION_MODULES = frozenset({"builtins", "keras.activations", "keras.losses", "keras.metrics"})
+FUNCTION_KEYS = frozenset({"activation", "recurrent_activation"})  # where a function is given by its name alone
+# Keras' own markers in a config: the links between a Functional model's layers.
+ALLOWED_MARKERS = frozenset({"__keras_tensor__"})
 
 
 class UnusableModel(ValueError):
@@ -82,11 +147,13 @@ def check_keras_file(path: Path) -> dict:
         config = json.loads(config_text)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise UnusableModel(damaged_message("config.json is not valid JSON")) from None
+    except RecursionError:
+        raise UnusableModel(too_deep_message()) from None
     if not isinstance(config, dict):
         raise UnusableModel(damaged_message("config.json holds no model"))
-    unsafe = find_custom_code(config)
-    if unsafe:
-        raise UnusableModel(custom_code_message(unsafe))
+    problem = config_problem(config)
+    if problem:
+        raise UnusableModel(problem)
     return config
 
 
@@ -105,6 +172,9 @@ def load_keras_file(path: Path):
 def describe_load_error(error: Exception) -> str:
     """Keras' load errors in the user's words (the checks above catch most problems first)."""
     text = str(error)
+    if isinstance(error, MemoryError) or "OOM when allocating" in text or "ResourceExhausted" in type(error).__name__:
+        return ("This model needs more memory to load than the app may use: its layers are far bigger than "
+                "the models this app trains. Import a smaller model.")
     if "Lambda" in text or "safe_mode" in text:
         return custom_code_message("a Lambda layer")
     if "custom_objects" in text or "register_keras_serializable" in text or "could not be deserialized" in text \
@@ -131,34 +201,83 @@ def custom_code_message(what: str) -> str:
     )
 
 
-def find_custom_code(config) -> str:
-    """The first piece of custom or unsafe code a Keras config refers to, described; '' if none.
+def too_deep_message() -> str:
+    return (f"The model's config.json is nested more than {MAX_CONFIG_DEPTH} levels deep; no Keras model is. "
+            "It was not opened.")
 
-    Built-in Keras objects are serialized with a `module` in the keras package and no
-    `registered_name`; anything else (a registered custom layer, a function from the
-    user's module, a serialized lambda) would need the user's Python code to load.
-    """
-    stack = [config]
+
+def config_problem(config) -> str:
+    """Why the app will not load a model with this Keras config ('' if it will): walks every dict and
+    list in it, to MAX_CONFIG_DEPTH, and names the first object that is custom code or not on the
+    allow-list."""
+    stack = [(config, 0)]
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
+        if depth > MAX_CONFIG_DEPTH:
+            return too_deep_message()
         if isinstance(node, list):
-            stack.extend(node)
+            stack.extend((item, depth + 1) for item in node)
             continue
         if not isinstance(node, dict):
             continue
-        class_name = node.get("class_name")
-        if isinstance(class_name, str):
-            if class_name in UNSAFE_CLASSES:
-                return UNSAFE_CLASSES[class_name]
-            if class_name == "__lambda__":
-                return "a Python lambda function"
-            module = node.get("module")
-            registered = node.get("registered_name")
-            custom_module = isinstance(module, str) and module != "keras" and not module.startswith("keras.")
-            if custom_module or (isinstance(registered, str) and registered not in ("", class_name)):
-                return f"a custom class {class_name!r}"
-        stack.extend(node.values())
+        problem = _object_problem(node)
+        if problem:
+            return problem
+        for key, value in node.items():
+            if key in FUNCTION_KEYS and isinstance(value, str) and value not in ALLOWED_FUNCTIONS:
+                return not_allowed_message(f"the function {value!r}")
+            stack.append((value, depth + 1))
     return ""
+
+
+def not_allowed_message(what: str) -> str:
+    return (
+        f"This model uses {what}, which is not among the built-in Keras layers and settings the app loads "
+        f"(Dense, Conv2D, pooling, Flatten, Reshape, Dropout, BatchNormalization, the usual activations, ...); "
+        f"{REBUILD_HINT}"
+    )
+
+
+def _custom_code(node: dict) -> str:
+    """One config object that needs the user's Python code, described; '' if it is built-in."""
+    class_name = node.get("class_name")
+    if not isinstance(class_name, str):
+        return ""
+    if class_name in UNSAFE_CLASSES:
+        return UNSAFE_CLASSES[class_name]
+    if class_name == "__lambda__":
+        return "a Python lambda function"
+    module = node.get("module")
+    registered = node.get("registered_name")
+    custom_module = isinstance(module, str) and module != "keras" and not module.startswith("keras.") \
+        and not (class_name == "function" and module == "builtins")
+    if custom_module or (isinstance(registered, str) and registered not in ("", class_name, "function")):
+        return f"a custom function {node.get('config')!r}" if class_name == "function" else \
+            f"a custom class {class_name!r}"
+    return ""
+
+
+def _object_problem(node: dict) -> str:
+    """Why one config object (a dict with a class_name) may not be loaded; '' if it may."""
+    if "class_name" not in node:
+        return ""
+    class_name, module = node.get("class_name"), node.get("module")
+    if not isinstance(class_name, str):
+        return damaged_message("config.json names an object by something other than a name")
+    unsafe = _custom_code(node)
+    if unsafe:
+        return custom_code_message(unsafe)
+    if class_name in ALLOWED_MARKERS:
+        return ""
+    if class_name == "function":
+        name = node.get("config")
+        if module in FUNCTION_MODULES and isinstance(name, str) and name in ALLOWED_FUNCTIONS:
+            return ""
+        return not_allowed_message(f"the function {name!r}" if isinstance(name, str) else "a function")
+    if class_name in ALLOWED_CLASSES.get(module, ()):
+        return ""
+    return not_allowed_message(f"the Keras class {class_name!r}" + (f" from {module}" if isinstance(module, str)
+                                                                     else ""))
 
 
 def _check_entries(entries: list[zipfile.ZipInfo]) -> None:

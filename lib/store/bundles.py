@@ -4,7 +4,10 @@ A bundle is a zip holding a run's `model.keras`, `history.csv` and `meta.json` p
 `manifest.json` (format name and version, the files' SHA-256). `import_bundle` checks
 everything (size, entries, checksums, meta schema, the model in Keras safe mode and its
 fit to the run's dataset) and stores it as a NEW run in the given runs directory: always
-a new id, never overwriting, written atomically (lib.runs.write_run).
+a new id, never overwriting, written atomically (lib.runs.write_run). A bundle's scores are
+what its author says: where its dataset is here, the model is scored again on the test set
+and the run keeps the measured numbers (`meta["scores"] = "measured"`); where it is not, the
+bundle's numbers stay, marked `"claimed"`. Either way `meta["claimed"]` keeps what the bundle said.
 
 `import_keras` takes a bare `.keras` file trained anywhere, checks its input and output
 against a chosen dataset (a message like "this model takes 32x32 colour images, but MNIST
@@ -13,7 +16,9 @@ status "imported", so Draw, Predictions and Compare use it like any other. A mod
 takes flat (784,) or (28, 28) inputs, or outputs logits, is wrapped with built-in Keras
 layers (Reshape, Softmax) and the run says so.
 
-Every function takes the runs directory explicitly: a caller may keep one per visitor.
+Every function takes the runs directory explicitly: a caller may keep one per visitor. Loading a
+visitor's model and scoring it is heavy and the model is hostile until proven otherwise: the app
+runs these functions in a child process with a time and memory limit (lib.execution.imports).
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ IMPORTED = "imported"  # status and arch of a model that was not trained here
 UPLOAD_NAME = ".upload.keras"
 PROBE_IMAGES = 512  # test images used to tell [0, 1] inputs from raw 0..255 ones
 PROBABILITY_TOLERANCE = 1e-3
+MEASURED, CLAIMED = "measured", "claimed"  # meta["scores"]: scored on the test set here, or the bundle's word
+SCORE_KEYS = ("test_accuracy", "test_loss", "per_class_accuracy", "confusion")
 
 
 class InvalidBundle(ValueError):
@@ -94,17 +101,18 @@ def export_to_file(run: runs.RunInfo, path: Path) -> Path:
 # ---------------------------------------------------------------- import
 
 
-def is_bundle(data: bytes) -> bool:
-    """A zip with a manifest.json (a .keras file is a zip too, with config.json instead)."""
+def is_bundle(source: bytes | Path) -> bool:
+    """A zip with a manifest.json (a .keras file is a zip too, with config.json instead); bytes or a file."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as archive:
             return MANIFEST_FILE in archive.namelist()
-    except (zipfile.BadZipFile, EOFError, ValueError):
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError):
         return False
 
 
-def import_bundle(data: bytes, runs_dir: Path) -> runs.RunInfo:
-    """Check a bundle and store it as a new run in `runs_dir`; InvalidBundle says why not."""
+def import_bundle(data: bytes, runs_dir: Path, *, data_dir=None) -> runs.RunInfo:
+    """Check a bundle and store it as a new run in `runs_dir`, re-scored on its test set where that
+    dataset is here (`data_dir`, or the uploads beside `runs_dir`); InvalidBundle says why not."""
     contents, manifest = _read_bundle(data)
     meta = _checked_meta(contents[runs.META_FILE])
     _check_history(contents[runs.HISTORY_FILE])
@@ -120,6 +128,7 @@ def import_bundle(data: bytes, runs_dir: Path) -> runs.RunInfo:
         (folder / runs.HISTORY_FILE).write_bytes(contents[runs.HISTORY_FILE])
         return {
             **meta,
+            **rescored(model, meta, data_dir=data_dir, uploads=datasets.uploads_dir(runs_dir)),
             "run_id": run_id,
             "display_name": runs.clean_name(meta.get("display_name") or manifest.get("display_name") or run_id),
             "created_at": runs.timestamp(),
@@ -131,6 +140,30 @@ def import_bundle(data: bytes, runs_dir: Path) -> runs.RunInfo:
         }
 
     return runs.write_run(write, runs_dir)
+
+
+def rescored(model, meta: dict, *, data_dir=None, uploads=None) -> dict:
+    """The meta fields that replace a bundle's own scores: measured on its dataset's test set if that
+    dataset is here (the same name, image shape and classes), else the bundle's, marked claimed.
+
+    The bundle's numbers are kept under "claimed" either way; the parameter count is always measured.
+    """
+    claimed = {key: meta.get(key) for key in SCORE_KEYS}
+    fields = {"params": int(model.count_params()), "claimed": claimed}
+    dataset = meta["dataset"]
+    try:
+        loaded = catalog.load_dataset(dataset["name"], data_dir, uploads)
+    except (ValueError, datasets.DatasetUnavailable, datasets.InvalidDataset, OSError):
+        loaded = None
+    here = loaded is not None and list(loaded.info.input_shape) == list(dataset["input_shape"]) \
+        and list(loaded.info.class_names) == list(dataset["class_names"])
+    if not here:
+        return {**fields, "scores": CLAIMED}
+    normalize = bool(meta["config"].get("normalize", True))  # as Draw and Predictions will feed it
+    probs = inference.predict_proba(model, loaded.x_test, normalize=normalize)
+    scores = inference.score(probs, loaded.y_test, len(dataset["class_names"]))
+    return {**fields, "scores": MEASURED, "test_accuracy": scores["accuracy"], "test_loss": scores["loss"],
+            "per_class_accuracy": scores["per_class_accuracy"], "confusion": scores["confusion"]}
 
 
 def import_keras(data: bytes, dataset: str, runs_dir: Path, *, data_dir=None, filename: str = "model.keras",
@@ -165,24 +198,37 @@ def import_keras(data: bytes, dataset: str, runs_dir: Path, *, data_dir=None, fi
     return runs.write_run(write, runs_dir)
 
 
-def import_file(path: Path, runs_dir: Path, *, dataset: str | None = None, data_dir=None) -> runs.RunInfo:
-    """A bundle or a bare .keras file from disk (the command line); a .keras file needs `dataset`."""
+def check_import_file(path: Path, dataset: str | None = None, *, filename: str | None = None) -> bool:
+    """Whether the file at `path` is a run bundle (True) or a bare model (False), read no further than
+    its zip directory; InvalidBundle when it is neither, too big, or a bare model without `dataset`."""
     path = Path(path)
+    name = filename or path.name
     if not path.is_file():
         raise InvalidBundle(f"There is no file at {path}.")
     if path.stat().st_size > MAX_BUNDLE_BYTES:
-        raise InvalidBundle(f"{path.name} is over {MAX_BUNDLE_BYTES // 2**20} MB; that is no run bundle or model.")
-    data = path.read_bytes()
-    if is_bundle(data):
-        return import_bundle(data, runs_dir)
+        raise InvalidBundle(f"{name} is over {MAX_BUNDLE_BYTES // 2**20} MB; that is no run bundle or model.")
+    if is_bundle(path):
+        return True
     if not zipfile.is_zipfile(path):  # both a bundle and a .keras file are zip archives
-        raise InvalidBundle(f"{path.name} is neither a run bundle (.studio.zip) nor a Keras model (.keras).")
+        raise InvalidBundle(f"{name} is neither a run bundle (.studio.zip) nor a Keras model (.keras).")
     if not dataset:
         raise InvalidBundle(
-            f"{path.name} is a bare model, not a run bundle: say which dataset to check and score it on "
+            f"{name} is a bare model, not a run bundle: say which dataset to check and score it on "
             "(--dataset mnist, for example)."
         )
-    return import_keras(data, dataset, runs_dir, data_dir=data_dir, filename=path.name)
+    return False
+
+
+def import_file(path: Path, runs_dir: Path, *, dataset: str | None = None, data_dir=None,
+                filename: str | None = None, name: str = "") -> runs.RunInfo:
+    """A bundle or a bare .keras file from disk; a .keras file needs `dataset`. `filename` is the
+    name the user knows the file by (an upload is kept under another name until it is imported)."""
+    path = Path(path)
+    bundle = check_import_file(path, dataset, filename=filename)
+    data = path.read_bytes()
+    if bundle:
+        return import_bundle(data, runs_dir, data_dir=data_dir)
+    return import_keras(data, dataset, runs_dir, data_dir=data_dir, filename=filename or path.name, name=name)
 
 
 # ---------------------------------------------------------------- model checks
@@ -270,6 +316,7 @@ def imported_meta(run_id: str, model, info: datasets.DatasetInfo, scores: dict, 
         "test_accuracy": scores["accuracy"],
         "per_class_accuracy": scores["per_class_accuracy"],
         "confusion": scores["confusion"],
+        "scores": MEASURED,
         "best_val_accuracy": None,
         "training_seconds": None,
         "samples_per_s": None,

@@ -1,8 +1,9 @@
 """Data page widgets for your own data and models: image-folder zips, drawn classes, model import.
 
 Streamlit glue only: scanning and conversion are in lib.data.imagefolder, the drawing draft
-in lib.data.drawnclasses, bundles and model import in lib.store.bundles. Session state holds plain
-data: the draft (class names and small uint8 arrays), ids and short notices.
+in lib.data.drawnclasses, bundles and model import in lib.store.bundles (run as a job in a child
+process: lib.execution.imports). Session state holds plain data: the draft (class names and small
+uint8 arrays), ids and short notices.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from lib.data import datasets, drawnclasses, imagefolder, paths
-from lib.execution import jobs
-from lib.store import bundles, workspaces
+from lib.data import datasets, drawnclasses, imagefolder
+from lib.execution import imports, jobs
+from lib.store import bundles, runs, workspaces
 from lib.training import presets
 from lib.ui import common as ui, draw as ui_draw, train as ui_train
 
@@ -26,6 +27,7 @@ DRAW_CANVAS, DRAW_CLEARS = "data_draw_canvas", "data_draw_clears"
 DRAW_PENDING = "data_draw_pending"  # the canvas's pixels as the last run saw them, for the Add button's callback
 DRAW_JOB = "data_draw_job"  # the training job started from drawn classes
 IMPORT_FILE, IMPORT_DATASET = "data_import_file", "data_import_dataset"
+IMPORT_JOB = "import_job"  # per page (prefixed): the id of the import job this session started last
 DEFAULTS = {DRAFT: None, DRAW_CLEARS: 0, DRAW_JOB: None, DRAW_PENDING: None}
 DEFAULT_CLASSES = "circle, square, triangle"
 SUGGESTED_PER_CLASS = 20
@@ -345,15 +347,24 @@ def _save_and_train() -> None:
 
 
 def import_section(key_prefix: str = "data") -> None:
-    """Upload a run bundle or a bare .keras model; a model is checked and scored on a chosen dataset."""
+    """Upload a run bundle or a bare .keras model; a model is checked and scored on a chosen dataset.
+
+    The import is a job (a child process with a time and memory limit, in the same queue and
+    per-visitor limits as trainings): the section shows it pending, then what came of it.
+    """
     st.markdown(
-        "A **run bundle** (`.studio.zip`, from the Run bundle download of any run) comes back as a new run. "
+        "A **run bundle** (`.studio.zip`, from the Run bundle download of any run) comes back as a new run, "
+        "scored again on its test set where that dataset is here. "
         "A **Keras model** (`.keras`, saved with `model.save` anywhere) is loaded in safe mode (no custom code "
         "runs), checked against a dataset, scored on its test set and kept as a run for Draw, Predictions "
-        "and Compare."
+        "and Compare. Both are opened in a separate process with a time and memory limit."
     )
+    section, job_key = f"{key_prefix}_import", f"{key_prefix}_{IMPORT_JOB}"
     upload = st.file_uploader("Run bundle or Keras model", type=["zip", "keras"], key=f"{key_prefix}_{IMPORT_FILE}")
-    show_notice(f"{key_prefix}_import")
+    _import_outcome(job_key, section)
+    show_notice(section)
+    if st.session_state.get(job_key):
+        _import_status(st.session_state[job_key], job_key)
     if upload is None:
         return
     data = upload.getvalue()
@@ -368,25 +379,66 @@ def import_section(key_prefix: str = "data") -> None:
                                key=f"{key_prefix}_{IMPORT_DATASET}")
     if st.button("Import run" if is_bundle else "Import model", type="primary", icon=":material/upload:",
                  key=f"{key_prefix}_import_go"):
-        with st.spinner("Checking the file, loading it in safe mode and scoring it…"):
-            _import(upload.name, data, dataset, f"{key_prefix}_import")
+        _submit_import(upload.name, data, dataset, section, job_key)
         st.rerun()
 
 
-def _import(filename: str, data: bytes, dataset: str | None, section: str) -> None:
+def _submit_import(filename: str, data: bytes, dataset: str | None, section: str, job_key: str) -> None:
+    """Queue the import as a job of this visitor's; a refusal (size, a job already active) is the notice."""
+    if len(data) > bundles.MAX_BUNDLE_BYTES:
+        _notice(section, "error", f"{filename} was not imported.",
+                f"It is {len(data) / 2**20:.0f} MB; the limit is {bundles.MAX_BUNDLE_BYTES // 2**20} MB.")
+        return
+    request = imports.stage_upload(data, filename, dataset=dataset)
     try:
-        if dataset is None:
-            run = ui.workspace().store(len(data), lambda folder: bundles.import_bundle(data, folder))
-        else:
-            run = ui.workspace().store(len(data), lambda folder: bundles.import_keras(
-                data, dataset, folder, data_dir=paths.data_dir(), filename=filename))
-    except (bundles.InvalidBundle, datasets.DatasetUnavailable, datasets.InvalidDataset,
-            workspaces.QuotaExceeded) as problem:
-        _notice(section, "error", f"{filename} was not imported.", str(problem))
+        st.session_state[job_key] = ui.job_manager().submit(request, ui.visitor_id(), runs_dir=ui.workspace().folder)
+    except jobs.SubmitRefused as refused:
+        imports.discard(request)
+        _notice(section, "error", f"{filename} was not imported.", str(refused))
+
+
+def _import_status(job_id: str, job_key: str) -> None:
+    """The pending import: queued or importing, redrawn until it ends; then the whole page reruns."""
+    manager = ui.job_manager()
+    job = manager.snapshot(job_id)
+    if job is None or not job.active:
+        st.rerun()  # it ended since the top of this run: the next run shows what came of it
+
+    @st.fragment(run_every=ui.JOB_POLL_SECONDS)
+    def status():
+        now = manager.snapshot(job_id)
+        active = now is not None and now.active
+        if active:
+            st.info(f"**{now.config.filename}** · {jobs.describe_state(now)}", icon=":material/hourglass_top:")
+        ui.rerun_when_ended(f"_{job_key}_active", active, initially=True)
+
+    status()
+
+
+def _import_outcome(job_key: str, section: str) -> None:
+    """An import job that has ended becomes the section's notice (once), and Draw asks its run first."""
+    job_id = st.session_state.get(job_key)
+    job = ui.job_manager().snapshot(job_id) if job_id else None
+    if job is not None and job.active:
+        return
+    st.session_state.pop(job_key, None)
+    if job is None:
+        return
+    filename = job.config.filename
+    if job.state != jobs.FINISHED or not job.run_id:
+        _notice(section, "error", f"{filename} was not imported.", job.error or jobs.describe_state(job))
+        return
+    try:
+        run = ui.workspace().get_run(job.run_id)
+    except runs.RunNotFound:
+        _notice(section, "error", f"{filename} was imported, but its run is gone.", "It was deleted since.")
         return
     st.session_state[ui.DRAW_FOCUS] = run.run_id
     accuracy = run.meta.get("test_accuracy")
-    score = f" Test accuracy {accuracy:.2%}." if isinstance(accuracy, (int, float)) else ""
-    _notice(section, "ok", f"Imported as run {run.label} ({run.run_id}).{score} Draw, Predictions and Compare "
-            "list it now.")
-
+    score = ""
+    if isinstance(accuracy, (int, float)):
+        score = (f" Test accuracy {accuracy:.2%}, as the bundle claims: its dataset is not here to check it."
+                 if run.meta.get("scores") == bundles.CLAIMED else
+                 f" Test accuracy {accuracy:.2%}, measured here on the test set.")
+    _notice(section, "ok", f"Imported as run {run.display_name} ({run.run_id}).{score} Draw, Predictions and "
+            "Compare list it now.")

@@ -3,12 +3,14 @@
 import io
 import zipfile
 
+import pytest
 from PIL import Image
 
 from lib.data import catalog, datasets, drawnclasses, synthdigits
+from lib.execution import jobs
 from lib.store import bundles, runs
 from lib.ui import common as ui, data as ui_data
-from tests.app.conftest import open_page, run_names
+from tests.app.conftest import WEAK_RUN, open_page, run_names
 
 
 def png(colour) -> bytes:
@@ -121,6 +123,20 @@ def test_save_and_train_drawn_classes_then_go_to_draw(app_runs):
     assert at.multiselect(key="draw_models").value == [job.run_id]
 
 
+def import_and_wait(at, page: str, upload: tuple) -> tuple:
+    """Upload, click Import, see the import pending; wait for its job (a child process) and show the page again.
+
+    Returns (the pending message, the ended job)."""
+    at.file_uploader(key=f"{page}_{ui_data.IMPORT_FILE}").set_value(upload).run()
+    at.button(key=f"{page}_import_go").click().run()
+    assert not at.exception, at.exception
+    pending = texts(at.info)
+    job = ui.job_manager().wait(at.session_state[f"{page}_{ui_data.IMPORT_JOB}"], timeout=300)
+    at.run()
+    assert not at.exception, at.exception
+    return pending, job
+
+
 def test_importing_a_model_for_other_images_says_why_not(app_runs, tmp_path):
     """As a user with a model for 32x32 colour images, I am told it does not fit MNIST, in plain words."""
     import keras
@@ -128,24 +144,52 @@ def test_importing_a_model_for_other_images_says_why_not(app_runs, tmp_path):
     model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)])
     model.save(tmp_path / "cifar.keras")
     at = open_page("pages/data.py")
-    at.file_uploader(key="data_" + ui_data.IMPORT_FILE).set_value(
-        ("cifar.keras", (tmp_path / "cifar.keras").read_bytes(), "application/octet-stream")).run()
-    at.button(key="data_import_go").click().run()
+    _, job = import_and_wait(at, "data", ("cifar.keras", (tmp_path / "cifar.keras").read_bytes(),
+                                          "application/octet-stream"))
+    assert job.state == jobs.FAILED
     assert "cifar.keras was not imported" in texts(at.error)
     assert "This model takes 32x32 colour images, but MNIST handwritten digits has 28x28 grayscale" in texts(at.error)
     assert len(runs.list_runs(include_bundled=False)[0]) == 2
 
 
 def test_a_run_bundle_downloads_on_compare_and_imports_back_as_a_new_run(app_runs):
-    """As a user, I download a run as one file and import it back; it appears as another run."""
+    """As a user, I download a run as one file and import it back; I see it pending, then it appears as
+    another run, scored again here on the test set."""
     at = open_page("pages/compare.py")
     assert any(button.label == "Run bundle" for button in at.get("download_button"))
     source = runs.list_runs(include_bundled=False)[0][0]
-    at.file_uploader(key="compare_" + ui_data.IMPORT_FILE).set_value(
-        ("run.studio.zip", bundles.export_bundle(source), "application/zip")).run()
-    at.button(key="compare_import_go").click().run()
-    assert "Imported as run" in texts(at.success)
+    pending, job = import_and_wait(at, "compare", ("run.studio.zip", bundles.export_bundle(source), "application/zip"))
+    assert "**run.studio.zip** · Importing:" in pending or "**run.studio.zip** · Queued:" in pending
+    assert job.state == jobs.FINISHED, job.error
+    assert "Imported as run" in texts(at.success) and "measured here on the test set" in texts(at.success)
     names = run_names(at)
     assert names.count(source.display_name) == 2
     ids = [run.run_id for run in runs.list_runs(include_bundled=False)[0]]
     assert len(set(ids)) == 3 and source.run_id in ids
+    at.run()
+    assert "Imported as run" not in texts(at.success)  # said once
+
+
+def test_a_forged_bundle_is_listed_with_the_accuracy_its_model_really_has(app_runs):
+    """As a user importing a bundle whose meta.json claims 99.99%, Compare lists what the model scores here."""
+    import hashlib
+    import json
+
+    source = next(run for run in runs.list_runs(include_bundled=False)[0] if run.display_name == WEAK_RUN)
+    with zipfile.ZipFile(io.BytesIO(bundles.export_bundle(source))) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    files["meta.json"] = json.dumps({**source.meta, "test_accuracy": 0.9999, "display_name": "boast"}).encode()
+    manifest = json.loads(files["manifest.json"])
+    manifest["files"]["meta.json"] = hashlib.sha256(files["meta.json"]).hexdigest()
+    files["manifest.json"] = json.dumps(manifest).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    at = open_page("pages/compare.py")
+    _, job = import_and_wait(at, "compare", ("boast.studio.zip", buffer.getvalue(), "application/zip"))
+    assert job.state == jobs.FINISHED, job.error
+    assert f"Test accuracy {source.meta['test_accuracy']:.2%}, measured here" in texts(at.success)
+    table = next(frame.value for frame in at.dataframe if "name" in frame.value.columns)
+    listed = dict(zip([name.replace(" 🔒", "") for name in table["name"]], table["test accuracy"]))
+    assert listed["boast"] == pytest.approx(source.meta["test_accuracy"] * 100)

@@ -179,6 +179,9 @@ def test_an_imported_bundle_lands_in_the_importers_workspace_only(public_app):
     at.file_uploader(key="compare_" + ui_data.IMPORT_FILE).set_value(
         ("run.studio.zip", bundles.export_bundle(source), "application/zip")).run()
     at.button(key="compare_import_go").click().run()
+    job = ui.job_manager().wait(at.session_state["compare_" + ui_data.IMPORT_JOB], timeout=300)  # a child imports
+    assert job.state == jobs.FINISHED, job.error
+    at.run()
     assert "Imported as run" in texts(at.success)
     b = workspaces.open_workspace(b_key)
     assert [run.display_name for run in b.list_runs()[0] if not run.read_only] == [source.display_name]

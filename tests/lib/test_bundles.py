@@ -68,12 +68,16 @@ def test_bundle_round_trip_makes_a_new_run_that_predicts_the_same(trained_run, r
         assert sorted(archive.namelist()) == ["history.csv", "manifest.json", "meta.json", "model.keras"]
         manifest = json.loads(archive.read("manifest.json"))
     assert manifest["format"] == bundles.FORMAT and manifest["format_version"] == bundles.FORMAT_VERSION
-    first = bundles.import_bundle(data, runs_dir)
-    second = bundles.import_bundle(data, runs_dir)
+    first = bundles.import_bundle(data, runs_dir, data_dir=tiny_data_dir)
+    second = bundles.import_bundle(data, runs_dir, data_dir=tiny_data_dir)
     assert first.run_id != second.run_id != trained_run.run_id  # always a new id, never overwritten
     assert run_ids(runs_dir) == sorted([first.run_id, second.run_id])
     imported = runs.get_run(first.run_id, runs_dir)
-    assert imported.meta["test_accuracy"] == trained_run.meta["test_accuracy"]
+    # Scored again on the same test set it was trained against: the same numbers, now measured here.
+    assert imported.meta["test_accuracy"] == pytest.approx(trained_run.meta["test_accuracy"], abs=1e-9)
+    assert imported.meta["scores"] == "measured"
+    assert imported.meta["claimed"]["test_accuracy"] == trained_run.meta["test_accuracy"]
+    assert imported.meta["confusion"] == trained_run.meta["confusion"]
     assert imported.meta["imported_from"]["bundle_run_id"] == trained_run.run_id
     assert imported.display_name == trained_run.display_name
     x = catalog.load_dataset("mnist", tiny_data_dir).x_test[:16]
@@ -81,6 +85,51 @@ def test_bundle_round_trip_makes_a_new_run_that_predicts_the_same(trained_run, r
     after = inference.predict_proba(runs.load_model(imported), x, normalize=True)
     np.testing.assert_allclose(after, before, rtol=1e-6)
     assert runs.load_history(imported).equals(runs.load_history(trained_run))
+
+
+def test_a_forged_claim_is_replaced_by_the_measured_scores_and_kept_as_the_claim(trained_run, runs_dir,
+                                                                                   tiny_data_dir):
+    """A bundle whose meta.json says 99.99% (checksum updated, as a forger would) is listed with what its
+    model really scores on the test set; the claim stays visible under "claimed"."""
+    meta = {**trained_run.meta, "test_accuracy": 0.9999, "test_loss": 0.0001, "params": 5,
+            "per_class_accuracy": [1.0] * 10, "scores": "measured", "claimed": {"test_accuracy": 0.5}}
+    boast = rebuilt(bundles.export_bundle(trained_run), change={"meta.json": json.dumps(meta).encode()})
+    run = bundles.import_bundle(boast, runs_dir, data_dir=tiny_data_dir)
+    assert run.meta["test_accuracy"] == pytest.approx(trained_run.meta["test_accuracy"], abs=1e-9)
+    assert run.meta["test_accuracy"] < 0.9999
+    assert run.meta["per_class_accuracy"] == pytest.approx(trained_run.meta["per_class_accuracy"])
+    assert run.meta["params"] == trained_run.meta["params"] != 5  # counted, not read
+    assert run.meta["scores"] == "measured"  # the bundle's own "scores" and "claimed" are not taken
+    assert run.meta["claimed"] == {"test_accuracy": 0.9999, "test_loss": 0.0001, "per_class_accuracy": [1.0] * 10,
+                                   "confusion": trained_run.meta["confusion"]}
+    assert runs.get_run(run.run_id, runs_dir).meta == run.meta
+
+
+def test_a_bundle_whose_dataset_is_not_here_keeps_its_numbers_marked_claimed(trained_run, runs_dir, tmp_path):
+    """Another server's uploaded dataset (same images and classes, a name this server does not have)."""
+    meta = {**trained_run.meta, "dataset": {**trained_run.meta["dataset"], "name": "their_digits"}}
+    data = rebuilt(bundles.export_bundle(trained_run), change={"meta.json": json.dumps(meta).encode()})
+    run = bundles.import_bundle(data, runs_dir, data_dir=tmp_path / "no_data_here")
+    assert run.meta["scores"] == "claimed"
+    assert run.meta["test_accuracy"] == trained_run.meta["test_accuracy"]
+    assert run.meta["claimed"]["test_accuracy"] == trained_run.meta["test_accuracy"]
+
+
+def test_a_bundle_as_the_first_release_wrote_it_still_imports(trained_run, runs_dir, tiny_data_dir):
+    """Format version 1 is the only one there has been (FORMAT_VERSION); its first bundles had no "scores" or
+    "claimed" in meta.json, may lack optional scores, and their history only some of today's columns."""
+    assert bundles.FORMAT_VERSION == 1
+    meta = {key: value for key, value in trained_run.meta.items()
+            if key not in ("scores", "claimed", "per_class_accuracy", "confusion", "best_val_accuracy", "versions")}
+    history = b"epoch,loss,accuracy,val_loss,val_accuracy\n1,1.9,0.4,1.7,0.5\n"
+    old = rebuilt(bundles.export_bundle(trained_run), change={"meta.json": json.dumps(meta).encode(),
+                                                               "history.csv": history},
+                  manifest_change={"format_version": 1})
+    run = bundles.import_bundle(old, runs_dir, data_dir=tiny_data_dir)
+    assert run.meta["scores"] == "measured" and len(run.meta["confusion"]) == 10
+    assert run.meta["test_accuracy"] == pytest.approx(trained_run.meta["test_accuracy"], abs=1e-9)
+    assert run.meta["claimed"]["per_class_accuracy"] == []  # what the old bundle had (nothing), kept as its claim
+    assert list(runs.load_history(run)["val_accuracy"]) == [0.5]
 
 
 def test_export_to_file_names_a_folder_target_after_the_run(trained_run, tmp_path):
@@ -150,7 +199,7 @@ def test_a_bundle_whose_model_does_not_fit_its_run_is_refused(trained_run, runs_
 def test_a_keras_model_is_imported_scored_and_usable_like_a_trained_run(trained_run, runs_dir, tiny_data_dir):
     run = bundles.import_keras(trained_run.model_path.read_bytes(), "mnist", runs_dir, data_dir=tiny_data_dir,
                                filename="from_a_notebook.keras")
-    assert run.meta["status"] == "imported" and run.meta["arch"] == "imported"
+    assert run.meta["status"] == "imported" and run.meta["arch"] == "imported" and run.meta["scores"] == "measured"
     assert run.meta["test_accuracy"] == pytest.approx(trained_run.meta["test_accuracy"], abs=1e-6)
     assert run.display_name == "from_a_notebook (imported)"
     listed, damaged = runs.list_runs(runs_dir, include_bundled=False)
@@ -211,7 +260,7 @@ def test_a_zip_bomb_posing_as_a_model_is_not_opened(tmp_path):
 
 def test_import_file_takes_a_bundle_or_a_bare_model_with_a_dataset(trained_run, tmp_path, runs_dir, tiny_data_dir):
     bundle = bundles.export_to_file(trained_run, tmp_path)
-    assert bundles.import_file(bundle, runs_dir).meta["status"] == trained_run.meta["status"]
+    assert bundles.import_file(bundle, runs_dir, data_dir=tiny_data_dir).meta["status"] == trained_run.meta["status"]
     with pytest.raises(bundles.InvalidBundle, match="--dataset mnist"):
         bundles.import_file(trained_run.model_path, runs_dir)
     run = bundles.import_file(trained_run.model_path, runs_dir, dataset="mnist", data_dir=tiny_data_dir)

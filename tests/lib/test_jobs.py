@@ -1,11 +1,38 @@
-"""Job manager: one job trains at a time, others queue; stop works; failures are reported."""
+"""Job manager: one job trains at a time, others queue; stop works; failures are reported; trainings and
+imports run in child processes that are ended when they hang, and never touch the server's __main__."""
 
+import io
+import json
+import os
+import sys
 import threading
 import time
+import types
+import zipfile
 
 import pytest
 
-from lib.execution import jobs
+from lib.execution import imports, jobs, process
+from lib.store import bundles, runs
+from lib.training.config import TrainConfig
+
+HOOKS = "tests.lib.child_tasks"  # misbehaving child tasks
+
+
+def wait_until(condition, timeout: float = 10.0, what: str = "the condition"):
+    """Poll until `condition()` is true; fail (never hang) after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def running(manager, job_id):
+    return wait_until(lambda: manager.snapshot(job_id).state == jobs.RUNNING, what=f"{job_id} to run")
 
 
 class FakeRun:
@@ -39,9 +66,7 @@ def test_one_job_at_a_time_and_the_queue_reports_positions():
     first = manager.submit("a", "session-1")
     second = manager.submit("b", "session-2")
     third = manager.submit("c", "session-1")
-    deadline = time.time() + 5
-    while manager.snapshot(first).state != jobs.RUNNING and time.time() < deadline:
-        time.sleep(0.01)
+    running(manager, first)
     assert manager.snapshot(second).state == jobs.QUEUED and manager.snapshot(second).position == 1
     assert manager.snapshot(third).position == 2
     assert [job.job_id for job in manager.jobs_for("session-1")] == [third, first]  # own jobs only
@@ -56,8 +81,7 @@ def test_stop_ends_a_running_job_and_cancels_a_queued_one():
     manager = jobs.JobManager(trainer=slow_trainer(gate))
     running = manager.submit("a", "s")
     queued = manager.submit("b", "s")
-    while manager.snapshot(running).state != jobs.RUNNING:
-        time.sleep(0.01)
+    wait_until(lambda: manager.snapshot(running).state == jobs.RUNNING, what="the first job to run")
     manager.stop(queued)
     manager.stop(running)
     assert manager.wait(running, timeout=5).state == jobs.STOPPED
@@ -115,8 +139,7 @@ def test_caps_refuse_a_second_active_job_per_session_and_a_full_queue_with_a_mes
     gate = threading.Event()
     manager = jobs.JobManager(trainer=slow_trainer(gate), max_active_per_session=1, max_queue=2)
     first = manager.submit("a", "visitor-a")
-    while manager.snapshot(first).state != jobs.RUNNING:
-        time.sleep(0.01)
+    running(manager, first)
     with pytest.raises(jobs.SubmitRefused, match="You already have a training queued or running"):
         manager.submit("a2", "visitor-a")
     manager.submit("b", "visitor-b")
@@ -128,12 +151,24 @@ def test_caps_refuse_a_second_active_job_per_session_and_a_full_queue_with_a_mes
     gate.set()
 
 
-def test_concurrent_submits_from_one_session_let_exactly_one_through():
+def test_concurrent_submits_from_one_session_let_exactly_one_through(monkeypatch):
+    """Eight clicks released at once by a barrier; the cap's check is slowed so that, were check and
+    enqueue not under one lock, all eight would pass it before any is counted."""
     gate = threading.Event()
     manager = jobs.JobManager(trainer=slow_trainer(gate), max_active_per_session=1)
+    check = manager._refusal
+
+    def slow_check(session_id):
+        problem = check(session_id)
+        time.sleep(0.05)  # the window a second click would slip through
+        return problem
+
+    monkeypatch.setattr(manager, "_refusal", slow_check)
+    barrier = threading.Barrier(8)
     outcomes = []
 
     def click():
+        barrier.wait(timeout=10)
         try:
             outcomes.append(manager.submit("x", "double-clicker"))
         except jobs.SubmitRefused:
@@ -143,7 +178,8 @@ def test_concurrent_submits_from_one_session_let_exactly_one_through():
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=30)
+    assert len(outcomes) == 8
     assert sum(outcome is not None for outcome in outcomes) == 1
     gate.set()
 
@@ -226,14 +262,12 @@ def test_cancelling_a_chained_job_lets_the_rest_go_on_and_cancelling_the_waiting
 
 def test_a_training_process_runs_at_a_lower_cpu_priority_than_the_server(tiny_data_dir, tmp_path):
     """Pages stay responsive while a visitor trains: the child process is niced."""
-    import os
-
-    from lib.training.config import TrainConfig
-
     manager = jobs.JobManager(trainer=jobs.process_trainer, data_dir=tiny_data_dir, runs_dir=tmp_path)
     job_id = manager.submit(TrainConfig(arch="softmax", epochs=1, limit=200), "s")
     niceness = None
+    deadline = time.monotonic() + 300
     while manager.snapshot(job_id).active:
+        assert time.monotonic() < deadline, "the training did not end within 300 s"
         for child in _training_children():
             niceness = os.getpriority(os.PRIO_PROCESS, child)
         time.sleep(0.05)
@@ -242,9 +276,7 @@ def test_a_training_process_runs_at_a_lower_cpu_priority_than_the_server(tiny_da
 
 
 def _training_children() -> list[int]:
-    """This process's spawned training children (Linux /proc; not multiprocessing's resource tracker)."""
-    import os
-
+    """This process's training children (Linux /proc; the worker module is on their command line)."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -255,6 +287,222 @@ def _training_children() -> list[int]:
                     command = handle.read()
             except OSError:
                 continue
-            if parent == os.getpid() and b"spawn_main" in command:
+            if parent == os.getpid() and process.WORKER_MODULE.encode() in command:
                 found.append(int(entry))
     return found
+
+
+# ---------------------------------------------------------------- children that misbehave
+
+
+def test_stopping_a_training_in_a_child_process_ends_it_stopped_with_its_run_saved(tiny_data_dir, tmp_path):
+    """Stop asks the child; it keeps the weights so far, saves the run and the job ends stopped."""
+    manager = jobs.JobManager(trainer=jobs.process_trainer, data_dir=tiny_data_dir, runs_dir=tmp_path)
+    job_id = manager.submit(TrainConfig(arch="softmax", epochs=500, limit=200), "s")
+    wait_until(lambda: manager.snapshot(job_id).epochs, timeout=300, what="the first epoch")
+    manager.stop(job_id)
+    job = manager.wait(job_id, timeout=120)
+    assert job.state == jobs.STOPPED, job.error
+    saved = runs.get_run(job.run_id, tmp_path).meta
+    assert saved["status"] == "stopped" and 1 <= saved["epochs_completed"] < 500
+    assert "weights so far kept" in saved["stop_reason"]
+    assert runs.load_model(runs.get_run(job.run_id, tmp_path)) is not None
+
+
+def test_a_training_child_that_dies_is_reported_with_a_message(tmp_path):
+    """A child killed mid-training (here it calls os._exit, as the out-of-memory killer would end it)."""
+    manager = jobs.JobManager(trainer=jobs.ChildTrainer(task=f"{HOOKS}:crash"), runs_dir=tmp_path)
+    job = manager.wait(manager.submit(TrainConfig(arch="softmax"), "s"), timeout=60)
+    assert job.state == jobs.FAILED
+    assert job.error == ("The training process ended unexpectedly (exit code 3; most likely it ran out of memory). "
+                         "Try a smaller model, batch size or number of images.")
+    assert job.batches  # what it reported before dying still came back
+
+
+def test_a_hung_training_child_is_terminated_then_killed_and_reported(tmp_path):
+    """A child silent past its limit gets SIGTERM; one that ignores it is killed after the grace period."""
+    marker = tmp_path / "signals.txt"
+    limits = process.ChildLimits(silence_limit_s=1.5, kill_grace_s=1.0)
+    manager = jobs.JobManager(trainer=jobs.ChildTrainer(task=f"{HOOKS}:hang", limits=limits), runs_dir=tmp_path)
+
+    class Config(dict):  # the hook reads its payload; a TrainConfig-like object carries the marker's path
+        def to_dict(self):
+            return {"marker": str(marker)}
+
+    job_id = manager.submit(Config(), "s")
+    pid = wait_until(lambda: (manager.snapshot(job_id).last or {}).get("pid"), timeout=60, what="the child's pid")
+    silent_from = time.monotonic()
+    job = manager.wait(job_id, timeout=30)
+    took = time.monotonic() - silent_from
+    assert job.state == jobs.FAILED
+    assert job.error == "The training process stopped responding (no word for 1.5 s), so it was ended."
+    assert marker.read_text() == "SIGTERM\n"  # asked to end first ...
+    assert not os.path.exists(f"/proc/{pid}")  # ... then killed, and reaped
+    assert took < 1.5 + 1.0 + 3.0  # silence limit + kill grace + polling slack
+
+
+def test_a_child_that_will_not_stop_is_ended_after_the_stop_grace(tmp_path):
+    limits = process.ChildLimits(stop_grace_s=1.0, kill_grace_s=1.0)
+    manager = jobs.JobManager(trainer=jobs.ChildTrainer(task=f"{HOOKS}:deaf", limits=limits), runs_dir=tmp_path)
+    job_id = manager.submit(TrainConfig(arch="softmax"), "s")
+    wait_until(lambda: manager.snapshot(job_id).batches, timeout=60, what="the first report")
+    manager.stop(job_id)
+    job = manager.wait(job_id, timeout=30)
+    assert job.state == jobs.FAILED
+    assert job.error == ("The training did not stop within 1 s of the stop request, so it was ended; "
+                         "nothing was saved.")
+    assert job.last["stop_asked"] is True  # the request reached the child
+
+
+def test_starting_a_child_never_replaces_the_servers_main_module(tmp_path, monkeypatch):
+    """Under Streamlit __main__ is a page script that every session's thread may be using: a child
+    start must neither swap it (not even for an instant) nor run it again in the child."""
+    marker = tmp_path / "page_ran"
+    page = tmp_path / "page.py"
+    page.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    server_main = types.ModuleType("__main__")
+    server_main.__file__ = str(page)
+    monkeypatch.setitem(sys.modules, "__main__", server_main)
+    seen, done = set(), threading.Event()
+
+    def watch():
+        while not done.is_set():
+            seen.add(id(sys.modules.get("__main__")))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = process.run_child(f"{HOOKS}:main_module", {"marker": str(marker)}, limits=process.ChildLimits())
+    finally:
+        done.set()
+        watcher.join()
+    assert seen == {id(server_main)} and sys.modules["__main__"] is server_main
+    assert result["main_file"].endswith(os.path.join("lib", "execution", "worker.py"))
+    assert result["marker_made"] is False and not marker.exists()
+
+
+# ---------------------------------------------------------------- imports as jobs
+
+
+def gated_importer(gate):
+    def importer(request, on_progress, should_stop, data_dir, runs_dir):
+        gate.wait(10)
+        return jobs.ChildRun("r"), imports.ImportResult("imported", "", 0.9, 0.3, "measured", 1.0)
+
+    return importer
+
+
+def test_an_import_counts_in_the_per_visitor_cap_and_its_staged_upload_is_deleted(tmp_path):
+    gate = threading.Event()
+    manager = jobs.JobManager(trainer=slow_trainer(gate), importer=gated_importer(gate), max_active_per_session=1)
+    training = manager.submit(TrainConfig(arch="softmax"), "visitor")
+    refused = imports.stage_upload(b"PK\x03\x04 a model", "model.keras", dataset="mnist")
+    with pytest.raises(jobs.SubmitRefused, match="You already have a training queued or running"):
+        manager.submit(refused, "visitor")
+    imports.discard(refused)
+    assert not os.path.exists(refused.path)
+    gate.set()
+    manager.wait(training, timeout=10)
+    gate.clear()
+    request = imports.stage_upload(b"PK\x03\x04 a model", "model.keras", dataset="mnist")
+    importing = manager.submit(request, "visitor")
+    running(manager, importing)
+    assert jobs.describe_state(manager.snapshot(importing)).startswith("Importing:")
+    with pytest.raises(jobs.SubmitRefused, match="You already have an import queued or running"):
+        manager.submit(TrainConfig(arch="softmax"), "visitor")
+    manager.submit(TrainConfig(arch="softmax"), "someone-else")  # other visitors queue as before
+    assert manager.queue_length() == 1 and os.path.exists(request.path)
+    gate.set()
+    job = manager.wait(importing, timeout=10)
+    assert job.state == jobs.FINISHED and job.summary["scores"] == "measured"
+    assert not os.path.exists(request.path)  # the staged copy goes with the job
+
+
+def weak_run(tiny_data_dir, folder):
+    from lib.execution.pipeline import train_and_save
+
+    run, _ = train_and_save(TrainConfig(arch="softmax", epochs=1, limit=100, optimizer="sgd", learning_rate=1e-3),
+                            data_dir=tiny_data_dir, runs_dir=folder)
+    return run
+
+
+def forged(bundle: bytes, **meta_changes) -> bytes:
+    """The bundle with meta.json changed and its checksum updated, as a forger would."""
+    import hashlib
+
+    with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    meta = {**json.loads(files["meta.json"]), **meta_changes}
+    files["meta.json"] = json.dumps(meta).encode()
+    manifest = json.loads(files["manifest.json"])
+    manifest["files"]["meta.json"] = hashlib.sha256(files["meta.json"]).hexdigest()
+    files["manifest.json"] = json.dumps(manifest).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def test_a_forged_bundle_claiming_99_99_percent_is_listed_with_its_measured_accuracy(tiny_data_dir, tmp_path):
+    """The import job re-scores the bundle's model on its test set (in the child) and lists that."""
+    weak = weak_run(tiny_data_dir, tmp_path / "source")
+    honest = weak.meta["test_accuracy"]
+    assert honest < 0.9
+    boast = forged(bundles.export_bundle(weak), test_accuracy=0.9999, test_loss=0.0001)
+    manager = jobs.JobManager(data_dir=tiny_data_dir, runs_dir=tmp_path / "runs")
+    job = manager.wait(manager.submit(imports.stage_upload(boast, "best.studio.zip"), "s"), timeout=300)
+    assert job.state == jobs.FINISHED, job.error
+    listed = runs.list_runs(tmp_path / "runs", include_bundled=False)[0]
+    assert [run.run_id for run in listed] == [job.run_id]
+    meta = listed[0].meta
+    assert meta["test_accuracy"] == pytest.approx(honest, abs=1e-9) and meta["scores"] == "measured"
+    assert meta["claimed"]["test_accuracy"] == 0.9999
+    assert job.summary["test_accuracy"] == meta["test_accuracy"]
+    assert jobs.describe_state(job) == f"Imported · test accuracy {honest:.2%}"
+
+
+def huge_layer_model(folder):
+    """A real small .keras file whose config declares a 784 x 1,000,000 Dense layer (3.1 GB of weights to build)."""
+    import keras
+
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.save(folder / "small.keras")
+    with zipfile.ZipFile(folder / "small.keras") as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(files["config.json"])
+    dense = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense")
+    dense["config"]["units"] = 1_000_000
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(folder / "huge.keras", "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return folder / "huge.keras"
+
+
+def test_an_import_too_big_for_the_memory_limit_is_refused_by_the_child(tiny_data_dir, tmp_path):
+    """A 3 GB layer is refused at the child's address-space limit, with a message; the server never holds it."""
+    path = huge_layer_model(tmp_path)
+    request = imports.ImportRequest("huge.keras", str(path), path.stat().st_size, dataset="mnist", staged=False)
+    with pytest.raises((bundles.InvalidBundle, process.ChildFailed), match="memory") as refused:
+        imports.run_import(request, data_dir=tiny_data_dir, runs_dir=tmp_path / "runs")
+    assert "Traceback" not in str(refused.value)
+    assert runs.list_runs(tmp_path / "runs", include_bundled=False) == ([], [])
+
+
+def test_an_import_past_the_time_limit_is_ended(tiny_data_dir, tmp_path):
+    """A model far too slow to score (billions of operations per image) is ended at the time limit."""
+    import keras
+
+    slow = keras.Sequential([keras.Input((28, 28, 1)), *[keras.layers.Conv2D(256, 3, padding="same")
+                                                         for _ in range(3)],
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, activation="softmax")])
+    slow.save(tmp_path / "slow.keras")
+    limits = process.ChildLimits(memory_mb=imports.IMPORT_MEMORY_MB, time_limit_s=15, stop_grace_s=0, kill_grace_s=2)
+    request = imports.ImportRequest("slow.keras", str(tmp_path / "slow.keras"), 1, dataset="mnist", staged=False)
+    started = time.monotonic()
+    with pytest.raises(process.ChildFailed, match="The import took longer than 15 s, the limit here, so it was ended"):
+        imports.run_import(request, data_dir=tiny_data_dir, runs_dir=tmp_path / "runs", limits=limits)
+    assert time.monotonic() - started < 15 + 2 + 5
+    assert not _training_children()
+    assert runs.list_runs(tmp_path / "runs", include_bundled=False) == ([], [])

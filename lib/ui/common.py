@@ -300,7 +300,8 @@ def _sidebar_job_status() -> None:
             st.caption("No training in this session yet.")
             return
         job = jobs_now[0]
-        st.caption("Training job" if job.active else "Last training job")
+        what = "Import" if job.kind == jobs.IMPORT else "Training job"
+        st.caption(what if job.active else f"Last {what.lower()}")
         st.markdown(f"**{job.config.display_name}**  \n{jobs.describe_state(job)}")
         if job.state == jobs.RUNNING:
             st.progress(min(jobs.job_fraction(job), 1.0))

@@ -294,7 +294,7 @@ def cmd_runs(args) -> int:
         for row in rows:
             accuracy = "   n/a" if row["test_accuracy"] is None else f"{row['test_accuracy']:6.2%}"
             claimed = f"  ({runs.CLAIMED_NOTE})" if row["scores"] == runs.CLAIMED and row["test_accuracy"] is not None else ""
-            print(f"{row['run_id']:<24} {accuracy}  {row['status']:<9} {row['display_name']}{claimed}")
+            print(f"{row['run_id']:<24} {accuracy}  {row['status'] or '?':<9} {row['display_name']}{claimed}")
     for folder in damaged:
         print(f"warning: skipped damaged run {folder.run_id}: {folder.problem}", file=sys.stderr)
     return 0

@@ -461,7 +461,7 @@ def _dataset_problem(dataset: dict) -> str | None:
 
 
 def _fields_problem(meta: dict) -> str | None:
-    if meta.get("status") not in STATUSES:
+    if meta.get("status") is not None and meta["status"] not in STATUSES:  # none: an early run, shown as "?"
         return f"status is not one of {', '.join(STATUSES)}"
     if meta.get("scores") is not None and meta["scores"] not in (MEASURED, CLAIMED):
         return f"scores is not {MEASURED!r} or {CLAIMED!r}"

@@ -209,8 +209,8 @@ MALFORMED_META = [
     (_set("created_at", 20260101), "created_at is not text"),
     (_set("arch", 5), "arch is not text"),
     (_set("status", "hacked"), "status is not one of finished, stopped, diverged, failed, imported"),
-    (_set("status", None), "status is not one of"),
-    (_set("status", DELETE), "status is not one of"),
+    (_set("status", ["finished"]), "status is not one of"),
+    (_set("status", 1), "status is not one of"),
     (_set("scores", "verified"), "scores is not 'measured' or 'claimed'"),
     (_set("scores", True), "scores is not 'measured' or 'claimed'"),
     (_set("imported_from", "a bundle"), "imported_from is not an object"),
@@ -300,6 +300,8 @@ SOUND_VARIANTS = [
     (_set("display_name", None), "no display name (the id is shown)"),
     (_set("history", "nonsense"), "an unknown key nobody reads"),
     (_set("scores", "claimed"), "an import's claimed scores"),
+    (_set("status", DELETE), "an early run without a status (shown as ?)"),
+    (_set("status", None), "a status of null (shown as ?)"),
 ]
 
 
@@ -385,9 +387,10 @@ def test_cli_runs_lists_the_good_runs_warns_of_the_damaged_and_marks_claimed_sco
 
     monkeypatch.setattr(paths, "BUNDLED_MODELS_DIR", runs_dir.parent / "no_bundled")
     runs_dir.mkdir(parents=True)
-    copy_run(trained_run, runs_dir, "20260101-000000-aaaaaa")
+    early = copy_run(trained_run, runs_dir, "20260101-000000-aaaaaa")
     claimed = copy_run(trained_run, runs_dir, "20260101-000001-bbbbbb")
     meta = json.loads((claimed / "meta.json").read_text())
+    (early / "meta.json").write_text(json.dumps({key: value for key, value in meta.items() if key != "status"}))
     (claimed / "meta.json").write_text(json.dumps({**meta, "test_accuracy": 0.9999, "scores": "claimed"}))
     bad = copy_run(trained_run, runs_dir, "20260101-000002-cccccc")
     (bad / "meta.json").write_text(json.dumps({**meta, "config": "x", "dataset": [], "test_accuracy": "99%"}))
@@ -406,3 +409,4 @@ def test_cli_runs_lists_the_good_runs_warns_of_the_damaged_and_marks_claimed_sco
             forged = lines["20260101-000001-bbbbbb"]
             assert "99.99%" in forged and forged.endswith("(claimed, not verified)")
             assert "claimed" not in lines["20260101-000000-aaaaaa"]
+            assert lines["20260101-000000-aaaaaa"].split()[2] == "?"  # a run saved without a status

@@ -354,11 +354,11 @@ def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
     from lib.viz import charts
 
     meta = run.meta
-    status = meta.get("status") or "?"
+    status, reason = meta.get("status") or "?", meta.get("stop_reason") or ""  # null in an early or imported run
     if status in ("failed", "diverged"):
-        error(f"This run {status}.", meta.get("stop_reason", ""))
+        error(f"This run {status}.", reason)
     else:
-        st.success(f"{status.capitalize()}: {meta.get('stop_reason', '')}", icon=":material/check_circle:")
+        st.success(f"{status.capitalize()}: {reason}", icon=":material/check_circle:")
     cols = st.columns(5)
     accuracy, loss, params = meta.get("test_accuracy"), meta.get("test_loss"), meta.get("params")
     claimed = "" if run.scores_verified else f" ({runs.CLAIMED_NOTE})"
@@ -370,7 +370,7 @@ def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
     cols[4].metric("Speed", "n/a" if speed is None else f"{speed:,.0f} img/s")
     config = runs.read_config(run)
     if status != "imported":
-        st.caption(precision_note(meta.get("precision", "float32"), config.precision if config else "auto"))
+        st.caption(precision_note(meta.get("precision") or "float32", config.precision if config else "auto"))
     history = runs.load_history(run)
     left, right = st.columns(2)
     left.plotly_chart(charts.history_figure_from_csv_frame(history, "accuracy"), key=f"{key}_acc")

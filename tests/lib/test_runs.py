@@ -301,6 +301,7 @@ SOUND_VARIANTS = [
     (_set("history", "nonsense"), "an unknown key nobody reads"),
     (_set("scores", "claimed"), "an import's claimed scores"),
     (_set("status", DELETE), "an early run without a status (shown as ?)"),
+    (_set("dataset.name", DELETE), "an early run without a dataset name (pages say its data is missing)"),
     (_set("status", None), "a status of null (shown as ?)"),
 ]
 

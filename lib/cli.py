@@ -92,7 +92,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("runs", help="list saved runs")
     _add_dirs(listing, data=False)
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="one object per run; its 'scores' is 'measured' "
+                         "(trained or scored here) or 'claimed' (imported, not verified)")
     listing.set_defaults(handler=cmd_runs)
 
     evaluate = commands.add_parser("evaluate", help="score a saved run on its test set")
@@ -295,7 +296,8 @@ def cmd_runs(args) -> int:
     else:
         for row in rows:
             accuracy = "   n/a" if row["test_accuracy"] is None else f"{row['test_accuracy']:6.2%}"
-            print(f"{row['run_id']:<24} {accuracy}  {row['status']:<9} {row['display_name']}")
+            claimed = f"  ({runs.CLAIMED_NOTE})" if row["scores"] == runs.CLAIMED and row["test_accuracy"] is not None else ""
+            print(f"{row['run_id']:<24} {accuracy}  {row['status'] or '?':<9} {row['display_name']}{claimed}")
     for folder in damaged:
         print(f"warning: skipped damaged run {folder.run_id}: {folder.problem}", file=sys.stderr)
     return 0

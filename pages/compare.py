@@ -19,7 +19,8 @@ chosen = ui.run_picker("Runs to compare", found, key=ui_compare.COMPARE_PICKER, 
 ui_compare.compare_charts(chosen)
 
 st.subheader("All runs")
-st.caption("Click a column header to sort. ★ marks the best test accuracy.")
+st.caption("Click a column header to sort. ★ marks the best measured test accuracy on each dataset; "
+           "an imported run's scores are claimed, not verified, and never starred.")
 ui_compare.runs_overview(found)
 
 st.subheader("Download, rename or delete a run")

@@ -5,11 +5,17 @@ A run is `<runs dir>/<run id>/` holding `model.keras`, `history.csv` and
 place in one step, so a crash never leaves a half-written run. A damaged
 folder is reported and skipped; it never breaks the listing. The bundled
 default model in `models/default/` is listed as a read-only run.
+
+Every meta.json is checked for the types and ranges of what the pages and the CLI read
+(`meta_problem`) before it becomes a RunInfo: a hand-edited or forged one is a damaged
+folder with the reason, never a crash further on. Scores are "measured" (trained or
+re-scored here) or "claimed" (imported, not verified): only measured ones compete for best.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -22,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lib.data import paths
+from lib.data import datasets, paths
 from lib.models import modelfiles
 from lib.training.config import TrainConfig
 
@@ -32,6 +38,19 @@ BUNDLED_ID = "default"
 SCHEMA_VERSION = 1
 MAX_NAME_LENGTH = 80
 RUN_ID_PATTERN = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
+IMPORTED = "imported"  # the status of a model trained elsewhere and scored on import
+STATUSES = ("finished", "stopped", "diverged", "failed", IMPORTED)
+# meta["scores"]: measured here (trained or re-scored on the test set), or claimed by an imported run.
+MEASURED, CLAIMED = "measured", "claimed"
+CLAIMED_NOTE = "claimed, not verified"
+MAX_META_BYTES = MAX_HISTORY_BYTES = 5 * 1024 * 1024  # ours are a few kB; a bigger file is not a run
+# meta.json scores: (lowest, highest) allowed; None is allowed too (not measured, or diverged).
+SCORE_RANGES = {
+    "test_accuracy": (0, 1), "best_val_accuracy": (0, 1), "test_loss": (0, math.inf),
+    "training_seconds": (0, math.inf), "samples_per_s": (0, math.inf), "epochs_completed": (0, math.inf),
+    "params": (0, math.inf),
+}
+TEXT_FIELDS = ("display_name", "stop_reason", "created_at", "arch", "precision")  # text, or null
 
 
 class RunNotFound(LookupError):
@@ -55,7 +74,8 @@ class RunInfo:
 
     @property
     def display_name(self) -> str:
-        return self.meta.get("display_name") or self.run_id
+        """One printable line (a hand-edited meta.json may hold newlines or terminal escapes)."""
+        return clean_name(self.meta.get("display_name") or "") or self.run_id
 
     @property
     def model_path(self) -> Path:
@@ -82,10 +102,24 @@ class RunInfo:
         return bool(self.config.get("normalize", True))
 
     @property
+    def scores_verified(self) -> bool:
+        """True when the scores were measured here; False for scores an imported run claims.
+
+        An import made before runs carried `scores` (status "imported", or `imported_from` in
+        meta.json) counts as claimed; a trained run without it as measured.
+        """
+        source = self.meta.get("scores")
+        if source is not None:
+            return source == MEASURED
+        return self.meta.get("status") != IMPORTED and "imported_from" not in self.meta
+
+    @property
     def label(self) -> str:
-        """What a picker shows: name, accuracy and a read-only mark."""
+        """What a picker shows: name, accuracy (marked when only claimed) and a read-only mark."""
         accuracy = self.meta.get("test_accuracy")
         score = f" · {accuracy:.2%}" if isinstance(accuracy, (int, float)) else ""
+        if score and not self.scores_verified:
+            score += f" ({CLAIMED_NOTE})"
         mark = " (bundled, read-only)" if self.read_only else ""
         return f"{self.display_name}{score}{mark}"
 
@@ -208,8 +242,8 @@ def list_runs(runs_dir: Path | None = None, *, include_bundled: bool = True) -> 
                 continue
             try:
                 runs.append(read_run(folder))
-            except DamagedRun as problem:
-                damaged.append(DamagedFolder(folder.name, folder, str(problem)))
+            except DamagedRun as problem:  # the folder is named once, by the DamagedFolder
+                damaged.append(DamagedFolder(folder.name, folder, str(problem).removeprefix(f"{folder.name}: ")))
     runs.sort(key=lambda run: (str(run.meta.get("created_at") or ""), run.run_id), reverse=True)
     if include_bundled:
         bundled = bundled_run()
@@ -314,28 +348,177 @@ def summary(run: RunInfo) -> dict:
         "training_seconds": meta.get("training_seconds"),
         "samples_per_s": meta.get("samples_per_s"),
         "status": meta.get("status"),
+        "scores": MEASURED if run.scores_verified else CLAIMED,
         "created_at": meta.get("created_at"),
         "read_only": run.read_only,
     }
 
 
+def best_marks(found: list[RunInfo]) -> list[bool]:
+    """For each run, whether it has the best test accuracy among the runs of its own dataset.
+
+    Only measured scores compete (a claimed 99.99% is never best) and datasets are never
+    compared with each other; ties are all marked.
+    """
+    best: dict[str, float] = {}
+    for run in found:
+        accuracy = run.meta.get("test_accuracy")
+        if run.scores_verified and accuracy is not None:
+            name = run.dataset.get("name")
+            best[name] = max(best.get(name, accuracy), accuracy)
+    return [run.scores_verified and run.meta.get("test_accuracy") is not None
+            and run.meta["test_accuracy"] == best[run.dataset.get("name")] for run in found]
+
+
 def read_run(folder: Path) -> RunInfo:
-    """The run in `folder`, checked to be complete; DamagedRun names what is missing."""
+    """The run in `folder`, checked to be complete and readable by every page; DamagedRun names the problem."""
     meta_path = folder / META_FILE
     if not meta_path.is_file():
         raise DamagedRun(f"{folder.name}: meta.json is missing.")
     try:
+        if meta_path.stat().st_size > MAX_META_BYTES:
+            raise DamagedRun(f"{folder.name}: meta.json is larger than a run's ({MAX_META_BYTES // 2**20} MB).")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise DamagedRun(f"{folder.name}: meta.json is not valid JSON ({error}).") from None
-    if not isinstance(meta, dict) or "config" not in meta or "dataset" not in meta:
-        raise DamagedRun(f"{folder.name}: meta.json lacks the config or dataset.")
+    problem = meta_problem(meta)
+    if problem:
+        raise DamagedRun(f"{folder.name}: meta.json: {problem}.")
     model = folder / MODEL_FILE
     if not model.is_file() or model.stat().st_size == 0:
         raise DamagedRun(f"{folder.name}: model.keras is missing or empty.")
     if not (folder / HISTORY_FILE).is_file():
         raise DamagedRun(f"{folder.name}: history.csv is missing.")
+    problem = history_problem(folder / HISTORY_FILE)
+    if problem:
+        raise DamagedRun(f"{folder.name}: history.csv {problem}.")
     return RunInfo(folder.name, folder, meta)
+
+
+def meta_problem(meta) -> str | None:
+    """What in a parsed meta.json the pages or the CLI could not use, in words; None when it is sound.
+
+    Types and ranges, not only keys: "config" a dict of TrainConfig-typed fields, "dataset" a dict
+    with a dataset name, class names and an image shape, scores finite numbers in range (or null),
+    a known status, text where text is shown, per-class scores sized to the classes.
+    """
+    if not isinstance(meta, dict):
+        return "it holds no object"
+    for key in ("config", "dataset"):
+        if not isinstance(meta.get(key), dict):
+            return f"{key} is {'missing' if meta.get(key) is None else 'not an object'}"
+    return (_config_problem(meta["config"]) or _dataset_problem(meta["dataset"]) or _fields_problem(meta)
+            or _per_class_problem(meta, len(meta["dataset"].get("class_names") or range(10))))
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# TrainConfig's field types (as annotated) -> (check of a stored value, what it must be, in words).
+_CONFIG_TYPES = {
+    "str": (lambda value: isinstance(value, str), "text"),
+    "int": (_is_int, "a whole number"),
+    "float": (_is_number, "a number"),
+    "bool": (lambda value: isinstance(value, bool), "true or false"),
+    "tuple": (lambda value: isinstance(value, list) and all(isinstance(layer, dict) for layer in value),
+              "a list of layers"),
+    "int | None": (lambda value: value is None or _is_int(value), "a whole number or null"),
+}
+# Built at import: a TrainConfig field of a new type fails loudly here, not in a page.
+CONFIG_FIELD_CHECKS = {field.name: _CONFIG_TYPES[str(field.type)] for field in dataclasses.fields(TrainConfig)}
+
+
+def _config_problem(config: dict) -> str | None:
+    """Fields a run saved are typed as TrainConfig types them; missing ones (older runs) are fine."""
+    for name, (check, words) in CONFIG_FIELD_CHECKS.items():
+        if name in config:
+            if not check(config[name]):
+                return f"config.{name} is not {words}"
+    return None
+
+
+def _dataset_problem(dataset: dict) -> str | None:
+    name, names, shape = dataset.get("name"), dataset.get("class_names"), dataset.get("input_shape")
+    if "name" in dataset and not (isinstance(name, str) and datasets.NAME_PATTERN.match(name)):
+        return "dataset.name is not a dataset name"  # absent (early runs): listed, and pages say the data is missing
+    if not isinstance(dataset.get("title", ""), (str, type(None))):
+        return "dataset.title is not text"
+    if "class_names" in dataset and not (isinstance(names, list) and 2 <= len(names) <= datasets.MAX_CLASSES
+                                         and all(isinstance(item, str) for item in names)):
+        return f"dataset.class_names is not a list of 2 to {datasets.MAX_CLASSES} names"
+    if shape is not None and not (
+            isinstance(shape, list) and len(shape) == 3 and all(_is_int(side) for side in shape)
+            and all(datasets.MIN_SIDE <= side <= datasets.MAX_SIDE for side in shape[:2]) and shape[2] in (1, 3)):
+        return "dataset.input_shape is not an image shape [height, width, 1 or 3]"
+    if dataset.get("kind") is not None and dataset["kind"] not in datasets.KINDS:
+        return f"dataset.kind is not one of {', '.join(datasets.KINDS)}"
+    return None
+
+
+def _fields_problem(meta: dict) -> str | None:
+    if meta.get("status") is not None and meta["status"] not in STATUSES:  # none: an early run, shown as "?"
+        return f"status is not one of {', '.join(STATUSES)}"
+    if meta.get("scores") is not None and meta["scores"] not in (MEASURED, CLAIMED):
+        return f"scores is not {MEASURED!r} or {CLAIMED!r}"
+    if "imported_from" in meta and not isinstance(meta["imported_from"], dict):
+        return "imported_from is not an object"
+    for key in TEXT_FIELDS:
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            return f"{key} is not text"
+    for key, (low, high) in SCORE_RANGES.items():
+        value = meta.get(key)
+        if value is not None and not (_is_number(value) and low <= value <= high):
+            return f"{key} is not a number {_range_words(low, high)}"
+    if meta.get("params") is not None and not _is_int(meta["params"]):
+        return "params is not a whole number"
+    return None
+
+
+def _range_words(low: float, high: float) -> str:
+    return f"of {low} or more" if high == math.inf else f"from {low} to {high}"
+
+
+def _per_class_problem(meta: dict, num_classes: int) -> str | None:
+    """Per-class accuracy and the confusion matrix: absent or empty, or one entry per class."""
+    per_class, confusion = meta.get("per_class_accuracy"), meta.get("confusion")
+    if per_class and not (isinstance(per_class, list) and len(per_class) == num_classes and all(
+            value is None or (_is_number(value) and 0 <= value <= 1) for value in per_class)):
+        return f"per_class_accuracy is not {num_classes} numbers from 0 to 1, one per class"
+    if confusion and not (isinstance(confusion, list) and len(confusion) == num_classes and all(
+            isinstance(row, list) and len(row) == num_classes and all(type(v) is int for v in row) and min(row) >= 0
+            for row in confusion)):  # `type(v) is int`: fast on 100 x 100, and true/false are not counts
+        return f"confusion is not a {num_classes} x {num_classes} table of counts"
+    return None
+
+
+def history_problem(path: Path) -> str | None:
+    """What keeps history.csv from being charted, in words (after "history.csv"); None when it reads."""
+    try:
+        if path.stat().st_size > MAX_HISTORY_BYTES:
+            return f"is larger than a run's ({MAX_HISTORY_BYTES // 2**20} MB)"
+        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    except OSError:
+        return "cannot be read"
+    except (UnicodeDecodeError, csv.Error):
+        return "is not readable text"
+    header = rows[0] if rows else []
+    if "epoch" not in header or not set(header) <= set(HISTORY_COLUMNS) or len(set(header)) < len(header):
+        return f"does not have the columns {', '.join(HISTORY_COLUMNS)}"
+    for row in rows[1:]:
+        if len(row) > len(header):
+            return "has a row longer than its header"
+        for value in row:
+            try:
+                if value:
+                    float(value)
+            except ValueError:
+                return "holds a value that is not a number"
+    return None
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -314,8 +314,10 @@ def _sidebar_job_status() -> None:
 RUN_TABLE_COLUMNS = {
     "display_name": "name", "dataset": "dataset", "arch": "architecture", "params": "params",
     "epochs_completed": "epochs", "training_seconds": "training s", "samples_per_s": "images/s",
-    "test_accuracy": "test accuracy", "status": "status", "created_at": "created", "run_id": "run id",
+    "test_accuracy": "test accuracy", "scores": "scores", "status": "status", "created_at": "created",
+    "run_id": "run id",
 }
+SCORE_WORDS = {runs.MEASURED: "measured", runs.CLAIMED: runs.CLAIMED_NOTE}
 
 
 def runs_table(found: list[runs.RunInfo]):
@@ -327,6 +329,7 @@ def runs_table(found: list[runs.RunInfo]):
                              zip(table["display_name"], table["read_only"])]
     table["created_at"] = table["created_at"].fillna("").str[:16].str.replace("T", " ")
     table["test_accuracy"] = pd.to_numeric(table["test_accuracy"], errors="coerce") * 100  # sorts by value
+    table["scores"] = table["scores"].map(SCORE_WORDS)
     return table[list(RUN_TABLE_COLUMNS)].rename(columns=RUN_TABLE_COLUMNS)
 
 
@@ -338,6 +341,8 @@ def runs_table_format() -> dict:
         "training s": st.column_config.NumberColumn("training time", format="%.1f s"),
         "images/s": st.column_config.NumberColumn(format="%,.0f"),
         "test accuracy": st.column_config.NumberColumn(format="%.2f%%"),
+        "scores": st.column_config.TextColumn(
+            help="measured: trained or scored here. claimed, not verified: an imported run's own numbers."),
     }
 
 
@@ -354,22 +359,23 @@ def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
     from lib.viz import charts
 
     meta = run.meta
-    status = meta.get("status", "?")
+    status, reason = meta.get("status") or "?", meta.get("stop_reason") or ""  # null in an early or imported run
     if status in ("failed", "diverged"):
-        error(f"This run {status}.", meta.get("stop_reason", ""))
+        error(f"This run {status}.", reason)
     else:
-        st.success(f"{status.capitalize()}: {meta.get('stop_reason', '')}", icon=":material/check_circle:")
+        st.success(f"{status.capitalize()}: {reason}", icon=":material/check_circle:")
     cols = st.columns(5)
-    accuracy, loss = meta.get("test_accuracy"), meta.get("test_loss")
-    cols[0].metric("Test accuracy", "n/a" if accuracy is None else f"{accuracy:.2%}")
-    cols[1].metric("Test loss", "n/a" if loss is None else f"{loss:.4f}")
-    cols[2].metric("Parameters", f"{meta.get('params', 0):,}")
+    accuracy, loss, params = meta.get("test_accuracy"), meta.get("test_loss"), meta.get("params")
+    claimed = "" if run.scores_verified else f" ({runs.CLAIMED_NOTE})"
+    cols[0].metric(f"Test accuracy{claimed}", "n/a" if accuracy is None else f"{accuracy:.2%}")
+    cols[1].metric(f"Test loss{claimed}", "n/a" if loss is None else f"{loss:.4f}")
+    cols[2].metric("Parameters", "n/a" if params is None else f"{params:,}")
     seconds, speed = meta.get("training_seconds"), meta.get("samples_per_s")  # None: imported, not trained here
     cols[3].metric("Training time", "n/a" if seconds is None else f"{seconds:.1f} s")
     cols[4].metric("Speed", "n/a" if speed is None else f"{speed:,.0f} img/s")
     config = runs.read_config(run)
     if status != "imported":
-        st.caption(precision_note(meta.get("precision", "float32"), config.precision if config else "auto"))
+        st.caption(precision_note(meta.get("precision") or "float32", config.precision if config else "auto"))
     history = runs.load_history(run)
     left, right = st.columns(2)
     left.plotly_chart(charts.history_figure_from_csv_frame(history, "accuracy"), key=f"{key}_acc")

@@ -5,8 +5,6 @@ Streamlit-only glue: figures in lib.viz.charts, the run registry in lib.store.ru
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 from lib.store import runs
@@ -20,9 +18,11 @@ BEST_MARK = "★"
 
 
 def history_labels(chosen: list[runs.RunInfo]) -> list[str]:
-    """Legend names: the display name, with the run id added where two runs share a name."""
+    """Legend names: the display name, with the run id added where two runs share a name and a
+    note on curves an imported run only claims."""
     names = [run.display_name for run in chosen]
-    return [f"{name} ({run.run_id})" if names.count(name) > 1 else name for name, run in zip(names, chosen)]
+    return [(f"{name} ({run.run_id})" if names.count(name) > 1 else name)
+            + ("" if run.scores_verified else f" ({runs.CLAIMED_NOTE})") for name, run in zip(names, chosen)]
 
 
 def compare_charts(chosen: list[runs.RunInfo]) -> None:
@@ -40,11 +40,10 @@ def compare_charts(chosen: list[runs.RunInfo]) -> None:
 
 
 def runs_overview(found: list[runs.RunInfo]) -> None:
-    """All runs in a sortable table; the best test accuracy starred and highlighted."""
+    """All runs in a sortable table; the best measured test accuracy of each dataset starred and highlighted."""
     table = ui.runs_table(found)
-    accuracy = pd.to_numeric(table["test accuracy"], errors="coerce")
-    best = accuracy.notna() & (accuracy == accuracy.max())
-    table.insert(0, "best", np.where(best, BEST_MARK, ""))
+    best = runs.best_marks(found)
+    table.insert(0, "best", [BEST_MARK if marked else "" for marked in best])
     styled = table.style.apply(
         lambda row: ["background-color: rgba(0, 158, 115, 0.12)" if best[row.name] else ""] * len(row), axis=1
     )
@@ -52,7 +51,8 @@ def runs_overview(found: list[runs.RunInfo]) -> None:
         styled,
         hide_index=True,
         key="compare_runs_table",
-        column_config={"best": st.column_config.TextColumn("", width=32, help="Best test accuracy"),
+        column_config={"best": st.column_config.TextColumn(
+                           "", width=32, help="Best measured test accuracy on its dataset"),
                        **ui.runs_table_format()},
     )
 

@@ -113,3 +113,16 @@ def test_missing_dataset_shows_what_to_do(app_runs, monkeypatch, tmp_path):
     at.run()
     assert at.error and "fashion_mnist.npz" in at.error[0].value and str(empty) in at.error[0].value
     assert not at.exception
+
+
+def test_home_marks_an_imported_runs_claimed_scores(app_runs):
+    """As a visitor who imported a bundle claiming 99.99%, I see on Home that its score is claimed, not
+    verified, while my trained runs' scores are measured."""
+    from tests.app.test_compare_page import FORGED_RUN, forged_bundle_import, good_run
+
+    forged_bundle_import(good_run(app_runs), app_runs)
+    at = open_page("pages/home.py")
+    table = at.dataframe[0].value.set_index("name")
+    assert table.loc[FORGED_RUN, "scores"] == "claimed, not verified"
+    assert list(table.loc[["good softmax", "weak softmax"], "scores"]) == ["measured", "measured"]
+    assert "best" not in table.columns  # Home never ranks runs across datasets or claims

@@ -45,11 +45,11 @@ BUNDLE_FILES = (runs.MODEL_FILE, runs.HISTORY_FILE, runs.META_FILE)
 BUNDLE_SUFFIX = ".studio.zip"
 MAX_BUNDLE_BYTES = modelfiles.MAX_MODEL_BYTES + 10 * 1024 * 1024
 MAX_TEXT_BYTES = 5 * 1024 * 1024  # meta.json, history.csv, manifest.json
-IMPORTED = "imported"  # status and arch of a model that was not trained here
+IMPORTED = runs.IMPORTED  # status and arch of a model that was not trained here
 UPLOAD_NAME = ".upload.keras"
 PROBE_IMAGES = 512  # test images used to tell [0, 1] inputs from raw 0..255 ones
 PROBABILITY_TOLERANCE = 1e-3
-MEASURED, CLAIMED = "measured", "claimed"  # meta["scores"]: scored on the test set here, or the bundle's word
+MEASURED, CLAIMED = runs.MEASURED, runs.CLAIMED  # meta["scores"]: scored on the test set here, or the bundle's word
 SCORE_KEYS = ("test_accuracy", "test_loss", "per_class_accuracy", "confusion")
 
 
@@ -116,6 +116,9 @@ def import_bundle(data: bytes, runs_dir: Path, *, data_dir=None) -> runs.RunInfo
     contents, manifest = _read_bundle(data)
     meta = _checked_meta(contents[runs.META_FILE])
     _check_history(contents[runs.HISTORY_FILE])
+    problem = runs.meta_problem(meta)  # the checks every listing makes: refused now, not listed as damaged later
+    if problem:
+        raise InvalidBundle(f"meta.json in the bundle cannot make a run: {problem}.")
     shape = tuple(meta["dataset"]["input_shape"])
     num_classes = len(meta["dataset"]["class_names"])
 

@@ -272,3 +272,19 @@ def test_describe_input_in_words():
     assert bundles.describe_input((28, 28, 1)) == "28x28 grayscale images"
     assert bundles.describe_input((784,)) == "flat vectors of 784 values"
     assert bundles.describe_input((None, None, 1)) == "grayscale images of any size"
+
+
+@pytest.mark.parametrize("change", [
+    {"config": {"epochs": "5"}}, {"config": {"normalize": "yes"}}, {"precision": 3},
+])
+def test_a_bundle_whose_meta_the_run_list_would_call_damaged_is_refused_at_import(trained_run, runs_dir,
+                                                                                tiny_data_dir, change):
+    """Values of the wrong type (checksums redone) are refused with the reason, not imported as a run that
+    every page then lists as damaged."""
+    meta = json.loads(json.dumps(trained_run.meta))
+    for key, value in change.items():
+        meta[key] = {**meta[key], **value} if isinstance(value, dict) else value
+    forged = rebuilt(bundles.export_bundle(trained_run), change={"meta.json": json.dumps(meta).encode()})
+    with pytest.raises(bundles.InvalidBundle, match="cannot make a run"):
+        bundles.import_bundle(forged, runs_dir, data_dir=tiny_data_dir)
+    assert run_ids(runs_dir) == [] and leftovers(runs_dir) == []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import zipfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

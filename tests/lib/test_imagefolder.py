@@ -2,6 +2,7 @@
 
 import io
 import os
+import re
 import stat
 import zipfile
 
@@ -273,6 +274,10 @@ def test_an_unusable_folder_in_the_data_dir_is_not_listed(tmp_path, runs_dir):
     (data_dir / "notes" / "a" / "x.txt").write_text("x")
     assert "notes" not in catalog.available_datasets(data_dir)
     assert "notes" not in catalog.available_datasets(data_dir)  # the failure is remembered, still not listed
+    said = f"notes/ in {data_dir} is not a usable dataset: notes has no usable images at all"
+    assert catalog.unusable_datasets(data_dir)["notes"].startswith(said)
+    with pytest.raises(datasets.InvalidDataset, match=re.escape(said)):
+        catalog.load_dataset("notes", data_dir)
 
 
 def test_folder_scan_refuses_a_missing_folder(tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 import zipfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -532,7 +532,8 @@ def file_info(name: str, path: Path) -> DatasetInfo:
         raise InvalidDataset(f"{path.name}: not a readable npz dataset ({error}).") from None
     check_labels(labels, class_names, path.name)
     if builtin is not None:
-        return replace(builtin, path=path, input_shape=input_shape, train_images=int(shape[0]))
+        return DatasetInfo(**{**builtin.__dict__, "path": path, "input_shape": input_shape,
+                              "train_images": int(shape[0])})
     return DatasetInfo(
         name=name,
         title=f"{name} (your file)",

@@ -255,9 +255,12 @@ def cmd_code(args) -> int:
 
 def cmd_train(args) -> int:
     config = config_from_args(args)
-    known = catalog.available_datasets(args.data_dir, datasets.uploads_dir(args.runs_dir))
-    if config.dataset not in known:
-        raise CliError(f"Unknown dataset: {config.dataset!r}. Known: {', '.join(known)}.")
+    try:  # a file that is there but unusable says why (InvalidDataset), not "unknown"
+        catalog.get_info(config.dataset, args.data_dir, datasets.uploads_dir(args.runs_dir))
+    except datasets.InvalidDataset:
+        raise
+    except ValueError as unknown:
+        raise CliError(str(unknown)) from None
     bar = _ProgressBar(sys.stderr)
     run, result = pipeline.train_and_save(
         config, data_dir=args.data_dir, runs_dir=args.runs_dir, on_progress=bar.update

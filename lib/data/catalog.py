@@ -2,6 +2,8 @@
 directory or a visitor's uploads, and every folder of class folders (converted once, cached).
 
 Sits above `datasets` (the npz format) and `imagefolder` (conversion), so neither needs the other.
+A file or folder that is there but cannot be used is never just "unknown": `unusable_datasets`
+lists it with its reason, and asking for it by name raises InvalidDataset with that reason.
 """
 
 from __future__ import annotations
@@ -24,34 +26,62 @@ from lib.data.datasets import (
     validate_arrays,
 )
 
+UPLOADS_LABEL = "your uploads"  # where a visitor's own files are, in messages (not the server's path)
+
 
 def available_datasets(data_dir: Path | None = None, uploads: Path | None = None) -> dict[str, DatasetInfo]:
-    """Built-ins first, then every valid-looking `NAME.npz` in the data dir and in `uploads`
+    """Built-ins first, then every usable `NAME.npz` in the data dir and in `uploads`
     (default `uploads_dir()`; on a shared server the visitor's own).
 
-    A file whose header cannot be read is left out here; loading it by name
-    reports the problem.
+    Files that are there but cannot be used are left out here; `unusable_datasets`
+    says why, and loading one by name raises InvalidDataset with that reason.
     """
-    found = dict(BUILTINS)
+    return _survey(data_dir, uploads)[0]
+
+
+def unusable_datasets(data_dir: Path | None = None, uploads: Path | None = None) -> dict[str, str]:
+    """Dataset files and folders that are present but not usable, by the name they would have:
+    "mydata.npz in <dir> is not a usable dataset: <reason>"."""
+    return _survey(data_dir, uploads)[1]
+
+
+def _survey(data_dir: Path | None, uploads: Path | None) -> tuple[dict[str, DatasetInfo], dict[str, str]]:
+    found, unusable = dict(BUILTINS), {}
     uploads = Path(uploads) if uploads else uploads_dir()
     for folder in (Path(data_dir) if data_dir else paths.data_dir(), uploads):
         if not folder.is_dir():
             continue
+        where = _where(folder, uploads)
         for path in sorted(folder.glob("*.npz")):
+            if path.name.startswith("."):
+                continue  # a save in progress
             name = path.stem.lower()
             if not NAME_PATTERN.match(name):
+                unusable[name] = unusable_message(path.name, where, InvalidDataset(
+                    "its name must be lowercase letters, digits, '-' and '_' (up to 41, starting with a letter "
+                    "or digit); rename the file."))
                 continue
             try:
                 found[name] = file_info(name, path)
-            except InvalidDataset:
-                continue
+            except InvalidDataset as problem:
+                unusable[name] = unusable_message(path.name, where, problem)
         if folder != uploads:
-            found.update(_idx_folders(folder, found))
-            found.update(_image_folders(folder, skip=found))
-    return found
+            found.update(_idx_folders(folder, found, unusable))
+            found.update(_image_folders(folder, found, unusable))
+    return found, unusable
 
 
-def _idx_folders(folder: Path, found: dict) -> dict[str, DatasetInfo]:
+def unusable_message(what: str, where: str, problem: Exception) -> str:
+    """The one way a present-but-broken dataset is reported: "<what> in <where> is not a usable dataset: <reason>"."""
+    reason = str(problem).removeprefix(f"{what}: ")
+    return f"{what} in {where} is not a usable dataset: {reason}"
+
+
+def _where(folder: Path, uploads: Path) -> str:
+    return UPLOADS_LABEL if Path(folder) == Path(uploads) else str(folder)
+
+
+def _idx_folders(folder: Path, found: dict, unusable: dict) -> dict[str, DatasetInfo]:
     """Subfolders of the data dir holding the four IDX files, as MNIST and Fashion-MNIST are published
     (`fashion-mnist/` or `fashion_mnist/` is the built-in); read directly, an npz of the same name wins."""
     result = {}
@@ -64,12 +94,12 @@ def _idx_folders(folder: Path, found: dict) -> dict[str, DatasetInfo]:
             continue
         try:
             result[name] = idx.folder_info(name, sub)
-        except InvalidDataset:
-            continue
+        except InvalidDataset as problem:
+            unusable[name] = unusable_message(f"{sub.name}/", str(folder), problem)
     return result
 
 
-def _image_folders(folder: Path, skip) -> dict[str, DatasetInfo]:
+def _image_folders(folder: Path, skip, unusable: dict) -> dict[str, DatasetInfo]:
     """Subfolders of the data dir holding one folder of images per class, converted once and cached."""
     found = {}
     for sub in sorted(folder.iterdir()):
@@ -80,26 +110,41 @@ def _image_folders(folder: Path, skip) -> dict[str, DatasetInfo]:
             path = imagefolder.cached_folder_npz(sub)
             found[name] = replace(file_info(name, path), title=f"{sub.name} (image folder)",
                                   description=f"Your images from the folder {sub.name}/ in the data directory.")
-        except (imagefolder.InvalidImageFolder, InvalidDataset, OSError):
-            continue
+        except (imagefolder.InvalidImageFolder, InvalidDataset, OSError) as problem:
+            unusable[name] = unusable_message(f"{sub.name}/", str(folder), problem)
     return found
 
 
 def get_info(name: str, data_dir: Path | None = None, uploads: Path | None = None) -> DatasetInfo:
-    datasets = available_datasets(data_dir, uploads)
-    if name not in datasets:
-        raise ValueError(f"Unknown dataset: {name!r}. Known: {', '.join(datasets)}.")
-    return datasets[name]
+    """The dataset called `name`; InvalidDataset saying what is wrong when its file is there but
+    unusable (a built-in's broken file too: it is not silently downloaded instead), else ValueError."""
+    found, unusable = _survey(data_dir, uploads)
+    info = found.get(name)
+    if name in unusable and (info is None or info.path is None):
+        raise InvalidDataset(unusable[name])
+    if info is None:
+        raise ValueError(f"Unknown dataset: {name!r}. Known: {', '.join(found)}.")
+    return info
 
 
 def load_dataset(name: str, data_dir: Path | None = None, uploads: Path | None = None) -> Dataset:
-    """Load a dataset by name: the data directory (or `uploads`) first, else the Keras loader."""
+    """Load a dataset by name: the data directory (or `uploads`) first, else the Keras loader.
+
+    A file that turns out unusable while its arrays are read raises InvalidDataset
+    in the same words as `unusable_datasets`.
+    """
     folder = Path(data_dir) if data_dir else paths.data_dir()
+    uploads = Path(uploads) if uploads else uploads_dir()
     info = get_info(name, folder, uploads)
-    if info.path is not None and Path(info.path).is_dir():
-        return as_dataset(idx.load_folder(Path(info.path)), info)
     if info.path is not None:
-        return replace(load_npz(info.path), info=info)
+        path = Path(info.path)
+        what = f"{path.name}/" if path.is_dir() else path.name
+        try:
+            if path.is_dir():
+                return as_dataset(idx.load_folder(path), info, source=what)
+            return replace(load_npz(path), info=info)
+        except InvalidDataset as problem:
+            raise InvalidDataset(unusable_message(what, _where(path.parent, uploads), problem)) from None
     try:
         arrays = _keras_load(name)
     except Exception as error:  # noqa: BLE001 - any download failure means the same to a user

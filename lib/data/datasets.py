@@ -35,6 +35,8 @@ FASHION_NAMES = (
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 UPLOADS_SUBDIR = ".datasets"  # inside the runs dir: the data dir may be read-only
 KINDS = ("digit", "object")  # an npz may say which in an optional `kind` array (drawn datasets: digit)
+# Class names label charts, tables and predictions; the app itself writes at most 40 characters.
+MAX_CLASS_NAME_CHARS = 60
 
 
 class DatasetUnavailable(RuntimeError):
@@ -130,7 +132,7 @@ def load_npz(path: Path) -> Dataset:
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as error:
         raise InvalidDataset(f"{path.name}: cannot read the arrays ({error}).") from None
     validate_arrays(arrays, source=path.name)
-    return as_dataset(arrays, info)
+    return as_dataset(arrays, info, source=path.name)
 
 
 def validate_arrays(arrays: dict, source: str = "dataset") -> None:
@@ -143,17 +145,103 @@ def validate_arrays(arrays: dict, source: str = "dataset") -> None:
         )
     arrays = {key: np.asarray(arrays[key]) for key in REQUIRED_KEYS}
     check_shapes({key: (array.shape, array.dtype) for key, array in arrays.items()}, source)
+    _check_label_values(arrays, source)
+
+
+def _check_label_values(labels: dict, source: str) -> None:
+    """y_train and y_test (integer, one per image) on their own: 0..K-1, two classes or more, none only in y_test."""
     for split in ("train", "test"):
-        y = arrays[f"y_{split}"]
+        y = labels[f"y_{split}"]
         if y.min() < 0 or y.max() >= MAX_CLASSES:
             raise InvalidDataset(
                 f"{source}: y_{split} has labels from {y.min()} to {y.max()}; labels must be 0..K-1 with K <= {MAX_CLASSES}."
             )
-    train_classes = np.unique(arrays["y_train"])
+    train_classes = np.unique(labels["y_train"])
     if len(train_classes) < 2:
         raise InvalidDataset(f"{source}: the training labels hold only one class; a classifier needs at least two.")
-    if int(np.max(arrays["y_test"])) > int(train_classes.max()):
+    if int(np.max(labels["y_test"])) > int(train_classes.max()):
         raise InvalidDataset(f"{source}: y_test has labels that never occur in y_train.")
+
+
+def check_labels(arrays: dict, class_names, source: str = "dataset") -> None:
+    """Every label must name one of `class_names`: a label past them would reach Keras as an
+    out-of-range class and fail deep inside TensorFlow."""
+    for split in ("train", "test"):
+        top = int(np.max(arrays[f"y_{split}"]))
+        if top >= len(class_names):
+            shown = ", ".join(repr(name) for name in class_names[:4]) + (", ..." if len(class_names) > 4 else "")
+            raise InvalidDataset(
+                f"{source}: y_{split} has labels up to {top}, but the dataset has only {len(class_names)} classes "
+                f"({shown}), so labels must be 0 to {len(class_names) - 1}. Give class_names one name per label, "
+                "or relabel."
+            )
+
+
+def check_class_names(class_names, source: str = "dataset") -> tuple[str, ...]:
+    """Class names as a dataset may hold them: 2 to MAX_CLASSES distinct, non-empty, printable strings of at
+    most MAX_CLASS_NAME_CHARS characters (surrounding spaces dropped); InvalidDataset naming the first problem."""
+    if isinstance(class_names, np.ndarray):
+        if class_names.ndim != 1 or class_names.dtype.kind not in "US":
+            raise InvalidDataset(
+                f"{source}: class_names has shape {class_names.shape} and dtype {class_names.dtype}; expected "
+                f"2 to {MAX_CLASSES} strings, one per class."
+            )
+        class_names = class_names.tolist()
+    elif isinstance(class_names, (str, bytes)) or not hasattr(class_names, "__len__"):
+        raise InvalidDataset(f"{source}: class_names must be a list of strings, one per class; got {_shown(class_names)}.")
+    if not 2 <= len(class_names) <= MAX_CLASSES:
+        raise InvalidDataset(f"{source}: class_names holds {len(class_names)} names; a dataset has 2 to {MAX_CLASSES} classes.")
+    names = []
+    for number, value in enumerate(class_names, start=1):
+        name = _text(value, f"class name {number}", source).strip()
+        if not name:
+            raise InvalidDataset(f"{source}: class name {number} is empty; every class needs a name.")
+        if len(name) > MAX_CLASS_NAME_CHARS:
+            raise InvalidDataset(
+                f"{source}: class name {number} has {len(name):,} characters; at most {MAX_CLASS_NAME_CHARS} are allowed."
+            )
+        if not name.isprintable():
+            raise InvalidDataset(f"{source}: class name {number} ({_shown(name)}) contains control characters.")
+        if name in names:
+            raise InvalidDataset(
+                f"{source}: class names {names.index(name) + 1} and {number} are both {name!r}; each class needs its "
+                "own name."
+            )
+        names.append(name)
+    return tuple(names)
+
+
+def check_kind(kind, source: str = "dataset") -> str:
+    """A dataset's `kind`: one string from KINDS (a 0-d string array in an npz); InvalidDataset otherwise."""
+    if isinstance(kind, np.ndarray):
+        if kind.shape != () or kind.dtype.kind not in "US":
+            raise InvalidDataset(
+                f"{source}: kind has shape {kind.shape} and dtype {kind.dtype}; expected one string, "
+                f"{' or '.join(map(repr, KINDS))}."
+            )
+        kind = kind.item()
+    text = _text(kind, "kind", source)
+    if text not in KINDS:
+        raise InvalidDataset(f"{source}: kind is {_shown(text)}; expected {' or '.join(map(repr, KINDS))}.")
+    return text
+
+
+def _text(value, what: str, source: str) -> str:
+    """A str, or UTF-8 bytes (numpy's S arrays) decoded; InvalidDataset for anything else."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidDataset(f"{source}: {what} is not valid UTF-8 text.") from None
+    if not isinstance(value, str):
+        raise InvalidDataset(f"{source}: {what} must be a string; got {_shown(value)}.")
+    return value
+
+
+def _shown(value, limit: int = 40) -> str:
+    """repr of a value from a file, cut short: a message must stay one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def check_shapes(headers: dict[str, tuple[tuple, np.dtype]], source: str = "dataset") -> None:
@@ -365,12 +453,10 @@ def save_arrays(name: str, arrays: dict, *, class_names, kind: str = "object", f
     An existing dataset of the same name is replaced only once the new file is complete.
     """
     name = check_name(name)
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    kind = check_kind(kind, name)
     validate_arrays(arrays, source=name)
-    names = [str(c) for c in class_names]
-    if len(names) <= int(max(np.max(arrays["y_train"]), np.max(arrays["y_test"]))):
-        raise InvalidDataset(f"{name}: {len(names)} class names for labels up to {np.max(arrays['y_train'])}.")
+    names = check_class_names(class_names, name)
+    check_labels(arrays, names, name)
     folder = Path(folder) if folder else uploads_dir()
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{name}.save.tmp.npz"
@@ -422,44 +508,49 @@ def _stratified_take(y: np.ndarray, count: int, rng: np.random.Generator) -> np.
 
 
 def file_info(name: str, path: Path) -> DatasetInfo:
-    """Info from the checked npy headers (and the labels only when there are no class names)."""
+    """Info from the checked npy headers, `kind`, `class_names` and the labels (small next to the images),
+    so a file whose labels do not fit its classes is refused when listed, not when trained on."""
     headers = inspect_npz(path)
     shape = headers["x_train"][0]
     input_shape = (shape[1], shape[2], shape[3] if len(shape) == 4 else 1)
     builtin = BUILTINS.get(name)
-    if builtin is not None:
-        return DatasetInfo(**{**builtin.__dict__, "path": path, "input_shape": input_shape,
-                              "train_images": int(shape[0])})
     try:
         with np.load(path, allow_pickle=False) as npz:
-            kind = str(npz["kind"]) if "kind" in headers else "object"
-            if "class_names" in headers:
-                class_names = tuple(str(c) for c in npz["class_names"])
+            labels = {key: npz[key] for key in ("y_train", "y_test")}
+            _check_label_values(labels, path.name)
+            if builtin is not None:  # its own class names and kind; the file's are not read
+                kind, class_names = builtin.kind, builtin.class_names
             else:
-                labels = npz["y_train"]
-                if labels.min() < 0 or labels.max() >= MAX_CLASSES:
-                    raise InvalidDataset(
-                        f"{path.name}: y_train has labels from {labels.min()} to {labels.max()}; labels must be "
-                        f"0..K-1 with K <= {MAX_CLASSES}."
-                    )
-                class_names = tuple(str(c) for c in range(int(labels.max()) + 1))
+                kind = check_kind(npz["kind"], path.name) if "kind" in headers else "object"
+                if "class_names" in headers:
+                    class_names = check_class_names(npz["class_names"], path.name)
+                else:
+                    class_names = tuple(str(c) for c in range(int(labels["y_train"].max()) + 1))
     except InvalidDataset:
         raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as error:
         raise InvalidDataset(f"{path.name}: not a readable npz dataset ({error}).") from None
+    check_labels(labels, class_names, path.name)
+    if builtin is not None:
+        return DatasetInfo(**{**builtin.__dict__, "path": path, "input_shape": input_shape,
+                              "train_images": int(shape[0])})
     return DatasetInfo(
         name=name,
         title=f"{name} (your file)",
         class_names=class_names,
         input_shape=input_shape,
-        kind=kind if kind in KINDS else "object",
+        kind=kind,
         path=path,
         description=f"Your dataset from {path.name}.",
         train_images=int(shape[0]),
     )
 
 
-def as_dataset(arrays: dict, info: DatasetInfo) -> Dataset:
+def as_dataset(arrays: dict, info: DatasetInfo, source: str | None = None) -> Dataset:
+    """Validated arrays as the Dataset `info` describes; InvalidDataset if a label has no class in `info`
+    (the one check that needs both), so nothing inconsistent reaches training."""
+    check_labels(arrays, info.class_names, source or info.name)
+
     def images(x):
         return x if x.ndim == 4 else x[..., np.newaxis]
 

@@ -21,11 +21,18 @@ import hashlib
 import io
 import os
 import stat
+import threading
 import warnings
 import zipfile
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+
+try:
+    import fcntl  # POSIX: the conversion lock holds across processes too
+except ImportError:  # Windows: across the threads of one server only
+    fcntl = None
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -53,6 +60,11 @@ SIZE_SPREAD_WARNING = 4
 SPLIT_NAMES = ("train", "test")
 SYSTEM_NAMES = {"__macosx", ".ds_store", "thumbs.db", "desktop.ini"}
 CACHE_SUBDIR = ".folders"  # inside the uploads dir: converted data-dir folders
+
+# One conversion per cached folder at a time: a lock per cache folder for the server's threads
+# (created under _LOCKS_GUARD), and a file lock beside the folder for other processes.
+_FOLDER_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
 
 
 class InvalidImageFolder(ValueError):
@@ -283,26 +295,60 @@ def cached_folder_npz(folder: Path, cache_dir: Path | None = None) -> Path:
     removing or changing an image converts it again. Grayscale 28x28, seeded split.
     A folder that cannot be converted raises InvalidImageFolder (remembered for the
     same signature, so listing datasets does not retry it each time).
+
+    One conversion of a folder runs at a time (threads and processes); the others wait and
+    use its result. The npz is written under a temporary name and moved into place, and
+    older conversions are removed only after that, so no caller loses the file it was given.
     """
     folder = Path(folder)
     name = datasets.check_name(folder.name)
     cache = (Path(cache_dir) if cache_dir else datasets.uploads_dir() / CACHE_SUBDIR) / name
     signature = folder_signature(folder)
     target, failure = cache / f"{signature}.npz", cache / f"{signature}.error"
-    if target.is_file():
+    if target.is_file():  # both only ever appear whole (moved into place), so no lock is needed to read them
         return target
     if failure.is_file():
         raise InvalidImageFolder(failure.read_text(encoding="utf-8"))
-    cache.mkdir(parents=True, exist_ok=True)
-    for old in cache.iterdir():  # an older conversion of this folder
-        old.unlink(missing_ok=True)
-    try:
-        converted = convert(scan_folder(folder))
-        datasets.save_arrays(signature, converted.arrays, class_names=converted.class_names, folder=cache)
-    except (InvalidImageFolder, datasets.InvalidDataset) as problem:
-        failure.write_text(str(problem), encoding="utf-8")
-        raise InvalidImageFolder(str(problem)) from None
+    with _conversion_lock(cache):  # after the wait, the conversion may be done: checked under the lock
+        if target.is_file():
+            return target
+        if failure.is_file():
+            raise InvalidImageFolder(failure.read_text(encoding="utf-8"))
+        try:
+            converted = convert(scan_folder(folder))
+            datasets.save_arrays(signature, converted.arrays, class_names=converted.class_names, folder=cache)
+        except (InvalidImageFolder, datasets.InvalidDataset) as problem:
+            _write_atomically(failure, str(problem))
+            _remove_older(cache, keep=failure)
+            raise InvalidImageFolder(str(problem)) from None
+        _remove_older(cache, keep=target)
     return target
+
+
+@contextmanager
+def _conversion_lock(cache: Path):
+    """Hold the conversion lock of one cache folder (created here), for this process's threads and,
+    where the system has file locks, for other processes."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with _LOCKS_GUARD:
+        lock = _FOLDER_LOCKS.setdefault(str(cache.resolve()), threading.Lock())
+    with lock, open(cache.parent / f".{cache.name}.lock", "a+b") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        yield
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _remove_older(cache: Path, keep: Path) -> None:
+    """Earlier conversions of this folder (and their failures), once `keep` is in place."""
+    for old in cache.iterdir():
+        if old != keep and not old.name.startswith(".") and old.suffix in (".npz", ".error"):
+            old.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- scanning

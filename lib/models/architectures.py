@@ -24,6 +24,13 @@ MAX_FORWARD_MACS = 1_000_000_000  # per image; the tutorial CNN needs 2.8 millio
 NUM_CLASSES_TOKEN = "num_classes"
 ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu", "silu", "linear")
 PADDINGS = ("valid", "same")
+# Builder JSON (pasted on the Train page) is refused before parsing past these: a model of MAX_LAYERS
+# layers with every argument spelled out takes about 5,500 characters, and a layer list nests two
+# levels ([{...}]); the third lets a value written as a list get its own message. Deeper nesting would
+# otherwise escape json.loads as a RecursionError, and a huge text would take long to parse and check.
+MAX_JSON_CHARS = 20_000
+MAX_JSON_DEPTH = 3
+SHOWN_CHARS = 40  # of a bad value quoted in a message
 
 # Arguments each layer type accepts, with the value a new layer starts with.
 # Arguments in REQUIRED_ARGS must still be written in every spec: a Dense layer
@@ -84,6 +91,12 @@ class LayerRow:
 # ---------------------------------------------------------------- normalization
 
 
+def _shown(value) -> str:
+    """repr of a value from the user, cut short: a message stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else f"{text[:SHOWN_CHARS]}..."
+
+
 def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -92,7 +105,7 @@ def _whole_number(value, where, name, low, high):
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # JSON and number widgets may write 32 as 32.0
     if not _is_int(value) or not low <= value <= high:
-        raise InvalidArchitecture(f"{where}: {name} must be a whole number from {low} to {high:,}; got {value!r}.")
+        raise InvalidArchitecture(f"{where}: {name} must be a whole number from {low} to {high:,}; got {_shown(value)}.")
     return int(value)
 
 
@@ -105,7 +118,7 @@ def _check_arg(layer_type, name, value, where):
             return value
         if isinstance(value, str):
             raise InvalidArchitecture(
-                f'{where}: units must be a whole number or "{NUM_CLASSES_TOKEN}"; got {value!r}.'
+                f'{where}: units must be a whole number or "{NUM_CLASSES_TOKEN}"; got {_shown(value)}.'
             )
         return _whole_number(value, where, name, 1, MAX_UNITS)
     if name in ("kernel_size", "pool_size"):
@@ -116,27 +129,27 @@ def _check_arg(layer_type, name, value, where):
         return _whole_number(value, where, name, 1, 64)
     if name == "padding":
         if value not in PADDINGS:
-            raise InvalidArchitecture(f'{where}: padding must be "valid" or "same"; got {value!r}.')
+            raise InvalidArchitecture(f'{where}: padding must be "valid" or "same"; got {_shown(value)}.')
         return value
     if name == "activation":
         if value is None and layer_type != "Activation":
             return None
         if value not in ACTIVATIONS:
             raise InvalidArchitecture(
-                f"{where}: activation must be one of {', '.join(ACTIVATIONS)}; got {value!r}."
+                f"{where}: activation must be one of {', '.join(ACTIVATIONS)}; got {_shown(value)}."
             )
         return value
     if name == "momentum":
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
             raise InvalidArchitecture(
                 f"{where}: momentum is the share of the running statistics kept at each batch and must "
-                f"be at least 0 and below 1; got {value!r}."
+                f"be at least 0 and below 1; got {_shown(value)}."
             )
         return float(value)
     if name == "rate":
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
             raise InvalidArchitecture(
-                f"{where}: rate is the fraction of values dropped and must be at least 0 and below 1; got {value!r}."
+                f"{where}: rate is the fraction of values dropped and must be at least 0 and below 1; got {_shown(value)}."
             )
         return float(value)
     raise AssertionError(f"no rule for argument {name!r}")  # LAYER_TYPES and this function disagree
@@ -146,7 +159,7 @@ def _unknown_type_message(where, layer_type):
     known = ", ".join(LAYER_TYPES)
     matches = [name for name in LAYER_TYPES if name.lower() == str(layer_type).lower()]
     hint = f" Did you mean {matches[0]!r}?" if matches else ""
-    return f"{where} has unknown type {layer_type!r}.{hint} Known layer types: {known}."
+    return f"{where} has unknown type {_shown(layer_type)}.{hint} Known layer types: {known}."
 
 
 def normalize_layers(layers) -> list[dict]:
@@ -165,7 +178,7 @@ def normalize_layers(layers) -> list[dict]:
     for index, spec in enumerate(layers, start=1):
         if not isinstance(spec, dict) or "type" not in spec:
             raise InvalidArchitecture(
-                f'Layer {index} must be a dict with a "type", e.g. {{"type": "Dense", "units": 10}}; got {spec!r}.'
+                f'Layer {index} must be a dict with a "type", e.g. {{"type": "Dense", "units": 10}}; got {_shown(spec)}.'
             )
         layer_type = spec["type"]
         if not isinstance(layer_type, str) or layer_type not in LAYER_TYPES:
@@ -175,7 +188,7 @@ def normalize_layers(layers) -> list[dict]:
         for name in spec:
             if name != "type" and name not in allowed:
                 options = ", ".join(allowed) or "none"
-                raise InvalidArchitecture(f"{where} has no argument {name!r}. Its arguments: {options}.")
+                raise InvalidArchitecture(f"{where} has no argument {_shown(name)}. Its arguments: {options}.")
         for name in REQUIRED_ARGS.get(layer_type, ()):
             if name not in spec:
                 raise InvalidArchitecture(f"{where} needs {name!r}, e.g. {name}={allowed[name]!r}.")
@@ -388,15 +401,57 @@ def build_model(layers, input_shape, num_classes, *, dtype_policy: str | None = 
 # ---------------------------------------------------------------- JSON
 
 
+def _json_depth(text: str, limit: int) -> int:
+    """How deeply [ and { nest in JSON text (inside strings they do not count); stops counting past `limit`."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if depth > limit:
+                break
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def layers_to_json(layers) -> str:
     """The layers, checked and with every argument spelled out, as indented JSON."""
     return json.dumps(normalize_layers(layers), indent=2)
 
 
 def layers_from_json(text: str) -> list[dict]:
-    """Layers from JSON text (a list of layer dicts), checked; InvalidArchitecture if not usable."""
-    if not isinstance(text, (str, bytes)):
+    """Layers from JSON text (a list of layer dicts), checked; InvalidArchitecture if not usable.
+
+    Size (MAX_JSON_CHARS) and nesting (MAX_JSON_DEPTH) are checked before the text is parsed.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidArchitecture("This is not UTF-8 text; save the layer list as plain JSON text.") from None
+    if not isinstance(text, str):
         raise InvalidArchitecture(f"Expected JSON text; got {type(text).__name__}.")
+    if len(text) > MAX_JSON_CHARS:
+        raise InvalidArchitecture(
+            f"This JSON is {len(text):,} characters long; the limit is {MAX_JSON_CHARS:,} (a {MAX_LAYERS}-layer "
+            "model takes about 5,500). Paste only the layer list."
+        )
+    if _json_depth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise InvalidArchitecture(
+            f"This JSON nests brackets more than {MAX_JSON_DEPTH} levels deep. A layer list is one list of "
+            'layer objects with plain values, e.g. [{"type": "Flatten"}, {"type": "Dense", "units": 10}].'
+        )
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
@@ -404,6 +459,8 @@ def layers_from_json(text: str) -> list[dict]:
             f"This is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}). "
             "Check for missing commas, quotes or brackets."
         ) from None
+    except ValueError:  # a number of thousands of digits (Python's int conversion limit)
+        raise InvalidArchitecture("This JSON holds a number far too long to be a layer setting.") from None
     if not isinstance(data, list):
         raise InvalidArchitecture(
             'The JSON must be a list of layers, e.g. [{"type": "Flatten"}, '

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from lib.data import datasets, drawnclasses, imagefolder
+from lib.data import catalog, datasets, drawnclasses, imagefolder
 from lib.execution import imports, jobs
 from lib.store import bundles, runs, workspaces
 from lib.training import presets
@@ -60,12 +60,14 @@ def show_notice(section: str) -> None:
 
 def _use_dataset(info: datasets.DatasetInfo) -> None:
     ui.dataset_infos.clear()
+    _unusable.clear()
     st.session_state[ui.DATASET] = info.name  # callbacks run before the sidebar draws its picker
 
 
 def own_data_sections() -> None:
     """The Data page's "Your own data and models": image folders, drawn classes, .npz files, model import."""
     st.header("Your own data and models")
+    unusable_files()
     with st.container(border=True):
         st.subheader("Add an image folder (.zip)")
         image_folder_section()
@@ -77,6 +79,20 @@ def own_data_sections() -> None:
         import_section()
     with st.expander("Use your own dataset (.npz)"):
         npz_section()
+
+
+@st.cache_data(show_spinner=False, ttl=60)
+def _unusable(key: tuple[str, str]) -> dict[str, str]:
+    return catalog.unusable_datasets(*key)
+
+
+def unusable_files() -> None:
+    """Dataset files that are there but cannot be used, each with its reason: otherwise they would
+    just be missing from the dataset list, with no hint why."""
+    problems = _unusable(ui.data_key())
+    if problems:
+        st.warning("**Not in the dataset list:**\n" + "\n".join(f"- {problem}" for problem in problems.values()),
+                   icon=":material/warning:")
 
 
 def npz_section() -> None:
@@ -96,6 +112,7 @@ def npz_section() -> None:
             ui.error("This file cannot be used as a dataset.", str(problem))
         else:
             ui.dataset_infos.clear()
+            _unusable.clear()
             st.success(f"Added {added.name}: {added.num_classes} classes. Pick it in the sidebar.")
 
 

@@ -126,3 +126,27 @@ def test_home_marks_an_imported_runs_claimed_scores(app_runs):
     assert table.loc[FORGED_RUN, "scores"] == "claimed, not verified"
     assert list(table.loc[["good softmax", "weak softmax"], "scores"]) == ["measured", "measured"]
     assert "best" not in table.columns  # Home never ranks runs across datasets or claims
+
+
+def test_data_page_lists_a_present_but_unusable_file_with_its_reason(app_runs, data_env, monkeypatch, tmp_path):
+    """As someone who put letters.npz in the data folder, I am told why it is not in the dataset list
+    (its labels go past its class names) instead of it silently missing."""
+    import shutil
+
+    from tests.conftest import synthetic_arrays
+
+    data_dir = tmp_path / "my_data"
+    data_dir.mkdir()
+    shutil.copy(data_env / "mnist.npz", data_dir / "mnist.npz")
+    np.savez(data_dir / "letters.npz", **synthetic_arrays(40, 20, num_classes=4), class_names=np.array(["a", "b"]))
+    monkeypatch.setenv("MNIST_STUDIO_DATA_DIR", str(data_dir))
+    at = open_page("pages/data.py")
+    warnings = [warning.value for warning in at.warning]
+    assert any(
+        f"letters.npz in {data_dir} is not a usable dataset: y_train has labels up to 3, but the dataset has only "
+        "2 classes ('a', 'b')" in text for text in warnings
+    ), warnings
+    assert at.metric[0].value == "600"  # the page still shows MNIST
+    from lib.ui import common as ui
+
+    assert "letters" not in ui.dataset_infos(ui.data_key())

@@ -316,3 +316,90 @@ def test_bad_json_is_refused_with_a_clear_message(text, message):
     with pytest.raises(InvalidArchitecture) as caught:
         layers_from_json(text)
     assert str(caught.value).startswith(message)
+
+
+UNITS = "Layer 2 (Dense): units must be a whole number from 1 to 4,096;"
+
+
+def _dense(units):
+    return '[{"type": "Flatten"}, {"type": "Dense", "units": %s}]' % units
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param("[" * 5000 + "]" * 5000, "This JSON nests brackets more than 3 levels deep.",
+                     id="deep-list"),
+        pytest.param('[{"type": "Dense", "units": ' + "[" * 5000 + "]" * 5000 + "}]",
+                     "This JSON nests brackets more than 3 levels deep.", id="deep-value"),
+        pytest.param('[{"type": "Dense", "units": {"a": {"b": 1}}}]', "This JSON nests brackets more than 3",
+                     id="nested-objects"),
+        pytest.param(_dense("[10]"), "Layer 2 (Dense): units must be a whole number from 1 to 4,096; got [10].",
+                     id="units-list"),
+        pytest.param('[{"type": "Flatten", "x": "' + "[" * 100 + '"}]', "Layer 1 (Flatten) has no argument 'x'.",
+                     id="brackets-in-strings-do-not-count"),
+        pytest.param(json.dumps([FLATTEN] * 2000), "This JSON is 42,000 characters long; the limit is 20,000",
+                     id="too-long"),
+        pytest.param(_dense("1" + "0" * 5000), "This JSON holds a number far too long", id="5000-digit-number"),
+        pytest.param(_dense("1" + "0" * 4000), "Layer 2 (Dense): units must be a whole number from 1 to 4,096; "
+                     "got 1000000000000000000000000000000000000000...", id="4000-digit-number"),
+        pytest.param(_dense('"ten"'), 'Layer 2 (Dense): units must be a whole number or "num_classes"; got \'ten\'.',
+                     id="units-text"),
+        pytest.param(_dense("3.5"), "Layer 2 (Dense): units must be a whole number from 1 to 4,096; got 3.5.",
+                     id="units-fraction"),
+        pytest.param(_dense("true"), f"{UNITS} got True.", id="units-bool"),
+        pytest.param(_dense("null"), f"{UNITS} got None.", id="units-null"),
+        pytest.param(_dense("1e400"), f"{UNITS} got inf.", id="units-infinite"),
+        pytest.param('[{"type": "Conv2D", "filters": "32"}]', "Layer 1 (Conv2D): filters must be a whole number",
+                     id="filters-text"),
+        pytest.param('[{"type": "Conv2D", "filters": 8, "kernel_size": [3, 3]}]',
+                     "Layer 1 (Conv2D): kernel_size must be a whole number from 1 to 64; got [3, 3].", id="kernel-pair"),
+        pytest.param('[{"type": "MaxPooling2D", "pool_size": 0}]', "Layer 1 (MaxPooling2D): pool_size must be a whole number from 1 to 64; got 0.",
+                     id="pool-zero"),
+        pytest.param('[{"type": "Conv2D", "filters": 8, "strides": 65}]', "Layer 1 (Conv2D): strides must be a whole number from 1 to 64; got 65.",
+                     id="strides-too-big"),
+        pytest.param('[{"type": "Conv2D", "filters": 8, "padding": 1}]', 'Layer 1 (Conv2D): padding must be "valid" or "same"; got 1.',
+                     id="padding-number"),
+        pytest.param('[{"type": "Activation", "activation": "Relu"}]', "Layer 1 (Activation): activation must be one of relu, sigmoid",
+                     id="activation-case"),
+        pytest.param('[{"type": "Activation", "activation": ["relu"]}]', "Layer 1 (Activation): activation must be one of",
+                     id="activation-list"),
+        pytest.param('[{"type": "Dropout", "rate": NaN}]', "Layer 1 (Dropout): rate is the fraction of values dropped",
+                     id="rate-nan"),
+        pytest.param('[{"type": "BatchNormalization", "momentum": true}]', "Layer 1 (BatchNormalization): momentum is the share",
+                     id="momentum-bool"),
+        pytest.param('[{"type": 5}]', "Layer 1 has unknown type 5.", id="type-number"),
+        pytest.param('[{"type": "' + "D" * 5000 + '"}]', "Layer 1 has unknown type 'DDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDDD...",
+                     id="type-long"),
+        pytest.param('["Flatten"]', "Layer 1 must be a dict with a \"type\"", id="layer-text"),
+        pytest.param('[{"units": 10}]', "Layer 1 must be a dict with a \"type\"", id="layer-without-type"),
+        pytest.param(b'[{"type": "Flatten\xff"}]', "This is not UTF-8 text", id="not-utf8"),
+        pytest.param("", "This is not valid JSON", id="empty"),
+    ],
+)
+def test_builder_json_is_bounded_and_every_field_type_checked(text, message):
+    """Depth and size are refused before parsing (no RecursionError escapes); every field gets a plain message."""
+    with pytest.raises(InvalidArchitecture) as caught:
+        layers_from_json(text)
+    assert str(caught.value).startswith(message)
+    assert len(str(caught.value)) < 300
+
+
+def test_the_largest_model_fits_the_json_limits_with_room_to_spare():
+    from lib.models.architectures import MAX_JSON_CHARS, MAX_LAYERS
+
+    layers = [{"type": "Conv2D", "filters": 8, "padding": "same", "activation": "relu"}] * (MAX_LAYERS - 2)
+    text = json.dumps(normalize_layers([*layers, FLATTEN, OUTPUT]), indent=4)
+    assert len(text) < MAX_JSON_CHARS / 2
+    assert len(layers_from_json(text)) == MAX_LAYERS
+
+
+def test_a_huge_builder_json_is_refused_at_once():
+    """Ten megabytes of layers: refused by its length, not parsed and checked layer by layer."""
+    import time
+
+    text = json.dumps([FLATTEN] * 500_000)
+    started = time.perf_counter()
+    with pytest.raises(InvalidArchitecture, match="characters long"):
+        layers_from_json(text)
+    assert time.perf_counter() - started < 0.05

@@ -1,5 +1,7 @@
 """Datasets: registry, npz validation (one message per problem), splits."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -54,27 +56,186 @@ def good():
     return synthetic_arrays(40, 20)
 
 
-@pytest.mark.parametrize(
-    "change, expected",
-    [
-        (lambda a: a.pop("y_test"), "missing array(s) y_test"),
-        (lambda a: a.update(x_train=a["x_train"][:, :, :, None].repeat(2, axis=3)), "expected (N, H, W) or (N, H, W, C)"),
-        (lambda a: a.update(x_train=a["x_train"].astype(np.float32)), "dtype float32; expected uint8"),
-        (lambda a: a.update(y_train=a["y_train"][:-1]), "has 40 images but y_train has 39 labels"),
-        (lambda a: a.update(y_train=np.full(40, 3, dtype=np.uint8)), "only one class"),
-        (lambda a: a.update(y_test=a["y_test"].astype(np.int64) - 5), "labels must be 0..K-1"),
-        (lambda a: a.update(x_test=np.zeros((20, 32, 32), np.uint8)), "they must match"),
-        (lambda a: a.update(x_train=np.zeros((40, 4, 4), np.uint8), x_test=np.zeros((20, 4, 4), np.uint8)), "sides must be"),
-        (lambda a: a.update(y_train=a["y_train"].astype(np.float32)), "expected one integer label per image"),
-    ],
-)
+def _names(*names):
+    return lambda a: a.update(class_names=np.array(names))
+
+
+# Hostile files: each inconsistency between images, labels, class_names and kind, and the message it gets.
+# good() has 40 training and 20 test images of 10 classes, labels 0..9.
+HOSTILE = [
+    pytest.param(lambda a: a.pop("y_test"), "missing array(s) y_test", id="no-y_test"),
+    pytest.param(lambda a: a.update(x_train=a["x_train"][:, :, :, None].repeat(2, axis=3)),
+                 "expected (N, H, W) or (N, H, W, C)", id="two-channels"),
+    pytest.param(lambda a: a.update(x_train=a["x_train"].astype(np.float32)), "dtype float32; expected uint8",
+                 id="float-pixels"),
+    pytest.param(lambda a: a.update(x_train=np.zeros((40, 4, 4), np.uint8), x_test=np.zeros((20, 4, 4), np.uint8)),
+                 "sides must be", id="tiny-images"),
+    pytest.param(lambda a: a.update(x_test=np.zeros((20, 32, 32), np.uint8)), "they must match",
+                 id="x_test-other-size"),
+    pytest.param(lambda a: a.update(x_test=a["x_test"][..., None].repeat(3, axis=3)),
+                 "train images are (28, 28, 1) but test images are (28, 28, 3); they must match",
+                 id="x_test-other-channels"),
+    pytest.param(lambda a: a.update(y_train=a["y_train"][:-1]), "x_train has 40 images but y_train has 39 labels",
+                 id="y_train-short"),
+    pytest.param(lambda a: a.update(y_test=np.concatenate([a["y_test"], a["y_test"]])),
+                 "x_test has 20 images but y_test has 40 labels", id="y_test-long"),
+    pytest.param(lambda a: a.update(y_train=a["y_train"].astype(np.float32)), "expected one integer label per image",
+                 id="float-labels"),
+    pytest.param(lambda a: a.update(y_train=a["y_train"] > 4), "dtype bool; expected one integer label per image",
+                 id="bool-labels"),
+    pytest.param(lambda a: a.update(y_train=np.eye(10, dtype=np.uint8)[a["y_train"]]),
+                 "y_train has shape (40, 10) and dtype uint8; expected one integer label per image", id="one-hot-labels"),
+    pytest.param(lambda a: a.update(y_test=a["y_test"].astype(np.int64) - 5), "labels must be 0..K-1",
+                 id="negative-labels"),
+    pytest.param(lambda a: a.update(y_train=np.full(40, 3, dtype=np.uint8)), "only one class", id="one-class"),
+    pytest.param(lambda a: a.update(y_train=a["y_train"] % 5), "y_test has labels that never occur in y_train",
+                 id="test-only-labels"),
+    pytest.param(lambda a: a.update(x_test=np.zeros((0, 28, 28), np.uint8), y_test=np.zeros(0, np.uint8)),
+                 "the test split is empty (x_test holds 0 images)", id="no-test-images"),
+    pytest.param(_names(*"abcd"), "y_train has labels up to 9, but the dataset has only 4 classes "
+                 "('a', 'b', 'c', 'd'), so labels must be 0 to 3", id="fewer-names-than-labels"),
+    pytest.param(lambda a: a.update(class_names=np.arange(10)),
+                 "class_names has shape (10,) and dtype int64; expected 2 to 100", id="names-not-strings"),
+    pytest.param(lambda a: a.update(class_names=np.array([list("abcde"), list("fghij")])),
+                 "class_names has shape (2, 5)", id="names-2d"),
+    pytest.param(_names("only"), "class_names has shape (1,)", id="one-name"),
+    pytest.param(_names(*"0123", "", *"56789"), "class name 5 is empty; every class needs a name", id="empty-name"),
+    pytest.param(_names(*"0123", "   ", *"56789"), "class name 5 is empty", id="blank-name"),
+    pytest.param(_names(*"012345678", "3"), "class names 4 and 10 are both '3'; each class needs its own name",
+                 id="duplicate-names"),
+    pytest.param(_names("x" * 61, *"123456789"), "class name 1 has 61 characters; at most 60 are allowed",
+                 id="long-name"),
+    pytest.param(_names("x" * 5000, *"123456789"), "class_names has shape (10,) and dtype <U5000; expected 2 to 100 "
+                 "short strings", id="absurdly-long-name"),
+    pytest.param(_names(*"012345678", "nine\nlines"), "class name 10 ('nine\\nlines') contains control characters",
+                 id="control-characters"),
+    pytest.param(lambda a: a.update(class_names=np.array([b"\xff\xfe", *[str(d).encode() for d in range(1, 10)]])),
+                 "class name 1 is not valid UTF-8 text", id="names-not-utf8"),
+    pytest.param(lambda a: a.update(kind=np.array("animal")), "kind is 'animal'; expected 'digit' or 'object'",
+                 id="unknown-kind"),
+    pytest.param(lambda a: a.update(kind=np.array(["digit"])), "kind has shape (1,) and dtype <U5", id="kind-list"),
+    pytest.param(lambda a: a.update(kind=np.array(1)), "kind has shape () and dtype int64", id="kind-number"),
+]
+
+
+@pytest.mark.parametrize("change, expected", HOSTILE)
 def test_each_invalid_npz_gets_its_own_message(tmp_path, change, expected):
     arrays = good()
     change(arrays)
     path = write_npz(tmp_path, "bad", **arrays)
     with pytest.raises(datasets.InvalidDataset) as caught:
         datasets.load_npz(path)
-    assert expected in str(caught.value)
+    message = str(caught.value)
+    assert message.startswith("bad.npz: ") and expected in message
+
+
+@pytest.mark.parametrize("change, expected", HOSTILE)
+def test_a_present_but_invalid_file_says_what_is_wrong_not_unknown(tmp_path, runs_dir, change, expected):
+    """Listed with its reason; loading it by name gives the same reason instead of "Unknown dataset"."""
+    arrays = good()
+    change(arrays)
+    write_npz(tmp_path, "bad", **arrays)
+    said = f"bad.npz in {tmp_path} is not a usable dataset: "
+    assert "bad" not in catalog.available_datasets(tmp_path)
+    listed = catalog.unusable_datasets(tmp_path)["bad"]
+    assert listed.startswith(said) and expected in listed
+    with pytest.raises(datasets.InvalidDataset) as caught:
+        catalog.load_dataset("bad", tmp_path)
+    assert str(caught.value) == listed
+
+
+@pytest.mark.parametrize("change, expected", HOSTILE)
+def test_training_on_an_invalid_file_never_starts(tmp_path, runs_dir, change, expected):
+    """The message, not TensorFlow's graph error: no progress event, no run saved."""
+    from lib.execution.pipeline import train_and_save
+    from lib.training.config import TrainConfig
+
+    arrays = good()
+    change(arrays)
+    write_npz(tmp_path, "bad", **arrays)
+    events = []
+    with pytest.raises(datasets.InvalidDataset, match="bad.npz in .* is not a usable dataset"):
+        train_and_save(TrainConfig(dataset="bad", arch="softmax", epochs=1), data_dir=tmp_path, runs_dir=runs_dir,
+                       on_progress=events.append)
+    assert events == []
+    assert not runs_dir.exists() or not any(path.is_dir() and not path.name.startswith(".") for path in runs_dir.iterdir())
+
+
+def test_the_same_file_made_consistent_trains(tmp_path, runs_dir):
+    """Control for the table above: one epoch on the good file and 10 names, kind and bytes names are fine."""
+    from lib.execution.pipeline import train_and_save
+    from lib.training.config import TrainConfig
+
+    names = [f"class {d}".encode() for d in range(10)]  # numpy S strings (bytes) are read as UTF-8
+    write_npz(tmp_path, "fine", **good(), class_names=np.array(names), kind=np.array(b"digit"))
+    info = catalog.get_info("fine", tmp_path)
+    assert info.class_names[3] == "class 3" and info.kind == "digit"
+    events = []
+    run, result = train_and_save(TrainConfig(dataset="fine", arch="softmax", epochs=1), data_dir=tmp_path,
+                                 runs_dir=runs_dir, on_progress=events.append)
+    assert result.status == "finished" and events[0]["kind"] == "start"
+    assert run.path.parent == runs_dir
+
+
+def test_a_built_in_file_with_labels_past_its_classes_is_refused(tmp_path, runs_dir):
+    """mnist.npz with labels up to 11 is MNIST's 10 classes: refused, not silently downloaded instead."""
+    write_npz(tmp_path, "mnist", **synthetic_arrays(48, 24, num_classes=12))
+    assert "mnist.npz in" in catalog.unusable_datasets(tmp_path)["mnist"]
+    with pytest.raises(datasets.InvalidDataset) as caught:
+        catalog.load_dataset("mnist", tmp_path)
+    assert str(caught.value).startswith(
+        f"mnist.npz in {tmp_path} is not a usable dataset: y_train has labels up to 11, but the dataset has only "
+        "10 classes")
+
+
+def test_a_broken_upload_is_named_as_the_visitors_not_by_server_path(tmp_path, runs_dir):
+    uploads = datasets.uploads_dir()
+    uploads.mkdir(parents=True)
+    (uploads / "mine.npz").write_bytes(b"PK\x03\x04 cut off")
+    (uploads / ".mine.save.tmp.npz").write_bytes(b"a save in progress")  # not reported
+    (tmp_path / "My Data.npz").write_bytes(b"")
+    problems = catalog.unusable_datasets(tmp_path)
+    assert problems["mine"].startswith("mine.npz in your uploads is not a usable dataset: not a readable npz dataset")
+    assert problems["my data"].startswith(f"My Data.npz in {tmp_path} is not a usable dataset: its name must be")
+    assert set(problems) == {"mine", "my data"}
+
+
+def test_an_unknown_name_is_still_unknown(tmp_path, runs_dir):
+    with pytest.raises(ValueError, match="Unknown dataset: 'nope'") as caught:
+        catalog.get_info("nope", tmp_path)
+    assert not isinstance(caught.value, datasets.InvalidDataset)
+
+
+def test_the_cli_says_what_is_wrong_with_a_present_file(tmp_path, capsys):
+    """`python -m lib train --dataset bad`: one line naming the file, its folder and the reason."""
+    from lib import cli
+
+    arrays = good()
+    arrays["class_names"] = np.array(list("abcd"))
+    write_npz(tmp_path, "bad", **arrays)
+    code = cli.main(["train", "--dataset", "bad", "--epochs", "1", "--data-dir", str(tmp_path),
+                     "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_FAILED
+    assert err.startswith(f"error: bad.npz in {tmp_path} is not a usable dataset: y_train has labels up to 9, "
+                          "but the dataset has only 4 classes")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_saving_arrays_checks_class_names_and_kind(tmp_path):
+    arrays = synthetic_arrays(30, 10, num_classes=3)
+    for names, kind, expected in [
+        (["o", "x"], "object", "y_train has labels up to 2, but the dataset has only 2 classes"),
+        (["o", "x", "o"], "object", "class names 1 and 3 are both 'o'"),
+        (["o", "x", 3], "object", "class name 3 must be a string; got 3"),
+        ("oxo", "object", "class_names must be a list of strings"),
+        (["o", "x", "+"], "animal", "kind is 'animal'"),
+    ]:
+        with pytest.raises(datasets.InvalidDataset, match=re.escape(expected)):
+            datasets.save_arrays("shapes", arrays, class_names=names, kind=kind, folder=tmp_path)
+    assert not list(tmp_path.iterdir())
+    info = datasets.save_arrays("shapes", arrays, class_names=[" o ", "x", "+"], folder=tmp_path)
+    assert info.class_names == ("o", "x", "+")
 
 
 def test_a_corrupt_file_is_refused_not_crashing(tmp_path):

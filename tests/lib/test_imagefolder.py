@@ -2,6 +2,7 @@
 
 import io
 import os
+import re
 import stat
 import zipfile
 
@@ -273,9 +274,77 @@ def test_an_unusable_folder_in_the_data_dir_is_not_listed(tmp_path, runs_dir):
     (data_dir / "notes" / "a" / "x.txt").write_text("x")
     assert "notes" not in catalog.available_datasets(data_dir)
     assert "notes" not in catalog.available_datasets(data_dir)  # the failure is remembered, still not listed
+    said = f"notes/ in {data_dir} is not a usable dataset: notes has no usable images at all"
+    assert catalog.unusable_datasets(data_dir)["notes"].startswith(said)
+    with pytest.raises(datasets.InvalidDataset, match=re.escape(said)):
+        catalog.load_dataset("notes", data_dir)
 
 
 def test_folder_scan_refuses_a_missing_folder(tmp_path):
     with pytest.raises(imagefolder.InvalidImageFolder, match="no folder"):
         imagefolder.scan_folder(tmp_path / "nope")
     assert os.path.exists(tmp_path)
+
+
+def test_two_conversions_of_the_same_folder_at_once_both_get_the_npz(tmp_path, runs_dir, monkeypatch):
+    """Two visitors list the data dir at the same moment, while an older conversion is cached: the folder
+    is converted once, both get a readable npz, and the cache ends with exactly that one."""
+    import threading
+
+    data_dir = tmp_path / "data"
+    write_folder(data_dir / "my_shapes", per_class=30)
+    cache = runs_dir / datasets.UPLOADS_SUBDIR / imagefolder.CACHE_SUBDIR / "my_shapes"
+    older = imagefolder.cached_folder_npz(data_dir / "my_shapes")
+    (data_dir / "my_shapes" / "square" / "new.png").write_bytes(png(colour=(0, 0, 200)))
+    calls = []
+    real_convert = imagefolder.convert
+    monkeypatch.setattr(imagefolder, "convert", lambda scan, **kw: calls.append(scan) or real_convert(scan, **kw))
+    barrier = threading.Barrier(2)
+    loaded, errors = {}, []
+
+    def convert_and_read(who):
+        barrier.wait()  # both start together, so they really race
+        try:
+            path = imagefolder.cached_folder_npz(data_dir / "my_shapes")
+            loaded[who] = (path, datasets.load_npz(path))
+        except Exception as error:  # noqa: BLE001 - collected and shown by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=convert_and_read, args=(who,)) for who in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert len(calls) == 1  # one conversion; the other caller waited for it
+    (path_a, data_a), (path_b, data_b) = loaded["a"], loaded["b"]
+    assert path_a == path_b != older
+    assert len(data_a.y_train) + len(data_a.y_test) == 61
+    np.testing.assert_array_equal(data_a.x_train, data_b.x_train)
+    assert [entry.name for entry in cache.iterdir()] == [path_a.name]
+
+
+def test_a_conversion_waits_for_another_process_holding_the_folder(tmp_path, runs_dir):
+    """Several server processes share the cache: the file lock beside the folder makes the second wait."""
+    import subprocess
+    import sys
+    import time
+
+    data_dir = tmp_path / "data"
+    write_folder(data_dir / "my_shapes")
+    cache = runs_dir / datasets.UPLOADS_SUBDIR / imagefolder.CACHE_SUBDIR
+    cache.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time\n"
+         f"handle = open({str(cache / '.my_shapes.lock')!r}, 'a+b')\n"
+         "fcntl.flock(handle, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(1.5)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        path = imagefolder.cached_folder_npz(data_dir / "my_shapes")
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(timeout=30)
+    assert waited > 1.0  # it could not convert while the other process held the lock
+    assert datasets.load_npz(path).info.class_names == ("circle", "square")

@@ -526,6 +526,7 @@ def rerun_rows(names: list[str]) -> int:
                     new = _preset_row(preset, FULL, dataset if preset.dataset == "mnist" else None)
                     new["note"] += f"; rerun with `python bench/run.py --rerun {name}`"
                     results[key][index] = new
+                    write_results(results, echo=False)  # rows take up to an hour each: keep every finished one
     write_results(results)
     return 0
 

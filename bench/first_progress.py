@@ -5,8 +5,8 @@
 Submits Home's one-click run (TrainConfig's defaults, no validation split, full MNIST) to the
 job manager the `public` profile builds (each training in a `python -m lib.execution.worker`
 child process, under the workspace quota), records when each event arrives (the child's
-start-up phases, if it reports them, then the first batch), stops the job at its first batch
-and waits for it to end. Each repeat is a fresh manager, as after a click. Results go to
+start-up phases, if it reports them, then the first batch) and stops the training at its first
+batch. Each repeat is a fresh child process, as after a click. Results go to
 bench/results-first-progress.json under the label, and the section of bench/RESULTS.md is
 rewritten from all recorded labels. Needs the real MNIST in $MNIST_STUDIO_DATA_DIR.
 """
@@ -36,27 +36,24 @@ HEADING = "## First progress: Train click to the first batch (public profile, `p
 
 
 def one_click_to_first_batch(runs_root: Path) -> dict:
-    """One submit on a fresh public manager: seconds from submit to each event up to the first batch."""
+    """One training through the public manager's trainer (quota guard, child process), stopped at its first
+    batch: seconds from the call (the click) to each phase the child reports and to the first batch."""
     active = profile.current()
-    manager = jobs.manager_for(active)
+    trainer = jobs.manager_for(active)._trainer
     workspace = workspaces.open_workspace(workspaces.new_key(), current=active, root=runs_root)
+    phases, first = [], []
     clicked = time.monotonic()
-    job_id = manager.submit(TrainConfig(dataset="mnist", validation_split=0.0), workspace.folder.name,
-                            runs_dir=workspace.folder)
-    phases, seen = [], None
-    while True:
-        job = manager.snapshot(job_id)
-        last = job.last or {}
-        if last.get("kind") == "phase" and last.get("phase") != seen:
-            seen = last["phase"]
-            phases.append({"phase": seen, "at_s": round(time.monotonic() - clicked, 2)})
-        if job.batches or not job.active:
-            break
-        time.sleep(0.02)
-    first = round(time.monotonic() - clicked, 2)
-    manager.stop(job_id)
-    manager.wait(job_id, timeout=600)
-    return {"first_batch_s": first, "phases": phases, "state": job.state}
+
+    def on_progress(event: dict) -> None:
+        at = round(time.monotonic() - clicked, 2)
+        if event.get("kind") == "phase":
+            phases.append({"phase": event["phase"], "at_s": at})
+        elif event.get("kind") == "batch" and not first:
+            first.append(at)
+
+    _, result = trainer(TrainConfig(dataset="mnist", validation_split=0.0), on_progress, lambda: bool(first),
+                        None, workspace.folder)
+    return {"first_batch_s": first[0] if first else None, "phases": phases, "state": result.status}
 
 
 def write_report(results: dict) -> None:

@@ -96,8 +96,8 @@ def train(
     should_stop: StopFn | None = None,
 ) -> TrainResult:
     """Train `config` on prepared data (lib.datasets.PreparedData)."""
+    report_phase(on_progress, LOADING_TENSORFLOW)  # configure_threads imports it
     hardware.configure_threads()  # before Keras starts TensorFlow's runtime
-    report_phase(on_progress, LOADING_TENSORFLOW)
     import keras
 
     from lib.training import callbacks as studio_callbacks  # imports Keras: only once a training starts

@@ -33,5 +33,6 @@ page = st.navigation(
         st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
     ]
 )
+ui.follow_deep_link()  # a cold server's first visitor who followed a link to a page
 ui.sidebar()
 page.run()

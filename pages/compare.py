@@ -14,7 +14,7 @@ if not found:
     ui_data.import_section("compare")
     st.stop()
 
-st.subheader("Validation curves")
+st.subheader("Curves and test accuracy")
 chosen = ui.run_picker("Runs to compare", found, key=ui_compare.COMPARE_PICKER, multi=True)
 ui_compare.compare_charts(chosen)
 

@@ -10,7 +10,7 @@ st.title("Draw")
 usable = ui_draw.drawable_runs_or_stop("ask")
 by_id = {run.run_id: run for run in usable}
 chosen_ids = st.multiselect(
-    "Models to ask", list(by_id), default=ui_draw.default_selection(usable), format_func=lambda i: by_id[i].label,
+    "Models to ask", list(by_id), default=ui_draw.default_selection(usable), format_func=ui.run_labels(usable).__getitem__,
     max_selections=ui_draw.MAX_MODELS, key="draw_models",
     help="Pick up to four runs to compare their answers on the same drawing.",
 )

@@ -11,31 +11,33 @@ info = ui.selected_dataset()
 st.caption(f"Dataset: **{info.title}** · {info.num_classes} classes · images "
            f"{' x '.join(map(str, info.input_shape))} (change it in the sidebar)")
 
-with st.container(border=True):
-    st.subheader("1 · Architecture")
-    arch_name, layers = ui_train.architecture_picker(info)
-
-with st.container(border=True):
-    st.subheader("2 · Settings")
-    config = ui_train.settings_form(arch_name, layers)
-
 manager = ui.job_manager()
-busy = [job for job in manager.running() if job.session_id != ui.visitor_id()]
-if busy:
-    st.info("Someone else is training right now; your run will queue behind it.", icon=":material/hourglass:")
-if config is not None:
-    ui.show_as_code(config, key="train_code")
-allowed = ui_train.limits_note(config)
-# A callback, so the job exists before the next run draws the sidebar's job status.
-st.button("Train", type="primary", icon=":material/play_arrow:", disabled=config is None or not allowed,
-          key="train_start", on_click=ui_train.submit, args=(config,))
-ui_train.show_submit_problem()
-
 job_id = st.session_state.get(ui.LAST_JOB)
-if job_id and manager.snapshot(job_id) is not None:
+job = manager.snapshot(job_id) if job_id else None
+if job is not None:  # the visitor's training comes first: live while it runs, then its results
     st.subheader("3 · Training")
     ui_train.job_panel(job_id)
     run = ui_train.finished_run(job_id)
     if run is not None:
         st.subheader("4 · Results")
         ui.run_report(run)
+
+with ui_train.form_container(job):
+    with st.container(border=True):
+        st.subheader("1 · Architecture")
+        arch_name, layers = ui_train.architecture_picker(info)
+
+    with st.container(border=True):
+        st.subheader("2 · Settings")
+        config = ui_train.settings_form(arch_name, layers)
+
+    busy = [other for other in manager.running() if other.session_id != ui.visitor_id()]
+    if busy:
+        st.info("Someone else is training right now; your run will queue behind it.", icon=":material/hourglass:")
+    if config is not None:
+        ui.show_as_code(config, key="train_code")
+    allowed = ui_train.limits_note(config)
+    # A callback, so the job exists before the next run draws the sidebar's job status.
+    st.button("Train", type="primary", icon=":material/play_arrow:", disabled=config is None or not allowed,
+              key="train_start", on_click=ui_train.submit, args=(config,))
+    ui_train.show_submit_problem()

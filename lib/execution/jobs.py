@@ -392,7 +392,9 @@ def describe_state(job: Job) -> str:
             return "Scored on the test set; saving the run…"
         if last.get("kind") in ("batch", "epoch"):
             return f"Running: epoch {last['epoch']}/{last.get('epochs', job.config.epochs)} · {job_fraction(job):.0%}"
-        return "Starting: loading data and building the model…"
+        if last.get("kind") == "phase":
+            return f"Starting: {last['phase']}… ({_since(job.started)})"
+        return f"Starting: starting the training process… ({_since(job.started)})"
     if job.state == FAILED:
         return f"Failed: {job.error}"
     if job.state == DIVERGED:
@@ -406,6 +408,11 @@ def describe_state(job: Job) -> str:
             if job.summary.get("scores") == bundles.CLAIMED else ""
         return f"Imported{score}{source}"
     return f"{job.state.capitalize()}{score}"
+
+
+def _since(started: float | None) -> str:
+    """Seconds since a job started, as the start-up line shows them."""
+    return f"{max(time.time() - (started or time.time()), 0):.0f} s"
 
 
 def thin(points: list, most: int) -> list:

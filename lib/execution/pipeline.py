@@ -23,6 +23,7 @@ def train_and_save(
     Returns (RunInfo, TrainResult). A failed (NaN) run is saved too, with its
     status, so the user can see what happened.
     """
+    loop.report_phase(on_progress, loop.LOADING_DATA)
     # A dataset the user uploaded or drew lives beside their runs (their workspace on a shared server).
     dataset = catalog.load_dataset(config.dataset, data_dir, datasets.uploads_dir(runs_dir))
     data = datasets.prepare(

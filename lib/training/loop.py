@@ -78,6 +78,17 @@ def resolve_precision(precision: str, *, cpuinfo: str | None = None, gpus: list 
     return "mixed_bfloat16" if precision == "mixed" else "float32"
 
 
+# What a training does before its first batch, as its progress events name it ({"kind": "phase", ...}).
+LOADING_DATA, LOADING_TENSORFLOW = "loading the data", "loading TensorFlow"
+BUILDING, COMPILING = "building the model", "compiling the model on the first batches"
+
+
+def report_phase(on_progress: ProgressFn | None, phase: str) -> None:
+    """Tell the caller what the training starts doing now (before its first batch, which takes seconds)."""
+    if on_progress:
+        on_progress({"kind": "phase", "phase": phase, "time": time.time()})
+
+
 def train(
     config: TrainConfig,
     data,
@@ -85,6 +96,7 @@ def train(
     should_stop: StopFn | None = None,
 ) -> TrainResult:
     """Train `config` on prepared data (lib.datasets.PreparedData)."""
+    report_phase(on_progress, LOADING_TENSORFLOW)  # configure_threads imports it
     hardware.configure_threads()  # before Keras starts TensorFlow's runtime
     import keras
 
@@ -93,6 +105,7 @@ def train(
     keras.utils.set_random_seed(config.seed)
     layers = config.layer_specs
     policy = resolve_precision(config.precision)
+    report_phase(on_progress, BUILDING)
     model = architectures.build_model(  # validates first: a broken spec never reaches Keras
         layers, data.input_shape, data.num_classes, dtype_policy=policy, name=_model_name(config)
     )
@@ -123,6 +136,7 @@ def train(
                 monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
             )
         )
+    report_phase(on_progress, COMPILING)
     started = time.perf_counter()
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=0, shuffle=False)
     seconds = time.perf_counter() - started

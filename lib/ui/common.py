@@ -7,6 +7,7 @@ Nothing here imports TensorFlow at module level, so Home renders without it.
 
 from __future__ import annotations
 
+import sys
 import uuid
 from pathlib import Path
 
@@ -24,6 +25,7 @@ DATASET = "dataset"
 SELECTED_RUN = "selected_run"
 LAST_JOB = "last_job"
 DRAW_CLEARS = "draw_canvas_clears"  # bumped by the Draw page's Clear
+DEEP_LINK = "deep_link_page"  # the page a cold server's first visitor asked for
 DRAW_FOCUS = "draw_focus_run"  # a run just trained on drawn classes or imported: Draw asks it first
 DEFAULTS = {DATASET: "mnist", SELECTED_RUN: None, LAST_JOB: None, DRAW_CLEARS: 0, DRAW_FOCUS: None}
 JOB_POLL_SECONDS = 1.0  # charts redraw at least once a second while training
@@ -31,13 +33,26 @@ SIDEBAR_POLL_SECONDS = 2.0
 
 
 def require_entry() -> None:
-    """Pages run only through the router; a cold deep link is sent through it once.
+    """Pages run only through the router; a cold deep link is sent through it once, then on to its page.
 
-    (Before the first run of streamlit_app.py a fresh server may serve pages/*.py
-    directly, skipping page config, session defaults and the sidebar.)
+    Until streamlit_app.py has called st.navigation once, a fresh server treats pages/ as
+    Streamlit's old pages folder (1.67: PagesManager.uses_pages_directory) and serves the
+    first visitor's /draw as pages/draw.py directly, skipping page config, session defaults
+    and the sidebar. The page asked for is remembered, so the router (`follow_deep_link`)
+    opens it instead of Home.
     """
     if SESSION_ID not in st.session_state:
-        st.switch_page("streamlit_app.py")
+        page = Path(sys._getframe(1).f_globals.get("__file__", ""))
+        if page.parent.name == "pages":
+            st.session_state[DEEP_LINK] = f"pages/{page.name}"
+        st.switch_page("streamlit_app.py", query_params=st.query_params.to_dict())
+
+
+def follow_deep_link() -> None:
+    """In the router, after st.navigation: open the page a cold deep link asked for (see `require_entry`)."""
+    page = st.session_state.pop(DEEP_LINK, None)
+    if page:
+        st.switch_page(page, query_params=st.query_params.to_dict())
 
 
 def apply_session_defaults() -> None:
@@ -242,12 +257,42 @@ def selected_dataset() -> datasets.DatasetInfo:
     return infos.get(st.session_state[DATASET]) or infos["mnist"]
 
 
+# What a run is, as its picker label says it (your own runs carry no mark).
+BUNDLED_MARK, GALLERY_MARK, SHARED_MARK = "bundled, read-only", "gallery, read-only", "shared with you, read-only"
+
+
+def run_kind_mark(run: runs.RunInfo, shared: runs.RunInfo | None) -> str:
+    """Whose a run is, for a label: "" for this visitor's own, else bundled, gallery or shared with them
+    (`shared`: the run this session's share link opened, if any)."""
+    if not run.read_only:
+        return ""
+    if run.run_id == runs.BUNDLED_ID and run.path == paths.BUNDLED_MODELS_DIR / runs.BUNDLED_ID:
+        return BUNDLED_MARK
+    if shared is not None and shared.path == run.path:
+        return SHARED_MARK
+    return GALLERY_MARK
+
+
+def run_labels(found: list[runs.RunInfo]) -> dict[str, str]:
+    """Run id -> what a picker shows: name, test accuracy and, for a run that is not the visitor's,
+    what it is. Computed in the script run (a picker's format_func may be called outside it)."""
+    shared = ui_workspace.shared_run()
+    labels = {}
+    for run in found:
+        accuracy = run.meta.get("test_accuracy")
+        score = f" · {accuracy:.2%}" if isinstance(accuracy, (int, float)) else ""
+        mark = run_kind_mark(run, shared)
+        labels[run.run_id] = f"{run.display_name}{score}" + (f" ({mark})" if mark else "")
+    return labels
+
+
 def run_picker(label: str, found: list[runs.RunInfo], *, key: str, multi: bool = False, max_selections=None):
     """Pick saved runs by name; remembers the last choice across pages."""
     if not found:
         st.info("No trained runs yet. Train one on the **Train** page.", icon=":material/info:")
         return [] if multi else None
     by_id = {run.run_id: run for run in found}
+    labels = run_labels(found)
     ids = list(by_id)
     if multi:
         if key in st.session_state:
@@ -256,7 +301,7 @@ def run_picker(label: str, found: list[runs.RunInfo], *, key: str, multi: bool =
             default = None
         else:
             default = ids[:2]
-        chosen = st.multiselect(label, ids, default=default, format_func=lambda i: by_id[i].label,
+        chosen = st.multiselect(label, ids, default=default, format_func=labels.__getitem__,
                                 key=key, max_selections=max_selections)
         return [by_id[run_id] for run_id in chosen]
     if st.session_state.get(key) not in by_id:
@@ -264,7 +309,7 @@ def run_picker(label: str, found: list[runs.RunInfo], *, key: str, multi: bool =
     remembered = st.session_state.get(SELECTED_RUN)
     index = ids.index(remembered) if remembered in by_id else 0
     initial = {} if key in st.session_state else {"index": index}
-    chosen = st.selectbox(label, ids, format_func=lambda i: by_id[i].label, key=key, **initial)
+    chosen = st.selectbox(label, ids, format_func=labels.__getitem__, key=key, **initial)
     st.session_state[SELECTED_RUN] = chosen  # the next page's picker starts here
     return by_id[chosen]
 

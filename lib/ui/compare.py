@@ -34,9 +34,38 @@ def compare_charts(chosen: list[runs.RunInfo]) -> None:
         except (OSError, ValueError) as problem:
             st.warning(f"The history of {label!r} cannot be read ({problem}); it is left out.",
                        icon=":material/warning:")
+    curves_and_scores(chosen, histories)
+
+
+def curves_metrics(histories: dict[str, pd.DataFrame]) -> tuple[str, str]:
+    """Validation curves when every chosen run held out a validation split, else training curves
+    (per epoch) for all of them: a run trained on every image (Home's one click) is never left out."""
+    def has(history: pd.DataFrame, metric: str) -> bool:
+        return metric in history and pd.to_numeric(history[metric], errors="coerce").notna().any()
+
+    if histories and all(has(history, "val_accuracy") for history in histories.values()):
+        return "val_accuracy", "val_loss"
+    return "accuracy", "loss"
+
+
+def curves_and_scores(chosen: list[runs.RunInfo], histories: dict[str, pd.DataFrame]) -> None:
+    """The chosen runs' curves (validation or training, see `curves_metrics`), what is not in them and
+    why, and a bar of test accuracy for every chosen run."""
+    accuracy_metric, loss_metric = curves_metrics(histories)
+    if accuracy_metric == "accuracy" and histories:
+        without = [label for label, history in histories.items() if "val_accuracy" not in history
+                   or pd.to_numeric(history["val_accuracy"], errors="coerce").isna().all()]
+        st.caption(f"Training curves, per epoch: {', '.join(without)} held out no validation split, so the "
+                   "runs are compared on their training images (a 1-epoch run is one point).")
+    no_curve = [label for label, history in histories.items() if history.empty]
+    if no_curve:
+        st.caption(f"No curve for {', '.join(no_curve)}: no training history (imported); its test accuracy is below.")
+    prefix = "compare_val" if accuracy_metric.startswith("val_") else "compare_train"
     accuracy, loss = st.columns(2)
-    accuracy.plotly_chart(charts.compare_figure(histories, metric="val_accuracy"), key="compare_val_accuracy")
-    loss.plotly_chart(charts.compare_figure(histories, metric="val_loss"), key="compare_val_loss")
+    accuracy.plotly_chart(charts.compare_figure(histories, metric=accuracy_metric), key=f"{prefix}_accuracy")
+    loss.plotly_chart(charts.compare_figure(histories, metric=loss_metric), key=f"{prefix}_loss")
+    scores = {label: run.meta.get("test_accuracy") for label, run in zip(history_labels(chosen), chosen)}
+    st.plotly_chart(charts.test_accuracy_figure(scores), key="compare_test_accuracy")
 
 
 def runs_overview(found: list[runs.RunInfo]) -> None:
@@ -60,7 +89,7 @@ def runs_overview(found: list[runs.RunInfo]) -> None:
 def manage_run(found: list[runs.RunInfo]) -> None:
     """Rename or delete one run; the bundled model refuses both. The outcome shows below."""
     by_id = {run.run_id: run for run in found}
-    run_id = st.selectbox("Run", list(by_id), format_func=lambda i: by_id[i].label, key=MANAGE)
+    run_id = st.selectbox("Run", list(by_id), format_func=ui.run_labels(found).__getitem__, key=MANAGE)
     run = by_id[run_id]
     if run.read_only:
         st.caption("🔒 This run is read-only (the bundled model, a gallery run or a shared link): it cannot be "

@@ -351,6 +351,18 @@ def _set_epochs(epochs: int) -> None:
     st.session_state[K["epochs"]] = epochs
 
 
+FORM_WHILE_TRAINING = "Change the model or settings (for your next run)"
+
+
+def form_container(job: jobs.Job | None):
+    """Where the Train page draws its form: in an expander, collapsed while the visitor's job is
+    active (the live job is what they came to see), open once it has ended; a plain container
+    before their first job."""
+    if job is None:
+        return st.container()
+    return st.expander(FORM_WHILE_TRAINING, expanded=not job.active, icon=":material/tune:")
+
+
 def job_panel(job_id: str) -> None:
     """Live view of one job: progress, charts, Stop; polls while the job is active."""
     manager = ui.job_manager()

@@ -715,3 +715,35 @@ def _empty_figure(title: str, *, message: str = EMPTY_MESSAGE, height: int = DEF
         font=dict(size=14, color="#888888"),
     )
     return fig
+
+
+def test_accuracy_figure(scores: Mapping[str, float | None]) -> go.Figure:
+    """One horizontal bar per run (in the given order, colours as in `compare_figure`) of its test
+    accuracy in percent; runs without one (never scored) are named in a note under the title."""
+    title = "Test accuracy"
+    names = [str(name) for name in (scores or {})]
+    values = [scores[name] if isinstance(scores[name], (int, float)) and np.isfinite(scores[name]) else None
+              for name in (scores or {})]
+    shown = [(name, value, RUN_COLORS[index % len(RUN_COLORS)])
+             for index, (name, value) in enumerate(zip(names, values)) if value is not None]
+    if not shown:
+        return _empty_figure(title, message="No test accuracy to compare yet")
+    missing = [name for name, value in zip(names, values) if value is None]
+    fig = go.Figure(
+        go.Bar(
+            y=[name for name, _, _ in shown][::-1],  # the first run on top
+            x=[value * 100 for _, value, _ in shown][::-1],
+            orientation="h",
+            marker_color=[color for _, _, color in shown][::-1],
+            text=[f"{value:.2%}" for _, value, _ in shown][::-1],
+            textposition="inside",
+            insidetextanchor="end",
+            hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
+        )
+    )
+    note = f"no test accuracy in: {', '.join(missing)}" if missing else None
+    _apply_layout(fig, title, height=max(160, 90 + 34 * len(shown)), subtitle=note)
+    low = min(value for _, value, _ in shown) * 100
+    fig.update_xaxes(title_text="test accuracy (%)", ticksuffix="%", range=[max(0.0, low - 5), 100])
+    fig.update_yaxes(automargin=True)
+    return fig

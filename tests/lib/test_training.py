@@ -30,6 +30,9 @@ def test_one_epoch_fit_saves_a_run_that_reloads_with_identical_predictions(mnist
     assert 0.0 <= result.test_accuracy <= 1.0 and result.test_loss > 0
     assert len(result.confusion) == 10 and sum(map(sum, result.confusion)) == len(mnist_small.y_test)
     kinds = [event["kind"] for event in events]
+    phases = [event["phase"] for event in events if event["kind"] == "phase"]
+    assert phases == [loop.LOADING_TENSORFLOW, loop.BUILDING, loop.COMPILING] and kinds[:len(phases)] == ["phase"] * 3
+    kinds = kinds[len(phases):]  # what it says it does before fit, then fit's own events
     assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("epoch") == 1
     batches = [event for event in events if event["kind"] == "batch"]
     assert len(batches) == int(np.ceil(len(mnist_small.y_train) / 32))  # every batch reported

@@ -584,11 +584,13 @@ def variance_markdown(rows: list[dict]) -> str:
     lines = ["## Where a tutorial number was missed: other seeds and the full training set", "",
              "`python bench/variance.py PRESET ...`: the preset's exact recipe, changing only the seed or the "
              "validation split (0: all 60,000 training images, as the tutorials train).", "",
-             "| preset | seed | validation split | training images | test accuracy | test loss | time |",
-             "|---|---|---|---|---|---|---|"]
+             "| preset | seed | validation split | training images | test accuracy | test loss | training loss, "
+             "epochs 1-3 | time |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
+        losses = ", ".join(f"{loss:.4f}" for loss in row.get("per_epoch_loss", [])[:3]) or "—"
         lines.append(f"| {row['preset']} | {row['seed']} | {row['validation_split']:g} | {row['train_images']:,} | "
-                     f"{row['test_accuracy']:.2%} | {row['test_loss']:.4f} | {row['seconds']:,.0f} s |")
+                     f"{row['test_accuracy']:.2%} | {row['test_loss']:.4f} | {losses} | {row['seconds']:,.0f} s |")
     return "\n".join(lines) + "\n"
 
 

@@ -31,17 +31,21 @@ def main() -> int:
     parser.add_argument("--full-train-seed", type=int, default=0, help="seed of the run on all 60,000 images")
     args = parser.parse_args()
     rows = json.loads(OUTPUT.read_text()) if OUTPUT.is_file() else []
-    dataset = catalog.load_dataset("mnist")
+    loaded = {}  # each preset's own dataset (MNIST or Fashion-MNIST), loaded once
     for name in args.presets:
         preset = presets.get_preset(name)
+        if preset.dataset not in loaded:
+            loaded[preset.dataset] = catalog.load_dataset(preset.dataset)
+        dataset = loaded[preset.dataset]
         plans = [{"seed": seed} for seed in args.seeds] + [{"seed": args.full_train_seed, "validation_split": 0.0}]
         for changes in plans:
             config = preset.config(**changes)
             data = datasets.prepare(dataset, validation_split=config.validation_split, seed=config.seed)
             result = loop.train(config, data)
-            row = {"preset": name, "seed": config.seed, "validation_split": config.validation_split,
+            row = {"preset": name, "dataset": preset.dataset, "seed": config.seed, "validation_split": config.validation_split,
                    "train_images": int(len(data.y_train)), "test_accuracy": round(result.test_accuracy, 4),
                    "test_loss": round(result.test_loss, 4), "seconds": round(result.seconds, 1),
+                   "per_epoch_loss": [round(row["loss"], 4) for row in result.history],
                    "per_epoch_val_loss": [None if row["val_loss"] is None else round(row["val_loss"], 4)
                                           for row in result.history]}
             rows.append(row)

@@ -157,7 +157,7 @@ def test_training_on_an_invalid_file_never_starts(tmp_path, runs_dir, change, ex
     with pytest.raises(datasets.InvalidDataset, match="bad.npz in .* is not a usable dataset"):
         train_and_save(TrainConfig(dataset="bad", arch="softmax", epochs=1), data_dir=tmp_path, runs_dir=runs_dir,
                        on_progress=events.append)
-    assert events == []
+    assert [event for event in events if event.get("kind") != "phase"] == []  # at most "loading the data"
     assert not runs_dir.exists() or not any(path.is_dir() and not path.name.startswith(".") for path in runs_dir.iterdir())
 
 

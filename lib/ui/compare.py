@@ -5,6 +5,7 @@ Streamlit-only glue: figures in lib.viz.charts, the run registry in lib.store.ru
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from lib.store import runs

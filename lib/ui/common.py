@@ -281,6 +281,8 @@ def run_labels(found: list[runs.RunInfo]) -> dict[str, str]:
     for run in found:
         accuracy = run.meta.get("test_accuracy")
         score = f" · {accuracy:.2%}" if isinstance(accuracy, (int, float)) else ""
+        if score and not run.scores_verified:
+            score += f" ({runs.CLAIMED_NOTE})"
         mark = run_kind_mark(run, shared)
         labels[run.run_id] = f"{run.display_name}{score}" + (f" ({mark})" if mark else "")
     return labels

@@ -2,8 +2,9 @@
 
 Owns the model zoo and the layer-by-layer builder (`architectures`: specs, shape inference,
 parameter formulas, `build_model`), checking and loading `.keras` files safely (`modelfiles`),
-predicting (`inference`), looking inside a network (`inside`: activations, saliency) and choosing
-which test images to show (`predictions`).
+predicting (`inference`), looking inside a network (`inside`: activations, saliency), choosing
+which test images to show (`predictions`), and exports checked against Keras (`exports`: SavedModel,
+TFLite, ONNX, made in a child process; `snippets`: runnable code per format).
 
 May import: lib.data. Keras/TensorFlow only inside functions.
 """

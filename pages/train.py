@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lib.ui import common as ui, train as ui_train
+from lib.ui import common as ui, exports as ui_exports, train as ui_train
 
 ui.require_entry()
 
@@ -39,3 +39,4 @@ if job_id and manager.snapshot(job_id) is not None:
     if run is not None:
         st.subheader("4 · Results")
         ui.run_report(run)
+        ui_exports.export_section(run, key="report")

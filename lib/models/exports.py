@@ -127,9 +127,13 @@ class ExportCheck:
         """One line for the page and the CLI: the size and what the check found."""
         if not self.ok:
             return f"not offered: {self.reason}"
-        return (f"{human_bytes(self.bytes)} · checked with {FORMATS[self.format].runtime} on {self.image_source}: "
-                f"largest probability difference {self.max_prob_diff:.1e}, "
-                f"same class on {self.agree}/{self.images}{self.ties_note}")
+        return f"{human_bytes(self.bytes)} · {self.check_text}"
+
+    @property
+    def check_text(self) -> str:
+        """What the check of an offered export found."""
+        return (f"checked with {FORMATS[self.format].runtime} on {self.image_source}: largest probability "
+                f"difference {self.max_prob_diff:.1e}, same class on {self.agree}/{self.images}{self.ties_note}")
 
     @property
     def ties_note(self) -> str:

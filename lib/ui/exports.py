@@ -93,8 +93,10 @@ def check_table(checks: dict[str, exports.ExportCheck]) -> pd.DataFrame:
 def show_exports(run: runs.RunInfo, out_dir, checks: dict[str, exports.ExportCheck], *, key: str) -> None:
     """The checks as a table, then per format its download, what its check found and a runnable snippet."""
     source = next(iter(checks.values())).image_source
+    mixed = (" This run computes in 16-bit floats; its exports compute in float32, so their probabilities differ "
+             "a little more." if exports.ModelFacts.of(run).mixed_precision else "")
     st.caption(f"Each file was loaded back with its own runtime and run on {source}; the table compares its "
-               "class probabilities with the Keras model's.")
+               f"class probabilities with the Keras model's.{mixed}")
     st.dataframe(check_table(checks), hide_index=True, key=f"{key}_exports_table")
     facts = exports.ModelFacts.of(run)
     tabs = st.tabs([exports.FORMATS[name].title for name in checks])
@@ -109,8 +111,9 @@ def show_exports(run: runs.RunInfo, out_dir, checks: dict[str, exports.ExportChe
             st.download_button(f"{spec.title} · {exports.human_bytes(check.bytes)}",
                                functools.partial((out_dir / spec.file_name).read_bytes), download_name,
                                mime=spec.mime, key=f"{key}_dl_{name}", icon=":material/download:", on_click="ignore")
-            st.caption(check.summary + ".")
+            st.caption(check.check_text[0].upper() + check.check_text[1:] + ".")
             code = snippets.snippet(name, facts, name=run.display_name, file_name=download_name)
-            st.code(code, language="python")
-            st.download_button("Download the snippet", code, snippets.script_name(name), mime="text/x-python",
-                               key=f"{key}_dl_{name}_snippet", icon=":material/code:")
+            with st.expander(f"Python: classify a picture with it ({exports.FORMATS[name].runtime})"):
+                st.code(code, language="python")
+                st.download_button("Download the snippet", code, snippets.script_name(name), mime="text/x-python",
+                                   key=f"{key}_dl_{name}_snippet", icon=":material/code:")

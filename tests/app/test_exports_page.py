@@ -87,3 +87,45 @@ def test_a_run_report_offers_the_exports_beside_the_keras_file(app_runs):
     assert any(markdown.value == "##### Use your model elsewhere" for markdown in at.markdown)
     make_and_wait(at, "report", runs.get_run(job.run_id))
     assert {f"report_dl_{name}" for name in exports.FORMATS} <= set(downloads(at).values())
+
+
+def test_on_a_shared_server_a_visitors_exports_of_the_bundled_model_stay_in_their_workspace(
+        bundled_run, app_runs, monkeypatch):
+    """As visitor A on the public app, my exports of the read-only bundled model go into my own workspace
+    (counted in my quota), never into the shared model's folder; visitor B sees none of them."""
+    from streamlit.testing.v1 import AppTest
+
+    from lib.store import profile, workspaces
+    from lib.ui import workspace as ui_workspace
+    from tests.app.conftest import APP_FILE, APP_TIMEOUT
+
+    monkeypatch.setenv(profile.PROFILE_ENV, "public")
+    ui.job_manager.clear()
+    keys = {"a": workspaces.new_key(), "b": workspaces.new_key()}
+
+    def visit(visitor):
+        at = AppTest.from_file(APP_FILE, default_timeout=APP_TIMEOUT)
+        at.query_params[ui_workspace.WORKSPACE_PARAM] = keys[visitor]
+        at.run()
+        at.switch_page("pages/compare.py").run()
+        at.selectbox(key="compare_manage_run").set_value(runs.BUNDLED_ID).run()
+        assert not at.exception, at.exception
+        return at
+
+    a_workspace = workspaces.open_workspace(keys["a"], root=app_runs)
+    at = visit("a")
+    at.button(key="compare_exports_make").click().run()
+    folder = exporting.cache_dir(bundled_run, a_workspace)
+    assert ui_exports.export_manager().wait(folder, timeout=300).state == exporting.DONE
+    at.run()
+    assert {f"compare_dl_{name}" for name in exports.FORMATS} <= set(downloads(at).values())
+    assert folder.parent == a_workspace.folder / exporting.READ_ONLY_EXPORTS
+    assert (folder / "model.onnx").is_file()
+    assert not (bundled_run.path / exports.EXPORTS_SUBDIR).exists()
+
+    at = visit("b")
+    assert not set(downloads(at).values()) & {f"compare_dl_{name}" for name in exports.FORMATS}
+    assert at.button(key="compare_exports_make")
+    b_workspace = workspaces.open_workspace(keys["b"], root=app_runs)
+    assert not (b_workspace.folder / exporting.READ_ONLY_EXPORTS).exists()
+    ui.job_manager.clear()

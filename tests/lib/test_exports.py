@@ -241,7 +241,7 @@ def test_the_child_process_makes_them_and_says_what_went_wrong_in_one_line(expor
 
 def test_engine_loads_no_runtime_until_an_export_is_made():
     """Pages that do not export never import the runtimes or converters: their modules are lazy."""
-    code = ("import sys, lib.execution.exporting, lib.models.snippets, lib.cli; "
+    code = ("import sys, lib.execution.exporting, lib.models.snippets, lib.cli, lib.ui.exports; "
             f"print(sorted(set({list(exports.PACKAGES)!r}) & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

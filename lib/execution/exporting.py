@@ -100,6 +100,8 @@ def export_run(run: runs.RunInfo, workspace: workspaces.Workspace, formats=tuple
         runner(request)
         return out_dir
 
+    if run.read_only:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)  # the workspace's folder for read-only runs' exports
     estimate = int(1.5 * run.model_path.stat().st_size) + OVERHEAD_BYTES
     workspace.store(estimate, save)
     return exports.read_checks(out_dir, run.model_path)

@@ -209,7 +209,9 @@ def make_exports(model_path: Path, out_dir: Path, facts: ModelFacts, formats=tup
     from lib.models import inference, modelfiles
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not out_dir.parent.is_dir():  # never recreate a run folder deleted meanwhile: it would list as damaged
+        raise ExportFailed(f"{out_dir.parent} is gone (the run was deleted?); nothing was exported.")
+    out_dir.mkdir(exist_ok=True)
     try:
         model = modelfiles.load_keras_file(model_path)
     except modelfiles.UnusableModel as problem:

@@ -294,3 +294,12 @@ def test_exports_past_the_workspace_quota_are_taken_back(exported, tiny_data_dir
     with pytest.raises(workspaces.QuotaExceeded, match="It was not kept"):
         exporting.export_run(readonly, workspace, data_dir=tiny_data_dir, runner=big_child)
     assert not exporting.cache_dir(readonly, workspace).exists()
+
+
+def test_a_run_deleted_meanwhile_is_not_brought_back_as_a_damaged_folder(exported, tiny_data_dir, tmp_path):
+    run, _ = exported["mlp-128"]
+    gone = tmp_path / "20260101-000000-abcdef"
+    with pytest.raises(exports.ExportFailed, match="is gone"):
+        exports.make_exports(run.model_path, exports.export_dir(gone), exports.ModelFacts.of(run), ["onnx"],
+                             data_dir=tiny_data_dir)
+    assert not gone.exists()

@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from lib.execution import exporting
-from lib.models import exports, snippets
+from lib.models import exports, snippets, webpage
 from lib.store import runs
 from lib.ui import common as ui
 
@@ -72,6 +72,10 @@ def _progress(task_key: str, *, key: str) -> None:
     poll()
 
 
+def _web_page(facts: exports.ModelFacts, onnx_path, name: str) -> bytes:
+    return webpage.page_for(facts, onnx_path.read_bytes(), name=name).encode("utf-8")
+
+
 def check_table(checks: dict[str, exports.ExportCheck]) -> pd.DataFrame:
     """One row per format: size, runtime and how it compared with Keras."""
     rows = []
@@ -112,6 +116,13 @@ def show_exports(run: runs.RunInfo, out_dir, checks: dict[str, exports.ExportChe
                                functools.partial((out_dir / spec.file_name).read_bytes), download_name,
                                mime=spec.mime, key=f"{key}_dl_{name}", icon=":material/download:", on_click="ignore")
             st.caption(check.check_text[0].upper() + check.check_text[1:] + ".")
+            if name == "onnx" and webpage.offered_for(facts):
+                st.download_button("Browser page (.html)", functools.partial(_web_page, facts, out_dir / spec.file_name,
+                                                                            run.display_name),
+                                   f"{run.run_id}-classify.html", mime="text/html", key=f"{key}_dl_onnx_page",
+                                   icon=":material/web:", on_click="ignore",
+                                   help="One file to open in any browser: draw, and this model answers there with "
+                                        "onnxruntime-web (from the jsDelivr CDN). The model is inside the file.")
             code = snippets.snippet(name, facts, name=run.display_name, file_name=download_name)
             with st.expander(f"Python: classify a picture with it ({exports.FORMATS[name].runtime})"):
                 st.code(code, language="python")

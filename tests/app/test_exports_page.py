@@ -45,6 +45,7 @@ def test_compare_offers_each_export_with_its_size_and_its_check_against_keras(ap
     labels = [button.proto.label for button in at.get("download_button")]
     assert labels.count("Download the snippet") == 4
     assert "Run bundle" in offered and "Model (.keras)" not in offered  # the bundle stays; .keras is on the report
+    assert offered["Browser page (.html)"] == "compare_dl_onnx_page"
     table = next(frame.value for frame in at.dataframe if "format" in frame.value.columns)
     assert list(table["format"]) == list(TITLES.values())
     assert set(table["same class as Keras"][:2]) == {"100/100"} and set(table["offered"]) == {"yes"}

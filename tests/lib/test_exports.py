@@ -303,3 +303,29 @@ def test_a_run_deleted_meanwhile_is_not_brought_back_as_a_damaged_folder(exporte
         exports.make_exports(run.model_path, exports.export_dir(gone), exports.ModelFacts.of(run), ["onnx"],
                              data_dir=tiny_data_dir)
     assert not gone.exists()
+
+
+def test_the_browser_page_holds_the_model_and_the_runs_preprocessing_and_no_markup_from_class_names():
+    from lib.models import webpage
+
+    model = b"\x08\x07onnx bytes"
+    digit = exports.ModelFacts((28, 28, 1), tuple("0123456789"), True, "digit", "mnist", "MNIST")
+    page = webpage.page_for(digit, model, name="My <b>CNN</b>")
+    assert base64_of(model) in page and webpage.ORT_WEB_DIST + webpage.ORT_WEB_SCRIPT in page
+    assert "const BY_MASS = true;" in page and "const SCALE = 1;" in page and "Math.round(SIZE * 20 / 28)" in page
+    assert "My &lt;b&gt;CNN&lt;/b&gt;" in page and "<b>CNN" not in page
+    assert not [name for name in ("__MODEL__", "__SIZE__", "__BOX__", "__SCALE__") if name in page]
+    hostile = exports.ModelFacts((32, 32, 1), ("</script><script>alert(1)</script>", "__SCALE__"), False, "object",
+                                 "own", "Own")
+    page = webpage.page_for(hostile, model)
+    assert "</script><script>" not in page and '"__SCALE__"' in page  # a class name is data, never markup or code
+    assert "const BY_MASS = false;" in page and "const SCALE = 255;" in page and "const SIZE = 32;" in page
+    assert not webpage.offered_for(exports.ModelFacts((32, 32, 3), ("a", "b"), True, "object", "c", "C"))
+    with pytest.raises(ValueError, match="one-channel"):
+        webpage.page_for(exports.ModelFacts((32, 32, 3), ("a", "b"), True, "object", "c", "C"), model)
+
+
+def base64_of(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode("ascii")

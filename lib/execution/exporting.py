@@ -34,6 +34,7 @@ CHILD_TIMEOUT_S = 600  # the zoo's largest model exports and checks in well unde
 MAX_QUEUE = 8  # requests waiting behind the running one, all visitors together
 ENDED_KEPT = 100  # ended requests remembered (their failures are shown until asked again)
 OVERHEAD_BYTES = 1024 * 1024  # the checks' JSON and the SavedModel's graph around the weights
+BUSY_POLL_S = 1.0  # how often a waiting export looks again whether the training has ended
 
 
 class ExportRefused(RuntimeError):
@@ -50,12 +51,15 @@ class ExportTask:
     started: float | None = None
     ended: float | None = None
     position: int = 0  # place in the queue, 1 = next
+    behind_training: bool = False  # next, but waiting for a training process to end (a shared server)
 
     @property
     def active(self) -> bool:
         return self.state in ACTIVE_STATES
 
     def describe(self) -> str:
+        if self.state == QUEUED and self.behind_training:
+            return "Next, once the training that is running on this shared app has finished (one at a time)."
         if self.state == QUEUED:
             return f"Queued: position {self.position} (one export is made at a time on this machine)."
         if self.state == RUNNING:
@@ -110,8 +114,10 @@ def export_run(run: runs.RunInfo, workspace: workspaces.Workspace, formats=tuple
 class ExportManager:
     """Queue export requests and make them in one worker thread; thread-safe."""
 
-    def __init__(self, *, data_dir=None, max_queue: int | None = MAX_QUEUE, runner=run_child):
-        self.data_dir, self.max_queue, self._runner = data_dir, max_queue, runner
+    def __init__(self, *, data_dir=None, max_queue: int | None = MAX_QUEUE, runner=run_child, busy=None):
+        """`busy`: a callable saying whether the next export must wait (a shared server: while a training
+        process runs, so that its memory and an export's, ~0.9 GB each, never add up); None: never."""
+        self.data_dir, self.max_queue, self._runner, self._busy = data_dir, max_queue, runner, busy
         self._tasks: dict[str, ExportTask] = {}
         self._work_items: dict[str, tuple[runs.RunInfo, workspaces.Workspace]] = {}
         self._queue: queue.Queue[str] = queue.Queue()
@@ -160,6 +166,10 @@ class ExportManager:
     def _work(self) -> None:
         while True:
             key = self._queue.get()
+            while self._busy is not None and self._busy():
+                self._set_waiting(key, True)
+                time.sleep(BUSY_POLL_S)
+            self._set_waiting(key, False)
             with self._lock:
                 task = self._tasks.get(key)
                 run, workspace = self._work_items.pop(key, (None, None))
@@ -178,6 +188,12 @@ class ExportManager:
             with self._lock:
                 task.state, task.error, task.ended = state, error, time.time()
                 self._forget_old()
+
+    def _set_waiting(self, key: str, waiting: bool) -> None:
+        with self._lock:
+            task = self._tasks.get(key)
+            if task is not None:
+                task.behind_training = waiting
 
     def _renumber(self) -> None:
         waiting = sorted((task for task in self._tasks.values() if task.state == QUEUED), key=lambda t: t.created)

@@ -14,7 +14,7 @@ import streamlit as st
 
 from lib.execution import exporting
 from lib.models import exports, snippets, webpage
-from lib.store import runs
+from lib.store import profile, runs
 from lib.ui import common as ui
 
 POLL_SECONDS = 1.0
@@ -23,8 +23,12 @@ REFUSED = "exports_refused"  # session state: why the last request was not queue
 
 @st.cache_resource
 def export_manager() -> exporting.ExportManager:
-    """One process-wide export queue: one child process at a time, one request per visitor."""
-    return exporting.ExportManager()
+    """One process-wide export queue: one child process at a time, one request per visitor; on a shared
+    server an export also waits while a training process runs (their memory would add up)."""
+    if not profile.current().public:
+        return exporting.ExportManager()
+    jobs = ui.job_manager()
+    return exporting.ExportManager(busy=lambda: bool(jobs.running()))
 
 
 def export_section(run: runs.RunInfo, *, key: str) -> None:

@@ -329,3 +329,24 @@ def base64_of(data: bytes) -> str:
     import base64
 
     return base64.b64encode(data).decode("ascii")
+
+
+def test_on_a_shared_server_an_export_waits_while_a_training_process_runs(exported):
+    """Their memory (~0.9 GB each) must not add up: the export starts once the training has ended."""
+    import threading
+    import time
+
+    run, _ = exported["mlp-128"]
+    training = threading.Event()
+    training.set()
+    made = []
+    manager = exporting.ExportManager(runner=made.append, busy=training.is_set)
+    key = manager.request(run, workspaces.Workspace(run.path.parent), "visitor-a")
+    deadline = time.monotonic() + 10
+    while not (manager.task(key).behind_training or time.monotonic() > deadline):
+        time.sleep(0.05)
+    task = manager.task(key)
+    assert task.state == exporting.QUEUED and task.behind_training and not made
+    assert task.describe().startswith("Next, once the training")
+    training.clear()
+    assert manager.wait(key, timeout=30).state == exporting.DONE and len(made) == 1

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import secrets
 import shutil
@@ -226,9 +227,11 @@ def make_exports(model_path: Path, out_dir: Path, facts: ModelFacts, formats=tup
     for name in formats:
         started = time.monotonic()
         check = _export_and_check(plain, name, out_dir, x, reference, facts)
+        diff = check.max_prob_diff if check.max_prob_diff is None or math.isfinite(check.max_prob_diff) else None
         check = ExportCheck(**{**asdict(check), "image_source": source, "model_digest": digest, "versions": versions,
-                               "seconds": round(time.monotonic() - started, 2)})
-        _write_atomic(out_dir / f"{name}{CHECK_SUFFIX}", json.dumps(asdict(check), indent=2).encode("utf-8"))
+                               "seconds": round(time.monotonic() - started, 2), "max_prob_diff": diff})
+        text = json.dumps(asdict(check), indent=2, allow_nan=False)  # strict JSON: a NaN answer has no difference
+        _write_atomic(out_dir / f"{name}{CHECK_SUFFIX}", text.encode("utf-8"))
         checks[name] = check
     return checks
 

@@ -46,9 +46,10 @@ def export_section(run: runs.RunInfo, *, key: str) -> None:
         return
     if task is not None and task.state == exporting.FAILED:
         ui.error("The export files could not be made.", task.error)
-    st.caption("As a TensorFlow SavedModel (zip), TFLite (float32, and quantized: about 4x smaller) and ONNX, "
-               "beside the .keras file above. Made on request (usually 10-30 s); each is loaded back with its own "
-               "runtime and run on 100 test images against Keras before it is offered.")
+    st.caption("The model as a TensorFlow SavedModel (zip), TFLite (float32, and quantized: about 4x smaller) and "
+               "ONNX (with a page that runs it in a browser), for servers, phones and web pages. Made on request "
+               "(usually 10-30 s); each is loaded back with its own runtime and run on 100 test images against "
+               "Keras before it is offered.")
     st.button("Make the export files", key=f"{key}_exports_make", icon=":material/deployed_code:",
               on_click=_request, args=(run, workspace, ui.visitor_id()))
     refused = st.session_state.pop(REFUSED, None)

@@ -350,3 +350,24 @@ def test_on_a_shared_server_an_export_waits_while_a_training_process_runs(export
     assert task.describe().startswith("Next, once the training")
     training.clear()
     assert manager.wait(key, timeout=30).state == exporting.DONE and len(made) == 1
+
+
+def test_an_export_answering_nan_is_refused_and_its_check_stays_strict_json(exported, tiny_data_dir, tmp_path,
+                                                                              monkeypatch):
+    run, _ = exported["mlp-128"]
+    real_write = exports.write_format
+
+    def nan_weights(model, name, path):
+        import keras
+
+        broken = keras.models.clone_model(model)
+        broken.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+        broken(np.zeros((1, 28, 28, 1), dtype=np.float32))
+        real_write(broken, name, path)
+
+    monkeypatch.setattr(exports, "write_format", nan_weights)
+    check = exports.make_exports(run.model_path, tmp_path, exports.ModelFacts.of(run), ["tflite"],
+                                 data_dir=tiny_data_dir)["tflite"]
+    assert not check.ok and check.max_prob_diff is None and not (tmp_path / "model.tflite").exists()
+    stored = json.loads((tmp_path / "tflite.json").read_text(), parse_constant=lambda name: pytest.fail(name))
+    assert stored["max_prob_diff"] is None and stored["reason"] == check.reason

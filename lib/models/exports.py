@@ -21,6 +21,7 @@ and pages that do not export never import them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -168,7 +169,7 @@ def model_digest(model_path: Path) -> str:
 
 def read_checks(out_dir: Path, model_path: Path) -> dict[str, ExportCheck]:
     """The cached checks in `out_dir` that still hold for `model_path`: same model, same libraries,
-    and for an offered export its file there with the checked size. Cheap: reads no library."""
+    and for an offered export its file there with the checked size. Cheap: imports no library."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         return {}
@@ -179,7 +180,7 @@ def read_checks(out_dir: Path, model_path: Path) -> dict[str, ExportCheck]:
         if check is None:
             continue
         digest = digest or model_digest(model_path)
-        if check.model_digest != digest:
+        if check.model_digest != digest or check.versions != library_versions():  # an upgrade remakes them
             continue
         if check.ok:
             path = out_dir / spec.file_name
@@ -407,14 +408,20 @@ def check_images(facts: ModelFacts, data_dir=None, uploads_dir=None) -> tuple[np
     return images, f"{CHECK_IMAGES} generated images (its dataset is not available here)"
 
 
-def library_versions() -> dict:
+@functools.lru_cache(maxsize=1)
+def _installed_versions() -> tuple:
     from importlib import metadata
 
-    versions = {}
+    found = []
     for package in ("tensorflow", "tensorflow-cpu", "keras", "ai-edge-litert", "onnxruntime", "tf2onnx", "onnx"):
         with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[package] = metadata.version(package)
-    return versions
+            found.append((package, metadata.version(package)))
+    return tuple(found)
+
+
+def library_versions() -> dict:
+    """The versions of what makes and checks exports (read from the installed metadata: imports nothing)."""
+    return dict(_installed_versions())
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -152,6 +152,9 @@ def test_the_cache_holds_only_for_the_same_model_and_intact_files(exported, tmp_
         (copy / path.name).write_bytes(path.read_bytes())
     (copy / "model.onnx").write_bytes(b"cut off")
     assert set(exports.read_checks(copy, run.model_path)) == set(exports.FORMATS) - {"onnx"}
+    stored = json.loads((copy / "tflite.json").read_text())
+    (copy / "tflite.json").write_text(json.dumps({**stored, "versions": {**stored["versions"], "keras": "3.0.0"}}))
+    assert "tflite" not in exports.read_checks(copy, run.model_path)  # made by other libraries: made again
     assert not list(out_dir.glob(".tmp-*"))
 
 

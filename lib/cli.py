@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lib.data import catalog, datasets
 from lib.execution import pipeline
-from lib.models import architectures
+from lib.models import architectures, exports
 from lib.store import runs
 from lib.training import codegen, hardware, presets
 from lib.training.config import (
@@ -28,6 +28,10 @@ from lib.training.config import (
 )
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
+# `export --format`: what each writes, named <run id><suffix> in a folder.
+EXPORT_SUFFIXES = {"keras": ".keras", "savedmodel": "-savedmodel.zip", "tflite": ".tflite",
+                   "tflite-quant": "-quant.tflite", "onnx": ".onnx", "bundle": ".studio.zip"}
+EXPORT_FORMATS = tuple(EXPORT_SUFFIXES)
 TENSORFLOW_COMMANDS = {"train", "evaluate", "predict", "inside"}  # the rest never load it (import: its child does)
 BAR_WIDTH = 30
 BAR_INTERVAL_S = 0.1  # redraw the terminal bar at most ten times a second
@@ -117,10 +121,13 @@ def _build_parser() -> argparse.ArgumentParser:
     inside.add_argument("--json", action="store_true", help="one JSON line per image")
     inside.set_defaults(handler=cmd_inside)
 
-    export = commands.add_parser("export", help="write a run as one bundle file (model, history, metadata)")
+    export = commands.add_parser("export", help="write a run as one bundle file, or its model in another format")
     export.add_argument("run", help="run id, or 'default' for the bundled model")
-    export.add_argument("path", type=Path, help="the bundle file to write, or a folder for <run id>.studio.zip")
-    _add_dirs(export, data=False)
+    export.add_argument("path", type=Path, help="the file to write, or a folder for <run id><suffix of the format>")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="bundle",
+                        help="bundle (model, history, metadata; imports back), keras, or a model checked against "
+                             "Keras on 100 test images: savedmodel (zip), tflite, tflite-quant, onnx")
+    _add_dirs(export)
     export.set_defaults(handler=cmd_export)
 
     importing = commands.add_parser("import", help="add a run bundle or a bare .keras model as a new run")
@@ -411,11 +418,54 @@ def cmd_export(args) -> int:
     from lib.store import bundles
 
     run = runs.get_run(args.run, args.runs_dir)
-    if not args.path.parent.is_dir():
-        raise CliError(f"There is no folder {args.path.parent} to write the bundle into.")
-    path = bundles.export_to_file(run, args.path)
-    print(f"exported run {run.run_id} ({run.display_name}) to {path}")
+    target = args.path / f"{run.run_id}{EXPORT_SUFFIXES[args.format]}" if args.path.is_dir() else args.path
+    if not target.parent.is_dir():
+        raise CliError(f"There is no folder {target.parent} to write the {args.format} file into.")
+    if args.format == "bundle":
+        path = bundles.export_to_file(run, target)
+        print(f"exported run {run.run_id} ({run.display_name}) to {path}")
+        return 0
+    if args.format == "keras":
+        _copy_atomically(run.model_path, target)
+        print(f"exported run {run.run_id} ({run.display_name}) as .keras to {target}")
+        return 0
+    check, source = _checked_export(run, args)
+    title = exports.FORMATS[args.format].title
+    if not check.ok:
+        raise exports.ExportFailed(f"The {title} export of run {run.run_id} is not written: {check.reason}.")
+    _copy_atomically(source, target)
+    print(f"exported run {run.run_id} ({run.display_name}) as {title} to {target}: {check.summary}")
     return 0
+
+
+def _checked_export(run: runs.RunInfo, args) -> tuple[exports.ExportCheck, Path]:
+    """The run's export in `args.format` and its check against Keras: cached in the run's exports folder
+    (which the app shows too), made here if missing; a read-only run's are made in a temporary folder."""
+    import tempfile
+
+    from lib.data import paths
+
+    out_dir = exports.export_dir(run.path) if not run.read_only else Path(tempfile.mkdtemp(prefix="mnist-studio-"))
+    check = exports.read_checks(out_dir, run.model_path).get(args.format)
+    if check is None:
+        hardware.import_tensorflow_quietly()
+        with hardware.silenced_stderr_fd():  # the converters' C++ notices; Python errors still raise
+            check = exports.make_exports(run.model_path, out_dir, exports.ModelFacts.of(run), [args.format],
+                                         data_dir=args.data_dir,
+                                         uploads_dir=datasets.uploads_dir(args.runs_dir or paths.runs_dir()))[args.format]
+    return check, out_dir / exports.FORMATS[args.format].file_name
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    import shutil
+
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def cmd_import(args) -> int:

@@ -1,8 +1,8 @@
-"""Compare: runs side by side (curves and a sortable table); rename, delete, download or import a run."""
+"""Compare: runs side by side (curves and a sortable table); rename, delete, download, export or import a run."""
 
 import streamlit as st
 
-from lib.ui import common as ui, compare as ui_compare, data as ui_data
+from lib.ui import common as ui, compare as ui_compare, data as ui_data, exports as ui_exports
 
 ui.require_entry()
 
@@ -24,7 +24,8 @@ st.caption("Click a column header to sort. ★ marks the best measured test accu
 ui_compare.runs_overview(found)
 
 st.subheader("Download, rename or delete a run")
-ui_compare.manage_run(found)
+managed = ui_compare.manage_run(found)
+ui_exports.export_section(managed, key="compare")
 
 with st.expander("Import a run bundle or a Keras model"):
     ui_data.import_section("compare")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from lib.ui import common as ui, train as ui_train
+from lib.ui import common as ui, exports as ui_exports, train as ui_train
 
 ui.require_entry()
 
@@ -21,6 +21,7 @@ if job is not None:  # the visitor's training comes first: live while it runs, t
     if run is not None:
         st.subheader("4 · Results")
         ui.run_report(run)
+        ui_exports.export_section(run, key="report")
 
 with ui_train.form_container(job):
     with st.container(border=True):

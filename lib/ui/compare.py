@@ -87,8 +87,8 @@ def runs_overview(found: list[runs.RunInfo]) -> None:
     )
 
 
-def manage_run(found: list[runs.RunInfo]) -> None:
-    """Rename or delete one run; the bundled model refuses both. The outcome shows below."""
+def manage_run(found: list[runs.RunInfo]) -> runs.RunInfo:
+    """Rename or delete one run; the bundled model refuses both. The outcome shows below. Returns the run."""
     by_id = {run.run_id: run for run in found}
     run_id = st.selectbox("Run", list(by_id), format_func=ui.run_labels(found).__getitem__, key=MANAGE)
     run = by_id[run_id]
@@ -110,6 +110,7 @@ def manage_run(found: list[runs.RunInfo]) -> None:
         st.success(outcome[1], icon=":material/check_circle:")
     elif outcome:
         ui.error(outcome[1], outcome[2])
+    return run
 
 
 # Button callbacks: they run before the page, so the table, the charts and the

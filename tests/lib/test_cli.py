@@ -318,3 +318,59 @@ def test_predict_with_a_diverged_run_says_so_on_every_answer(tiny_data_dir, tmp_
     lines = [json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} is not JSON")) for line in
              out.strip().splitlines()]
     assert all(line["error"] == cli.NAN_ANSWER and line["warning"].startswith("diverged") for line in lines)
+
+
+def test_export_formats_write_checked_files_and_the_bundle_stays_the_default(tiny_data_dir, tmp_path, capsys):
+    """`export RUN PATH --format F`: each format's file, checked against Keras (said on stdout), named
+    <run id><suffix> in a folder; cached in the run's exports folder; no --format still writes the bundle."""
+    from lib.execution.pipeline import train_and_save
+    from lib.models import exports
+    from lib.training.config import TrainConfig
+
+    runs_dir, out = tmp_path / "runs", tmp_path / "out"
+    out.mkdir()
+    run, _ = train_and_save(TrainConfig(arch="cnn-gap-small", epochs=1, limit=200), data_dir=tiny_data_dir,
+                            runs_dir=runs_dir)
+    dirs = ["--runs-dir", str(runs_dir), "--data-dir", str(tiny_data_dir)]
+    written = {}
+    done = run_cli("export", run.run_id, str(out), "--format", "onnx", *dirs)  # the real entry point, once
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    for fmt in ("onnx", "tflite", "tflite-quant", "savedmodel", "keras"):
+        if fmt != "onnx":
+            assert cli.main(["export", run.run_id, str(out), "--format", fmt, *dirs]) == 0
+            done = subprocess.CompletedProcess([], 0, capsys.readouterr().out, "")
+        written[fmt] = out / f"{run.run_id}{cli.EXPORT_SUFFIXES[fmt]}"
+        assert written[fmt].is_file() and str(written[fmt]) in done.stdout
+        if fmt != "keras":
+            assert "same class on 100/100" in done.stdout
+            assert written[fmt].read_bytes() == (exports.export_dir(run.path) / exports.FORMATS[fmt].file_name).read_bytes()
+    assert written["keras"].read_bytes() == run.model_path.read_bytes()
+    assert exports.load_runtime("onnx", written["onnx"])(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 10)
+
+    done = run_cli("export", run.run_id, str(tmp_path / "named.onnx"), "--format", "onnx", *dirs)
+    assert done.returncode == 0 and (tmp_path / "named.onnx").read_bytes() == written["onnx"].read_bytes()
+    done = run_cli("export", run.run_id, str(out), "--runs-dir", str(runs_dir))
+    assert done.returncode == 0 and (out / f"{run.run_id}.studio.zip").is_file()
+
+
+def test_an_export_that_fails_its_check_is_not_written_and_says_why(tiny_data_dir, tmp_path, capsys):
+    from lib.execution.pipeline import train_and_save
+    from lib.store import runs
+    from lib.training.config import TrainConfig
+
+    runs_dir = tmp_path / "runs"
+    run, _ = train_and_save(TrainConfig(arch="softmax", epochs=1, limit=200), data_dir=tiny_data_dir,
+                            runs_dir=runs_dir)
+    model = runs.load_model(run)
+    model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])
+    model.save(run.model_path)
+    target = tmp_path / "model.tflite"
+    code = cli.main(["export", run.run_id, str(target), "--format", "tflite", "--runs-dir", str(runs_dir),
+                     "--data-dir", str(tiny_data_dir)])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_FAILED and len(err.strip().splitlines()) == 1
+    assert "TFLite (float32) export of run" in err and "answers NaN" in err
+    assert not target.exists()
+    assert cli.main(["export", run.run_id, str(tmp_path / "nowhere" / "m.onnx"), "--format", "onnx",
+                     "--runs-dir", str(runs_dir)]) == cli.EXIT_USAGE
+    assert "There is no folder" in capsys.readouterr().err

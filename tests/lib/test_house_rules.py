@@ -15,6 +15,8 @@ import pytest
 PROJECT = Path(__file__).resolve().parents[2]
 LIB = PROJECT / "lib"
 HEAVY = {"tensorflow", "keras"}
+# The export converters and runtimes: loaded only in the child process that makes exports (lib.models.exports).
+EXPORT_RUNTIMES = {"onnxruntime", "ai_edge_litert", "tf2onnx", "onnx"}
 STREAMLIT = {"streamlit", "streamlit_drawable_canvas"}
 # The layers, lowest first: a module may import its own package and the packages of lower layers.
 # Packages on one line are peers and may not import each other.
@@ -217,15 +219,22 @@ def test_lib_imports_tensorflow_only_inside_functions():
     assert offenders == []
 
 
+def test_lib_imports_the_export_runtimes_only_inside_functions():
+    offenders = [name for name, path in lib_modules().items()
+                 if EXPORT_RUNTIMES & {n.split(".")[0] for n, _ in imports_of(path, top_level_only=True)}]
+    assert offenders == []
+
+
 ENGINE_MODULES = sorted(name for name in lib_modules() if not name.startswith("lib.ui")
                         and name not in KERAS_AT_TOP and name != "lib.__main__")
 
 
 @pytest.mark.parametrize("module", ENGINE_MODULES)
 def test_engine_module_imports_neither_streamlit_nor_tensorflow(module):
-    """Importing any engine module in a fresh interpreter loads no Streamlit, TensorFlow or Keras
-    (what the Home page and the CLI's light commands rely on)."""
-    code = f"import sys, {module}; print(sorted({{'streamlit', 'tensorflow', 'keras'}} & set(sys.modules)))"
+    """Importing any engine module in a fresh interpreter loads no Streamlit, TensorFlow, Keras or export
+    runtime (what the Home page and the CLI's light commands rely on)."""
+    loaded = sorted({"streamlit", "tensorflow", "keras", *EXPORT_RUNTIMES})
+    code = f"import sys, {module}; print(sorted(set({loaded!r}) & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -233,7 +242,7 @@ def test_engine_module_imports_neither_streamlit_nor_tensorflow(module):
 def test_pages_are_thin_and_keras_free():
     for page in (PROJECT / "pages").glob("*.py"):
         assert len(page.read_text(encoding="utf-8").splitlines()) <= 150, page.name
-        assert not HEAVY & {n.split(".")[0] for n, _ in imports_of(page)}, page.name
+        assert not (HEAVY | EXPORT_RUNTIMES) & {n.split(".")[0] for n, _ in imports_of(page)}, page.name
 
 
 def test_no_deprecated_streamlit_apis():

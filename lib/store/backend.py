@@ -96,7 +96,6 @@ class FsspecStore:
             if self.url.startswith(("s3://", "s3a://")):
                 options["config_kwargs"] = {"connect_timeout": CONNECT_TIMEOUT_S, "read_timeout": 30,
                                             "retries": {"max_attempts": 2}}
-                options["retries"] = 1
                 if os.environ.get(ENDPOINT_ENV):
                     options["endpoint_url"] = os.environ[ENDPOINT_ENV]
             try:
@@ -188,9 +187,18 @@ class FsspecStore:
         fs, key = self.fs, self._key(folder)
         if key is None:
             return
+        fs.invalidate_cache(key)  # another server (or the CLI) may have written since
         try:
             found = self._call(fs.find, key, maxdepth=2, detail=True)  # one listing call
         except FileNotFoundError:
+            found = {}
+        if not found:  # find hides refused credentials and a missing bucket: ask the bucket itself
+            bucket = self._base.split("/")[0]
+            try:
+                self._call(fs.ls, bucket)
+            except FileNotFoundError:
+                raise StoreError(f"The run store {self.url} does not exist: create the bucket {bucket!r} "
+                                 f"or fix {STORE_ENV}.") from None
             return
         by_dir: dict[str, dict[str, int]] = {}
         for name, info in found.items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 from lib.data import catalog, datasets
 from lib.execution import pipeline
 from lib.models import architectures, exports
-from lib.store import runs
+from lib.store import backend, runs
 from lib.training import codegen, hardware, presets
 from lib.training.config import (
     DEFAULT_LEARNING_RATES,
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "command", None):
             parser.print_help()
             return EXIT_USAGE
+        if getattr(args, "store", None):  # the run store for this command: runs made here appear in the app
+            os.environ[backend.STORE_ENV] = args.store
         if args.command in TENSORFLOW_COMMANDS:
             hardware.import_tensorflow_quietly()  # stderr keeps to our one-line messages
         return args.handler(args)
@@ -170,6 +173,8 @@ def _add_dirs(parser, data: bool = True) -> None:
     if data:
         parser.add_argument("--data-dir", type=Path, default=None, help="default: $MNIST_STUDIO_DATA_DIR or data/")
     parser.add_argument("--runs-dir", type=Path, default=None, help="default: $MNIST_STUDIO_RUNS_DIR or runs/")
+    parser.add_argument("--store", default=None,
+                        help="where runs live: a folder or s3://bucket/prefix, gs://... (default: $MNIST_STUDIO_STORE)")
 
 
 def cmd_zoo(args) -> int:
@@ -310,6 +315,9 @@ def cmd_runs(args) -> int:
             print(f"{row['run_id']:<24} {accuracy}  {row['status'] or '?':<9} {row['display_name']}{claimed}")
     for folder in damaged:
         print(f"warning: skipped damaged run {folder.run_id}: {folder.problem}", file=sys.stderr)
+    if backend.current().problem:
+        print(f"error: {backend.current().problem}", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from lib.data import datasets, paths
 from lib.models import modelfiles
+from lib.store import backend
 from lib.training.config import TrainConfig
 
 MODEL_FILE, HISTORY_FILE, META_FILE = "model.keras", "history.csv", "meta.json"
@@ -220,6 +221,8 @@ def write_run(write, runs_dir: Path | None = None) -> RunInfo:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    # Then onto the store (commit object last); on failure the run stays here and StoreError says so.
+    backend.current().push_run(final)
     return RunInfo(run_id, final, meta)
 
 
@@ -235,6 +238,7 @@ def history_csv(history: list[dict]) -> str:
 def list_runs(runs_dir: Path | None = None, *, include_bundled: bool = True) -> tuple[list[RunInfo], list[DamagedFolder]]:
     """All usable runs, newest first (bundled model last), and the damaged folders."""
     root = Path(runs_dir) if runs_dir else paths.runs_dir()
+    backend.current().pull(root)  # runs saved by another server (or before a restart); a failure: store.problem
     runs, damaged = [], []
     if root.is_dir():
         for folder in sorted(root.iterdir(), reverse=True):
@@ -270,6 +274,8 @@ def get_run(run_id: str, runs_dir: Path | None = None) -> RunInfo:
     if not RUN_ID_PATTERN.match(run_id or ""):
         raise RunNotFound(f"No run {run_id!r}: run ids look like 20261124-101500-a1b2c3 (see `python -m lib runs`).")
     folder = (Path(runs_dir) if runs_dir else paths.runs_dir()) / run_id
+    if not folder.is_dir():
+        backend.current().pull(folder.parent)
     if not folder.is_dir():
         raise RunNotFound(f"No run {run_id!r} in {folder.parent} (see `python -m lib runs`).")
     return read_run(folder)
@@ -314,6 +320,7 @@ def rename_run(run_id: str, new_name: str, runs_dir: Path | None = None) -> RunI
         raise ValueError("A run name cannot be empty.")
     meta = {**run.meta, "display_name": name}
     _write_json(run.path / META_FILE, meta)
+    backend.current().push_files([run.path / META_FILE])
     return RunInfo(run.run_id, run.path, meta)
 
 
@@ -322,6 +329,7 @@ def delete_run(run_id: str, runs_dir: Path | None = None) -> None:
     run = get_run(run_id, runs_dir)
     if run.read_only:
         raise ReadOnlyRun("The bundled default model cannot be deleted.")
+    backend.current().remove(run.path)  # first: a failure leaves the run here, and retrying is safe
     trash = run.path.parent / f".trash-{run.run_id}"
     os.replace(run.path, trash)
     shutil.rmtree(trash, ignore_errors=True)

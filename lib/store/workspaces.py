@@ -34,7 +34,7 @@ from typing import Callable, TypeVar
 
 from lib.data import catalog, datasets, paths
 from lib.models import architectures
-from lib.store import profile, runs
+from lib.store import backend, profile, runs
 
 T = TypeVar("T")
 
@@ -121,16 +121,18 @@ class Workspace:
         root = Path(root) if root else _root_of(self)
         self.folder.mkdir(parents=True, exist_ok=True)
         with reserve(self, nbytes, current=current, root=root) as reservation:
-            if not current.public:
-                return save(self.folder)
-            undo = _Undo(self.folder)
+            undo = _Undo(self.folder, backup=current.public)
             try:
                 result = save(self.folder)
-                with _LOCK:
-                    problem = _over_quota(self, undo.written(result), reservation, current, root)
-                    if problem:
-                        undo.roll_back()
-                        raise QuotaExceeded(problem)
+                written = undo.written(result)
+                if current.public:
+                    with _LOCK:
+                        problem = _over_quota(self, written, reservation, current, root)
+                        if problem:
+                            undo.roll_back()
+                            raise QuotaExceeded(problem)
+                # Runs went to the store as they were written; uploaded, drawn and converted datasets go now.
+                backend.current().push_files([path for path in written if path.parent != self.folder])
                 return result
             finally:
                 undo.close()
@@ -145,6 +147,11 @@ class Workspace:
         with _LOCK:  # the sweep's last look and its removal happen under this lock too
             self.folder.mkdir(parents=True, exist_ok=True)
             _write_atomic(self.folder / LAST_USED_FILE, str(time.time() if now is None else now))
+        store = backend.current()
+        try:  # a visitor's key must outlive a restart; a store failure here shows on the pages' listing
+            store.push_files([self.folder / LAST_USED_FILE])
+        except backend.StoreError as error:
+            store.problem = str(error)
 
     def share(self, run_id: str) -> str:
         """A read-only share token for one of this workspace's runs (the same run gets the same token)."""
@@ -160,6 +167,7 @@ class Workspace:
         token = secrets.token_urlsafe(KEY_BYTES)
         _write_atomic(shares / f"{_digest(token)}.json",
                       json.dumps({"token": token, "folder": self.folder.name, "run_id": run_id}))
+        backend.current().push_files([shares / f"{_digest(token)}.json"])
         return token
 
     def _own(self, run_id: str) -> None:
@@ -208,10 +216,14 @@ def _stale(folder: Path) -> bool:
 def open_share(token: str | None, *, root: Path | None = None) -> runs.RunInfo:
     """The one run a share token points at, read-only."""
     root = Path(root) if root else paths.runs_dir()
+    if valid_key(token):  # a link made before a restart, or on another server
+        backend.current().pull_file(root / SHARES_SUBDIR / f"{_digest(token)}.json")
     entry = _read_share(root / SHARES_SUBDIR / f"{_digest(token)}.json") if valid_key(token) else None
     if not entry or not secrets.compare_digest(entry.get("token", ""), token):
         raise WorkspaceNotFound("This share link is not valid, or its run was deleted or has expired.")
     folder = root / WORKSPACES_SUBDIR / entry["folder"]
+    if not (folder / entry["run_id"]).is_dir():
+        backend.current().pull(folder)
     if not folder.is_dir():  # a local share: the runs dir itself
         folder = root if entry["folder"] == root.name else folder
     try:
@@ -247,6 +259,7 @@ def sweep_expired(idle_days: float, *, root: Path | None = None, now: float | No
             trash = base / f".trash-{folder.name}-{secrets.token_hex(3)}"
             os.replace(folder, trash)  # gone from sight in one step, then deleted
         shutil.rmtree(trash, ignore_errors=True)
+        _remove_from_store(folder)
         removed.append(folder.name)
     shares = root / SHARES_SUBDIR
     if removed and shares.is_dir():
@@ -254,7 +267,17 @@ def sweep_expired(idle_days: float, *, root: Path | None = None, now: float | No
             entry = _read_share(path)
             if entry is None or entry.get("folder") in removed:
                 path.unlink(missing_ok=True)
+                _remove_from_store(path)
     return removed
+
+
+def _remove_from_store(path: Path) -> None:
+    """The sweep's deletions on the store too; a failure is retried by the next sweep's listing."""
+    store = backend.current()
+    try:
+        store.remove(path)
+    except backend.StoreError as error:
+        store.problem = str(error)
 
 
 def _idle(folder: Path, idle_s: float, now: float | None) -> bool:
@@ -387,13 +410,13 @@ class _Undo:
     a hard link in a hidden folder (no bytes copied): a replaced dataset can come back.
     """
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, *, backup: bool = True):
         self.folder = folder
         self.uploads = datasets.uploads_dir(folder)
         self.before = _entries(folder) | _entries(self.uploads)
         self.backup = folder / f"{UNDO_PREFIX}{secrets.token_hex(4)}"
         self.saved: dict[Path, Path] = {}  # a dataset file -> its hard link
-        for path in sorted(self.uploads.glob("*")) if self.uploads.is_dir() else []:
+        for path in sorted(self.uploads.glob("*")) if self.uploads.is_dir() and backup else []:
             if path.is_file() and not path.is_symlink():
                 with contextlib.suppress(OSError):  # no hard links here: that dataset cannot come back
                     self.backup.mkdir(exist_ok=True)
@@ -423,6 +446,7 @@ class _Undo:
             if path.resolve() in self.saved:
                 os.replace(self.saved.pop(path.resolve()), path)
             elif path.is_dir() and not path.is_symlink():
+                backend.current().remove(path)  # a run already on the store: its commit object goes first
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)

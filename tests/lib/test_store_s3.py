@@ -1,0 +1,211 @@
+"""The run store on a real S3-compatible server (moto's server mode on 127.0.0.1, started here).
+
+A "restart" is a fresh runs folder (this server's working copy) with the same store URL.
+"""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import boto3
+import numpy as np
+import pytest
+import s3fs
+
+from lib import cli
+from lib.execution.pipeline import train_and_save
+from lib.models import inference
+from lib.store import backend, profile, runs, workspaces
+from lib.training.config import TrainConfig
+
+PUBLIC = profile.current({"MNIST_STUDIO_PROFILE": "public"})
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_moto(extra_env=None):
+    port = free_port()
+    env = {"PATH": "/usr/bin:/bin", **(extra_env or {})}
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return process, f"http://127.0.0.1:{port}"
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("moto server did not start")
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    process, endpoint = start_moto()
+    yield endpoint
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def store(s3_server, tmp_path, monkeypatch):
+    """A fresh bucket on the server as MNIST_STUDIO_STORE; returns a function that "restarts" the app
+    server: a new, empty runs folder with the same store."""
+    bucket = f"runs-{uuid.uuid4().hex[:12]}"
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", backend.ENDPOINT_ENV: s3_server,
+                        backend.STORE_ENV: f"s3://{bucket}/studio"}.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
+    servers = iter(range(1, 100))
+
+    def restart():
+        backend._STORES.clear()
+        folder = tmp_path / f"server-{next(servers)}"
+        monkeypatch.setenv("MNIST_STUDIO_RUNS_DIR", str(folder))
+        return folder
+
+    restart.bucket = bucket
+    restart.fs = s3fs.S3FileSystem(endpoint_url=s3_server, key="testing", secret="testing")
+    return restart
+
+
+def fake_run(folder, name):
+    """A complete run (meta.json, model.keras, history.csv) written through the run store, no training."""
+
+    def write(tmp, run_id):
+        (tmp / runs.MODEL_FILE).write_bytes(b"weights" * 100)
+        (tmp / runs.HISTORY_FILE).write_text("epoch,loss\n1,0.5\n")
+        return {"run_id": run_id, "display_name": name, "config": {}, "dataset": {"name": "mnist"},
+                "created_at": runs.timestamp()}
+
+    return runs.write_run(write, folder)
+
+
+def own_ids(found):
+    return [run.run_id for run in found if not run.read_only]
+
+
+def test_a_trained_run_survives_a_restart_with_its_predictions_then_rename_and_delete(store, tiny_data_dir):
+    first = store()
+    run, _ = train_and_save(TrainConfig(arch="softmax", epochs=1, limit=200), data_dir=tiny_data_dir)
+    assert store.fs.exists(f"{store.bucket}/studio/{run.run_id}/{backend.COMMIT_FILE}")
+    images = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
+    before = inference.predict_proba(runs.load_model(run), images, normalize=run.normalize)
+
+    second = store()  # the server restarts with empty local folders
+    found, damaged = runs.list_runs()
+    assert own_ids(found) == [run.run_id] and damaged == []
+    assert found[0].path.parent == second != first
+    after = inference.predict_proba(runs.load_model(found[0]), images, normalize=run.normalize)
+    np.testing.assert_allclose(after, before, rtol=1e-6, atol=1e-6)
+
+    runs.rename_run(run.run_id, "kept on S3")
+    store()
+    assert runs.get_run(run.run_id).display_name == "kept on S3"  # get_run pulls what is missing
+
+    runs.delete_run(run.run_id)
+    assert not store.fs.exists(f"{store.bucket}/studio/{run.run_id}")
+    backend.current().remove(second / run.run_id)  # deleting again (a retry) is harmless
+    store()
+    assert own_ids(runs.list_runs()[0]) == []
+
+
+def test_a_save_cut_off_half_way_lists_nothing(store):
+    store()
+    run = fake_run(None, "complete")
+    store.fs.rm(f"{store.bucket}/studio/{run.run_id}/{backend.COMMIT_FILE}")  # the commit object never came
+    half = f"{store.bucket}/studio/20260101-000000-abcdef"
+    store.fs.pipe({f"{half}/model.keras": b"weights", f"{half}/history.csv": b"epoch\n1\n"})  # no meta, no commit
+    fresh = store()
+    found, damaged = runs.list_runs()
+    assert own_ids(found) == [] and damaged == []
+    assert not (fresh / run.run_id).exists() and backend.current().problem == ""
+
+
+def test_workspaces_and_share_links_survive_a_restart_and_stay_private(store, monkeypatch):
+    monkeypatch.setenv("MNIST_STUDIO_PROFILE", "public")
+    store()
+    key_a, key_b = workspaces.new_key(), workspaces.new_key()
+    a = workspaces.open_workspace(key_a)
+    run = a.store(1000, lambda folder: fake_run(folder, "visitor A run"))
+    token = a.share(run.run_id)
+    workspaces.open_workspace(key_b)
+
+    store()
+    a, b = workspaces.open_workspace(key_a), workspaces.open_workspace(key_b)
+    assert own_ids(b.list_runs()[0]) == []
+    assert own_ids(a.list_runs()[0]) == [run.run_id]
+    shared = workspaces.open_share(token)
+    assert shared.run_id == run.run_id and shared.read_only
+    with pytest.raises(runs.RunNotFound):
+        b.get_run(run.run_id)
+
+
+def test_quotas_count_runs_brought_back_from_the_store(store, monkeypatch):
+    monkeypatch.setenv("MNIST_STUDIO_PROFILE", "public")
+    monkeypatch.setenv("MNIST_STUDIO_WORKSPACE_QUOTA_MB", "1")
+    store()
+    key = workspaces.new_key()
+    workspace = workspaces.open_workspace(key)
+    workspace.store(1000, lambda folder: runs.write_run(
+        lambda tmp, run_id: _big_run(tmp, run_id), folder))
+    store()
+    workspace = workspaces.open_workspace(key)
+    workspace.list_runs()  # the first page of the visit brings the runs back
+    with pytest.raises(workspaces.QuotaExceeded):
+        workspace.store(400_000, lambda folder: fake_run(folder, "one too many"))
+
+
+def _big_run(tmp, run_id):
+    (tmp / runs.MODEL_FILE).write_bytes(b"w" * 700_000)
+    (tmp / runs.HISTORY_FILE).write_text("epoch\n1\n")
+    return {"run_id": run_id, "display_name": "big", "config": {}, "dataset": {"name": "mnist"}}
+
+
+def test_an_unreachable_store_says_so_and_keeps_the_bundled_model_and_the_saved_run(store, monkeypatch):
+    folder = store()
+    monkeypatch.setenv(backend.ENDPOINT_ENV, f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    found, _ = runs.list_runs()
+    assert [run.run_id for run in found] == [runs.BUNDLED_ID]
+    assert "cannot be reached" in backend.current().problem and "Traceback" not in backend.current().problem
+    with pytest.raises(backend.StoreError, match="cannot be reached"):
+        fake_run(None, "made while the store is down")
+    assert len([p for p in folder.iterdir() if not p.name.startswith(".")]) == 1  # kept here, not lost
+
+
+def test_bad_credentials_are_named(tmp_path, monkeypatch):
+    process, endpoint = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})  # moto checks keys against its IAM
+    try:
+        for name, value in {"AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG1", "AWS_SECRET_ACCESS_KEY": "wrong",
+                            "AWS_DEFAULT_REGION": "us-east-1", backend.ENDPOINT_ENV: endpoint,
+                            backend.STORE_ENV: "s3://somebucket/studio",
+                            "MNIST_STUDIO_RUNS_DIR": str(tmp_path / "runs")}.items():
+            monkeypatch.setenv(name, value)
+        backend._STORES.clear()
+        runs.list_runs()
+        assert "refused the credentials" in backend.current().problem
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_cli_store_option_lists_runs_of_the_store_and_one_line_when_unreachable(store, tmp_path, monkeypatch, capsys):
+    store()
+    run = fake_run(None, "from another machine")
+    url = f"s3://{store.bucket}/studio"
+    monkeypatch.delenv(backend.STORE_ENV)
+    store()
+    assert cli.main(["runs", "--json", "--store", url]) == 0
+    assert run.run_id in [row["run_id"] for row in json.loads(capsys.readouterr().out)]
+    store()
+    monkeypatch.setenv(backend.ENDPOINT_ENV, f"http://127.0.0.1:{free_port()}")
+    assert cli.main(["runs", "--store", url]) != 0
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("error: The run store") and "cannot be reached" in error[0]

@@ -23,6 +23,10 @@ if job is not None:  # the visitor's training comes first: live while it runs, t
         ui.run_report(run)
         ui_exports.export_section(run, key="report")
 
+busy = [other for other in manager.running() if other.session_id != ui.visitor_id()]
+if busy:  # outside the folded form: a visitor whose run waits must see why
+    st.info("Someone else is training right now; your run will queue behind it.", icon=":material/hourglass:")
+
 with ui_train.form_container(job):
     with st.container(border=True):
         st.subheader("1 · Architecture")
@@ -32,9 +36,6 @@ with ui_train.form_container(job):
         st.subheader("2 · Settings")
         config = ui_train.settings_form(arch_name, layers)
 
-    busy = [other for other in manager.running() if other.session_id != ui.visitor_id()]
-    if busy:
-        st.info("Someone else is training right now; your run will queue behind it.", icon=":material/hourglass:")
     if config is not None:
         ui.show_as_code(config, key="train_code")
     allowed = ui_train.limits_note(config)

@@ -10,11 +10,13 @@ import time
 import types
 import zipfile
 
+import numpy as np
 import pytest
 
 from lib.execution import imports, jobs, process
 from lib.store import bundles, runs
 from lib.training.config import TrainConfig
+from tests.conftest import synthetic_arrays
 
 HOOKS = "tests.lib.child_tasks"  # misbehaving child tasks
 
@@ -490,19 +492,25 @@ def test_an_import_too_big_for_the_memory_limit_is_refused_by_the_child(tiny_dat
     assert runs.list_runs(tmp_path / "runs", include_bundled=False) == ([], [])
 
 
-def test_an_import_past_the_time_limit_is_ended(tiny_data_dir, tmp_path):
-    """A model far too slow to score (billions of operations per image) is ended at the time limit."""
+def test_an_import_past_the_time_limit_is_ended(tmp_path):
+    """A model far too slow to score is ended at the time limit.
+
+    Six 256-channel convolutions at 28x28 cost about 5.5 GFLOP an image; scored on 10,000 test images that is
+    55 TFLOP, minutes even on a fast CPU, so the 15 s limit is always the thing that ends it."""
     import keras
 
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    np.savez_compressed(data_dir / "mnist.npz", **synthetic_arrays(100, 10_000))
     slow = keras.Sequential([keras.Input((28, 28, 1)), *[keras.layers.Conv2D(256, 3, padding="same")
-                                                         for _ in range(3)],
+                                                         for _ in range(6)],
                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, activation="softmax")])
     slow.save(tmp_path / "slow.keras")
     limits = process.ChildLimits(memory_mb=imports.IMPORT_MEMORY_MB, time_limit_s=15, stop_grace_s=0, kill_grace_s=2)
     request = imports.ImportRequest("slow.keras", str(tmp_path / "slow.keras"), 1, dataset="mnist", staged=False)
     started = time.monotonic()
     with pytest.raises(process.ChildFailed, match="The import took longer than 15 s, the limit here, so it was ended"):
-        imports.run_import(request, data_dir=tiny_data_dir, runs_dir=tmp_path / "runs", limits=limits)
+        imports.run_import(request, data_dir=data_dir, runs_dir=tmp_path / "runs", limits=limits)
     assert time.monotonic() - started < 15 + 2 + 5
     assert not _training_children()
     assert runs.list_runs(tmp_path / "runs", include_bundled=False) == ([], [])

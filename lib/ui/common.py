@@ -16,7 +16,7 @@ import streamlit as st
 
 from lib.data import catalog, datasets, paths
 from lib.execution import jobs
-from lib.store import profile, runs, workspaces
+from lib.store import backend, profile, runs, workspaces
 from lib.ui import workspace as ui_workspace
 
 # Session-state keys: declared once, used by every page.
@@ -219,7 +219,10 @@ def sweep_idle_workspaces() -> list[str]:
 
 
 def show_damaged(damaged: list[runs.DamagedFolder]) -> None:
-    """Say which run folders were skipped, without hiding the good ones."""
+    """Say which run folders were skipped, without hiding the good ones; and when the run store failed."""
+    problem = backend.current().problem
+    if problem:  # the listing still shows what is here and the bundled model
+        st.error(problem, icon=":material/cloud_off:")
     if damaged:
         names = "; ".join(f"{folder.run_id} ({folder.problem})" for folder in damaged)
         st.warning(

@@ -186,16 +186,24 @@ class Spare:
             self._waiting = None
 
 
-def available_memory_mb(meminfo: str = "/proc/meminfo") -> int | None:
-    """MemAvailable in MiB (Linux), or None where it cannot be read."""
-    try:
+def available_memory_mb(meminfo: str = "/proc/meminfo", cgroup_root: str = "/sys/fs/cgroup") -> int | None:
+    """Memory this server may still take, MiB: the machine's MemAvailable, capped by what its cgroup's
+    limit leaves (a container sees the host's meminfo); None where neither can be read (not Linux)."""
+    found = []
+    with contextlib.suppress(OSError, ValueError, IndexError):
         with open(meminfo, encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) // 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+            found += [int(line.split()[1]) // 1024 for line in handle if line.startswith("MemAvailable:")]
+    for limit_file, usage_file in (("memory.max", "memory.current"),  # cgroup v2, then v1
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        with contextlib.suppress(OSError, ValueError):
+            with open(os.path.join(cgroup_root, limit_file), encoding="ascii") as handle:
+                limit = handle.read().strip()
+            with open(os.path.join(cgroup_root, usage_file), encoding="ascii") as handle:
+                usage = int(handle.read().strip())
+            if limit != "max" and int(limit) < 2**60:  # v1 writes "no limit" as a huge number
+                found.append(max(int(limit) - usage, 0) // (1024 * 1024))
+                break
+    return min(found) if found else None
 
 
 class _Child:

@@ -159,3 +159,16 @@ def test_the_public_profile_starts_a_spare_unless_turned_off():
         assert jobs.warm_trainer.spare.pid() is not None and worker_children() == [jobs.warm_trainer.spare.pid()]
     finally:
         jobs.warm_trainer.spare.close()
+
+
+def test_available_memory_is_capped_by_the_containers_cgroup_limit(tmp_path):
+    """A container sees the host's MemAvailable; what its cgroup limit leaves is what a spare may use."""
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       16000000 kB\nMemAvailable:    8192000 kB\n")
+    assert process.available_memory_mb(str(meminfo), str(tmp_path / "none")) == 8000
+    (tmp_path / "memory.max").write_text(f"{2700 * 2**20}\n")
+    (tmp_path / "memory.current").write_text(f"{1900 * 2**20}\n")
+    assert process.available_memory_mb(str(meminfo), str(tmp_path)) == 800
+    (tmp_path / "memory.max").write_text("max\n")
+    assert process.available_memory_mb(str(meminfo), str(tmp_path)) == 8000
+    assert process.available_memory_mb(str(tmp_path / "nothing"), str(tmp_path / "none")) is None

@@ -1,0 +1,59 @@
+"""The page's layout on narrow screens (phones) and the drawing canvas's toolbar.
+
+`apply()` injects lib/ui/phone.css (media queries: from 640 px down, where Streamlit stacks
+columns) and a script that adds two CSS rules inside the canvas component's shadow root, which
+no page stylesheet reaches (streamlit-drawable-canvas 0.13 isolates its styles): its toolbar,
+invisible until the pointer hovers the canvas, lies over the canvas's top right (about 140 x 30 px)
+and took the start of a stroke there; on a touch screen nothing hovers first, so it always did.
+With the rules it takes no pointer while hidden and moves out of the canvas at once when shown.
+`compact_bar()` is a button in the header's right end, shown on narrow screens only, that opens
+the sidebar's essentials (dataset, job status, workspace link) in one tap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+STYLESHEET = Path(__file__).with_name("phone.css")
+COMPACT_BAR_KEY = "compact_bar"  # the container phone.css shows on narrow screens only
+SCRIPTS_KEY = "page_scripts"  # a container phone.css never shows: scripts run all the same
+
+# Inside the canvas component's shadow root (see the module docstring). Checked again whenever the
+# page changes and twice a second: a canvas mounted later (another page, the Data page's) gets it too.
+CANVAS_TOOLBAR_SCRIPT = """<script>
+(() => {
+  if (window.studioCanvasToolbar) return;
+  window.studioCanvasToolbar = true;
+  const rules = `
+    .dc-root:not(:hover) > .dc-toolbar:not([data-pinned="true"]):not(:focus-within) { pointer-events: none; }
+    .dc-root:hover > .dc-toolbar { transition: opacity .15s .1s; }
+  `;
+  const apply = () => document.querySelectorAll('[data-testid="stBidiComponentIsolated"]').forEach(host => {
+    const root = host.shadowRoot;
+    if (root && !root.querySelector('style[data-studio-toolbar]')) {
+      const style = document.createElement('style');
+      style.dataset.studioToolbar = '';
+      style.textContent = rules;
+      root.appendChild(style);
+    }
+  });
+  new MutationObserver(apply).observe(document.body, {childList: true, subtree: true});
+  setInterval(apply, 500);
+  apply();
+})();
+</script>"""
+
+
+def apply() -> None:
+    """The narrow-screen stylesheet and the canvas toolbar's rules; neither takes room on the page."""
+    st.html(STYLESHEET)  # style only: Streamlit puts it outside the page's flow
+    with st.container(key=SCRIPTS_KEY):
+        st.html(CANVAS_TOOLBAR_SCRIPT, unsafe_allow_javascript=True)
+
+
+def compact_bar(render) -> None:
+    """A popover at the top of the page, shown on narrow screens only, with what `render()` draws in it."""
+    with st.container(key=COMPACT_BAR_KEY), st.popover("Dataset and job", icon=":material/tune:"):
+        render()

@@ -87,8 +87,10 @@ def wait_for_spare(spare: process.Spare, timeout: float = 300.0) -> float:
 
 def write_report(results: dict) -> None:
     lines = [HEADING, "", "Seconds from the click (submit) to the first batch event of Home's one-click run "
-             "(cnn-fast, full MNIST, no validation split), each in a fresh child process; median of the "
-             "repeats, with the phases the child reported (seconds from the click when each began).", "",
+             "(cnn-fast, full MNIST, no validation split), each in a fresh child process, or in the spare one "
+             "that imported TensorFlow before the click (warm worker rows); median of the repeats, with the "
+             "phases the child reported (seconds from the click when each began). Rows recorded in one "
+             "`--compare-warm` run alternate their clicks on the same machine.", "",
              "| label | first batch (median s) | all repeats (s) | phases (median start, s) | machine |",
              "|---|---|---|---|---|"]
     for label, entry in results.items():

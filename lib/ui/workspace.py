@@ -58,12 +58,19 @@ def sidebar(workspace: workspaces.Workspace) -> None:
     if workspace.key is None:
         return
     with st.sidebar.expander("Your workspace link", icon=":material/key:"):
-        st.code(link(**{WORKSPACE_PARAM: workspace.key}), language=None, wrap_lines=True)
-        st.caption("Keep this link private: anyone with it can see and change your runs. Bookmark it to come back.")
+        link_box(workspace)
     st.sidebar.caption(
         ":material/warning: Storage here is temporary: runs vanish when the app restarts or after "
         f"{profile.current().limits.idle_days:g} idle days. Download the runs you want to keep."
     )
+
+
+def link_box(workspace: workspaces.Workspace) -> None:
+    """Public only: the link back to this workspace, and why to keep it private."""
+    if workspace.key is None:
+        return
+    st.code(link(**{WORKSPACE_PARAM: workspace.key}), language=None, wrap_lines=True)
+    st.caption("Keep this link private: anyone with it can see and change your runs. Bookmark it to come back.")
 
 
 def open_share_link() -> None:

@@ -10,7 +10,10 @@ A run is uploaded file by file, then its commit object (`COMMITTED`) last; a lis
 runs whose commit object exists, so a save cut off half-way lists nothing. Deleting removes the
 commit object first, then the rest: retrying either is safe. Runs missing locally (a restart, a
 run made by another server or the CLI) are pulled on listing, at most once per `LIST_TTL_S` per
-folder: one listing call, then the files of the runs not here yet (once; kept locally after).
+folder: one listing call, then the files of the runs not here yet (once; kept locally after). A pulled run's model file is not downloaded with it:
+the run folder records its size and ETag (`REMOTE_FILE`), and the first page that opens the model
+(`fetch`) downloads it once into a cache keyed by that content (`MODEL_CACHE`, under the runs
+folder), hard-linked into the run folder; every later rerun, page or visitor reads the local file.
 
 A store that cannot be reached, refuses the credentials or is full raises `StoreError` with a
 message in the user's words; a listing records it in `problem` instead, so pages show it and the
@@ -34,6 +37,11 @@ LIST_TTL_S = 5.0  # a listing is pulled from the store at most this often per fo
 CONNECT_TIMEOUT_S = 5  # an unreachable store answers in seconds, not minutes
 UPLOADS = "uploads"  # lib.data.datasets.UPLOADS_SUBDIR: uploaded and drawn datasets of a workspace
 RUN_FILES_LAST = ("meta.json",)  # uploaded after the other files of a run, right before the commit object
+LAZY_FILES = ("model.keras",)  # runs.MODEL_FILE: pulled on first use, not with the listing (megabytes each)
+REMOTE_FILE = ".remote.json"  # in a pulled run folder: {file name: {"size", "etag"}} of its files not here yet
+MODEL_CACHE = ".model-cache"  # under the runs folder: <size>-<etag digest> files, hard-linked into run folders
+CACHE_KEEP = 16  # cached files no run folder links any more, kept for a run pulled again (newest first)
+ETAG_KEYS = ("ETag", "etag", "md5Hash", "crc32c", "checksum")  # what s3fs, gcsfs and others call a content tag
 
 
 class StoreError(RuntimeError):
@@ -71,6 +79,9 @@ class LocalStore:
     def pull_file(self, path: Path) -> None:
         pass
 
+    def fetch(self, path: Path) -> Path:
+        return Path(path)
+
 
 class FsspecStore:
     """An fsspec URL as the source of truth, `root` (the runs folder) as the working copy."""
@@ -85,6 +96,7 @@ class FsspecStore:
         self._base = ""
         self._pulled: dict[Path, float] = {}
         self._lock = threading.Lock()
+        self._fetch_lock = threading.Lock()  # one model download at a time; listings do not wait for it
         self.requests = 0  # store calls made (listings, reads, writes): what a page costs
 
     @property
@@ -189,7 +201,9 @@ class FsspecStore:
             return
         fs.invalidate_cache(key)  # another server (or the CLI) may have written since
         try:
-            found = self._call(fs.find, key, maxdepth=2, detail=True)  # one listing call
+            # One flat listing (s3fs, gcsfs: a paginated list of every object under the prefix, never from
+            # the listing cache); with maxdepth it would list each run folder separately, from a stale cache.
+            found = self._call(fs.find, key, detail=True)
         except FileNotFoundError:
             found = {}
         if not found:  # find hides refused credentials and a missing bucket: ask the bucket itself
@@ -214,19 +228,28 @@ class FsspecStore:
                     if not target.is_file() or target.stat().st_size != size:
                         self._download(f"{key}/{parent}/{leaf}", target)
             elif COMMIT_FILE in files and not parent.startswith(".") and not local.exists():
-                self._download_run(f"{key}/{parent}", local, files)
+                tags = {leaf: _etag(found[f"{key}/{parent}/{leaf}"]) for leaf in files if leaf in LAZY_FILES}
+                self._download_run(f"{key}/{parent}", local, files, tags)
 
-    def _download_run(self, key: str, local: Path, files: dict[str, int]) -> None:
-        """A committed run into a hidden folder, renamed into place once complete."""
+    def _download_run(self, key: str, local: Path, files: dict[str, int], tags: dict[str, str]) -> None:
+        """A committed run's small files into a hidden folder, renamed into place once complete; its
+        model file is only described (size, ETag) for `fetch`."""
         import shutil
 
         tmp = local.parent / f".pull-{local.name}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            for leaf in files:
-                if leaf != COMMIT_FILE and "/" not in leaf:
+            remote = {}
+            for leaf, size in files.items():
+                if leaf == COMMIT_FILE or "/" in leaf:
+                    continue
+                if leaf in LAZY_FILES:
+                    remote[leaf] = {"size": size, "etag": tags.get(leaf, "")}
+                else:
                     self._call(self.fs.get_file, f"{key}/{leaf}", str(tmp / leaf))
+            if remote:
+                (tmp / REMOTE_FILE).write_text(json.dumps(remote), encoding="utf-8")
             os.replace(tmp, local)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -249,9 +272,95 @@ class FsspecStore:
         except FileNotFoundError:
             pass
 
+    def fetch(self, path: Path) -> Path:
+        """`path` (a pulled run's model file) on local disk: from the content-keyed cache when it holds
+        the same size and ETag, else downloaded into it once; then hard-linked into the run folder.
+
+        Nothing is asked of the store when `path` is here already (every rerun after the first).
+        """
+        path = Path(path)
+        if path.is_file():
+            return path
+        described = remote_files(path.parent).get(path.name)
+        key = self._key(path)
+        if described is None or key is None:
+            return path  # not a pulled run: the caller reports the missing file as before
+        size, etag = int(described.get("size") or 0), str(described.get("etag") or "")
+        cache = self.root / MODEL_CACHE
+        cache.mkdir(parents=True, exist_ok=True)
+        cached = cache / cache_name(size, etag, key)
+        with self._fetch_lock:
+            if not (cached.is_file() and cached.stat().st_size == size):
+                tmp = cache / f".{cached.name}.{os.getpid()}-{threading.get_ident()}.part"
+                try:
+                    self._call(self.fs.get_file, key, str(tmp))
+                    if tmp.stat().st_size != size:
+                        raise StoreError(f"The run store {self.url} sent {path.parent.name}/{path.name} with "
+                                         f"{tmp.stat().st_size} bytes, not the {size} it listed; open the page again.")
+                    os.replace(tmp, cached)
+                finally:
+                    tmp.unlink(missing_ok=True)
+            _link(cached, path)
+            self._trim_cache(cache)
+        return path
+
+    def _trim_cache(self, cache: Path) -> None:
+        """Forget cached files no run folder links any more, beyond the newest CACHE_KEEP."""
+        unlinked = []
+        for entry in cache.iterdir():
+            try:
+                status = entry.stat()
+            except OSError:
+                continue
+            if not entry.name.startswith(".") and status.st_nlink <= 1:
+                unlinked.append((status.st_mtime, entry))
+        for _, entry in sorted(unlinked, reverse=True)[CACHE_KEEP:]:
+            entry.unlink(missing_ok=True)
+
     def _forget(self, key: str) -> None:
         with self._lock:
             self._pulled.clear()
+
+
+def remote_files(folder: Path) -> dict[str, dict]:
+    """The files of a pulled run that are on the store only ({name: {"size", "etag"}}); {} for others."""
+    try:
+        described = json.loads((Path(folder) / REMOTE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {name: info for name, info in described.items() if isinstance(info, dict)} \
+        if isinstance(described, dict) else {}
+
+
+def declared_bytes(folder: Path) -> int:
+    """Bytes of a pulled run's files that are on the store but not here yet (quotas count them too)."""
+    return sum(int(info.get("size") or 0) for name, info in remote_files(folder).items()
+               if not (Path(folder) / name).is_file())
+
+
+def cache_name(size: int, etag: str, key: str) -> str:
+    """A cached file's name from its content: size and ETag (the store path when a store gives no tag)."""
+    import hashlib
+
+    tag = etag.strip('"') or f"path:{key}"
+    return f"{size}-{hashlib.sha256(tag.encode()).hexdigest()[:32]}"
+
+
+def _etag(info: dict) -> str:
+    return next((str(info[name]) for name in ETAG_KEYS if info.get(name)), "")
+
+
+def _link(cached: Path, target: Path) -> None:
+    """`cached` at `target` without copying (a hard link); a copy where links are not possible."""
+    import shutil
+
+    tmp = target.with_name(f".{target.name}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(cached, tmp)
+    except OSError:
+        shutil.copyfile(cached, tmp)
+    os.replace(tmp, target)
 
 
 def describe(url: str, error: BaseException) -> str:

@@ -80,7 +80,9 @@ class RunInfo:
 
     @property
     def model_path(self) -> Path:
-        return self.path / MODEL_FILE
+        """The local .keras file. A run pulled from a remote store gets it here on first use: downloaded
+        once into a cache keyed by its size and ETag (StoreError if the store fails), then local."""
+        return backend.current().fetch(self.path / MODEL_FILE)
 
     @property
     def history_path(self) -> Path:
@@ -393,7 +395,8 @@ def read_run(folder: Path) -> RunInfo:
     if problem:
         raise DamagedRun(f"{folder.name}: meta.json: {problem}.")
     model = folder / MODEL_FILE
-    if not model.is_file() or model.stat().st_size == 0:
+    on_store = int(backend.remote_files(folder).get(MODEL_FILE, {}).get("size") or 0)  # pulled, fetched on use
+    if not on_store and (not model.is_file() or model.stat().st_size == 0):
         raise DamagedRun(f"{folder.name}: model.keras is missing or empty.")
     if not (folder / HISTORY_FILE).is_file():
         raise DamagedRun(f"{folder.name}: history.csv is missing.")

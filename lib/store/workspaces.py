@@ -330,15 +330,19 @@ def estimate_run_bytes(params: int) -> int:
 
 
 def folder_bytes(folder: Path) -> int:
-    """Bytes of the files under `folder` (a file: its size); a save's undo copies are not counted."""
+    """Bytes of the files under `folder` (a file: its size), counting a pulled run's files that are still
+    on the store only (the same on every store); a save's undo copies and the model cache (hard links
+    to files counted in their run folders) are not counted."""
     if Path(folder).is_file():
         return os.lstat(folder).st_size
     total = 0
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [name for name in dirnames if not name.startswith(UNDO_PREFIX)]
+        dirnames[:] = [name for name in dirnames if not name.startswith(UNDO_PREFIX) and name != backend.MODEL_CACHE]
         for name in filenames:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(dirpath, name)).st_size
+        if backend.REMOTE_FILE in filenames:
+            total += backend.declared_bytes(Path(dirpath))
     return total
 
 

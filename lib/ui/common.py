@@ -187,7 +187,7 @@ def list_runs() -> tuple[list[runs.RunInfo], list[runs.DamagedFolder]]:
     a run opened through a share link (read-only)."""
     found, damaged = workspace().list_runs()
     shared = ui_workspace.shared_run()
-    if shared is not None and all(run.model_path != shared.model_path for run in found):
+    if shared is not None and all(run.path != shared.path for run in found):
         found = [shared, *found]
     return found, damaged
 
@@ -436,8 +436,10 @@ def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
         right.plotly_chart(charts.per_class_accuracy_figure(meta["per_class_accuracy"], run.class_names),
                            key=f"{key}_per_class")
     down_model, down_history, down_bundle, _ = st.columns([1, 1, 1, 2])
-    down_model.download_button("Model (.keras)", run.model_path.read_bytes(), f"{run.run_id}.keras",
-                               mime="application/octet-stream", key=f"{key}_dl_model", icon=":material/download:")
+    # Read when clicked: a run pulled from a remote store fetches its model then, not on every render.
+    down_model.download_button("Model (.keras)", lambda: run.model_path.read_bytes(), f"{run.run_id}.keras",
+                               mime="application/octet-stream", key=f"{key}_dl_model", icon=":material/download:",
+                               on_click="ignore")
     down_history.download_button("History (CSV)", run.history_path.read_bytes(), f"{run.run_id}-history.csv",
                                  mime="text/csv", key=f"{key}_dl_history", icon=":material/download:")
     bundle_download(run, key=f"{key}_dl_bundle", container=down_bundle)

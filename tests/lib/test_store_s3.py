@@ -4,9 +4,7 @@ A "restart" is a fresh runs folder (this server's working copy) with the same st
 """
 
 import json
-import socket
-import subprocess
-import sys
+import shutil
 import time
 import uuid
 
@@ -20,41 +18,27 @@ from lib.execution.pipeline import train_and_save
 from lib.models import inference
 from lib.store import backend, profile, runs, workspaces
 from lib.training.config import TrainConfig
+from tests.moto_s3 import free_port, requests, start_moto
 
 PUBLIC = profile.current({"MNIST_STUDIO_PROFILE": "public"})
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_moto(extra_env=None):
-    port = free_port()
-    env = {"PATH": "/usr/bin:/bin", **(extra_env or {})}
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return process, f"http://127.0.0.1:{port}"
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("moto server did not start")
+@pytest.fixture(scope="module")
+def moto_log(tmp_path_factory):
+    """The S3 server's request log: what the store was really asked."""
+    return tmp_path_factory.mktemp("moto") / "requests.log"
 
 
 @pytest.fixture(scope="module")
-def s3_server():
-    process, endpoint = start_moto()
+def s3_server(moto_log):
+    process, endpoint = start_moto(log=moto_log)
     yield endpoint
     process.terminate()
     process.wait(10)
 
 
 @pytest.fixture
-def store(s3_server, tmp_path, monkeypatch):
+def store(s3_server, moto_log, tmp_path, monkeypatch):
     """A fresh bucket on the server as MNIST_STUDIO_STORE; returns a function that "restarts" the app
     server: a new, empty runs folder with the same store."""
     bucket = f"runs-{uuid.uuid4().hex[:12]}"
@@ -72,6 +56,7 @@ def store(s3_server, tmp_path, monkeypatch):
         return folder
 
     restart.bucket = bucket
+    restart.log = moto_log
     restart.fs = s3fs.S3FileSystem(endpoint_url=s3_server, key="testing", secret="testing")
     return restart
 
@@ -209,3 +194,63 @@ def test_cli_store_option_lists_runs_of_the_store_and_one_line_when_unreachable(
     assert cli.main(["runs", "--store", url]) != 0
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("error: The run store") and "cannot be reached" in error[0]
+
+
+def model_gets(log, bucket, since):
+    """GET requests of model files in `bucket` the server answered after its `since`-th request."""
+    return [r for r in requests(log, since) if r.method == "GET" and r.path.startswith(f"/{bucket}/")
+            and r.path.split("?")[0].endswith(f"/{runs.MODEL_FILE}")]
+
+
+def logged(store):
+    """How many requests the server has logged so far (it writes each line after answering)."""
+    time.sleep(0.3)
+    return len(requests(store.log))
+
+
+def test_a_pulled_run_downloads_its_model_once_on_first_use_from_a_cache_keyed_by_content(store):
+    """Listing after a restart reads small files only; the first model load downloads it once; later
+    loads, and the run pulled again into this server, ask the store for no model file."""
+    store()
+    run = fake_run(None, "on the store")
+    folder = store()
+    since = logged(store)
+    found, _ = runs.list_runs()
+    assert own_ids(found) == [run.run_id]
+    assert model_gets(store.log, store.bucket, since) == []  # the listing did not download the model
+    assert runs.get_run(run.run_id).meta["display_name"] == "on the store"
+    assert runs.read_run(folder / run.run_id).run_id == run.run_id  # complete though the model is on the store
+
+    since = logged(store)
+    path = found[0].model_path
+    assert path == folder / run.run_id / runs.MODEL_FILE and path.read_bytes() == b"weights" * 100
+    assert len(model_gets(store.log, store.bucket, since)) == 1
+    since = logged(store)
+    for _ in range(3):  # every later rerun
+        assert runs.get_run(run.run_id).model_path.read_bytes() == b"weights" * 100
+    assert model_gets(store.log, store.bucket, since) == []
+
+    cache = folder / backend.MODEL_CACHE
+    (cached,) = [entry for entry in cache.iterdir() if not entry.name.startswith(".")]
+    assert cached.name.startswith(f"{len(b'weights' * 100)}-") and cached.stat().st_nlink == 2
+    shutil.rmtree(folder / run.run_id)  # this server's copy is gone (a sweep, a lost folder): pulled again
+    backend.current()._pulled.clear()
+    since = logged(store)
+    again = runs.get_run(run.run_id)
+    assert again.model_path.read_bytes() == b"weights" * 100
+    assert model_gets(store.log, store.bucket, since) == []  # same size and ETag: from the cache
+
+
+def test_a_model_file_changed_on_the_store_is_not_taken_from_the_cache(store):
+    """The cache is keyed by content: another object (another ETag and size) under the same name is downloaded."""
+    store()
+    run = fake_run(None, "replaced")
+    folder = store()
+    assert runs.get_run(run.run_id).model_path.read_bytes() == b"weights" * 100  # now in this server's cache
+    store.fs.pipe(f"{store.bucket}/studio/{run.run_id}/{runs.MODEL_FILE}", b"other" * 50)
+    shutil.rmtree(folder / run.run_id)
+    backend.current()._pulled.clear()
+    again = runs.get_run(run.run_id)
+    assert again.model_path.read_bytes() == b"other" * 50
+    sizes = sorted(entry.name.split("-")[0] for entry in (folder / backend.MODEL_CACHE).iterdir())
+    assert sizes == ["250", "700"]

@@ -35,7 +35,7 @@ ENDPOINT_ENV = "MNIST_STUDIO_STORE_ENDPOINT"  # an S3-compatible service's URL (
 COMMIT_FILE = "COMMITTED"
 LIST_TTL_S = 5.0  # a listing is pulled from the store at most this often per folder (own writes are local already)
 CONNECT_TIMEOUT_S = 5  # an unreachable store answers in seconds, not minutes
-UPLOADS = "uploads"  # lib.data.datasets.UPLOADS_SUBDIR: uploaded and drawn datasets of a workspace
+UPLOADS = ".datasets"  # lib.data.datasets.UPLOADS_SUBDIR: uploaded and drawn datasets, image-folder caches
 RUN_FILES_LAST = ("meta.json",)  # uploaded after the other files of a run, right before the commit object
 LAZY_FILES = ("model.keras",)  # runs.MODEL_FILE: pulled on first use, not with the listing (megabytes each)
 REMOTE_FILE = ".remote.json"  # in a pulled run folder: {file name: {"size", "etag"}} of its files not here yet
@@ -82,6 +82,12 @@ class LocalStore:
     def fetch(self, path: Path) -> Path:
         return Path(path)
 
+    def sync(self, folder: Path, *, force: bool = False) -> None:
+        pass
+
+    def stored_bytes(self, folder: Path) -> int:
+        return 0
+
 
 class FsspecStore:
     """An fsspec URL as the source of truth, `root` (the runs folder) as the working copy."""
@@ -95,6 +101,7 @@ class FsspecStore:
         self._fs = None
         self._base = ""
         self._pulled: dict[Path, float] = {}
+        self._synced: dict[Path, float] = {}
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()  # one model download at a time; listings do not wait for it
         self.requests = 0  # store calls made (listings, reads, writes): what a page costs
@@ -120,6 +127,7 @@ class FsspecStore:
 
     def _key(self, path: Path) -> str | None:
         """The store path of a local path under the runs folder; None for anything outside it."""
+        self.fs  # noqa: B018 - opening the store sets the base path the keys start with
         try:
             relative = Path(path).resolve().relative_to(self.root.resolve())
         except ValueError:
@@ -303,6 +311,49 @@ class FsspecStore:
             _link(cached, path)
             self._trim_cache(cache)
         return path
+
+    def sync(self, folder: Path, *, force: bool = False) -> None:
+        """Make `folder` (plain files: image-folder caches) the same here and on the store: files missing
+        or of another size here are downloaded, files missing there uploaded. One listing call, at most
+        once per LIST_TTL_S unless `force`; a failure is kept in `problem`, not raised."""
+        folder = Path(folder)
+        key = self._key(folder)
+        now = time.monotonic()
+        with self._lock:
+            if key is None or (not force and now - self._synced.get(folder, -LIST_TTL_S) < LIST_TTL_S):
+                return
+            self._synced[folder] = now
+        try:
+            try:
+                found = self._call(self.fs.find, key, detail=True)
+            except FileNotFoundError:
+                found = {}
+            there = {name[len(key):].strip("/"): int(info.get("size") or 0) for name, info in found.items()}
+            for relative, size in there.items():
+                target = folder / relative
+                if not target.is_file() or target.stat().st_size != size:
+                    self._download(f"{key}/{relative}", target)
+            here = [path for path in folder.rglob("*") if path.is_file() and not path.name.startswith(".")
+                    and path.relative_to(folder).as_posix() not in there] if folder.is_dir() else []
+            self.push_files(here)
+        except StoreError as error:
+            self.problem = str(error)
+
+    def stored_bytes(self, folder: Path) -> int:
+        """Bytes of everything under `folder` on the store (one listing call); 0 when it cannot be asked
+        (the failure shows as `problem`; quotas then count what is here)."""
+        key = self._key(folder)
+        if key is None:
+            return 0
+        try:
+            found = self._call(self.fs.find, key, detail=True)
+        except FileNotFoundError:
+            return 0
+        except StoreError as error:
+            self.problem = str(error)
+            return 0
+        return sum(int(info.get("size") or 0) for name, info in found.items()
+                   if not name.endswith(f"/{COMMIT_FILE}"))  # as the local count: commit objects are not here
 
     def _trim_cache(self, cache: Path) -> None:
         """Forget cached files no run folder links any more, beyond the newest CACHE_KEEP."""

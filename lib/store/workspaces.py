@@ -366,13 +366,17 @@ def reserve(workspace: Workspace, nbytes: int, *, current: profile.Profile | Non
         yield None
         return
     root = Path(root) if root else paths.runs_dir()
+    # On a remote store the quotas count what is there too (workspaces this server has not pulled since it
+    # started), asked before the lock: one listing call each, never while other visitors wait for the lock.
+    store = backend.current()
+    stored_mine, stored_all = store.stored_bytes(workspace.folder), store.stored_bytes(root)
     with _LOCK:
         pending_mine = sum(size for folder, size in _RESERVED.values() if folder == workspace.folder)
         pending_all = sum(size for _, size in _RESERVED.values())
         message = profile.check_disk(
             current,
-            workspace_bytes=workspace.usage_bytes() + pending_mine,
-            total_bytes=folder_bytes(root) + pending_all,
+            workspace_bytes=max(workspace.usage_bytes(), stored_mine) + pending_mine,
+            total_bytes=max(folder_bytes(root), stored_all) + pending_all,
             adding_bytes=nbytes,
         )
         if message:

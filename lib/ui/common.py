@@ -114,13 +114,28 @@ def visitor_id() -> str:
 
 
 def data_key() -> tuple[str, str]:
-    """The data dir and this visitor's uploads dir: part of every dataset cache key."""
-    return str(paths.data_dir()), str(workspace().uploads_dir)
+    """The data dir and this visitor's uploads dir: part of every dataset cache key.
+
+    On a remote store the visitor's uploaded and drawn datasets come back from it first (at most
+    once per backend.LIST_TTL_S, shared with the run listing of the same workspace).
+    """
+    folder = workspace().folder
+    backend.current().pull(folder)
+    return str(paths.data_dir()), str(datasets.uploads_dir(folder))
 
 
 @st.cache_data(show_spinner=False, ttl=60)
 def dataset_infos(key: tuple[str, str]) -> dict[str, datasets.DatasetInfo]:
-    return catalog.available_datasets(*key)
+    """The datasets a visitor can pick; the data dir's image folders are converted once per store
+    (their cache is synced with it, so a restarted server does not convert them again)."""
+    from lib.data import imagefolder
+
+    store = backend.current()
+    cache = datasets.uploads_dir() / imagefolder.CACHE_SUBDIR
+    store.sync(cache)
+    found = catalog.available_datasets(*key)
+    store.sync(cache, force=True)  # a folder converted just now goes up
+    return found
 
 
 def dataset_key(name: str) -> tuple[str, str]:

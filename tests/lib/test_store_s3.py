@@ -254,3 +254,52 @@ def test_a_model_file_changed_on_the_store_is_not_taken_from_the_cache(store):
     assert again.model_path.read_bytes() == b"other" * 50
     sizes = sorted(entry.name.split("-")[0] for entry in (folder / backend.MODEL_CACHE).iterdir())
     assert sizes == ["250", "700"]
+
+
+def test_an_uploaded_dataset_comes_back_after_a_restart_in_its_visitors_workspace_only(store, monkeypatch, tmp_path):
+    """A visitor adds a dataset; after a restart it is theirs again (and nobody else's)."""
+    from lib.data import catalog, datasets
+    from tests.conftest import synthetic_arrays
+
+    monkeypatch.setenv("MNIST_STUDIO_PROFILE", "public")
+    store()
+    key = workspaces.new_key()
+    workspace = workspaces.open_workspace(key)
+    arrays = synthetic_arrays(40, 20, num_classes=3)
+    workspace.store(100_000, lambda folder: datasets.save_arrays(
+        "letters", arrays, class_names=["a", "b", "c"], folder=datasets.uploads_dir(folder)))
+    assert store.fs.exists(f"{store.bucket}/studio/{workspaces.WORKSPACES_SUBDIR}/{workspace.folder.name}/"
+                           f"{datasets.UPLOADS_SUBDIR}/letters.npz")
+
+    store()
+    mine, other = workspaces.open_workspace(key), workspaces.open_workspace(workspaces.new_key())
+    for visitor in (mine, other):
+        backend.current().pull(visitor.folder)  # what the pages do before listing datasets
+    assert "letters" in catalog.available_datasets(tmp_path, mine.uploads_dir)
+    assert "letters" not in catalog.available_datasets(tmp_path, other.uploads_dir)
+    loaded = catalog.load_dataset("letters", tmp_path, mine.uploads_dir)
+    np.testing.assert_array_equal(loaded.x_test.reshape(arrays["x_test"].shape), arrays["x_test"])
+
+
+def test_the_total_quota_counts_workspaces_this_server_has_not_opened_since_it_restarted(store, monkeypatch):
+    monkeypatch.setenv("MNIST_STUDIO_PROFILE", "public")
+    monkeypatch.setenv("MNIST_STUDIO_TOTAL_QUOTA_MB", "1")
+    store()
+    first = workspaces.open_workspace(workspaces.new_key())
+    first.store(1000, lambda folder: runs.write_run(lambda tmp, run_id: _big_run(tmp, run_id), folder))
+    store()  # nobody has opened the first workspace here: its 700 kB is only on the store
+    second = workspaces.open_workspace(workspaces.new_key())
+    with pytest.raises(workspaces.QuotaExceeded):
+        second.store(400_000, lambda folder: fake_run(folder, "over the server's total"))
+
+
+def test_image_folder_caches_are_converted_once_per_store(store):
+    """A converted image folder goes up; a restarted server gets it back instead of converting again."""
+    first = store()
+    cache = first / ".datasets" / ".folders" / "letters"
+    cache.mkdir(parents=True)
+    (cache / "abc123.npz").write_bytes(b"converted" * 10)
+    backend.current().sync(cache.parent, force=True)
+    second = store()
+    backend.current().sync(second / ".datasets" / ".folders")
+    assert (second / ".datasets" / ".folders" / "letters" / "abc123.npz").read_bytes() == b"converted" * 10

@@ -44,8 +44,13 @@ CACHE_KEEP = 16  # cached files no run folder links any more, kept for a run pul
 ETAG_KEYS = ("ETag", "etag", "md5Hash", "crc32c", "checksum")  # what s3fs, gcsfs and others call a content tag
 
 
-class StoreError(RuntimeError):
-    """The run store failed; the message says what happened and what to do."""
+class StoreError(OSError, RuntimeError):
+    """The run store failed; the message says what happened and what to do (an OSError: pages that
+    report a file that cannot be read report a store that cannot be read the same way)."""
+
+
+NOT_STORED = ("It is kept on this server only, until the app restarts: download its Run bundle to keep it, "
+              "or save again once the store is back.")
 
 
 def store_url() -> str:

@@ -224,7 +224,10 @@ def write_run(write, runs_dir: Path | None = None) -> RunInfo:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     # Then onto the store (commit object last); on failure the run stays here and StoreError says so.
-    backend.current().push_run(final)
+    try:
+        backend.current().push_run(final)
+    except backend.StoreError as error:
+        raise backend.StoreError(f"The run was saved, but not to the run store. {error} {backend.NOT_STORED}") from None
     return RunInfo(run_id, final, meta)
 
 

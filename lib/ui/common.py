@@ -235,9 +235,7 @@ def sweep_idle_workspaces() -> list[str]:
 
 def show_damaged(damaged: list[runs.DamagedFolder]) -> None:
     """Say which run folders were skipped, without hiding the good ones; and when the run store failed."""
-    problem = backend.current().problem
-    if problem:  # the listing still shows what is here and the bundled model
-        st.error(problem, icon=":material/cloud_off:")
+    show_store_problem()
     if damaged:
         names = "; ".join(f"{folder.run_id} ({folder.problem})" for folder in damaged)
         st.warning(
@@ -245,6 +243,14 @@ def show_damaged(damaged: list[runs.DamagedFolder]) -> None:
             f"delete or repair the folder(s) in {paths.runs_dir()}.",
             icon=":material/warning:",
         )
+
+
+def show_store_problem() -> None:
+    """One st.error when the run store failed (unreachable, refused credentials, full); the page goes on
+    with what is here and the bundled model."""
+    problem = backend.current().problem
+    if problem:
+        st.error(problem, icon=":material/cloud_off:")
 
 
 def rerun_when_ended(key: str, active: bool, *, initially: bool = False) -> None:

@@ -14,6 +14,7 @@ import pytest
 import s3fs
 
 from lib import cli
+from lib.execution import process
 from lib.execution.pipeline import train_and_save
 from lib.models import inference
 from lib.store import backend, profile, runs, workspaces
@@ -160,8 +161,10 @@ def test_an_unreachable_store_says_so_and_keeps_the_bundled_model_and_the_saved_
     found, _ = runs.list_runs()
     assert [run.run_id for run in found] == [runs.BUNDLED_ID]
     assert "cannot be reached" in backend.current().problem and "Traceback" not in backend.current().problem
-    with pytest.raises(backend.StoreError, match="cannot be reached"):
+    with pytest.raises(backend.StoreError, match="cannot be reached") as refused:
         fake_run(None, "made while the store is down")
+    message = process.user_message(refused.value)  # what the Train page shows for a training's save
+    assert message.startswith("The run was saved, but not to the run store.") and "Run bundle" in message
     assert len([p for p in folder.iterdir() if not p.name.startswith(".")]) == 1  # kept here, not lost
 
 

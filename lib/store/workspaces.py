@@ -160,6 +160,7 @@ class Workspace:
             raise runs.ReadOnlyRun("The bundled and gallery models are visible to everyone already; no link needed.")
         shares = _root_of(self) / SHARES_SUBDIR
         shares.mkdir(parents=True, exist_ok=True)
+        backend.current().sync(shares)  # links made before a restart: the same run keeps its link
         for path in shares.glob("*.json"):
             entry = _read_share(path)
             if entry and entry.get("folder") == self.folder.name and entry.get("run_id") == run_id:

@@ -6,45 +6,26 @@ objects each render fetched.
 """
 
 import time
-import uuid
 
-import boto3
 import numpy as np
 import pytest
 
 from lib.store import backend, runs
 from lib.ui import draw as ui_draw
 from tests.app.conftest import WEAK_RUN, open_page
-from tests.moto_s3 import requests, start_moto
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    log = tmp_path_factory.mktemp("moto") / "requests.log"
-    process, endpoint = start_moto(log=log)
-    yield endpoint, log
-    process.terminate()
-    process.wait(10)
+from tests.moto_s3 import requests
 
 
 @pytest.fixture
-def runs_on_store(s3, app_runs, tmp_path, monkeypatch):
+def runs_on_store(s3_server, s3_store, app_runs, tmp_path, monkeypatch):
     """The two trained runs on the S3 store, and this app server's runs folder empty (it restarted)."""
-    endpoint, log = s3
-    bucket = f"runs-{uuid.uuid4().hex[:12]}"
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", backend.ENDPOINT_ENV: endpoint,
-                        backend.STORE_ENV: f"s3://{bucket}/studio"}.items():
-        monkeypatch.setenv(name, value)
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-    backend._STORES.clear()
     trained = runs.list_runs(app_runs, include_bundled=False)[0]
     for run in trained:
         backend.current().push_run(run.path)
     monkeypatch.setenv("MNIST_STUDIO_RUNS_DIR", str(tmp_path / "after-restart"))
     backend._STORES.clear()
     newest = next(run.run_id for run in trained if run.display_name == WEAK_RUN)  # what the pages pick first
-    return bucket, log, newest
+    return s3_store, s3_server[1], newest
 
 
 def logged(log) -> int:

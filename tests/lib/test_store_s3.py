@@ -130,6 +130,7 @@ def test_workspaces_and_share_links_survive_a_restart_and_stay_private(store, mo
     assert own_ids(a.list_runs()[0]) == [run.run_id]
     shared = workspaces.open_share(token)
     assert shared.run_id == run.run_id and shared.read_only
+    assert a.share(run.run_id) == token  # the run's link is the same after the restart
     with pytest.raises(runs.RunNotFound):
         b.get_run(run.run_id)
 

@@ -78,7 +78,7 @@ class LocalStore:
     def remove(self, path: Path) -> None:
         pass
 
-    def pull(self, folder: Path) -> None:
+    def pull(self, folder: Path, *, wait: bool = False) -> None:
         pass
 
     def pull_file(self, path: Path) -> None:
@@ -92,6 +92,12 @@ class LocalStore:
 
     def stored_bytes(self, folder: Path) -> int:
         return 0
+
+    def expire_listings(self) -> None:
+        pass
+
+    def settle(self, timeout_s: float = 30.0) -> None:
+        pass
 
 
 class FsspecStore:
@@ -107,6 +113,7 @@ class FsspecStore:
         self._base = ""
         self._pulled: dict[Path, float] = {}
         self._synced: dict[Path, float] = {}
+        self._refreshing: dict[Path, threading.Thread] = {}  # folders being pulled in the background
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()  # one model download at a time; listings do not wait for it
         self.requests = 0  # store calls made (listings, reads, writes): what a page costs
@@ -189,17 +196,29 @@ class FsspecStore:
             pass
         self._forget(key)
 
-    def pull(self, folder: Path) -> None:
+    def pull(self, folder: Path, *, wait: bool = False) -> None:
         """Bring committed runs and uploaded datasets of `folder` that are missing here from the store.
 
-        At most once per LIST_TTL_S per folder; a failure is kept in `problem`, not raised.
+        At most once per LIST_TTL_S per folder; a failure is kept in `problem`, not raised. The first
+        pull of a folder (or with `wait`) happens now; a later one refreshes in the background while
+        the page goes on with what is here (this server's own writes are here already), so a page
+        render after the first visit never waits for the store.
         """
         folder = Path(folder)
         now = time.monotonic()
         with self._lock:
-            if now - self._pulled.get(folder, -LIST_TTL_S) < LIST_TTL_S:
+            if now - self._pulled.get(folder, -LIST_TTL_S) < LIST_TTL_S or folder in self._refreshing:
                 return
+            background = folder in self._pulled and not wait
             self._pulled[folder] = now
+            if background:
+                self._refreshing[folder] = threading.Thread(target=self._pull_safely, args=(folder,), daemon=True,
+                                                            name=f"store-refresh-{folder.name}")
+                self._refreshing[folder].start()
+                return
+        self._pull_safely(folder)
+
+    def _pull_safely(self, folder: Path) -> None:
         try:
             self._pull(folder)
             self.problem = ""
@@ -207,6 +226,16 @@ class FsspecStore:
             self.problem = str(error)
             with self._lock:
                 self._pulled.pop(folder, None)
+        finally:
+            with self._lock:
+                self._refreshing.pop(folder, None)
+
+    def settle(self, timeout_s: float = 30.0) -> None:
+        """Wait for background refreshes to end (tests and benches count their requests)."""
+        with self._lock:
+            threads = list(self._refreshing.values())
+        for thread in threads:
+            thread.join(timeout_s)
 
     def _pull(self, folder: Path) -> None:
         fs, key = self.fs, self._key(folder)
@@ -372,6 +401,14 @@ class FsspecStore:
                 unlinked.append((status.st_mtime, entry))
         for _, entry in sorted(unlinked, reverse=True)[CACHE_KEEP:]:
             entry.unlink(missing_ok=True)
+
+    def expire_listings(self) -> None:
+        """The next listing of every folder asks the store again, as once LIST_TTL_S has passed (in the
+        background for a folder listed before)."""
+        with self._lock:
+            for times in (self._pulled, self._synced):
+                for folder in times:
+                    times[folder] = -LIST_TTL_S
 
     def _forget(self, key: str) -> None:
         with self._lock:

@@ -280,7 +280,7 @@ def get_run(run_id: str, runs_dir: Path | None = None) -> RunInfo:
         raise RunNotFound(f"No run {run_id!r}: run ids look like 20261124-101500-a1b2c3 (see `python -m lib runs`).")
     folder = (Path(runs_dir) if runs_dir else paths.runs_dir()) / run_id
     if not folder.is_dir():
-        backend.current().pull(folder.parent)
+        backend.current().pull(folder.parent, wait=True)
     if not folder.is_dir():
         raise RunNotFound(f"No run {run_id!r} in {folder.parent} (see `python -m lib runs`).")
     return read_run(folder)

@@ -224,7 +224,7 @@ def open_share(token: str | None, *, root: Path | None = None) -> runs.RunInfo:
         raise WorkspaceNotFound("This share link is not valid, or its run was deleted or has expired.")
     folder = root / WORKSPACES_SUBDIR / entry["folder"]
     if not (folder / entry["run_id"]).is_dir():
-        backend.current().pull(folder)
+        backend.current().pull(folder, wait=True)
     if not folder.is_dir():  # a local share: the runs dir itself
         folder = root if entry["folder"] == root.name else folder
     try:

@@ -238,7 +238,7 @@ def test_a_pulled_run_downloads_its_model_once_on_first_use_from_a_cache_keyed_b
     (cached,) = [entry for entry in cache.iterdir() if not entry.name.startswith(".")]
     assert cached.name.startswith(f"{len(b'weights' * 100)}-") and cached.stat().st_nlink == 2
     shutil.rmtree(folder / run.run_id)  # this server's copy is gone (a sweep, a lost folder): pulled again
-    backend.current()._pulled.clear()
+    backend.current().expire_listings()
     since = logged(store)
     again = runs.get_run(run.run_id)
     assert again.model_path.read_bytes() == b"weights" * 100
@@ -253,7 +253,7 @@ def test_a_model_file_changed_on_the_store_is_not_taken_from_the_cache(store):
     assert runs.get_run(run.run_id).model_path.read_bytes() == b"weights" * 100  # now in this server's cache
     store.fs.pipe(f"{store.bucket}/studio/{run.run_id}/{runs.MODEL_FILE}", b"other" * 50)
     shutil.rmtree(folder / run.run_id)
-    backend.current()._pulled.clear()
+    backend.current().expire_listings()
     again = runs.get_run(run.run_id)
     assert again.model_path.read_bytes() == b"other" * 50
     sizes = sorted(entry.name.split("-")[0] for entry in (folder / backend.MODEL_CACHE).iterdir())
@@ -307,3 +307,24 @@ def test_image_folder_caches_are_converted_once_per_store(store):
     second = store()
     backend.current().sync(second / ".datasets" / ".folders")
     assert (second / ".datasets" / ".folders" / "letters" / "abc123.npz").read_bytes() == b"converted" * 10
+
+
+def test_after_the_first_listing_pages_do_not_wait_for_the_store_and_see_other_servers_runs_next_time(store):
+    """The first listing of a folder pulls now; later ones refresh in the background: the page goes on
+    with what is here, and a run another server saved meanwhile is listed on the next render."""
+    store()
+    first = fake_run(None, "first")
+    other_folder = store()  # another server saves a run into the same store
+    assert own_ids(runs.list_runs()[0]) == [first.run_id]
+    second = fake_run(None, "from the other server")
+    mine = store()
+    assert own_ids(runs.list_runs()[0]) == [second.run_id, first.run_id] and other_folder != mine
+    third = runs.write_run(lambda tmp, run_id: _big_run(tmp, run_id), other_folder)  # the other server again:
+    backend.FsspecStore(backend.store_url(), other_folder).push_run(third.path)  # its own store connection
+    backend.current().expire_listings()
+    since = logged(store)
+    assert own_ids(runs.list_runs()[0]) == [second.run_id, first.run_id]  # not waited for
+    backend.current().settle()
+    assert sorted(own_ids(runs.list_runs()[0])) == sorted([third.run_id, second.run_id, first.run_id])
+    assert len(requests(store.log, since)) >= 1
+    assert runs.get_run(third.run_id).display_name == "big"

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from lib.store import profile, runs, workspaces
+from lib.store import backend, profile, runs, workspaces
 
 WORKSPACE_PARAM = "ws"
 SHARE_PARAM = "share"
@@ -59,10 +59,15 @@ def sidebar(workspace: workspaces.Workspace) -> None:
         return
     with st.sidebar.expander("Your workspace link", icon=":material/key:"):
         link_box(workspace)
-    st.sidebar.caption(
-        ":material/warning: Storage here is temporary: runs vanish when the app restarts or after "
-        f"{profile.current().limits.idle_days:g} idle days. Download the runs you want to keep."
-    )
+    idle_days = profile.current().limits.idle_days
+    if backend.current().remote:  # the run store outlives the server: the link brings everything back
+        st.sidebar.caption(f":material/cloud_done: Your runs and datasets are kept in the run store, across "
+                           f"restarts, until {idle_days:g} idle days have passed.")
+    else:
+        st.sidebar.caption(
+            ":material/warning: Storage here is temporary: runs vanish when the app restarts or after "
+            f"{idle_days:g} idle days. Download the runs you want to keep."
+        )
 
 
 def link_box(workspace: workspaces.Workspace) -> None:
@@ -104,6 +109,10 @@ def share_button(workspace: workspaces.Workspace, run: runs.RunInfo, *, key: str
     if workspace.key is None or run.read_only:
         return
     if st.button("Share a read-only link", key=f"{key}_{run.run_id}", icon=":material/share:"):
-        token = workspace.share(run.run_id)
+        try:
+            token = workspace.share(run.run_id)
+        except backend.StoreError as problem:
+            st.error(f"The link was not made: {problem}", icon=":material/cloud_off:")
+            return
         st.code(link(**{SHARE_PARAM: token}), language=None, wrap_lines=True)
         st.caption("Whoever opens this link sees this one run, read-only; never your other runs.")

@@ -34,6 +34,7 @@ LIST_TTL_S = 5.0  # a listing is pulled from the store at most this often per fo
 CONNECT_TIMEOUT_S = 5  # an unreachable store answers in seconds, not minutes
 UPLOADS = "uploads"  # lib.data.datasets.UPLOADS_SUBDIR: uploaded and drawn datasets of a workspace
 RUN_FILES_LAST = ("meta.json",)  # uploaded after the other files of a run, right before the commit object
+JOBS_PREFIX = ".jobs"  # small JSON objects of jobs run elsewhere (lib.execution.raycluster); hidden: never a run
 
 
 class StoreError(RuntimeError):
@@ -70,6 +71,32 @@ class LocalStore:
 
     def pull_file(self, path: Path) -> None:
         pass
+
+    def pull_run(self, folder: Path) -> None:
+        pass
+
+    # Small JSON objects by path relative to the runs folder (the job board): written whole, atomically.
+    def put_json(self, relative: str, value: dict) -> None:
+        target = paths.runs_dir() / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(value))
+        os.replace(tmp, target)
+
+    def get_json(self, relative: str) -> dict | None:
+        """The object, or None when there is none (or it is not JSON: a half-written one never is)."""
+        try:
+            return json.loads((paths.runs_dir() / relative).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def list_json(self, prefix: str) -> list[str]:
+        """Relative paths of the .json objects directly under `prefix`."""
+        folder = paths.runs_dir() / prefix
+        return sorted(f"{prefix}/{p.name}" for p in folder.glob("*.json")) if folder.is_dir() else []
+
+    def remove_json(self, relative: str) -> None:
+        (paths.runs_dir() / relative).unlink(missing_ok=True)
 
 
 class FsspecStore:
@@ -220,14 +247,21 @@ class FsspecStore:
         """A committed run into a hidden folder, renamed into place once complete."""
         import shutil
 
-        tmp = local.parent / f".pull-{local.name}"
+        # A folder of this pull's own: two threads may pull the same run at once (a page's listing and
+        # the job layer fetching a run a cluster job just made); the first to finish puts it in place.
+        tmp = local.parent / f".pull-{local.name}-{os.getpid()}-{threading.get_ident()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
             for leaf in files:
                 if leaf != COMMIT_FILE and "/" not in leaf:
                     self._call(self.fs.get_file, f"{key}/{leaf}", str(tmp / leaf))
-            os.replace(tmp, local)
+            try:
+                os.replace(tmp, local)
+            except OSError:
+                if not local.is_dir():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # the other pull was first
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -248,6 +282,53 @@ class FsspecStore:
             self._download(key, path)
         except FileNotFoundError:
             pass
+
+    # Small JSON objects by path relative to the runs folder (the job board); an object store writes
+    # each whole, so a reader sees the old or the new one, never half.
+    def put_json(self, relative: str, value: dict) -> None:
+        self._call(self.fs.pipe_file, f"{self._base}/{relative}", json.dumps(value).encode())
+
+    def get_json(self, relative: str) -> dict | None:
+        """The object, or None when there is none."""
+        try:
+            return json.loads(self._call(self.fs.cat_file, f"{self._base}/{relative}"))
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return None
+
+    def list_json(self, prefix: str) -> list[str]:
+        """Relative paths of the .json objects directly under `prefix` (one listing call)."""
+        fs = self.fs  # first: it sets self._base
+        key = f"{self._base}/{prefix}"
+        fs.invalidate_cache(key)  # other servers and the cluster's jobs write here
+        try:
+            names = self._call(self.fs.ls, key, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(f"{prefix}/{name.rstrip('/').rsplit('/', 1)[-1]}" for name in names if name.endswith(".json"))
+
+    def remove_json(self, relative: str) -> None:
+        try:
+            self._call(self.fs.rm_file, f"{self._base}/{relative}")
+        except FileNotFoundError:
+            pass
+
+    def pull_run(self, folder: Path) -> None:
+        """One committed run (made elsewhere: a cluster's job) into `folder` now, whatever LIST_TTL_S says."""
+        folder = Path(folder)
+        key = self._key(folder)
+        if key is None or folder.exists():
+            return
+        self.fs.invalidate_cache(key)
+        try:
+            found = self._call(self.fs.ls, key, detail=True)
+        except FileNotFoundError:
+            return
+        files = {info["name"].rstrip("/").rsplit("/", 1)[-1]: int(info.get("size") or 0) for info in found
+                 if info.get("type") == "file"}
+        if COMMIT_FILE in files:
+            self._download_run(key, folder, files)
 
     def _forget(self, key: str) -> None:
         with self._lock:

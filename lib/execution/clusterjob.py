@@ -112,7 +112,7 @@ def run(job_id: str) -> int:
         if record is None:
             raise RuntimeError(f"The job {job_id} is not on the run store {store.url or paths.runs_dir()}.")
         runs_dir = paths.runs_dir() / record.get("workspace", "")
-        store.pull(runs_dir)  # the workspace's uploaded and drawn datasets
+        store.pull_uploads(runs_dir)  # the workspace's uploaded and drawn datasets (not its runs)
         payload = {"config": record["config"], "data_dir": os.environ.get(paths.DATA_DIR_ENV) or None,
                    "runs_dir": str(runs_dir)}
         outcome = worker.train(payload, board, stop.is_set)

@@ -401,6 +401,8 @@ def describe_state(job: Job) -> str:
             return f"Running{on}: epoch {last['epoch']}/{last.get('epochs', job.config.epochs)} · {job_fraction(job):.0%}"
         if last.get("kind") == "phase":
             return f"Starting{on}: {last['phase']}… ({_since(job.started)})"
+        if last.get("kind") == "start":
+            return f"Starting{on}: compiling the model for its first batch… ({_since(job.started)})"
         what = "the job on the cluster (its code and environment first)" if job.where else "the training process"
         return f"Starting: starting {what}… ({_since(job.started)})"
     if job.state == FAILED:

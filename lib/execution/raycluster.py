@@ -44,7 +44,8 @@ MAX_RUNNING_ENV = "MNIST_STUDIO_RAY_MAX_RUNNING"  # trainings on the cluster at 
 CPUS_ENV = "MNIST_STUDIO_RAY_CPUS"  # CPUs a training declares (entrypoint_num_cpus)
 GPUS_ENV = "MNIST_STUDIO_RAY_GPUS"  # GPUs a training declares (entrypoint_num_gpus); 0: none
 DATA_DIR_ENV = "MNIST_STUDIO_RAY_DATA_DIR"  # where the cluster's nodes find mnist.npz; default the app's
-POLL_S = 1.0  # the pages poll every second; following the cluster faster shows nothing sooner
+POLL_S = 0.5  # a running job's progress object is read this often (the pages poll every second)
+STATUS_EVERY_S = 2.0  # and its status on the cluster this often
 LIST_EVERY_S = 10.0  # the whole board is re-listed this often (jobs of other servers)
 VANISHED_AFTER_S = 60.0  # a cluster unreachable this long has lost its running jobs
 STOP_RETRY_S = 30.0  # a running job asked to stop is asked again this often until it ends
@@ -106,6 +107,10 @@ class RayJobs:
 
             self._client = JobSubmissionClient(self.address)  # asks the cluster for its version: may raise
         return self._client
+
+    def connect(self) -> None:
+        """Make the client now (Ray's import, the cluster's version check); raises if it cannot be reached."""
+        self.client  # noqa: B018 - the property makes it
 
     def submit(self, submission_id: str, entrypoint: str, runtime_env: dict, cpus: float, gpus: float,
                metadata: dict) -> None:
@@ -179,6 +184,7 @@ class ClusterJobManager:
         self._jobs: dict[str, jobs.Job] = {}
         self._unreachable_since: float | None = None
         self._stop_asked: dict[str, float] = {}  # job id -> when stop_job was last sent (monotonic)
+        self._status_read: dict[str, float] = {}  # job id -> when its status was last asked (monotonic)
         self._listed = 0.0
         self._lock = threading.Lock()  # the jobs in memory
         self._board_lock = threading.Lock()  # one thread at a time follows the cluster
@@ -372,6 +378,10 @@ class ClusterJobManager:
                 with self._lock:
                     self._jobs.setdefault(job.job_id, job)
         with self._lock:
+            released = [job for job in self._jobs.values() if job.state == jobs.WAITING
+                        and (self._jobs.get(job.after) is None or not self._jobs[job.after].active)]
+            for job in released:  # its predecessor ended while no server was following it
+                self._release_next(job.after)
             self._renumber()
             self._forget_old_jobs()
 
@@ -390,6 +400,10 @@ class ClusterJobManager:
 
     # -- following the cluster --------------------------------------------------------------------------
     def _follow_loop(self) -> None:
+        try:  # the Jobs client (and its ~60 MB of Ray) now, not at the first visitor's click
+            self.ray.connect()
+        except (RuntimeError, OSError, ValueError) as error:
+            self._cluster_unreachable(error)  # asked again at the first submission
         while not self._closed.is_set():
             self._wake.wait(self._poll_s)
             self._wake.clear()
@@ -413,6 +427,10 @@ class ClusterJobManager:
 
     def _follow_running(self, job: jobs.Job) -> None:
         submission_id = _submission_id(job.job_id)
+        now = time.monotonic()
+        if now - self._status_read.get(job.job_id, -STATUS_EVERY_S) < STATUS_EVERY_S:
+            return self._read_progress(job)  # the curves move every round; the status is asked less often
+        self._status_read[job.job_id] = now
         try:
             status, message = self.ray.status(submission_id)
         except ClusterGone:
@@ -445,6 +463,8 @@ class ClusterJobManager:
 
     def _end_from_result(self, job: jobs.Job, status: str, message: str, *, gone: bool = False) -> None:
         """The job ended on the cluster (or the cluster lost it): its result, its run, its state."""
+        self._status_read.pop(job.job_id, None)
+        self._stop_asked.pop(job.job_id, None)
         self._read_progress(job)
         try:
             result = self._store.get_json(clusterjob.result_key(job.job_id)) or {}

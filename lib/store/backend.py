@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from lib.data import paths
+from lib.data import datasets, paths
 
 STORE_ENV = paths.STORE_ENV
 ENDPOINT_ENV = "MNIST_STUDIO_STORE_ENDPOINT"  # an S3-compatible service's URL (MinIO, R2, ...)
@@ -73,6 +73,9 @@ class LocalStore:
         pass
 
     def pull_run(self, folder: Path) -> None:
+        pass
+
+    def pull_uploads(self, folder: Path) -> None:
         pass
 
     # Small JSON objects by path relative to the runs folder (the job board): written whole, atomically.
@@ -329,6 +332,23 @@ class FsspecStore:
                  if info.get("type") == "file"}
         if COMMIT_FILE in files:
             self._download_run(key, folder, files)
+
+    def pull_uploads(self, folder: Path) -> None:
+        """The uploaded and drawn datasets of `folder` (a workspace), and nothing else: what a training
+        elsewhere (a cluster's job) needs of a workspace."""
+        uploads = datasets.uploads_dir(Path(folder))  # ".datasets" (the folder name UPLOADS above misses)
+        fs, key = self.fs, self._key(uploads)
+        if key is None:
+            return
+        fs.invalidate_cache(key)
+        try:
+            found = self._call(fs.find, key, detail=True)
+        except FileNotFoundError:
+            return
+        for name, info in found.items():
+            target = uploads / name[len(key):].strip("/")
+            if not target.is_file() or target.stat().st_size != int(info.get("size") or 0):
+                self._download(name, target)
 
     def _forget(self, key: str) -> None:
         with self._lock:

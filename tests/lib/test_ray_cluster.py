@@ -6,14 +6,18 @@ CI needs nothing started for it. If Ray cannot start, these tests fail (they nev
 "restart" of the app server is a new ClusterJobManager with a new, empty runs folder on the same store.
 """
 
+import io
+import shutil
 import subprocess
 import sys
 import time
 import uuid
 
 import boto3
+import numpy as np
 import pytest
 
+from lib.data import datasets
 from lib.execution import clusterjob, jobs, managers, raycluster
 from lib.store import backend, profile, runs
 from lib.training.config import TrainConfig
@@ -169,6 +173,40 @@ def test_limits_hold_over_servers_and_the_queue_says_where_a_job_runs(server):
     first.stop(running)
     assert first.wait(running, timeout=JOB_TIMEOUT_S).state == jobs.STOPPED
     assert second.wait(queued, timeout=JOB_TIMEOUT_S).state == jobs.FINISHED
+
+
+def test_a_visitors_own_dataset_trains_on_the_cluster_into_their_workspace(server, tiny_data_dir):
+    """A visitor's uploaded dataset lives in their workspace on the store: the cluster's job fetches it,
+    trains on it and saves the run in that workspace, where the app lists it."""
+    manager, folder = server()
+    workspace = folder / ".workspaces" / "a1b2c3"
+    arrays = dict(np.load(tiny_data_dir / "mnist.npz"))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    saved = datasets.save_upload("my-digits", buffer.getvalue(), folder=datasets.uploads_dir(workspace))
+    backend.current().push_files([saved.path])
+    shutil.rmtree(datasets.uploads_dir(workspace))  # on the store only, as on a node that never saw it
+    job = manager.wait(manager.submit(TrainConfig(dataset="my-digits", **TINY), "visitor", runs_dir=workspace),
+                       timeout=JOB_TIMEOUT_S)
+    assert job.state == jobs.FINISHED, job.error
+    listed = trained_runs(workspace)
+    assert [run.run_id for run in listed] == [job.run_id] and listed[0].dataset["name"] == "my-digits"
+    assert trained_runs(folder) == []  # not in the top folder: in the visitor's workspace
+
+
+def test_a_local_cluster_can_use_a_plain_folder_as_the_store(cluster, tmp_path, tiny_data_dir, monkeypatch):
+    """Trying it on one machine without object storage: the runs folder is the store for app and job."""
+    _, head = cluster
+    monkeypatch.setenv(backend.STORE_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv("MNIST_STUDIO_DATA_DIR", str(tiny_data_dir))
+    manager = raycluster.ClusterJobManager(raycluster.ClusterSettings(address=head.address), local=jobs.JobManager())
+    try:
+        job = manager.wait(manager.submit(TrainConfig(**TINY), "visitor"), timeout=JOB_TIMEOUT_S)
+    finally:
+        manager.close()
+    assert job.state == jobs.FINISHED, job.error
+    assert job.batches
+    assert [run.run_id for run in trained_runs(tmp_path / "runs")] == [job.run_id]
 
 
 def test_a_job_the_cluster_lost_is_marked_failed(server):

@@ -12,7 +12,7 @@ st.caption(f"Dataset: **{info.title}** · {info.num_classes} classes · images "
            f"{' x '.join(map(str, info.input_shape))} (change it in the sidebar)")
 
 manager = ui.job_manager()
-job_id = st.session_state.get(ui.LAST_JOB)
+job_id = st.session_state.get(ui.LAST_JOB) or ui_train.active_job_id()  # a job from before a restart too
 job = manager.snapshot(job_id) if job_id else None
 if job is not None:  # the visitor's training comes first: live while it runs, then its results
     st.subheader("3 · Training")

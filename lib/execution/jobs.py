@@ -69,6 +69,9 @@ class Job:
     position: int = 0  # place in the queue, 1 = next; 0 when not queued
     after: str | None = None  # WAITING: the job whose end puts this one into the queue
     runs_dir: object = None  # where the run is saved; None: the default runs dir
+    where: str = ""  # "" on this machine; "cluster" for a Ray job (lib.execution.raycluster)
+    ahead: int = 0  # a cluster job in the queue: jobs queued before it or running, over all servers
+    note: str = ""  # why a cluster job waits although its turn has come (the cluster cannot be reached)
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -389,6 +392,9 @@ def job_fraction(job: Job) -> float:
 
 def describe_state(job: Job) -> str:
     """One line on where a job is: queue position, epoch and share done, or how it ended."""
+    if job.state == QUEUED and job.where:
+        ahead = f"{job.ahead} job{'s' if job.ahead != 1 else ''} ahead of yours"
+        return f"Queued on the {job.where}, {ahead}." + (f" {job.note}" if job.note else "")
     if job.state == QUEUED:
         return f"Queued: position {job.position} (one {job.kind} runs at a time on this machine)."
     if job.state == WAITING:
@@ -399,11 +405,15 @@ def describe_state(job: Job) -> str:
         last = job.last or {}
         if last.get("kind") == "end":
             return "Scored on the test set; saving the run…"
+        on = f" on the {job.where}" if job.where else ""
         if last.get("kind") in ("batch", "epoch"):
-            return f"Running: epoch {last['epoch']}/{last.get('epochs', job.config.epochs)} · {job_fraction(job):.0%}"
+            return f"Running{on}: epoch {last['epoch']}/{last.get('epochs', job.config.epochs)} · {job_fraction(job):.0%}"
         if last.get("kind") == "phase":
-            return f"Starting: {last['phase']}… ({_since(job.started)})"
-        return f"Starting: starting the training process… ({_since(job.started)})"
+            return f"Starting{on}: {last['phase']}… ({_since(job.started)})"
+        if last.get("kind") == "start":
+            return f"Starting{on}: compiling the model for its first batch… ({_since(job.started)})"
+        what = "the job on the cluster (its code and environment first)" if job.where else "the training process"
+        return f"Starting: starting {what}… ({_since(job.started)})"
     if job.state == FAILED:
         return f"Failed: {job.error}"
     if job.state == DIVERGED:

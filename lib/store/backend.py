@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from lib.data import paths
+from lib.data import datasets, paths
 
 STORE_ENV = paths.STORE_ENV
 ENDPOINT_ENV = "MNIST_STUDIO_STORE_ENDPOINT"  # an S3-compatible service's URL (MinIO, R2, ...)
@@ -42,6 +42,7 @@ REMOTE_FILE = ".remote.json"  # in a pulled run folder: {file name: {"size", "et
 MODEL_CACHE = ".model-cache"  # under the runs folder: <size>-<etag digest> files, hard-linked into run folders
 CACHE_KEEP = 16  # cached files no run folder links any more, kept for a run pulled again (newest first)
 ETAG_KEYS = ("ETag", "etag", "md5Hash", "crc32c", "checksum")  # what s3fs, gcsfs and others call a content tag
+JOBS_PREFIX = ".jobs"  # small JSON objects of jobs run elsewhere (lib.execution.raycluster); hidden: never a run
 
 
 class StoreError(OSError, RuntimeError):
@@ -98,6 +99,35 @@ class LocalStore:
 
     def settle(self, timeout_s: float = 30.0) -> None:
         pass
+
+    def pull_run(self, folder: Path) -> None:
+        pass
+
+    def pull_uploads(self, folder: Path) -> None:
+        pass
+
+    # Small JSON objects by path relative to the runs folder (the job board): written whole, atomically.
+    def put_json(self, relative: str, value: dict) -> None:
+        target = paths.runs_dir() / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(value))
+        os.replace(tmp, target)
+
+    def get_json(self, relative: str) -> dict | None:
+        """The object, or None when there is none (or it is not JSON: a half-written one never is)."""
+        try:
+            return json.loads((paths.runs_dir() / relative).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def list_json(self, prefix: str) -> list[str]:
+        """Relative paths of the .json objects directly under `prefix`."""
+        folder = paths.runs_dir() / prefix
+        return sorted(f"{prefix}/{p.name}" for p in folder.glob("*.json")) if folder.is_dir() else []
+
+    def remove_json(self, relative: str) -> None:
+        (paths.runs_dir() / relative).unlink(missing_ok=True)
 
 
 class FsspecStore:
@@ -278,7 +308,9 @@ class FsspecStore:
         model file is only described (size, ETag) for `fetch`."""
         import shutil
 
-        tmp = local.parent / f".pull-{local.name}"
+        # A folder of this pull's own: two threads may pull the same run at once (a page's listing and
+        # the job layer fetching a run a cluster job just made); the first to finish puts it in place.
+        tmp = local.parent / f".pull-{local.name}-{os.getpid()}-{threading.get_ident()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
@@ -292,7 +324,12 @@ class FsspecStore:
                     self._call(self.fs.get_file, f"{key}/{leaf}", str(tmp / leaf))
             if remote:
                 (tmp / REMOTE_FILE).write_text(json.dumps(remote), encoding="utf-8")
-            os.replace(tmp, local)
+            try:
+                os.replace(tmp, local)
+            except OSError:
+                if not local.is_dir():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # the other pull was first
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -409,6 +446,71 @@ class FsspecStore:
             for times in (self._pulled, self._synced):
                 for folder in times:
                     times[folder] = -LIST_TTL_S
+
+    # Small JSON objects by path relative to the runs folder (the job board); an object store writes
+    # each whole, so a reader sees the old or the new one, never half.
+    def put_json(self, relative: str, value: dict) -> None:
+        self._call(self.fs.pipe_file, f"{self._base}/{relative}", json.dumps(value).encode())
+
+    def get_json(self, relative: str) -> dict | None:
+        """The object, or None when there is none."""
+        try:
+            return json.loads(self._call(self.fs.cat_file, f"{self._base}/{relative}"))
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return None
+
+    def list_json(self, prefix: str) -> list[str]:
+        """Relative paths of the .json objects directly under `prefix` (one listing call)."""
+        fs = self.fs  # first: it sets self._base
+        key = f"{self._base}/{prefix}"
+        fs.invalidate_cache(key)  # other servers and the cluster's jobs write here
+        try:
+            names = self._call(self.fs.ls, key, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(f"{prefix}/{name.rstrip('/').rsplit('/', 1)[-1]}" for name in names if name.endswith(".json"))
+
+    def remove_json(self, relative: str) -> None:
+        try:
+            self._call(self.fs.rm_file, f"{self._base}/{relative}")
+        except FileNotFoundError:
+            pass
+
+    def pull_run(self, folder: Path) -> None:
+        """One committed run (made elsewhere: a cluster's job) into `folder` now, whatever LIST_TTL_S says."""
+        folder = Path(folder)
+        key = self._key(folder)
+        if key is None or folder.exists():
+            return
+        self.fs.invalidate_cache(key)
+        try:
+            found = self._call(self.fs.ls, key, detail=True)
+        except FileNotFoundError:
+            return
+        by_leaf = {info["name"].rstrip("/").rsplit("/", 1)[-1]: info for info in found if info.get("type") == "file"}
+        files = {leaf: int(info.get("size") or 0) for leaf, info in by_leaf.items()}
+        tags = {leaf: _etag(info) for leaf, info in by_leaf.items() if leaf in LAZY_FILES}
+        if COMMIT_FILE in files:
+            self._download_run(key, folder, files, tags)
+
+    def pull_uploads(self, folder: Path) -> None:
+        """The uploaded and drawn datasets of `folder` (a workspace), and nothing else: what a training
+        elsewhere (a cluster's job) needs of a workspace."""
+        uploads = datasets.uploads_dir(Path(folder))  # UPLOADS
+        fs, key = self.fs, self._key(uploads)
+        if key is None:
+            return
+        fs.invalidate_cache(key)
+        try:
+            found = self._call(fs.find, key, detail=True)
+        except FileNotFoundError:
+            return
+        for name, info in found.items():
+            target = uploads / name[len(key):].strip("/")
+            if not target.is_file() or target.stat().st_size != int(info.get("size") or 0):
+                self._download(name, target)
 
     def _forget(self, key: str) -> None:
         with self._lock:

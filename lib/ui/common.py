@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 from lib.data import catalog, datasets, paths
-from lib.execution import jobs
+from lib.execution import jobs, managers, raycluster
 from lib.store import backend, profile, runs, workspaces
 from lib.ui import layout, workspace as ui_workspace
 
@@ -88,15 +88,18 @@ def job_manager() -> jobs.JobManager:
     """One process-wide job manager: jobs survive reruns, page changes and closed tabs.
 
     In the public profile each training runs in its own process, under the workspace
-    quota, with one active job per visitor and a bounded queue (lib.execution.jobs.manager_for).
+    quota, with one active job per visitor and a bounded queue (lib.execution.jobs.manager_for);
+    with MNIST_STUDIO_RAY_ADDRESS set, trainings run as jobs on that Ray cluster
+    (lib.execution.raycluster), under the same caps counted over the whole cluster.
     """
-    return jobs.manager_for(profile.current())
+    return managers.manager_for(profile.current())
 
 
 def check_profile() -> bool:
     """False, after saying what to fix, when the deployment's settings cannot be used."""
     try:
         profile.current()
+        raycluster.settings()
     except profile.SettingError as problem:
         error("This app's settings are not valid.", f"{problem} (The operator sets these as environment "
               "variables or, on Community Cloud, as root-level secrets.)")

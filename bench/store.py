@@ -72,64 +72,103 @@ def logged(log: Path | None) -> int:
     return len(requests(log))
 
 
-def measure(label: str, key: str, renders: int, log: Path | None) -> dict:
-    """First visit and `renders` timed renders of Compare and Draw, with the S3 requests of each."""
+def use_store(remote: bool, bucket: str, work: Path) -> None:
+    """Point this process at the S3 store (a server that restarted: an empty runs folder) or the local folder."""
+    from lib.store import backend
+
+    if remote:
+        os.environ[backend.STORE_ENV] = f"s3://{bucket}/studio"
+        os.environ["MNIST_STUDIO_RUNS_DIR"] = str(work / "s3-server-2")
+    else:
+        os.environ.pop(backend.STORE_ENV, None)
+        os.environ["MNIST_STUDIO_RUNS_DIR"] = str(work / "local")
+
+
+def first_visit(page: str, key: str, remote: bool, bucket: str, work: Path):
+    """An AppTest on `page` through the workspace link, from a restarted server's caches: (app, seconds)."""
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
     from lib.store import backend, workspaces
+
+    use_store(remote, bucket, work)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    backend._STORES.clear()
+    started = time.perf_counter()
+    at = AppTest.from_file(APP_FILE, default_timeout=300)
+    at.query_params["ws"] = key
+    at.run()  # Home, the link's first page
+    at.switch_page(page).run()
+    if page == "pages/draw.py":  # ask the newest of the 50 runs (the page starts on the bundled model)
+        newest = workspaces.open_workspace(key).list_runs()[0][0]  # listed already: no request
+        assert newest.display_name.startswith("bench run"), newest.display_name
+        at.multiselect(key="draw_models").set_value([newest.run_id]).run()
+    seconds = time.perf_counter() - started
+    assert not at.exception and not at.error, (remote, page, at.exception, [e.value for e in at.error])
+    backend.current().settle()
+    return at, seconds
+
+
+def timed_render(app, row: dict, remote: bool, expire: bool, log: Path, bucket: str, work: Path) -> None:
+    """One render of `app` on its store, its time and S3 requests added to `row`."""
+    from lib.store import backend
+
+    use_store(remote, bucket, work)
+    if expire:
+        backend.current().expire_listings()  # the listing's time is up: this render lists again
+    since = logged(log)
+    started = time.perf_counter()
+    app.run()
+    took = time.perf_counter() - started
+    assert not app.exception and not app.error, (remote, [e.value for e in app.error])
+    backend.current().settle()  # a listing refreshed in the background: its requests count here
+    row["times" if expire else "quick_times"].append(took)
+    row["counts" if expire else "quick_counts"].append(logged(log) - since if remote else 0)
+    if remote and expire:
+        row["model_gets"] += sum(1 for r in requests(log, since) if r.method == "GET" and "model.keras" in r.path)
+
+
+def measure(key: str, renders: int, log: Path, bucket: str, work: Path) -> dict:
+    """Per page: the first visit on each store, then `renders` timed renders of each, local and S3
+    alternating render by render (side by side: the shared machine's load changes hit both alike),
+    with the S3 requests of each render."""
     from lib.ui import draw as ui_draw
 
     ui_draw.canvas = lambda stroke_width, key=None: a_drawn_one()  # the canvas component cannot run in AppTest
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    out = {}
+    out = {"local": {}, "s3": {}}
+    first_visit("pages/draw.py", key, False, bucket, work)  # warm-up: TensorFlow, Streamlit, the test set
     for page in ("pages/compare.py", "pages/draw.py"):
-        st.cache_data.clear()  # each page's first visit starts from a restarted server's caches
-        st.cache_resource.clear()
-        backend._STORES.clear()
-        since = logged(log)
-        started = time.perf_counter()
-        at = AppTest.from_file(APP_FILE, default_timeout=300)
-        at.query_params["ws"] = key
-        at.run()  # Home, the link's first page
-        at.switch_page(page).run()
-        if page == "pages/draw.py":  # ask the newest of the 50 runs (the page starts on the bundled model)
-            newest = workspaces.open_workspace(key).list_runs()[0][0]  # listed already: no request
-            assert newest.display_name.startswith("bench run"), newest.display_name
-            at.multiselect(key="draw_models").set_value([newest.run_id]).run()
-        first_s = time.perf_counter() - started
-        assert not at.exception and not at.error, (label, page, at.exception, [e.value for e in at.error])
-        backend.current().settle()
-        first_requests = logged(log) - since
-        times, counts, model_gets = [], [], 0
-        quick_times, quick_counts = [], []
+        apps, firsts = {}, {}
+        for label, remote in (("local", False), ("s3", True)):
+            since = logged(log)
+            apps[label], seconds = first_visit(page, key, remote, bucket, work)
+            firsts[label] = (seconds, logged(log) - since if remote else 0)
+        rows = {label: {"times": [], "counts": [], "quick_times": [], "quick_counts": [], "model_gets": 0}
+                for label in apps}
+        for label in apps:  # untimed: the second first visit cleared the first one's Streamlit caches
+            timed_render(apps[label], {field: [] for field in rows[label]} | {"model_gets": 0}, label == "s3", False,
+                         log, bucket, work)
+
         for _ in range(renders):  # clicks within LIST_TTL_S of the last listing: nothing asked of the store
-            since = logged(log)
-            started = time.perf_counter()
-            at.run()
-            quick_times.append(time.perf_counter() - started)
-            quick_counts.append(logged(log) - since)
+            for label in ("local", "s3"):
+                timed_render(apps[label], rows[label], label == "s3", False, log, bucket, work)
         for _ in range(renders):
-            backend.current().expire_listings()  # the listing's time is up: this render lists the store again
-            since = logged(log)
-            started = time.perf_counter()
-            at.run()
-            times.append(time.perf_counter() - started)
-            assert not at.exception and not at.error, (label, page)
-            backend.current().settle()  # the listing refreshed in the background: its requests count here
-            counts.append(logged(log) - since)
-            if log is not None:
-                model_gets += sum(1 for r in requests(log, since) if r.method == "GET" and "model.keras" in r.path)
+            for label in ("s3", "local"):
+                timed_render(apps[label], rows[label], label == "s3", True, log, bucket, work)
         name = Path(page).stem
-        out[name] = {"first_visit_s": round(first_s, 3), "first_visit_requests": first_requests,
-                     "render_s_median": round(statistics.median(times), 4), "render_s": [round(t, 4) for t in times],
-                     "requests_per_render": counts, "model_gets_after_first_visit": model_gets,
-                     "within_ttl_render_s_median": round(statistics.median(quick_times), 4),
-                     "within_ttl_render_s": [round(t, 4) for t in quick_times],
-                     "within_ttl_requests_per_render": quick_counts}
-        if name == "compare":
-            out[name]["runs_listed"] = sum(len(frame.value) for frame in at.dataframe if "name" in frame.value.columns)
+        for label, row in rows.items():
+            out[label][name] = {
+                "first_visit_s": round(firsts[label][0], 3), "first_visit_requests": firsts[label][1],
+                "render_s_median": round(statistics.median(row["times"]), 4),
+                "render_s": [round(t, 4) for t in row["times"]], "requests_per_render": row["counts"],
+                "model_gets_after_first_visit": row["model_gets"],
+                "within_ttl_render_s_median": round(statistics.median(row["quick_times"]), 4),
+                "within_ttl_render_s": [round(t, 4) for t in row["quick_times"]],
+                "within_ttl_requests_per_render": row["quick_counts"]}
+            if name == "compare":
+                out[label][name]["runs_listed"] = sum(len(frame.value) for frame in apps[label].dataframe
+                                                      if "name" in frame.value.columns)
     return out
 
 
@@ -167,16 +206,8 @@ def main() -> None:
         save_runs(args.runs, workspaces.open_workspace(key).folder, data_dir)
         save_s3_s = time.perf_counter() - started
 
-        os.environ.pop(backend.STORE_ENV)
-        os.environ["MNIST_STUDIO_RUNS_DIR"] = str(work / "local")
-        backend._STORES.clear()
-        measure("warm-up", key, 1, None)  # TensorFlow, Streamlit and the test set loaded once for both
-        local = measure("local", key, args.renders, None)
-
-        os.environ[backend.STORE_ENV] = f"s3://{bucket}/studio"
-        os.environ["MNIST_STUDIO_RUNS_DIR"] = str(work / "s3-server-2")  # restarted: nothing here yet
-        backend._STORES.clear()
-        remote = measure("s3", key, args.renders, log)
+        measured = measure(key, args.renders, log, bucket, work)
+        local, remote = measured["local"], measured["s3"]
     finally:
         process.terminate()
         process.wait(10)
@@ -192,8 +223,8 @@ def main() -> None:
                                        / local["draw"]["within_ttl_render_s_median"], 2),
         "detail": {"local": local, "s3": remote, "renders": args.renders, "save_50_runs_to_s3_s": round(save_s3_s, 1),
                    "load_average": os.getloadavg(), "cpus": os.cpu_count(),
-                   "how": "AppTest renders in one process; moto S3 server on 127.0.0.1; listing TTL expired "
-                          "before every timed render; requests from the S3 server's request log; one tiny "
+                   "how": "AppTest renders in one process, local and S3 alternating render by render; moto S3 "
+                          "server on 127.0.0.1; listing TTL expired before every timed render; requests from the S3 server's request log; one tiny "
                           "softmax model trained once and saved 50 times through runs.save_run"},
     }
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

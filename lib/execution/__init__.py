@@ -7,5 +7,5 @@ stop), the child processes that trainings on a shared server and every model imp
 model import as a job (`imports`), and exports made on request outside the page run (`exporting`:
 one child process at a time, under the visitor's quota).
 
-May import: lib.data, lib.models, lib.training, lib.store.
+May import: lib.i18n, lib.data, lib.models, lib.training, lib.store.
 """

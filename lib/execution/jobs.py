@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lib.execution import imports, pipeline, process
+from lib.i18n import N_, _
 from lib.store import bundles, workspaces
 
 QUEUED, RUNNING = "queued", "running"
@@ -38,6 +39,9 @@ WAITING = "waiting"  # a chained job: joins the queue once the job before it has
 FINISHED, STOPPED, FAILED, CANCELLED = "finished", "stopped", "failed", "cancelled"
 DIVERGED = "diverged"  # trained, but the loss exploded: saved with the cause and the fix
 ACTIVE_STATES = (WAITING, QUEUED, RUNNING)
+# How a job that has ended is named (describe_state), marked for the catalog.
+STATE_WORDS = {FINISHED: N_("Finished"), STOPPED: N_("Stopped"), FAILED: N_("Failed"), CANCELLED: N_("Cancelled"),
+               DIVERGED: N_("Diverged")}
 CAPPED_STATES = (QUEUED, RUNNING)  # what the per-session cap counts: a waiting job holds no place
 ENDED_PER_SESSION = 5  # a session's newest ended jobs kept for its panels; older ones are dropped
 ENDED_TOTAL = 100  # ended jobs kept over all sessions
@@ -381,33 +385,37 @@ def job_fraction(job: Job) -> float:
 def describe_state(job: Job) -> str:
     """One line on where a job is: queue position, epoch and share done, or how it ended."""
     if job.state == QUEUED:
-        return f"Queued: position {job.position} (one {job.kind} runs at a time on this machine)."
+        return (_("Queued: position {position} (one import runs at a time on this machine).") if job.kind == IMPORT
+                else _("Queued: position {position} (one training runs at a time on this machine).")).format(
+            position=job.position)
     if job.state == WAITING:
-        return "Waiting: joins the queue when the run before it ends."
+        return _("Waiting: joins the queue when the run before it ends.")
     if job.state == RUNNING and job.kind == IMPORT:
-        return "Importing: checking the file, loading it in safe mode and scoring it on the test set…"
+        return _("Importing: checking the file, loading it in safe mode and scoring it on the test set…")
     if job.state == RUNNING:
         last = job.last or {}
         if last.get("kind") == "end":
-            return "Scored on the test set; saving the run…"
+            return _("Scored on the test set; saving the run…")
         if last.get("kind") in ("batch", "epoch"):
-            return f"Running: epoch {last['epoch']}/{last.get('epochs', job.config.epochs)} · {job_fraction(job):.0%}"
+            return _("Running: epoch {epoch}/{epochs} · {done:.0%}").format(
+                epoch=last["epoch"], epochs=last.get("epochs", job.config.epochs), done=job_fraction(job))
         if last.get("kind") == "phase":
-            return f"Starting: {last['phase']}… ({_since(job.started)})"
-        return f"Starting: starting the training process… ({_since(job.started)})"
+            return _("Starting: {phase}… ({since})").format(phase=_(last["phase"]), since=_since(job.started))
+        return _("Starting: starting the training process… ({since})").format(since=_since(job.started))
     if job.state == FAILED:
-        return f"Failed: {job.error}"
+        return _("Failed: {error}").format(error=job.error)
     if job.state == DIVERGED:
-        return "Diverged: the loss exploded instead of falling; the run says why and what to change."
+        return _("Diverged: the loss exploded instead of falling; the run says why and what to change.")
     if job.state == CANCELLED:
-        return f"Cancelled: {job.error}" if job.error else "Cancelled before it started."
+        return _("Cancelled: {reason}").format(reason=job.error) if job.error else _("Cancelled before it started.")
     accuracy = job.summary.get("test_accuracy")
-    score = f" · test accuracy {accuracy:.2%}" if isinstance(accuracy, (int, float)) else ""
+    score = " · " + _("test accuracy {accuracy:.2%}").format(accuracy=accuracy) \
+        if isinstance(accuracy, (int, float)) else ""
     if job.kind == IMPORT:
-        source = " (the bundle's claim: its dataset is not here to check it)" \
+        source = " " + _("(the bundle's claim: its dataset is not here to check it)") \
             if job.summary.get("scores") == bundles.CLAIMED else ""
-        return f"Imported{score}{source}"
-    return f"{job.state.capitalize()}{score}"
+        return _("Imported") + score + source
+    return _(STATE_WORDS.get(job.state, job.state)) + score
 
 
 def _since(started: float | None) -> str:

@@ -18,6 +18,7 @@ import math
 import os
 from dataclasses import dataclass, fields
 
+from lib.i18n import _
 from lib.models import architectures
 
 LOCAL, PUBLIC = "local", "public"
@@ -158,11 +159,11 @@ def describe(profile: Profile) -> list[str]:
         return []
     limits = profile.limits
     return [
-        f"Up to {limits.max_epoch_images:,} training images per run (epochs x images), "
-        f"e.g. {limits.max_epoch_images // 48_000} epochs on MNIST with a 0.2 validation split.",
-        f"Models up to {limits.max_params:,} parameters.",
-        f"{limits.max_active_jobs_per_visitor} training queued or running per visitor; "
-        f"at most {limits.max_queue} waiting in all.",
-        f"{limits.workspace_quota_mb:,} MB of runs per workspace; workspaces unused for "
-        f"{limits.idle_days:g} days are deleted.",
+        _("Up to {images:,} training images per run (epochs x images), e.g. {epochs} epochs on MNIST with a 0.2 "
+          "validation split.").format(images=limits.max_epoch_images, epochs=limits.max_epoch_images // 48_000),
+        _("Models up to {params:,} parameters.").format(params=limits.max_params),
+        _("{jobs} training queued or running per visitor; at most {queue} waiting in all.").format(
+            jobs=limits.max_active_jobs_per_visitor, queue=limits.max_queue),
+        _("{quota:,} MB of runs per workspace; workspaces unused for {days:g} days are deleted.").format(
+            quota=limits.workspace_quota_mb, days=limits.idle_days),
     ]

@@ -6,5 +6,5 @@ Owns the one config object (`config`: TrainConfig, with no heavy imports), the t
 CPU/thread detection (`hardware`), the tutorials' recipes and lessons (`presets`) and a config turned
 into a runnable Keras script (`codegen`).
 
-May import: lib.data, lib.models. It saves nothing: storing a run is lib.store's.
+May import: lib.i18n, lib.data, lib.models. It saves nothing: storing a run is lib.store's.
 """

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from lib.i18n import N_
 from lib.models import architectures, inference
 from lib.training import hardware
 from lib.training.config import TrainConfig, default_learning_rate
@@ -79,8 +80,9 @@ def resolve_precision(precision: str, *, cpuinfo: str | None = None, gpus: list 
 
 
 # What a training does before its first batch, as its progress events name it ({"kind": "phase", ...}).
-LOADING_DATA, LOADING_TENSORFLOW = "loading the data", "loading TensorFlow"
-BUILDING, COMPILING = "building the model", "compiling the model on the first batches"
+# Marked for the catalog: the page shows them in the visitor's language (lib.execution.jobs.describe_state).
+LOADING_DATA, LOADING_TENSORFLOW = N_("loading the data"), N_("loading TensorFlow")
+BUILDING, COMPILING = N_("building the model"), N_("compiling the model on the first batches")
 
 
 def report_phase(on_progress: ProgressFn | None, phase: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import gettext
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,3 +83,26 @@ def percent(fraction: float, decimals: int = 2) -> str:
 
     pattern = "#,##0" + ("." + "0" * decimals if decimals else "") + "%"
     return format_percent(fraction, format=pattern, locale=BABEL_LOCALES[current_language()])
+
+
+_FIELD = re.compile(r"\{(\w+)(?:![rsa])?(?::[^{}]*)?\}")
+
+
+def translate_filled(text: str, templates) -> str:
+    """`text`, made by filling one of `templates` (English, marked with N_), in the current language.
+
+    For texts stored in English once filled in, such as a run's stop reason in its meta.json: the template
+    that produced `text` is found again, and its translation is filled with the same values. A text no
+    template matches comes back unchanged.
+    """
+    for template in templates:
+        pattern, names, position = "", [], 0
+        for match in _FIELD.finditer(template):
+            pattern += re.escape(template[position:match.start()]) + "(.+?)"
+            names.append(match.group(1))
+            position = match.end()
+        found = re.fullmatch(pattern + re.escape(template[position:]), text, flags=re.DOTALL)
+        if found:
+            return _FIELD.sub(lambda field: "{" + field.group(1) + "}", _(template)).format(
+                **dict(zip(names, found.groups())))
+    return text

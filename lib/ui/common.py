@@ -18,7 +18,7 @@ from lib.data import catalog, datasets, paths
 from lib.execution import jobs
 from lib.store import backend, profile, runs, workspaces
 from lib.ui import workspace as ui_workspace
-from lib.ui.i18n import N_, _, class_names, labels, language_switch, number, percent
+from lib.ui.i18n import N_, _, class_names, labels, language_switch, number, percent, stop_reason
 
 # Session-state keys: declared once, used by every page.
 SESSION_ID = "session_id"
@@ -427,10 +427,11 @@ def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
     meta = run.meta
     status, reason = meta.get("status") or "?", meta.get("stop_reason") or ""  # null in an early or imported run
     if status in ("failed", "diverged"):
-        error(_("This run failed.") if status == "failed" else _("This run diverged."), _(reason))
+        error(_("This run failed.") if status == "failed" else _("This run diverged."), stop_reason(reason))
     else:
         word = _(STATUS_WORDS[status]) if status in STATUS_WORDS else status
-        st.success(f"{word[:1].upper()}{word[1:]}: {_(reason)}", icon=":material/check_circle:")
+        st.success(_("{status}: {reason}").format(status=word[:1].upper() + word[1:], reason=stop_reason(reason)),
+                   icon=":material/check_circle:")
     cols = st.columns(5)
     accuracy, loss, params = meta.get("test_accuracy"), meta.get("test_loss"), meta.get("params")
     claimed = "" if run.scores_verified else f" ({_(runs.CLAIMED_NOTE)})"

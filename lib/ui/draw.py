@@ -9,7 +9,7 @@ from lib.data import drawing
 from lib.models import inference
 from lib.store import runs
 from lib.ui import common as ui
-from lib.ui.i18n import N_, _, class_names
+from lib.ui.i18n import N_, _, class_names, stop_reason
 from lib.viz import charts
 
 CANVAS_PX = 280  # 10x MNIST's 28: fine strokes, and the size the preprocessing is tuned on
@@ -89,7 +89,7 @@ def warn_if_diverged(run: runs.RunInfo, model) -> bool:
     answers = all(np.isfinite(weights).all() for weights in model.get_weights())
     nothing = "" if answers else " " + _("Its weights are no longer numbers (NaN), so it has no answer to show at all.")
     ui.error(_("{display_name} is broken: its training diverged, so its answers mean nothing.").format(display_name=run.display_name),
-             _(run.meta.get("stop_reason") or DIVERGED_FIX) + nothing)
+             (stop_reason(run.meta.get("stop_reason") or "") or _(DIVERGED_FIX)) + nothing)
     return answers
 
 

@@ -16,6 +16,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from lib import i18n
 from lib.i18n import N_, _, ngettext, number, percent  # noqa: F401  (the names lib/ui and pages use)
+from lib.training import reasons
 
 LANGUAGE_PARAM = "lang"
 LANGUAGE = "language"  # session state: the language in use
@@ -58,6 +59,11 @@ def language_switch() -> None:
     st.session_state[LANGUAGE_SWITCH] = st.session_state.get(LANGUAGE, i18n.SOURCE_LANGUAGE)
     st.sidebar.segmented_control(_("Language"), list(i18n.LANGUAGES), format_func=i18n.LANGUAGES.__getitem__,
                                  key=LANGUAGE_SWITCH, on_change=_switch_language, label_visibility="collapsed")
+
+
+def stop_reason(reason: str) -> str:
+    """Why a run ended, kept in English in its meta.json, in the visitor's language where its template is known."""
+    return i18n.translate_filled(reason or "", reasons.STOP_REASONS)
 
 
 def class_names(names) -> list[str]:

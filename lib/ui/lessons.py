@@ -13,7 +13,7 @@ from lib.models import architectures
 from lib.training import presets
 from lib.training.presets import LESSONS
 from lib.ui import common as ui, compare as ui_compare, train as ui_train
-from lib.ui.i18n import N_, _, labels, number, percent
+from lib.ui.i18n import N_, _, labels, number, percent, stop_reason
 
 PICK = "lessons_pick"  # the lesson on screen
 JOBS = "lessons_jobs"  # lesson key -> job ids submitted from this page in this session
@@ -188,9 +188,9 @@ def job_status(lesson: presets.Lesson) -> None:
             if job.active:
                 st.progress(jobs.job_fraction(job))
             elif job.state == jobs.DIVERGED:
-                ui.error(_("This run diverged."), _(job.summary.get("reason", "")))
+                ui.error(_("This run diverged."), stop_reason(job.summary.get("reason", "")))
             elif job.summary.get("reason"):
-                st.caption(_(job.summary["reason"]))  # e.g. which target stopped it, and when
+                st.caption(stop_reason(job.summary["reason"]))  # e.g. which target stopped it, and when
         if any(job.active for job in snapshots):
             st.page_link(PAGE_FILES["Train"], label=_("Watch the live charts on the Train page"),
                          icon=PAGE_ICONS["Train"])

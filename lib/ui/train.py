@@ -26,7 +26,7 @@ from lib.training.config import (
     epochs_for_steps,
 )
 from lib.ui import common as ui
-from lib.ui.i18n import N_, _, labels, number
+from lib.ui.i18n import N_, _, labels, number, stop_reason
 from lib.viz import charts
 
 CUSTOM = "custom"
@@ -392,7 +392,7 @@ def job_panel(job_id: str) -> None:
         if job.state == jobs.FAILED:
             ui.error(_("Training failed."), job.error)
         elif job.state == jobs.DIVERGED:
-            ui.error(_("Training diverged."), _(job.summary.get("reason", "")))
+            ui.error(_("Training diverged."), stop_reason(job.summary.get("reason", "")))
         ui.rerun_when_ended(f"_active_{job_id}", job.active, initially=first.active)  # show the run's report
 
     panel()

@@ -14,7 +14,7 @@ import numbers
 import re
 from dataclasses import dataclass, replace
 
-from lib.i18n import N_
+from lib.i18n import N_, _
 
 # Safety caps: a learner's typo must not ask the CPU for a 10-billion-parameter model.
 MAX_LAYERS = 40
@@ -263,20 +263,19 @@ def _infer(layers, input_shape, num_classes):
     rows, total_macs = [], 0
     for index, spec in enumerate(specs, start=1):
         layer_type = spec["type"]
-        where = f"Layer {index} ({layer_type})"
-        params, macs, formula = 0, 0, "0 (no weights)"
+        where = _("Layer {index} ({type})").format(index=index, type=layer_type)
+        params, macs, formula = 0, 0, _("0 (no weights)")
         if layer_type in SPATIAL_TYPES and len(shape) == 1:
-            raise InvalidArchitecture(
-                f"{where} needs images (height x width x channels), but it gets a flat vector of "
-                f"{shape[0]:,} numbers. Move it before the Flatten layer: convolution and pooling "
-                "layers come first, then Flatten, then Dense."
-            )
+            raise InvalidArchitecture(_(
+                "{where} needs images (height x width x channels), but it gets a flat vector of {count:,} numbers. "
+                "Move it before the Flatten layer: convolution and pooling layers come first, then Flatten, then Dense."
+            ).format(where=where, count=shape[0]))
         if layer_type == "Dense" and len(shape) == 3:
-            what = "images" if shape == input_shape else "feature maps"
-            raise InvalidArchitecture(
-                f"{where} gets {_shape_text(shape)} {what}, but Dense needs a flat vector. "
-                "Add a Flatten (or GlobalAveragePooling2D) layer before it."
-            )
+            message = (_("{where} gets {shape} images, but Dense needs a flat vector. Add a Flatten (or "
+                         "GlobalAveragePooling2D) layer before it.") if shape == input_shape else
+                       _("{where} gets {shape} feature maps, but Dense needs a flat vector. Add a Flatten (or "
+                         "GlobalAveragePooling2D) layer before it."))
+            raise InvalidArchitecture(message.format(where=where, shape=_shape_text(shape)))
 
         if layer_type in ("Conv2D", *POOLING_TYPES):
             height, width, channels = shape
@@ -314,34 +313,33 @@ def _infer(layers, input_shape, num_classes):
         elif layer_type == "BatchNormalization":
             channels = shape[-1]
             params = 4 * channels
-            formula = f"4 * {channels:,} = {params:,} ({2 * channels:,} trainable)"
+            formula = _("4 * {channels:,} = {params:,} ({trainable:,} trainable)").format(
+                channels=channels, params=params, trainable=2 * channels)
         total_macs += macs
         rows.append(LayerRow(index, layer_type, _label(spec), shape, params, formula))
 
     last = specs[-1]
     if last["type"] != "Dense":
-        raise InvalidArchitecture(
-            f"The last layer is {last['type']}, but the model must end with a Dense layer with "
-            f"{num_classes} units and softmax activation (one probability per class). "
-            f"Add a Dense({num_classes}, softmax) layer at the end."
-        )
+        raise InvalidArchitecture(_(
+            "The last layer is {type}, but the model must end with a Dense layer with {classes} units and softmax "
+            "activation (one probability per class). Add a Dense({classes}, softmax) layer at the end."
+        ).format(type=last["type"], classes=num_classes))
     if last["units"] != num_classes:
-        raise InvalidArchitecture(
-            f"The last layer has {last['units']} units, but this dataset has {num_classes} classes: "
-            f"set its units to {num_classes}."
-        )
+        raise InvalidArchitecture(_(
+            "The last layer has {units} units, but this dataset has {classes} classes: set its units to {classes}."
+        ).format(units=last["units"], classes=num_classes))
     if last["activation"] != "softmax":
-        current = f"the {last['activation']!r} activation" if last["activation"] else "no activation"
-        raise InvalidArchitecture(
-            f"The last layer has {current}, but it needs softmax so the model outputs one probability "
-            'per class: set its activation to "softmax".'
-        )
+        message = (_('The last layer has the {activation!r} activation, but it needs softmax so the model outputs '
+                     'one probability per class: set its activation to "softmax".') if last["activation"] else
+                   _('The last layer has no activation, but it needs softmax so the model outputs one probability '
+                     'per class: set its activation to "softmax".'))
+        raise InvalidArchitecture(message.format(activation=last["activation"]))
     total_params = sum(row.params for row in rows)
     if total_params > MAX_PARAMS:
-        raise InvalidArchitecture(
-            f"This model would have {total_params:,} parameters; the limit is {MAX_PARAMS:,}. "
-            "Use fewer units or filters, or add pooling before Flatten."
-        )
+        raise InvalidArchitecture(_(
+            "This model would have {params:,} parameters; the limit is {limit:,}. Use fewer units or filters, or add "
+            "pooling before Flatten."
+        ).format(params=total_params, limit=MAX_PARAMS))
     if total_macs > MAX_FORWARD_MACS:
         raise InvalidArchitecture(
             f"This model would need {total_macs:,} multiply-adds per image, far too slow to train here "

@@ -403,7 +403,7 @@ def runs_table_format() -> dict:
         column("params"): st.column_config.NumberColumn(format="localized"),
         column("epochs"): st.column_config.NumberColumn(
             format="%g", help=_("A stopped run shows how far its last epoch got.")),
-        column("training s"): st.column_config.NumberColumn(_("training time"), format="%.1f s"),
+        column("training s"): st.column_config.NumberColumn(_("training time"), format=_("%.1f s")),
         column("images/s"): st.column_config.NumberColumn(format="%,.0f"),
         column("test accuracy"): st.column_config.NumberColumn(format="%.2f%%"),
         column("scores"): st.column_config.TextColumn(

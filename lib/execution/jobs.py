@@ -322,14 +322,17 @@ class JobManager:
         if self.max_active_per_session is not None:
             active = [job for job in self._jobs.values() if job.session_id == session_id and job.state in CAPPED_STATES]
             if len(active) >= self.max_active_per_session:
-                what = "an import" if any(job.kind == IMPORT for job in active) else "a training"
-                return (f"You already have {what} queued or running; on this shared app each visitor trains or "
-                        f"imports {self.max_active_per_session} at a time. Wait for it to finish, or stop it.")
+                message = (_("You already have an import queued or running; on this shared app each visitor trains "
+                             "or imports {count} at a time. Wait for it to finish, or stop it.")
+                           if any(job.kind == IMPORT for job in active) else
+                           _("You already have a training queued or running; on this shared app each visitor trains "
+                             "or imports {count} at a time. Wait for it to finish, or stop it."))
+                return message.format(count=self.max_active_per_session)
         if self.max_queue is not None:
             waiting = sum(1 for job in self._jobs.values() if job.state == QUEUED)
             if waiting >= self.max_queue:
-                return (f"{waiting} trainings are already waiting on this shared app (the limit is "
-                        f"{self.max_queue}). Try again in a few minutes.")
+                return _("{waiting} trainings are already waiting on this shared app (the limit is {limit}). Try "
+                         "again in a few minutes.").format(waiting=waiting, limit=self.max_queue)
         return ""
 
     def _end(self, job: Job) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.data import paths
-from lib.i18n import N_
+from lib.i18n import N_, _
 from lib.models import architectures
 from lib.training.config import TrainConfig
 
@@ -346,13 +346,16 @@ def lessons_done(latest: dict) -> list[str]:
 
 def settings_text(settings: dict) -> str:
     """A recipe in one line, e.g. "rmsprop lr 0.0001 · batch 128 · 50 epochs · raw pixels · one-hot"."""
-    parts = [f"{settings['optimizer']} lr {settings['learning_rate']:g}", f"batch {settings['batch_size']}",
-             f"{settings['epochs']} epochs", "pixels / 255" if settings["normalize"] else "raw 0-255 pixels",
-             "one-hot labels" if settings["label_encoding"] == "one_hot" else "integer labels",
-             f"{settings['validation_split']:.0%} validation"]
+    parts = [_("{optimizer} lr {lr:g}").format(optimizer=settings["optimizer"], lr=settings["learning_rate"]),
+             _("batch {size}").format(size=settings["batch_size"]),
+             _("{epochs} epochs").format(epochs=settings["epochs"]),
+             _("pixels / 255") if settings["normalize"] else _("raw 0-255 pixels"),
+             _("one-hot labels") if settings["label_encoding"] == "one_hot" else _("integer labels"),
+             _("{share:.0%} validation").format(share=settings["validation_split"])]
     if settings.get("target_metric"):
         sign = "≤" if settings["target_metric"].endswith("loss") else "≥"
-        parts.append(f"stop at {settings['target_metric']} {sign} {settings['target_value']:g}")
+        parts.append(_("stop at {metric} {sign} {value:g}").format(metric=settings["target_metric"], sign=sign,
+                                                                 value=settings["target_value"]))
     return " · ".join(parts)
 
 

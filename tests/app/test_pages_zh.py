@@ -118,3 +118,18 @@ def test_the_engine_stays_english_outside_the_page(app_runs):
                                               ("en-GB", "en"), ("fr-FR", "en"), (None, "en"), ("", "en")])
 def test_browser_language_picks_the_default(locale, language):
     assert i18n.language_from_locale(locale) == language
+
+
+def test_lessons_speak_chinese_down_to_the_builders_messages(app_runs):
+    """As a Chinese learner on lesson 3, the broken models and the builder's refusals are in Chinese; the
+    recipe cards of lesson 6 say the tutorial's settings in Chinese too."""
+    at = open_page_zh("pages/lessons.py")
+    at.selectbox(key="lessons_pick").select("3").run()
+    shown = texts(at)
+    assert "第 3 课：错误的网络结构会给出清楚的错误信息" in shown
+    assert "最后一层有 5 个单元，但这个数据集有 10 个类别：请把它的单元数设为 10。" in shown
+    assert "需要一个扁平向量" in shown
+    at.selectbox(key="lessons_pick").select("6").run()
+    shown = texts(at)
+    assert "第 6 课：归一化很重要" in shown
+    assert "像素 / 255" in shown and "原始 0-255 像素" in shown  # the two recipes' lines, side by side

@@ -1,6 +1,7 @@
 """Time from a Train click to the first progress event, on the public profile's job manager.
 
     python bench/first_progress.py [--label before|after] [--repeats 3]
+    python bench/first_progress.py --compare-warm [--repeats 3]
 
 Submits Home's one-click run (TrainConfig's defaults, no validation split, full MNIST) to the
 job manager the `public` profile builds (each training in a `python -m lib.execution.worker`
@@ -9,6 +10,11 @@ start-up phases, if it reports them, then the first batch) and stops the trainin
 batch. Each repeat is a fresh child process, as after a click. Results go to
 bench/results-first-progress.json under the label, and the section of bench/RESULTS.md is
 rewritten from all recorded labels. Needs the real MNIST in $MNIST_STUDIO_DATA_DIR.
+
+`--compare-warm` alternates, in one run, clicks with the spare training process turned off
+(MNIST_STUDIO_WARM_WORKER=0: a fresh child per click, as before) and on (the click takes the spare
+that imported TensorFlow ahead of time; each click waits until the spare is ready, as a visitor
+clicking some seconds after the server started or the last training ended would find it).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib.execution import jobs  # noqa: E402
+from lib.execution import jobs, process  # noqa: E402
 from lib.store import profile, workspaces  # noqa: E402
 from lib.training.config import TrainConfig  # noqa: E402
 
@@ -56,10 +62,35 @@ def one_click_to_first_batch(runs_root: Path) -> dict:
     return {"first_batch_s": first[0] if first else None, "phases": phases, "state": result.status}
 
 
+def wait_for_spare(spare: process.Spare, timeout: float = 300.0) -> float:
+    """Block until the spare has TensorFlow loaded and sits idle (its CPU time stops growing); seconds waited."""
+    started = time.monotonic()
+    last = None
+    while time.monotonic() - started < timeout:
+        pid = spare.pid()
+        if pid is None:
+            raise RuntimeError("no spare is waiting (memory short?)")
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as handle:
+                loaded = "libtensorflow" in handle.read()
+        except OSError:
+            raise RuntimeError("the spare exited") from None
+        cpu = int(fields[11]) + int(fields[12])  # utime + stime, clock ticks
+        if loaded and cpu == last:
+            return time.monotonic() - started
+        last = cpu
+        time.sleep(1.0)
+    raise TimeoutError("the spare did not get ready")
+
+
 def write_report(results: dict) -> None:
     lines = [HEADING, "", "Seconds from the click (submit) to the first batch event of Home's one-click run "
-             "(cnn-fast, full MNIST, no validation split), each in a fresh child process; median of the "
-             "repeats, with the phases the child reported (seconds from the click when each began).", "",
+             "(cnn-fast, full MNIST, no validation split), each in a fresh child process, or in the spare one "
+             "that imported TensorFlow before the click (warm worker rows); median of the repeats, with the "
+             "phases the child reported (seconds from the click when each began). Rows recorded in one "
+             "`--compare-warm` run alternate their clicks on the same machine.", "",
              "| label | first batch (median s) | all repeats (s) | phases (median start, s) | machine |",
              "|---|---|---|---|---|"]
     for label, entry in results.items():
@@ -71,7 +102,7 @@ def write_report(results: dict) -> None:
         firsts = [repeat["first_batch_s"] for repeat in entry["repeats"]]
         lines.append(f"| {label} | {statistics.median(firsts):.1f} | {', '.join(f'{s:.1f}' for s in firsts)} | "
                      f"{phases} | {entry['machine']} |")
-    section = "\n".join(lines) + "\n"
+    section = "\n".join(lines) + "\n\n"
     text = REPORT.read_text(encoding="utf-8")
     if HEADING in text:
         start = text.index(HEADING)
@@ -86,19 +117,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--label", default="after")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compare-warm", action="store_true",
+                        help="alternate clicks without and with the spare training process, in one run")
     args = parser.parse_args()
     os.environ[profile.PROFILE_ENV] = "public"
-    repeats = []
+    modes = {"cold child (MNIST_STUDIO_WARM_WORKER=0)": "0", "warm worker (spare process)": "1"} \
+        if args.compare_warm else {args.label: os.environ.get("MNIST_STUDIO_WARM_WORKER", "1")}
+    repeats: dict[str, list] = {label: [] for label in modes}
     with tempfile.TemporaryDirectory() as root:
         os.environ["MNIST_STUDIO_RUNS_DIR"] = root
         for index in range(args.repeats):
-            outcome = one_click_to_first_batch(Path(root))
-            print(f"repeat {index + 1}: first batch after {outcome['first_batch_s']:.1f} s; {outcome['phases']}",
-                  flush=True)
-            repeats.append(outcome)
+            for label, warm in modes.items():
+                os.environ["MNIST_STUDIO_WARM_WORKER"] = warm
+                jobs.manager_for(profile.current())  # the server's start (a spare, when on)
+                waited = wait_for_spare(jobs.warm_trainer.spare) if warm == "1" else 0.0
+                outcome = one_click_to_first_batch(Path(root))
+                outcome["spare_ready_after_s"] = round(waited, 1)
+                print(f"{label} repeat {index + 1}: first batch after {outcome['first_batch_s']:.1f} s; "
+                      f"{outcome['phases']}", flush=True)
+                repeats[label].append(outcome)
+                jobs.warm_trainer.spare.close()  # the next mode starts from the same state
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    results[args.label] = {"repeats": repeats, "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
-                           "shared with other jobs", "recorded": time.strftime("%Y-%m-%d %H:%M")}
+    recorded = time.strftime("%Y-%m-%d %H:%M")
+    for label, outcomes in repeats.items():
+        results[label] = {"repeats": outcomes, "machine": f"{os.cpu_count()} cores, {platform.machine()}, "
+                          "shared with other jobs", "recorded": recorded}
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     write_report(results)
 

@@ -32,10 +32,12 @@ with pad:
         if image is not None:
             st.image(image, caption=_("Your image"), width=ui_draw.CANVAS_PX)
     else:
-        st.caption(_("Draw one digit, large and centred or not: the app scales and centres it like MNIST."))
-        stroke, clear = st.columns([3, 1], vertical_alignment="bottom")
-        width = stroke.slider(_("Stroke width"), 8, 40, 20, key="draw_stroke")
-        clear.button(_("Clear"), on_click=ui_draw.clear_canvas, icon=":material/delete:", key="draw_clear")
+        with st.container(key="draw_hint"):  # keyed: a phone's layout leaves it out (lib/ui/phone.css)
+            st.caption(_("Draw one digit, large and centred or not: the app scales and centres it like MNIST."))
+        with st.container(key="draw_tools"):  # keyed: one row on a phone too
+            stroke, clear = st.columns([3, 1], vertical_alignment="bottom")
+            width = stroke.slider(_("Stroke width"), 8, 40, 20, key="draw_stroke")
+            clear.button(_("Clear"), on_click=ui_draw.clear_canvas, icon=":material/delete:", key="draw_clear")
         image = ui_draw.canvas(width)
 with answers:
     if not chosen:

@@ -14,6 +14,11 @@ import pytest
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_DIR))
 
+# No spare training process (a TF-loaded child of ~650 MB, issue 26) in tests unless a test asks for one:
+# every public-profile AppTest and e2e server would start one, a dozen seconds of CPU each on CI's 2 cores.
+# tests/lib/test_warm_worker.py and bench/first_progress.py turn it on where it is what they measure.
+os.environ.setdefault("MNIST_STUDIO_WARM_WORKER", "0")
+
 # The real MNIST, if this machine has it (CI sets this to ../shared/datasets).
 REAL_DATA_DIR = os.environ.get("MNIST_STUDIO_DATA_DIR", "")
 REAL_MNIST = Path(REAL_DATA_DIR) / "mnist.npz" if REAL_DATA_DIR else None

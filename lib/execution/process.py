@@ -16,6 +16,12 @@ must not be able to hand the server code to run.
 before it imports anything heavy; the server ends a child that runs past its time limit, is silent
 for too long, does not stop when asked, or does not exit after its outcome: SIGTERM first, SIGKILL
 `kill_grace_s` later. Every way a child can fail ends in `ChildFailed` with a message for the user.
+
+A `Spare` is one such child started ahead of time: its first stdin line `{"warm": {"limits": ...,
+"preload": "module:function", "idle_s": ...}}` makes it apply its limits, run the preload (import
+TensorFlow: ~12 s on a busy 2-core box) and wait for its request, which the next job sends instead of
+starting a child of its own. Once taken it is that job's child like any other (same limits, clocks,
+stop and kill); a spare nobody takes exits by itself after `idle_s`, and when the server is gone.
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ STOP_LINE = b"stop\n"
 MAX_LINE_BYTES = 1024 * 1024  # a progress event is ~300 bytes; a longer line is not from our worker
 EVENT_BACKLOG = 1000  # events read ahead of the server; then the child waits (it cannot flood memory)
 POLL_S = 0.2  # how often the server looks at a stop request and the clocks
+SPARE_IDLE_S = 900.0  # a spare nobody took in this long exits, giving back its ~650 MB
+# A spare starts only when the machine has this much memory available: the ~650 MB it holds while it
+# waits, and room left for the server's pages (the training that takes it needs the same memory anyway).
+SPARE_MIN_AVAILABLE_MB = 1500
 
 
 @dataclass(frozen=True)
@@ -46,7 +56,7 @@ class ChildLimits:
 
     niceness: int = 10  # the child yields the CPU to the server's page runs (visitors clicking around)
     memory_mb: int | None = None  # its address space (RLIMIT_AS), MiB; None: no limit
-    time_limit_s: float | None = None  # wall clock from its start; None: no limit
+    time_limit_s: float | None = None  # wall clock from its request (a spare's waiting not counted); None: none
     silence_limit_s: float | None = None  # longest gap between two messages before it counts as hung
     stop_grace_s: float = 60.0  # after a stop request, time to save the weights so far and end
     exit_grace_s: float = 10.0  # after its outcome, time to exit
@@ -58,16 +68,18 @@ class ChildFailed(RuntimeError):
 
 
 def run_child(task: str, payload: dict, *, limits: ChildLimits, what: str = "training", on_event=None,
-              should_stop=None, crash_hint: str = "", quiet: bool = False) -> dict:
+              should_stop=None, crash_hint: str = "", quiet: bool = False, spare: Spare | None = None) -> dict:
     """Run `task` ("module:function", see lib.execution.worker) in a child process; return its result.
 
     `on_event(dict)` gets each progress event; `should_stop()` is polled and, once true, the
     child is asked to stop (with `stop_grace_s` 0 it is ended at once: nothing to save). `what`
     names the work in messages ("training", "import"); `crash_hint` follows the message when the
     child dies. `quiet`: the child's stdout and stderr go nowhere (the CLI prints one line).
+    `spare`: take its waiting child if it was started with these limits (else start one as usual).
     Raises ChildFailed with a message for the user; the child is gone when this returns or raises.
     """
-    child = _Child(task, payload, limits, what, quiet)
+    started = spare.take(limits) if spare is not None and not quiet else None
+    child = _Child(task, payload, limits, what, started or _spawn(quiet))
     try:
         return child.supervise(on_event, should_stop, crash_hint)
     finally:
@@ -89,25 +101,118 @@ def user_message(error: Exception, what: str = "training", memory_mb: int | None
             "batch size.")
 
 
+def _spawn(quiet: bool = False) -> tuple[subprocess.Popen, int]:
+    """Start `python -m lib.execution.worker`: the process and the read end of its event pipe."""
+    read_fd, write_fd = os.pipe()
+    sink = subprocess.DEVNULL if quiet else None
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(paths.PROJECT_DIR),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", WORKER_MODULE, str(write_fd)], stdin=subprocess.PIPE, stdout=sink,
+            stderr=sink, pass_fds=(write_fd,), cwd=paths.PROJECT_DIR, env=env,
+        )
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)  # the child holds the only write end: its exit is our end of file
+    return child, read_fd
+
+
+class Spare:
+    """At most one child started ahead of time with `limits`, TensorFlow (or whatever `preload` names)
+    imported, waiting for the next job's request. Thread-safe.
+
+    `prepare()` starts one unless one waits already or the machine is short of memory; `take(limits)`
+    hands it over (or None). It exits by itself after `idle_s` without a request, or when the server
+    (its stdin) is gone; `close()` ends it now.
+    """
+
+    def __init__(self, preload: str, limits: ChildLimits, *, idle_s: float = SPARE_IDLE_S,
+                 min_available_mb: int = SPARE_MIN_AVAILABLE_MB):
+        self.preload, self.limits, self.idle_s, self.min_available_mb = preload, limits, idle_s, min_available_mb
+        self._lock = threading.Lock()
+        self._waiting: tuple[subprocess.Popen, int] | None = None
+
+    def prepare(self) -> bool:
+        """Start a spare if none is waiting and memory allows; True if one is waiting now."""
+        with self._lock:
+            if self._waiting is not None and self._waiting[0].poll() is None:
+                return True
+            self._discard()
+            available = available_memory_mb()
+            if available is not None and available < self.min_available_mb:
+                return False
+            child, read_fd = _spawn()
+            warm = {"limits": asdict(self.limits), "preload": self.preload, "idle_s": self.idle_s}
+            with contextlib.suppress(OSError):
+                child.stdin.write(json.dumps({"warm": warm}).encode("utf-8") + b"\n")
+                child.stdin.flush()
+            self._waiting = (child, read_fd)
+            return True
+
+    def take(self, limits: ChildLimits) -> tuple[subprocess.Popen, int] | None:
+        """The waiting child, now the caller's, if it is alive and was started with `limits`; else None."""
+        with self._lock:
+            if self._waiting is None or self._waiting[0].poll() is not None or limits != self.limits:
+                return None
+            taken, self._waiting = self._waiting, None
+            return taken
+
+    def pid(self) -> int | None:
+        """The waiting child's process id (None: none waits)."""
+        with self._lock:
+            alive = self._waiting is not None and self._waiting[0].poll() is None
+            return self._waiting[0].pid if alive else None
+
+    def close(self) -> None:
+        """End the waiting child, if any."""
+        with self._lock:
+            if self._waiting is not None and self._waiting[0].poll() is None:
+                self._waiting[0].kill()
+                self._waiting[0].wait()
+            self._discard()
+
+    def _discard(self) -> None:
+        """Called under the lock: forget a child that is gone (closing our end of its pipes)."""
+        if self._waiting is not None:
+            child, read_fd = self._waiting
+            child.wait()
+            with contextlib.suppress(OSError):
+                child.stdin.close()
+            with contextlib.suppress(OSError):
+                os.close(read_fd)
+            self._waiting = None
+
+
+def available_memory_mb(meminfo: str = "/proc/meminfo", cgroup_root: str = "/sys/fs/cgroup") -> int | None:
+    """Memory this server may still take, MiB: the machine's MemAvailable, capped by what its cgroup's
+    limit leaves (a container sees the host's meminfo); None where neither can be read (not Linux)."""
+    found = []
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open(meminfo, encoding="ascii") as handle:
+            found += [int(line.split()[1]) // 1024 for line in handle if line.startswith("MemAvailable:")]
+    for limit_file, usage_file in (("memory.max", "memory.current"),  # cgroup v2, then v1
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        with contextlib.suppress(OSError, ValueError):
+            with open(os.path.join(cgroup_root, limit_file), encoding="ascii") as handle:
+                limit = handle.read().strip()
+            with open(os.path.join(cgroup_root, usage_file), encoding="ascii") as handle:
+                usage = int(handle.read().strip())
+            if limit != "max" and int(limit) < 2**60:  # v1 writes "no limit" as a huge number
+                found.append(max(int(limit) - usage, 0) // (1024 * 1024))
+                break
+    return min(found) if found else None
+
+
 class _Child:
     """One child process seen from the server: its pipes, its clocks, and how to end it."""
 
-    def __init__(self, task: str, payload: dict, limits: ChildLimits, what: str, quiet: bool):
+    def __init__(self, task: str, payload: dict, limits: ChildLimits, what: str,
+                 started: tuple[subprocess.Popen, int]):
         self.limits, self.what = limits, what
-        read_fd, write_fd = os.pipe()
-        sink = subprocess.DEVNULL if quiet else None
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(paths.PROJECT_DIR),
-                                                                          os.environ.get("PYTHONPATH")]))}
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, str(write_fd)], stdin=subprocess.PIPE, stdout=sink,
-                stderr=sink, pass_fds=(write_fd,), cwd=paths.PROJECT_DIR, env=env,
-            )
-        except BaseException:
-            os.close(read_fd)
-            raise
-        finally:
-            os.close(write_fd)  # the child holds the only write end: its exit is our end of file
+        self.process, read_fd = started
         self.started = self.last_word = time.monotonic()
         self.events: queue.Queue = queue.Queue(maxsize=EVENT_BACKLOG)
         self.stream = os.fdopen(read_fd, "rb")

@@ -9,6 +9,10 @@ asks the task to stop; a child whose server is gone exits after `stop_grace_s` w
 
 A task is `function(payload: dict, emit, should_stop) -> dict` (JSON in, JSON out): `train` and
 `import_file` here; tests name their own.
+
+A spare (lib.execution.process.Spare) first gets the line `{"warm": {"limits", "preload", "idle_s"}}`:
+it applies the limits, runs the preload (`preload_training` imports TensorFlow and Keras) and then
+waits for its request as above; without one within `idle_s` (or at stdin's end) it exits.
 """
 
 from __future__ import annotations
@@ -37,8 +41,13 @@ def main(argv: list[str]) -> int:
             channel.flush()
 
     request = json.loads(sys.stdin.readline())
+    if "warm" in request:
+        _limit_self(request["warm"]["limits"])  # before the preload: it is the heavy part
+        _task(request["warm"]["preload"])()
+        request = _await_request(request["warm"]["idle_s"])
+    else:
+        _limit_self(request["limits"])
     limits, what = request["limits"], request.get("what", "training")
-    _limit_self(limits)
     stop = threading.Event()
     threading.Thread(target=_watch_stdin, args=(stop, limits["stop_grace_s"]), daemon=True).start()
     try:
@@ -79,6 +88,27 @@ def import_file(payload: dict, emit, should_stop) -> dict:
     return {"run_id": run.run_id, "status": meta.get("status"), "stop_reason": meta.get("stop_reason", ""),
             "test_accuracy": meta.get("test_accuracy"), "test_loss": meta.get("test_loss"),
             "scores": meta.get("scores")}
+
+
+def preload_training() -> None:
+    """What every training does first and a spare does ahead of time: size TensorFlow's threads, import
+    Keras and the training code (about 12 s of a training's start on a busy 2-core box)."""
+    from lib.training import hardware
+
+    hardware.configure_threads()  # before TensorFlow's runtime starts, as a training does
+    from lib.training import callbacks, loop  # noqa: F401 - imported for their import time (Keras, TensorFlow)
+
+
+def _await_request(idle_s: float) -> dict:
+    """A spare's request; it exits if none comes within `idle_s` or its server is gone (end of stdin)."""
+    idle = threading.Timer(idle_s, os._exit, args=(0,))
+    idle.daemon = True
+    idle.start()
+    line = sys.stdin.readline()
+    idle.cancel()
+    if not line:
+        os._exit(0)
+    return json.loads(line)
 
 
 def _limit_self(limits: dict) -> None:

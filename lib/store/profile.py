@@ -40,6 +40,7 @@ class Limits:
     idle_days: float = 7.0  # a workspace nobody opened for this long is deleted
     gallery_dir: str = ""  # an operator's folder of runs everyone sees read-only ("" = none)
     prewarm: int = 1  # 1: the server predicts the bundled model's test set when it starts; 0: at the first visit
+    warm_worker: int = 1  # 1: a training process waits with TensorFlow imported (~12 s sooner to the first batch)
 
 
 ENV = {
@@ -52,6 +53,7 @@ ENV = {
     "idle_days": "MNIST_STUDIO_IDLE_DAYS",
     "gallery_dir": "MNIST_STUDIO_GALLERY_DIR",
     "prewarm": "MNIST_STUDIO_PREWARM",
+    "warm_worker": "MNIST_STUDIO_WARM_WORKER",
 }
 
 

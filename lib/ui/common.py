@@ -17,7 +17,7 @@ import streamlit as st
 from lib.data import catalog, datasets, paths
 from lib.execution import jobs
 from lib.store import backend, profile, runs, workspaces
-from lib.ui import workspace as ui_workspace
+from lib.ui import layout, workspace as ui_workspace
 from lib.ui.i18n import N_, _, class_names, labels, language_switch, number, percent, stop_reason
 
 # Session-state keys: declared once, used by every page.
@@ -27,6 +27,8 @@ SELECTED_RUN = "selected_run"
 LAST_JOB = "last_job"
 DRAW_CLEARS = "draw_canvas_clears"  # bumped by the Draw page's Clear
 DEEP_LINK = "deep_link_page"  # the page a cold server's first visitor asked for
+BAR_DATASET = "compact_bar_dataset"  # the compact bar's copy of the Dataset picker (phones)
+BAR_LANGUAGE = "compact_bar_language"  # the compact bar's copy of the language switch (phones)
 DRAW_FOCUS = "draw_focus_run"  # a run just trained on drawn classes or imported: Draw asks it first
 DEFAULTS = {DATASET: "mnist", SELECTED_RUN: None, LAST_JOB: None, DRAW_CLEARS: 0, DRAW_FOCUS: None}
 JOB_POLL_SECONDS = 1.0  # charts redraw at least once a second while training
@@ -322,12 +324,15 @@ def run_picker(label: str, found: list[runs.RunInfo], *, key: str, multi: bool =
 
 
 def sidebar() -> None:
-    """Dataset in use and this session's running or last job, on every page."""
+    """Language, dataset in use and this session's running or last job, on every page; on a phone also
+    one tap away in a compact bar at the top, with the workspace link (lib.ui.layout)."""
     language_switch()
+    infos = dataset_infos(data_key())
+    if st.session_state[DATASET] not in infos:
+        st.session_state[DATASET] = "mnist"
+    if layout.on_phone():
+        layout.compact_bar(lambda: _compact_bar(infos))
     with st.sidebar:
-        infos = dataset_infos(data_key())
-        if st.session_state[DATASET] not in infos:
-            st.session_state[DATASET] = "mnist"
         st.selectbox(
             _("Dataset"),
             list(infos),
@@ -338,6 +343,17 @@ def sidebar() -> None:
         )
         _sidebar_job_status()
     ui_workspace.sidebar(workspace())
+    layout.apply()
+
+
+def _compact_bar(infos: dict) -> None:
+    """The sidebar's essentials for a phone: the same language and Dataset choice, job status and workspace link."""
+    st.session_state[BAR_DATASET] = st.session_state[DATASET]
+    language_switch(container=st, key=BAR_LANGUAGE)
+    st.selectbox(_("Dataset"), list(infos), format_func=labels(infos, lambda name: _(infos[name].title)), key=BAR_DATASET,
+                 on_change=lambda: st.session_state.update({DATASET: st.session_state[BAR_DATASET]}))
+    _sidebar_job_status()
+    ui_workspace.link_box(workspace())
 
 
 def _sidebar_job_status() -> None:

@@ -48,17 +48,19 @@ def apply_language() -> None:
         st.query_params[LANGUAGE_PARAM] = language
 
 
-def _switch_language() -> None:
-    language = st.session_state.get(LANGUAGE_SWITCH) or st.session_state.get(LANGUAGE, i18n.SOURCE_LANGUAGE)
+def _switch_language(key: str) -> None:
+    language = st.session_state.get(key) or st.session_state.get(LANGUAGE, i18n.SOURCE_LANGUAGE)
     st.session_state[LANGUAGE] = language
     st.query_params[LANGUAGE_PARAM] = language
 
 
-def language_switch() -> None:
-    """The sidebar's English / 中文 switch: each language named in itself."""
-    st.session_state[LANGUAGE_SWITCH] = st.session_state.get(LANGUAGE, i18n.SOURCE_LANGUAGE)
-    st.sidebar.segmented_control(_("Language"), list(i18n.LANGUAGES), format_func=i18n.LANGUAGES.__getitem__,
-                                 key=LANGUAGE_SWITCH, on_change=_switch_language, label_visibility="collapsed")
+def language_switch(container=None, key: str = LANGUAGE_SWITCH) -> None:
+    """The English / 中文 switch, each language named in itself: in the sidebar, or in `container` with
+    its own widget `key` (the phone's compact bar)."""
+    st.session_state[key] = st.session_state.get(LANGUAGE, i18n.SOURCE_LANGUAGE)
+    (container or st.sidebar).segmented_control(
+        _("Language"), list(i18n.LANGUAGES), format_func=i18n.LANGUAGES.__getitem__, key=key,
+        on_change=_switch_language, args=(key,), label_visibility="collapsed")
 
 
 def stop_reason(reason: str) -> str:

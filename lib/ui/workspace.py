@@ -59,11 +59,18 @@ def sidebar(workspace: workspaces.Workspace) -> None:
     if workspace.key is None:
         return
     with st.sidebar.expander(_("Your workspace link"), icon=":material/key:"):
-        st.code(link(**{WORKSPACE_PARAM: workspace.key}), language=None, wrap_lines=True)
-        st.caption(_("Keep this link private: anyone with it can see and change your runs. Bookmark it to come back."))
+        link_box(workspace)
     st.sidebar.caption(
         _(":material/warning: Storage here is temporary: runs vanish when the app restarts or after {idle_days:g} idle days. Download the runs you want to keep.").format(idle_days=profile.current().limits.idle_days)
     )
+
+
+def link_box(workspace: workspaces.Workspace) -> None:
+    """Public only: the link back to this workspace, and why to keep it private."""
+    if workspace.key is None:
+        return
+    st.code(link(**{WORKSPACE_PARAM: workspace.key}), language=None, wrap_lines=True)
+    st.caption(_("Keep this link private: anyone with it can see and change your runs. Bookmark it to come back."))
 
 
 def open_share_link() -> None:

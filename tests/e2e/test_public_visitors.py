@@ -102,7 +102,9 @@ def test_two_visitors_train_in_turn_see_only_their_own_runs_and_pass_a_bundle(pu
     a_state = job_state(a, RUN_A)  # the one job running meanwhile
     assert a_state.startswith(("Starting", "Running", "Scored")), a_state
     b.wait_until(lambda: QUEUED in b.sidebar_text(), timeout_s=30, what="the queue position in B's sidebar")
-    assert "Someone else is training right now; your run will queue behind it." in main_text(b)
+    # The page's own rerun after the click may still be drawing (A trains on the same 2 cores): wait for it.
+    b.wait_until(lambda: "Someone else is training right now; your run will queue behind it." in main_text(b),
+                 timeout_s=30, what="the 'someone else is training' notice on B's Train page")
     assert RUN_A not in main_text(b) and RUN_A not in b.sidebar_text()
     b.screenshot("public-b-queued")
     a.screenshot("public-a-training")

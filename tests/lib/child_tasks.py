@@ -41,3 +41,7 @@ def main_module(payload, emit, should_stop):
     main = sys.modules["__main__"]
     return {"main_file": getattr(main, "__file__", None), "marker_made": os.path.exists(
         payload["marker"])}
+
+
+def no_preload():
+    """A spare's preload that imports nothing: spares without TensorFlow, for fast tests."""

@@ -39,6 +39,11 @@ VISIBLE_KEYWORDS = {"label", "help", "placeholder", "caption", "body", "title", 
                     "value", "delta"}
 TRANSLATORS = {"_", "ngettext"}
 WORD = re.compile(r"[A-Za-z]{2,}")
+MARKUP = re.compile(r"<[^<>]*>|:material/\w+:")  # HTML tags and icon codes: not words a visitor reads
+
+
+def _has_words(text: str) -> bool:
+    return bool(WORD.search(MARKUP.sub("", text)))
 BABEL_CFG = PROJECT / "babel.cfg"
 KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2)}
 
@@ -67,9 +72,9 @@ def bare_texts(node: ast.AST) -> list[ast.AST]:
     if _is_translated(node):
         return []
     if isinstance(node, ast.Constant):
-        return [node] if isinstance(node.value, str) and WORD.search(node.value) else []
+        return [node] if isinstance(node.value, str) and _has_words(node.value) else []
     if isinstance(node, ast.JoinedStr):
-        words = any(isinstance(part, ast.Constant) and WORD.search(part.value) for part in node.values)
+        words = any(isinstance(part, ast.Constant) and _has_words(part.value) for part in node.values)
         return [node] if words else []
     if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
         return [bare for element in node.elts for bare in bare_texts(element)]
@@ -138,6 +143,8 @@ def test_the_check_accepts_translated_text_and_data(tmp_path):
         'st.metric(_("Test accuracy"), f"{accuracy:.2%}")',
         'st.page_link("pages/draw.py", label=_("Open the canvas"), icon=":material/draw:")',
         'st.markdown(f"**{what}**  \\n{todo}")',
+        'st.markdown(f"<style>{css}</style>", unsafe_allow_html=True)',
+        'st.subheader(f":material/bolt: {title}")',
         'st.selectbox(_("Run"), ids, format_func=labels.__getitem__, key="pred_run")',
         'st.radio(_("Labels"), ("sparse", "one_hot"), format_func=_, key="labels")',
     ]) + "\n", encoding="utf-8")

@@ -219,7 +219,8 @@ def test_the_public_profile_gets_capped_process_training_and_local_stays_as_it_w
 
     local = jobs.manager_for(profile.current({}))
     assert local.max_active_per_session is None and local._trainer is jobs._default_trainer
-    public = jobs.manager_for(profile.current({"MNIST_STUDIO_PROFILE": "public", "MNIST_STUDIO_MAX_QUEUE": "3"}))
+    public = jobs.manager_for(profile.current({"MNIST_STUDIO_PROFILE": "public", "MNIST_STUDIO_MAX_QUEUE": "3",
+                                               "MNIST_STUDIO_WARM_WORKER": "0"}))  # spares: test_warm_worker.py
     assert (public.max_active_per_session, public.max_queue) == (1, 3)
     assert public._trainer.__qualname__.startswith("quota_guarded")
 

@@ -56,7 +56,10 @@ def translation(language: str) -> gettext.NullTranslations:
 
 
 def _(message: str) -> str:
-    """`message` in the current language (see the module docstring)."""
+    """`message` in the current language (see the module docstring); "" stays "" (gettext would answer
+    the catalog's header)."""
+    if not message:
+        return message
     return translation(current_language()).gettext(message)
 
 

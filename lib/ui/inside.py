@@ -92,7 +92,7 @@ def pick_input(run: runs.RunInfo) -> tuple[np.ndarray | None, str, int | None]:
         split = test_images(run)
         if split is None:
             ui.error(_("The test images of {dataset} are not available here.").format(
-                dataset=_(run.dataset.get("title") or "") or _("this run")),
+                dataset=_(run.dataset.get("title")) or _("this run")),
                      _("Pick another input or another run; the Data page lists the datasets found."))
             return None, source, None
         x_test, y_test = split

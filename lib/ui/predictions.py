@@ -128,7 +128,7 @@ def score_row(run: runs.RunInfo, preds: predictions.TestPredictions) -> dict:
     scores = preds.scores()
     wrong = int((~preds.correct).sum())
     dataset = run.dataset.get("title") or run.dataset.get("name", "?")
-    st.caption(_("Test set of **{dataset}**: {count:,} images the run never trained on.").format(dataset=dataset, count=len(preds.y_true)))
+    st.caption(_("Test set of **{dataset}**: {count:,} images the run never trained on.").format(dataset=_(dataset), count=len(preds.y_true)))
     cols = st.columns(3)
     cols[0].metric(_("Test accuracy"), f"{scores['accuracy']:.2%}", border=True)
     cols[1].metric(_("Misclassified (of {count:,})").format(count=len(preds.y_true)), f"{wrong:,}", border=True)

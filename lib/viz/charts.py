@@ -229,9 +229,9 @@ def probability_figure(
     title = _("Prediction: {name} ({percent:.1f}%)").format(name=names[predicted], percent=values[predicted] * 100)
     if true_label is not None and int(true_label) != predicted:
         colors[int(true_label)] = TRUE_COLOR
-        title += f" · true: {names[int(true_label)]}"
+        title += " · " + _("true: {name}").format(name=names[int(true_label)])
     elif true_label is not None:
-        title += " · correct"
+        title += " · " + _("correct")
 
     percent = values * 100
     fig = go.Figure(

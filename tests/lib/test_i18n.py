@@ -27,6 +27,11 @@ def test_a_chinese_source_translates_ui_texts_lessons_and_class_names(chinese):
     assert [i18n._(name) for name in ("T-shirt/top", "Ankle boot", "7")] == ["T恤/上衣", "短靴", "7"]
 
 
+def test_an_empty_text_stays_empty(chinese):
+    """gettext("") is the catalog's header; a missing title or reason must not show it."""
+    assert i18n._("") == ""
+
+
 def test_an_unknown_language_falls_back_to_english():
     previous = i18n._language_source
     i18n.use_language_source(lambda: "fr")

@@ -11,6 +11,7 @@ ui.require_entry()
 
 st.title(_("Data"))
 info = ui.selected_dataset()
+ui.show_store_problem()
 try:
     overview = ui.dataset_overview(info.name)
 except (datasets.DatasetUnavailable, datasets.InvalidDataset) as problem:

@@ -12,7 +12,7 @@ info = ui.selected_dataset()
 st.caption(_("Dataset: **{title}** · {num_classes} classes · images {items} (change it in the sidebar)").format(title=_(info.title), num_classes=info.num_classes, items=' x '.join(map(str, info.input_shape))))
 
 manager = ui.job_manager()
-job_id = st.session_state.get(ui.LAST_JOB)
+job_id = st.session_state.get(ui.LAST_JOB) or ui_train.active_job_id()  # a job from before a restart too
 job = manager.snapshot(job_id) if job_id else None
 if job is not None:  # the visitor's training comes first: live while it runs, then its results
     st.subheader(_("3 · Training"))

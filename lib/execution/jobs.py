@@ -73,6 +73,9 @@ class Job:
     position: int = 0  # place in the queue, 1 = next; 0 when not queued
     after: str | None = None  # WAITING: the job whose end puts this one into the queue
     runs_dir: object = None  # where the run is saved; None: the default runs dir
+    where: str = ""  # "" on this machine; "cluster" for a Ray job (lib.execution.raycluster)
+    ahead: int = 0  # a cluster job in the queue: jobs queued before it or running, over all servers
+    note: str = ""  # why a cluster job waits although its turn has come (the cluster cannot be reached)
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -396,6 +399,10 @@ def job_fraction(job: Job) -> float:
 
 def describe_state(job: Job) -> str:
     """One line on where a job is: queue position, epoch and share done, or how it ended."""
+    if job.state == QUEUED and job.where:  # the cluster, the one place besides this machine
+        queued = (_("Queued on the cluster, {count} job ahead of yours.") if job.ahead == 1 else
+                  _("Queued on the cluster, {count} jobs ahead of yours.")).format(count=job.ahead)
+        return queued + (" " + _(job.note) if job.note else "")
     if job.state == QUEUED:
         return (_("Queued: position {position} (one import runs at a time on this machine).") if job.kind == IMPORT
                 else _("Queued: position {position} (one training runs at a time on this machine).")).format(
@@ -408,12 +415,20 @@ def describe_state(job: Job) -> str:
         last = job.last or {}
         if last.get("kind") == "end":
             return _("Scored on the test set; saving the run…")
+        cluster, since = bool(job.where), _since(job.started)
         if last.get("kind") in ("batch", "epoch"):
-            return _("Running: epoch {epoch}/{epochs} · {done:.0%}").format(
-                epoch=last["epoch"], epochs=last.get("epochs", job.config.epochs), done=job_fraction(job))
+            running = _("Running on the cluster: epoch {epoch}/{epochs} · {done:.0%}") if cluster else \
+                _("Running: epoch {epoch}/{epochs} · {done:.0%}")
+            return running.format(epoch=last["epoch"], epochs=last.get("epochs", job.config.epochs),
+                                  done=job_fraction(job))
         if last.get("kind") == "phase":
-            return _("Starting: {phase}… ({since})").format(phase=_(last["phase"]), since=_since(job.started))
-        return _("Starting: starting the training process… ({since})").format(since=_since(job.started))
+            starting = _("Starting on the cluster: {phase}… ({since})") if cluster else _("Starting: {phase}… ({since})")
+            return starting.format(phase=_(last["phase"]), since=since)
+        if last.get("kind") == "start":
+            return (_("Starting on the cluster: compiling the model for its first batch… ({since})") if cluster else
+                    _("Starting: compiling the model for its first batch… ({since})")).format(since=since)
+        return (_("Starting: starting the job on the cluster (its code and environment first)… ({since})") if cluster
+                else _("Starting: starting the training process… ({since})")).format(since=since)
     if job.state == FAILED:
         return _("Failed: {error}").format(error=job.error)
     if job.state == DIVERGED:

@@ -94,7 +94,10 @@ def user_message(error: Exception, what: str = "training", memory_mb: int | None
         limit = f"the {memory_mb:,} MB of memory it may use here" if memory_mb else "the memory this computer has"
         todo = "Import a smaller model." if what == "import" else "Try a smaller model or batch size."
         return f"The {what} needed more than {limit}. {todo}"
-    known = (datasets.DatasetUnavailable, datasets.InvalidDataset, ValueError, ChildFailed, workspaces.QuotaExceeded)
+    from lib.store import backend
+
+    known = (datasets.DatasetUnavailable, datasets.InvalidDataset, ValueError, ChildFailed, workspaces.QuotaExceeded,
+             backend.StoreError)
     if isinstance(error, known):
         return str(error)
     return (f"The {what} failed unexpectedly ({type(error).__name__}: {error}). Try again, or a smaller model or "

@@ -10,7 +10,10 @@ A run is uploaded file by file, then its commit object (`COMMITTED`) last; a lis
 runs whose commit object exists, so a save cut off half-way lists nothing. Deleting removes the
 commit object first, then the rest: retrying either is safe. Runs missing locally (a restart, a
 run made by another server or the CLI) are pulled on listing, at most once per `LIST_TTL_S` per
-folder: one listing call, then the files of the runs not here yet (once; kept locally after).
+folder: one listing call, then the files of the runs not here yet (once; kept locally after). A pulled run's model file is not downloaded with it:
+the run folder records its size and ETag (`REMOTE_FILE`), and the first page that opens the model
+(`fetch`) downloads it once into a cache keyed by that content (`MODEL_CACHE`, under the runs
+folder), hard-linked into the run folder; every later rerun, page or visitor reads the local file.
 
 A store that cannot be reached, refuses the credentials or is full raises `StoreError` with a
 message in the user's words; a listing records it in `problem` instead, so pages show it and the
@@ -25,19 +28,30 @@ import threading
 import time
 from pathlib import Path
 
-from lib.data import paths
+from lib.data import datasets, paths
 
 STORE_ENV = paths.STORE_ENV
 ENDPOINT_ENV = "MNIST_STUDIO_STORE_ENDPOINT"  # an S3-compatible service's URL (MinIO, R2, ...)
 COMMIT_FILE = "COMMITTED"
 LIST_TTL_S = 5.0  # a listing is pulled from the store at most this often per folder (own writes are local already)
 CONNECT_TIMEOUT_S = 5  # an unreachable store answers in seconds, not minutes
-UPLOADS = "uploads"  # lib.data.datasets.UPLOADS_SUBDIR: uploaded and drawn datasets of a workspace
+UPLOADS = ".datasets"  # lib.data.datasets.UPLOADS_SUBDIR: uploaded and drawn datasets, image-folder caches
 RUN_FILES_LAST = ("meta.json",)  # uploaded after the other files of a run, right before the commit object
+LAZY_FILES = ("model.keras",)  # runs.MODEL_FILE: pulled on first use, not with the listing (megabytes each)
+REMOTE_FILE = ".remote.json"  # in a pulled run folder: {file name: {"size", "etag"}} of its files not here yet
+MODEL_CACHE = ".model-cache"  # under the runs folder: <size>-<etag digest> files, hard-linked into run folders
+CACHE_KEEP = 16  # cached files no run folder links any more, kept for a run pulled again (newest first)
+ETAG_KEYS = ("ETag", "etag", "md5Hash", "crc32c", "checksum")  # what s3fs, gcsfs and others call a content tag
+JOBS_PREFIX = ".jobs"  # small JSON objects of jobs run elsewhere (lib.execution.raycluster); hidden: never a run
 
 
-class StoreError(RuntimeError):
-    """The run store failed; the message says what happened and what to do."""
+class StoreError(OSError, RuntimeError):
+    """The run store failed; the message says what happened and what to do (an OSError: pages that
+    report a file that cannot be read report a store that cannot be read the same way)."""
+
+
+NOT_STORED = ("It is kept on this server only, until the app restarts: download its Run bundle to keep it, "
+              "or save again once the store is back.")
 
 
 def store_url() -> str:
@@ -65,11 +79,55 @@ class LocalStore:
     def remove(self, path: Path) -> None:
         pass
 
-    def pull(self, folder: Path) -> None:
+    def pull(self, folder: Path, *, wait: bool = False) -> None:
         pass
 
     def pull_file(self, path: Path) -> None:
         pass
+
+    def fetch(self, path: Path) -> Path:
+        return Path(path)
+
+    def sync(self, folder: Path, *, force: bool = False) -> None:
+        pass
+
+    def stored_bytes(self, folder: Path) -> int:
+        return 0
+
+    def expire_listings(self) -> None:
+        pass
+
+    def settle(self, timeout_s: float = 30.0) -> None:
+        pass
+
+    def pull_run(self, folder: Path) -> None:
+        pass
+
+    def pull_uploads(self, folder: Path) -> None:
+        pass
+
+    # Small JSON objects by path relative to the runs folder (the job board): written whole, atomically.
+    def put_json(self, relative: str, value: dict) -> None:
+        target = paths.runs_dir() / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(value))
+        os.replace(tmp, target)
+
+    def get_json(self, relative: str) -> dict | None:
+        """The object, or None when there is none (or it is not JSON: a half-written one never is)."""
+        try:
+            return json.loads((paths.runs_dir() / relative).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def list_json(self, prefix: str) -> list[str]:
+        """Relative paths of the .json objects directly under `prefix`."""
+        folder = paths.runs_dir() / prefix
+        return sorted(f"{prefix}/{p.name}" for p in folder.glob("*.json")) if folder.is_dir() else []
+
+    def remove_json(self, relative: str) -> None:
+        (paths.runs_dir() / relative).unlink(missing_ok=True)
 
 
 class FsspecStore:
@@ -84,7 +142,10 @@ class FsspecStore:
         self._fs = None
         self._base = ""
         self._pulled: dict[Path, float] = {}
+        self._synced: dict[Path, float] = {}
+        self._refreshing: dict[Path, threading.Thread] = {}  # folders being pulled in the background
         self._lock = threading.Lock()
+        self._fetch_lock = threading.Lock()  # one model download at a time; listings do not wait for it
         self.requests = 0  # store calls made (listings, reads, writes): what a page costs
 
     @property
@@ -108,6 +169,7 @@ class FsspecStore:
 
     def _key(self, path: Path) -> str | None:
         """The store path of a local path under the runs folder; None for anything outside it."""
+        self.fs  # noqa: B018 - opening the store sets the base path the keys start with
         try:
             relative = Path(path).resolve().relative_to(self.root.resolve())
         except ValueError:
@@ -164,17 +226,29 @@ class FsspecStore:
             pass
         self._forget(key)
 
-    def pull(self, folder: Path) -> None:
+    def pull(self, folder: Path, *, wait: bool = False) -> None:
         """Bring committed runs and uploaded datasets of `folder` that are missing here from the store.
 
-        At most once per LIST_TTL_S per folder; a failure is kept in `problem`, not raised.
+        At most once per LIST_TTL_S per folder; a failure is kept in `problem`, not raised. The first
+        pull of a folder (or with `wait`) happens now; a later one refreshes in the background while
+        the page goes on with what is here (this server's own writes are here already), so a page
+        render after the first visit never waits for the store.
         """
         folder = Path(folder)
         now = time.monotonic()
         with self._lock:
-            if now - self._pulled.get(folder, -LIST_TTL_S) < LIST_TTL_S:
+            if now - self._pulled.get(folder, -LIST_TTL_S) < LIST_TTL_S or folder in self._refreshing:
                 return
+            background = folder in self._pulled and not wait
             self._pulled[folder] = now
+            if background:
+                self._refreshing[folder] = threading.Thread(target=self._pull_safely, args=(folder,), daemon=True,
+                                                            name=f"store-refresh-{folder.name}")
+                self._refreshing[folder].start()
+                return
+        self._pull_safely(folder)
+
+    def _pull_safely(self, folder: Path) -> None:
         try:
             self._pull(folder)
             self.problem = ""
@@ -182,6 +256,16 @@ class FsspecStore:
             self.problem = str(error)
             with self._lock:
                 self._pulled.pop(folder, None)
+        finally:
+            with self._lock:
+                self._refreshing.pop(folder, None)
+
+    def settle(self, timeout_s: float = 30.0) -> None:
+        """Wait for background refreshes to end (tests and benches count their requests)."""
+        with self._lock:
+            threads = list(self._refreshing.values())
+        for thread in threads:
+            thread.join(timeout_s)
 
     def _pull(self, folder: Path) -> None:
         fs, key = self.fs, self._key(folder)
@@ -189,7 +273,9 @@ class FsspecStore:
             return
         fs.invalidate_cache(key)  # another server (or the CLI) may have written since
         try:
-            found = self._call(fs.find, key, maxdepth=2, detail=True)  # one listing call
+            # One flat listing (s3fs, gcsfs: a paginated list of every object under the prefix, never from
+            # the listing cache); with maxdepth it would list each run folder separately, from a stale cache.
+            found = self._call(fs.find, key, detail=True)
         except FileNotFoundError:
             found = {}
         if not found:  # find hides refused credentials and a missing bucket: ask the bucket itself
@@ -214,20 +300,36 @@ class FsspecStore:
                     if not target.is_file() or target.stat().st_size != size:
                         self._download(f"{key}/{parent}/{leaf}", target)
             elif COMMIT_FILE in files and not parent.startswith(".") and not local.exists():
-                self._download_run(f"{key}/{parent}", local, files)
+                tags = {leaf: _etag(found[f"{key}/{parent}/{leaf}"]) for leaf in files if leaf in LAZY_FILES}
+                self._download_run(f"{key}/{parent}", local, files, tags)
 
-    def _download_run(self, key: str, local: Path, files: dict[str, int]) -> None:
-        """A committed run into a hidden folder, renamed into place once complete."""
+    def _download_run(self, key: str, local: Path, files: dict[str, int], tags: dict[str, str]) -> None:
+        """A committed run's small files into a hidden folder, renamed into place once complete; its
+        model file is only described (size, ETag) for `fetch`."""
         import shutil
 
-        tmp = local.parent / f".pull-{local.name}"
+        # A folder of this pull's own: two threads may pull the same run at once (a page's listing and
+        # the job layer fetching a run a cluster job just made); the first to finish puts it in place.
+        tmp = local.parent / f".pull-{local.name}-{os.getpid()}-{threading.get_ident()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         try:
-            for leaf in files:
-                if leaf != COMMIT_FILE and "/" not in leaf:
+            remote = {}
+            for leaf, size in files.items():
+                if leaf == COMMIT_FILE or "/" in leaf:
+                    continue
+                if leaf in LAZY_FILES:
+                    remote[leaf] = {"size": size, "etag": tags.get(leaf, "")}
+                else:
                     self._call(self.fs.get_file, f"{key}/{leaf}", str(tmp / leaf))
-            os.replace(tmp, local)
+            if remote:
+                (tmp / REMOTE_FILE).write_text(json.dumps(remote), encoding="utf-8")
+            try:
+                os.replace(tmp, local)
+            except OSError:
+                if not local.is_dir():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # the other pull was first
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -249,9 +351,211 @@ class FsspecStore:
         except FileNotFoundError:
             pass
 
+    def fetch(self, path: Path) -> Path:
+        """`path` (a pulled run's model file) on local disk: from the content-keyed cache when it holds
+        the same size and ETag, else downloaded into it once; then hard-linked into the run folder.
+
+        Nothing is asked of the store when `path` is here already (every rerun after the first).
+        """
+        path = Path(path)
+        if path.is_file():
+            return path
+        described = remote_files(path.parent).get(path.name)
+        key = self._key(path)
+        if described is None or key is None:
+            return path  # not a pulled run: the caller reports the missing file as before
+        size, etag = int(described.get("size") or 0), str(described.get("etag") or "")
+        cache = self.root / MODEL_CACHE
+        cache.mkdir(parents=True, exist_ok=True)
+        cached = cache / cache_name(size, etag, key)
+        with self._fetch_lock:
+            if not (cached.is_file() and cached.stat().st_size == size):
+                tmp = cache / f".{cached.name}.{os.getpid()}-{threading.get_ident()}.part"
+                try:
+                    self._call(self.fs.get_file, key, str(tmp))
+                    if tmp.stat().st_size != size:
+                        raise StoreError(f"The run store {self.url} sent {path.parent.name}/{path.name} with "
+                                         f"{tmp.stat().st_size} bytes, not the {size} it listed; open the page again.")
+                    os.replace(tmp, cached)
+                finally:
+                    tmp.unlink(missing_ok=True)
+            _link(cached, path)
+            self._trim_cache(cache)
+        return path
+
+    def sync(self, folder: Path, *, force: bool = False) -> None:
+        """Make `folder` (plain files: image-folder caches) the same here and on the store: files missing
+        or of another size here are downloaded, files missing there uploaded. One listing call, at most
+        once per LIST_TTL_S unless `force`; a failure is kept in `problem`, not raised."""
+        folder = Path(folder)
+        key = self._key(folder)
+        now = time.monotonic()
+        with self._lock:
+            if key is None or (not force and now - self._synced.get(folder, -LIST_TTL_S) < LIST_TTL_S):
+                return
+            self._synced[folder] = now
+        try:
+            try:
+                found = self._call(self.fs.find, key, detail=True)
+            except FileNotFoundError:
+                found = {}
+            there = {name[len(key):].strip("/"): int(info.get("size") or 0) for name, info in found.items()}
+            for relative, size in there.items():
+                target = folder / relative
+                if not target.is_file() or target.stat().st_size != size:
+                    self._download(f"{key}/{relative}", target)
+            here = [path for path in folder.rglob("*") if path.is_file() and not path.name.startswith(".")
+                    and path.relative_to(folder).as_posix() not in there] if folder.is_dir() else []
+            self.push_files(here)
+        except StoreError as error:
+            self.problem = str(error)
+
+    def stored_bytes(self, folder: Path) -> int:
+        """Bytes of everything under `folder` on the store (one listing call); 0 when it cannot be asked
+        (the failure shows as `problem`; quotas then count what is here)."""
+        key = self._key(folder)
+        if key is None:
+            return 0
+        try:
+            found = self._call(self.fs.find, key, detail=True)
+        except FileNotFoundError:
+            return 0
+        except StoreError as error:
+            self.problem = str(error)
+            return 0
+        return sum(int(info.get("size") or 0) for name, info in found.items()
+                   if not name.endswith(f"/{COMMIT_FILE}"))  # as the local count: commit objects are not here
+
+    def _trim_cache(self, cache: Path) -> None:
+        """Forget cached files no run folder links any more, beyond the newest CACHE_KEEP."""
+        unlinked = []
+        for entry in cache.iterdir():
+            try:
+                status = entry.stat()
+            except OSError:
+                continue
+            if not entry.name.startswith(".") and status.st_nlink <= 1:
+                unlinked.append((status.st_mtime, entry))
+        for _, entry in sorted(unlinked, reverse=True)[CACHE_KEEP:]:
+            entry.unlink(missing_ok=True)
+
+    def expire_listings(self) -> None:
+        """The next listing of every folder asks the store again, as once LIST_TTL_S has passed (in the
+        background for a folder listed before)."""
+        with self._lock:
+            for times in (self._pulled, self._synced):
+                for folder in times:
+                    times[folder] = -LIST_TTL_S
+
+    # Small JSON objects by path relative to the runs folder (the job board); an object store writes
+    # each whole, so a reader sees the old or the new one, never half.
+    def put_json(self, relative: str, value: dict) -> None:
+        self._call(self.fs.pipe_file, f"{self._base}/{relative}", json.dumps(value).encode())
+
+    def get_json(self, relative: str) -> dict | None:
+        """The object, or None when there is none."""
+        try:
+            return json.loads(self._call(self.fs.cat_file, f"{self._base}/{relative}"))
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            return None
+
+    def list_json(self, prefix: str) -> list[str]:
+        """Relative paths of the .json objects directly under `prefix` (one listing call)."""
+        fs = self.fs  # first: it sets self._base
+        key = f"{self._base}/{prefix}"
+        fs.invalidate_cache(key)  # other servers and the cluster's jobs write here
+        try:
+            names = self._call(self.fs.ls, key, detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(f"{prefix}/{name.rstrip('/').rsplit('/', 1)[-1]}" for name in names if name.endswith(".json"))
+
+    def remove_json(self, relative: str) -> None:
+        try:
+            self._call(self.fs.rm_file, f"{self._base}/{relative}")
+        except FileNotFoundError:
+            pass
+
+    def pull_run(self, folder: Path) -> None:
+        """One committed run (made elsewhere: a cluster's job) into `folder` now, whatever LIST_TTL_S says."""
+        folder = Path(folder)
+        key = self._key(folder)
+        if key is None or folder.exists():
+            return
+        self.fs.invalidate_cache(key)
+        try:
+            found = self._call(self.fs.ls, key, detail=True)
+        except FileNotFoundError:
+            return
+        by_leaf = {info["name"].rstrip("/").rsplit("/", 1)[-1]: info for info in found if info.get("type") == "file"}
+        files = {leaf: int(info.get("size") or 0) for leaf, info in by_leaf.items()}
+        tags = {leaf: _etag(info) for leaf, info in by_leaf.items() if leaf in LAZY_FILES}
+        if COMMIT_FILE in files:
+            self._download_run(key, folder, files, tags)
+
+    def pull_uploads(self, folder: Path) -> None:
+        """The uploaded and drawn datasets of `folder` (a workspace), and nothing else: what a training
+        elsewhere (a cluster's job) needs of a workspace."""
+        uploads = datasets.uploads_dir(Path(folder))  # UPLOADS
+        fs, key = self.fs, self._key(uploads)
+        if key is None:
+            return
+        fs.invalidate_cache(key)
+        try:
+            found = self._call(fs.find, key, detail=True)
+        except FileNotFoundError:
+            return
+        for name, info in found.items():
+            target = uploads / name[len(key):].strip("/")
+            if not target.is_file() or target.stat().st_size != int(info.get("size") or 0):
+                self._download(name, target)
+
     def _forget(self, key: str) -> None:
         with self._lock:
             self._pulled.clear()
+
+
+def remote_files(folder: Path) -> dict[str, dict]:
+    """The files of a pulled run that are on the store only ({name: {"size", "etag"}}); {} for others."""
+    try:
+        described = json.loads((Path(folder) / REMOTE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {name: info for name, info in described.items() if isinstance(info, dict)} \
+        if isinstance(described, dict) else {}
+
+
+def declared_bytes(folder: Path) -> int:
+    """Bytes of a pulled run's files that are on the store but not here yet (quotas count them too)."""
+    return sum(int(info.get("size") or 0) for name, info in remote_files(folder).items()
+               if not (Path(folder) / name).is_file())
+
+
+def cache_name(size: int, etag: str, key: str) -> str:
+    """A cached file's name from its content: size and ETag (the store path when a store gives no tag)."""
+    import hashlib
+
+    tag = etag.strip('"') or f"path:{key}"
+    return f"{size}-{hashlib.sha256(tag.encode()).hexdigest()[:32]}"
+
+
+def _etag(info: dict) -> str:
+    return next((str(info[name]) for name in ETAG_KEYS if info.get(name)), "")
+
+
+def _link(cached: Path, target: Path) -> None:
+    """`cached` at `target` without copying (a hard link); a copy where links are not possible."""
+    import shutil
+
+    tmp = target.with_name(f".{target.name}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(cached, tmp)
+    except OSError:
+        shutil.copyfile(cached, tmp)
+    os.replace(tmp, target)
 
 
 def describe(url: str, error: BaseException) -> str:

@@ -80,7 +80,9 @@ class RunInfo:
 
     @property
     def model_path(self) -> Path:
-        return self.path / MODEL_FILE
+        """The local .keras file. A run pulled from a remote store gets it here on first use: downloaded
+        once into a cache keyed by its size and ETag (StoreError if the store fails), then local."""
+        return backend.current().fetch(self.path / MODEL_FILE)
 
     @property
     def history_path(self) -> Path:
@@ -222,7 +224,10 @@ def write_run(write, runs_dir: Path | None = None) -> RunInfo:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     # Then onto the store (commit object last); on failure the run stays here and StoreError says so.
-    backend.current().push_run(final)
+    try:
+        backend.current().push_run(final)
+    except backend.StoreError as error:
+        raise backend.StoreError(f"The run was saved, but not to the run store. {error} {backend.NOT_STORED}") from None
     return RunInfo(run_id, final, meta)
 
 
@@ -275,7 +280,7 @@ def get_run(run_id: str, runs_dir: Path | None = None) -> RunInfo:
         raise RunNotFound(f"No run {run_id!r}: run ids look like 20261124-101500-a1b2c3 (see `python -m lib runs`).")
     folder = (Path(runs_dir) if runs_dir else paths.runs_dir()) / run_id
     if not folder.is_dir():
-        backend.current().pull(folder.parent)
+        backend.current().pull(folder.parent, wait=True)
     if not folder.is_dir():
         raise RunNotFound(f"No run {run_id!r} in {folder.parent} (see `python -m lib runs`).")
     return read_run(folder)
@@ -393,7 +398,8 @@ def read_run(folder: Path) -> RunInfo:
     if problem:
         raise DamagedRun(f"{folder.name}: meta.json: {problem}.")
     model = folder / MODEL_FILE
-    if not model.is_file() or model.stat().st_size == 0:
+    on_store = int(backend.remote_files(folder).get(MODEL_FILE, {}).get("size") or 0)  # pulled, fetched on use
+    if not on_store and (not model.is_file() or model.stat().st_size == 0):
         raise DamagedRun(f"{folder.name}: model.keras is missing or empty.")
     if not (folder / HISTORY_FILE).is_file():
         raise DamagedRun(f"{folder.name}: history.csv is missing.")

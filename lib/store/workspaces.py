@@ -160,6 +160,7 @@ class Workspace:
             raise runs.ReadOnlyRun("The bundled and gallery models are visible to everyone already; no link needed.")
         shares = _root_of(self) / SHARES_SUBDIR
         shares.mkdir(parents=True, exist_ok=True)
+        backend.current().sync(shares)  # links made before a restart: the same run keeps its link
         for path in shares.glob("*.json"):
             entry = _read_share(path)
             if entry and entry.get("folder") == self.folder.name and entry.get("run_id") == run_id:
@@ -223,7 +224,7 @@ def open_share(token: str | None, *, root: Path | None = None) -> runs.RunInfo:
         raise WorkspaceNotFound("This share link is not valid, or its run was deleted or has expired.")
     folder = root / WORKSPACES_SUBDIR / entry["folder"]
     if not (folder / entry["run_id"]).is_dir():
-        backend.current().pull(folder)
+        backend.current().pull(folder, wait=True)
     if not folder.is_dir():  # a local share: the runs dir itself
         folder = root if entry["folder"] == root.name else folder
     try:
@@ -330,15 +331,19 @@ def estimate_run_bytes(params: int) -> int:
 
 
 def folder_bytes(folder: Path) -> int:
-    """Bytes of the files under `folder` (a file: its size); a save's undo copies are not counted."""
+    """Bytes of the files under `folder` (a file: its size), counting a pulled run's files that are still
+    on the store only (the same on every store); a save's undo copies and the model cache (hard links
+    to files counted in their run folders) are not counted."""
     if Path(folder).is_file():
         return os.lstat(folder).st_size
     total = 0
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [name for name in dirnames if not name.startswith(UNDO_PREFIX)]
+        dirnames[:] = [name for name in dirnames if not name.startswith(UNDO_PREFIX) and name != backend.MODEL_CACHE]
         for name in filenames:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(dirpath, name)).st_size
+        if backend.REMOTE_FILE in filenames:
+            total += backend.declared_bytes(Path(dirpath))
     return total
 
 
@@ -362,13 +367,17 @@ def reserve(workspace: Workspace, nbytes: int, *, current: profile.Profile | Non
         yield None
         return
     root = Path(root) if root else paths.runs_dir()
+    # On a remote store the quotas count what is there too (workspaces this server has not pulled since it
+    # started), asked before the lock: one listing call each, never while other visitors wait for the lock.
+    store = backend.current()
+    stored_mine, stored_all = store.stored_bytes(workspace.folder), store.stored_bytes(root)
     with _LOCK:
         pending_mine = sum(size for folder, size in _RESERVED.values() if folder == workspace.folder)
         pending_all = sum(size for _, size in _RESERVED.values())
         message = profile.check_disk(
             current,
-            workspace_bytes=workspace.usage_bytes() + pending_mine,
-            total_bytes=folder_bytes(root) + pending_all,
+            workspace_bytes=max(workspace.usage_bytes(), stored_mine) + pending_mine,
+            total_bytes=max(folder_bytes(root), stored_all) + pending_all,
             adding_bytes=nbytes,
         )
         if message:

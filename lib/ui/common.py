@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 from lib.data import catalog, datasets, paths
-from lib.execution import jobs
+from lib.execution import jobs, managers, raycluster
 from lib.store import backend, profile, runs, workspaces
 from lib.ui import layout, workspace as ui_workspace
 from lib.ui.i18n import N_, _, class_names, labels, language_switch, number, percent, stop_reason
@@ -90,15 +90,18 @@ def job_manager() -> jobs.JobManager:
     """One process-wide job manager: jobs survive reruns, page changes and closed tabs.
 
     In the public profile each training runs in its own process, under the workspace
-    quota, with one active job per visitor and a bounded queue (lib.execution.jobs.manager_for).
+    quota, with one active job per visitor and a bounded queue (lib.execution.jobs.manager_for);
+    with MNIST_STUDIO_RAY_ADDRESS set, trainings run as jobs on that Ray cluster
+    (lib.execution.raycluster), under the same caps counted over the whole cluster.
     """
-    return jobs.manager_for(profile.current())
+    return managers.manager_for(profile.current())
 
 
 def check_profile() -> bool:
     """False, after saying what to fix, when the deployment's settings cannot be used."""
     try:
         profile.current()
+        raycluster.settings()
     except profile.SettingError as problem:
         error(_("This app's settings are not valid."), _("{problem} (The operator sets these as environment variables or, on Community Cloud, as root-level secrets.)").format(problem=problem))
         return False
@@ -116,13 +119,28 @@ def visitor_id() -> str:
 
 
 def data_key() -> tuple[str, str]:
-    """The data dir and this visitor's uploads dir: part of every dataset cache key."""
-    return str(paths.data_dir()), str(workspace().uploads_dir)
+    """The data dir and this visitor's uploads dir: part of every dataset cache key.
+
+    On a remote store the visitor's uploaded and drawn datasets come back from it first (at most
+    once per backend.LIST_TTL_S, shared with the run listing of the same workspace).
+    """
+    folder = workspace().folder
+    backend.current().pull(folder)
+    return str(paths.data_dir()), str(datasets.uploads_dir(folder))
 
 
 @st.cache_data(show_spinner=False, ttl=60)
 def dataset_infos(key: tuple[str, str]) -> dict[str, datasets.DatasetInfo]:
-    return catalog.available_datasets(*key)
+    """The datasets a visitor can pick; the data dir's image folders are converted once per store
+    (their cache is synced with it, so a restarted server does not convert them again)."""
+    from lib.data import imagefolder
+
+    store = backend.current()
+    cache = datasets.uploads_dir() / imagefolder.CACHE_SUBDIR
+    store.sync(cache)
+    found = catalog.available_datasets(*key)
+    store.sync(cache, force=True)  # a folder converted just now goes up
+    return found
 
 
 def dataset_key(name: str) -> tuple[str, str]:
@@ -192,7 +210,7 @@ def list_runs() -> tuple[list[runs.RunInfo], list[runs.DamagedFolder]]:
     a run opened through a share link (read-only)."""
     found, damaged = workspace().list_runs()
     shared = ui_workspace.shared_run()
-    if shared is not None and all(run.model_path != shared.model_path for run in found):
+    if shared is not None and all(run.path != shared.path for run in found):
         found = [shared, *found]
     return found, damaged
 
@@ -225,15 +243,21 @@ def sweep_idle_workspaces() -> list[str]:
 
 def show_damaged(damaged: list[runs.DamagedFolder]) -> None:
     """Say which run folders were skipped, without hiding the good ones; and when the run store failed."""
-    problem = backend.current().problem
-    if problem:  # the listing still shows what is here and the bundled model
-        st.error(problem, icon=":material/cloud_off:")
+    show_store_problem()
     if damaged:
         names = "; ".join(f"{folder.run_id} ({folder.problem})" for folder in damaged)
         st.warning(
             _("Skipped {count} damaged run folder(s): {names}. Your other runs are fine; delete or repair the folder(s) in {runs_dir}.").format(count=len(damaged), names=names, runs_dir=paths.runs_dir()),
             icon=":material/warning:",
         )
+
+
+def show_store_problem() -> None:
+    """One st.error when the run store failed (unreachable, refused credentials, full); the page goes on
+    with what is here and the bundled model."""
+    problem = backend.current().problem
+    if problem:
+        st.error(problem, icon=":material/cloud_off:")
 
 
 def rerun_when_ended(key: str, active: bool, *, initially: bool = False) -> None:
@@ -472,8 +496,10 @@ def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
         right.plotly_chart(charts.per_class_accuracy_figure(meta["per_class_accuracy"], names),
                            key=f"{key}_per_class")
     down_model, down_history, down_bundle, _spacer = st.columns([1, 1, 1, 2])
-    down_model.download_button(_("Model (.keras)"), run.model_path.read_bytes(), f"{run.run_id}.keras",
-                               mime="application/octet-stream", key=f"{key}_dl_model", icon=":material/download:")
+    # Read when clicked: a run pulled from a remote store fetches its model then, not on every render.
+    down_model.download_button(_("Model (.keras)"), lambda: run.model_path.read_bytes(), f"{run.run_id}.keras",
+                               mime="application/octet-stream", key=f"{key}_dl_model", icon=":material/download:",
+                               on_click="ignore")
     down_history.download_button(_("History (CSV)"), run.history_path.read_bytes(), f"{run.run_id}-history.csv",
                                  mime="text/csv", key=f"{key}_dl_history", icon=":material/download:")
     bundle_download(run, key=f"{key}_dl_bundle", container=down_bundle)

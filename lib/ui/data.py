@@ -13,10 +13,10 @@ import streamlit as st
 
 from lib.data import catalog, datasets, drawnclasses, imagefolder
 from lib.execution import imports, jobs
-from lib.store import bundles, runs, workspaces
+from lib.store import backend, bundles, runs, workspaces
 from lib.training import presets
 from lib.ui import common as ui, draw as ui_draw, train as ui_train
-from lib.ui.i18n import _, labels, number, percent
+from lib.ui.i18n import N_, _, labels, number, percent
 
 # Session-state and widget keys.
 NOTICE = "data_own_notice"  # (section, "ok" | "error", text[, todo]) shown once under that section
@@ -32,6 +32,7 @@ IMPORT_JOB = "import_job"  # per page (prefixed): the id of the import job this 
 DEFAULTS = {DRAFT: None, DRAW_CLEARS: 0, DRAW_JOB: None, DRAW_PENDING: None}
 DEFAULT_CLASSES = "circle, square, triangle"
 SUGGESTED_PER_CLASS = 20
+STORE_TODO = N_("It can be used here until the app restarts; add it again once the store is back.")
 DRAWN_SET_BYTES = 1024 * 1024  # what a saved set of drawings may take, for the disk quota (a few 28x28 images)
 STROKE_PX = 18
 THUMB_PX = 56
@@ -111,6 +112,9 @@ def npz_section() -> None:
             added = _store_dataset(len(data), lambda folder: datasets.save_upload(name, data, folder=folder))
         except (datasets.InvalidDataset, workspaces.QuotaExceeded) as problem:
             ui.error(_("This file cannot be used as a dataset."), str(problem))
+        except backend.StoreError as problem:
+            ui.dataset_infos.clear()
+            ui.error(_("The dataset was added here but not to the run store."), f"{problem} {_(STORE_TODO)}")
         else:
             ui.dataset_infos.clear()
             _unusable.clear()
@@ -204,6 +208,9 @@ def _save_folder(file_id: str, filename: str) -> None:
         ))
     except (imagefolder.InvalidImageFolder, datasets.InvalidDataset, workspaces.QuotaExceeded) as problem:
         _notice("folder", "error", _("The dataset was not saved."), str(problem))
+        return
+    except backend.StoreError as problem:
+        _notice("folder", "error", _("The dataset was saved here but not to the run store."), f"{problem} {_(STORE_TODO)}")
         return
     _use_dataset(info)
     sizes = " x ".join(map(str, info.input_shape))
@@ -348,6 +355,9 @@ def _save_and_train() -> None:
         config = presets.drawn_classes_config(info.name, epochs=int(st.session_state.get(DRAW_EPOCHS) or 1))
     except (drawnclasses.InvalidDraft, datasets.InvalidDataset, ValueError, workspaces.QuotaExceeded) as problem:
         _notice("draw", "error", _("The drawings were not saved."), str(problem))
+        return
+    except backend.StoreError as problem:
+        _notice("draw", "error", _("The drawings were saved here but not to the run store."), f"{problem} {_(STORE_TODO)}")
         return
     _use_dataset(info)
     st.session_state[DRAW_JOB] = ui_train.submit(config)

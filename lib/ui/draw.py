@@ -7,7 +7,7 @@ import streamlit as st
 
 from lib.data import drawing
 from lib.models import inference
-from lib.store import runs
+from lib.store import backend, runs
 from lib.ui import common as ui
 from lib.ui.i18n import N_, _, class_names, stop_reason
 from lib.viz import charts
@@ -135,7 +135,7 @@ def show_answers(image: np.ndarray, chosen: list[runs.RunInfo]) -> None:
             st.markdown(f"**{run.display_name}**")
             try:
                 model = ui.model_for(run)
-            except runs.DamagedRun as problem:
+            except (runs.DamagedRun, backend.StoreError) as problem:
                 ui.error(_("This model could not be loaded."), _("{problem} Pick another run.").format(problem=problem))
                 continue
             if not warn_if_diverged(run, model):

@@ -354,6 +354,13 @@ def _set_epochs(epochs: int) -> None:
 FORM_WHILE_TRAINING = N_("Change the model or settings (for your next run)")
 
 
+def active_job_id() -> str | None:
+    """The visitor's newest queued or running job, for a session that started none: after the app
+    server restarted, a training on the cluster goes on, and the Train page follows it again."""
+    active = [job for job in ui.job_manager().jobs_for(ui.visitor_id()) if job.active]
+    return active[0].job_id if active else None
+
+
 def form_container(job: jobs.Job | None):
     """Where the Train page draws its form: in an expander, collapsed while the visitor's job is
     active (the live job is what they came to see), open once it has ended; a plain container

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from lib.store import profile, runs, workspaces
+from lib.store import backend, profile, runs, workspaces
 from lib.ui.i18n import _
 
 WORKSPACE_PARAM = "ws"
@@ -60,9 +60,13 @@ def sidebar(workspace: workspaces.Workspace) -> None:
         return
     with st.sidebar.expander(_("Your workspace link"), icon=":material/key:"):
         link_box(workspace)
-    st.sidebar.caption(
-        _(":material/warning: Storage here is temporary: runs vanish when the app restarts or after {idle_days:g} idle days. Download the runs you want to keep.").format(idle_days=profile.current().limits.idle_days)
-    )
+    idle_days = profile.current().limits.idle_days
+    if backend.current().remote:  # the run store outlives the server: the link brings everything back
+        st.sidebar.caption(_(":material/cloud_done: Your runs and datasets are kept in the run store, across "
+                             "restarts, until {idle_days:g} idle days have passed.").format(idle_days=idle_days))
+    else:
+        st.sidebar.caption(_(":material/warning: Storage here is temporary: runs vanish when the app restarts or after "
+                             "{idle_days:g} idle days. Download the runs you want to keep.").format(idle_days=idle_days))
 
 
 def link_box(workspace: workspaces.Workspace) -> None:
@@ -104,6 +108,10 @@ def share_button(workspace: workspaces.Workspace, run: runs.RunInfo, *, key: str
     if workspace.key is None or run.read_only:
         return
     if st.button(_("Share a read-only link"), key=f"{key}_{run.run_id}", icon=":material/share:"):
-        token = workspace.share(run.run_id)
+        try:
+            token = workspace.share(run.run_id)
+        except backend.StoreError as problem:
+            st.error(_("The link was not made: {problem}").format(problem=problem), icon=":material/cloud_off:")
+            return
         st.code(link(**{SHARE_PARAM: token}), language=None, wrap_lines=True)
         st.caption(_("Whoever opens this link sees this one run, read-only; never your other runs."))

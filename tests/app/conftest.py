@@ -71,3 +71,36 @@ def run_names(at: AppTest, table_key: str | None = None) -> list[str]:
     """
     table = next(frame.value for frame in at.dataframe if "name" in frame.value.columns)
     return [name.replace(" 🔒", "") for name in table["name"]]
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server (moto's server mode on 127.0.0.1) for the session: (endpoint, request log)."""
+    from tests.moto_s3 import start_moto
+
+    log = tmp_path_factory.mktemp("moto") / "requests.log"
+    process, endpoint = start_moto(log=log)
+    yield endpoint, log
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture
+def s3_store(s3_server, monkeypatch) -> str:
+    """A fresh bucket on the S3 server as this test's MNIST_STUDIO_STORE; returns the bucket's name."""
+    import uuid
+
+    import boto3
+
+    from lib.store import backend
+
+    endpoint, _ = s3_server
+    bucket = f"runs-{uuid.uuid4().hex[:12]}"
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", backend.ENDPOINT_ENV: endpoint,
+                        backend.STORE_ENV: f"s3://{bucket}/studio"}.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    backend._STORES.clear()
+    yield bucket
+    backend._STORES.clear()

@@ -226,6 +226,13 @@ def test_lib_imports_the_export_runtimes_only_inside_functions():
     assert offenders == []
 
 
+def test_lib_imports_ray_only_inside_functions():
+    """Ray (~240 MB, its own threads) loads only when MNIST_STUDIO_RAY_ADDRESS asks for a cluster."""
+    offenders = [name for name, path in lib_modules().items()
+                 if "ray" in {n.split(".")[0] for n, _ in imports_of(path, top_level_only=True)}]
+    assert offenders == []
+
+
 ENGINE_MODULES = sorted(name for name in lib_modules() if not name.startswith("lib.ui")
                         and name not in KERAS_AT_TOP and name != "lib.__main__")
 
@@ -234,7 +241,7 @@ ENGINE_MODULES = sorted(name for name in lib_modules() if not name.startswith("l
 def test_engine_module_imports_neither_streamlit_nor_tensorflow(module):
     """Importing any engine module in a fresh interpreter loads no Streamlit, TensorFlow, Keras or export
     runtime (what the Home page and the CLI's light commands rely on)."""
-    loaded = sorted({"streamlit", "tensorflow", "keras", *EXPORT_RUNTIMES})
+    loaded = sorted({"streamlit", "tensorflow", "keras", "ray", *EXPORT_RUNTIMES})
     code = f"import sys, {module}; print(sorted(set({loaded!r}) & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

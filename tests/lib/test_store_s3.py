@@ -4,9 +4,7 @@ A "restart" is a fresh runs folder (this server's working copy) with the same st
 """
 
 import json
-import socket
-import subprocess
-import sys
+import shutil
 import time
 import uuid
 
@@ -16,45 +14,32 @@ import pytest
 import s3fs
 
 from lib import cli
+from lib.execution import process
 from lib.execution.pipeline import train_and_save
 from lib.models import inference
 from lib.store import backend, profile, runs, workspaces
 from lib.training.config import TrainConfig
+from tests.moto_s3 import free_port, requests, start_moto
 
 PUBLIC = profile.current({"MNIST_STUDIO_PROFILE": "public"})
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_moto(extra_env=None):
-    port = free_port()
-    env = {"PATH": "/usr/bin:/bin", **(extra_env or {})}
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return process, f"http://127.0.0.1:{port}"
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError("moto server did not start")
+@pytest.fixture(scope="module")
+def moto_log(tmp_path_factory):
+    """The S3 server's request log: what the store was really asked."""
+    return tmp_path_factory.mktemp("moto") / "requests.log"
 
 
 @pytest.fixture(scope="module")
-def s3_server():
-    process, endpoint = start_moto()
+def s3_server(moto_log):
+    process, endpoint = start_moto(log=moto_log)
     yield endpoint
     process.terminate()
     process.wait(10)
 
 
 @pytest.fixture
-def store(s3_server, tmp_path, monkeypatch):
+def store(s3_server, moto_log, tmp_path, monkeypatch):
     """A fresh bucket on the server as MNIST_STUDIO_STORE; returns a function that "restarts" the app
     server: a new, empty runs folder with the same store."""
     bucket = f"runs-{uuid.uuid4().hex[:12]}"
@@ -72,6 +57,7 @@ def store(s3_server, tmp_path, monkeypatch):
         return folder
 
     restart.bucket = bucket
+    restart.log = moto_log
     restart.fs = s3fs.S3FileSystem(endpoint_url=s3_server, key="testing", secret="testing")
     return restart
 
@@ -144,6 +130,7 @@ def test_workspaces_and_share_links_survive_a_restart_and_stay_private(store, mo
     assert own_ids(a.list_runs()[0]) == [run.run_id]
     shared = workspaces.open_share(token)
     assert shared.run_id == run.run_id and shared.read_only
+    assert a.share(run.run_id) == token  # the run's link is the same after the restart
     with pytest.raises(runs.RunNotFound):
         b.get_run(run.run_id)
 
@@ -175,8 +162,10 @@ def test_an_unreachable_store_says_so_and_keeps_the_bundled_model_and_the_saved_
     found, _ = runs.list_runs()
     assert [run.run_id for run in found] == [runs.BUNDLED_ID]
     assert "cannot be reached" in backend.current().problem and "Traceback" not in backend.current().problem
-    with pytest.raises(backend.StoreError, match="cannot be reached"):
+    with pytest.raises(backend.StoreError, match="cannot be reached") as refused:
         fake_run(None, "made while the store is down")
+    message = process.user_message(refused.value)  # what the Train page shows for a training's save
+    assert message.startswith("The run was saved, but not to the run store.") and "Run bundle" in message
     assert len([p for p in folder.iterdir() if not p.name.startswith(".")]) == 1  # kept here, not lost
 
 
@@ -209,3 +198,133 @@ def test_cli_store_option_lists_runs_of_the_store_and_one_line_when_unreachable(
     assert cli.main(["runs", "--store", url]) != 0
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("error: The run store") and "cannot be reached" in error[0]
+
+
+def model_gets(log, bucket, since):
+    """GET requests of model files in `bucket` the server answered after its `since`-th request."""
+    return [r for r in requests(log, since) if r.method == "GET" and r.path.startswith(f"/{bucket}/")
+            and r.path.split("?")[0].endswith(f"/{runs.MODEL_FILE}")]
+
+
+def logged(store):
+    """How many requests the server has logged so far (it writes each line after answering)."""
+    time.sleep(0.3)
+    return len(requests(store.log))
+
+
+def test_a_pulled_run_downloads_its_model_once_on_first_use_from_a_cache_keyed_by_content(store):
+    """Listing after a restart reads small files only; the first model load downloads it once; later
+    loads, and the run pulled again into this server, ask the store for no model file."""
+    store()
+    run = fake_run(None, "on the store")
+    folder = store()
+    since = logged(store)
+    found, _ = runs.list_runs()
+    assert own_ids(found) == [run.run_id]
+    assert model_gets(store.log, store.bucket, since) == []  # the listing did not download the model
+    assert runs.get_run(run.run_id).meta["display_name"] == "on the store"
+    assert runs.read_run(folder / run.run_id).run_id == run.run_id  # complete though the model is on the store
+
+    since = logged(store)
+    path = found[0].model_path
+    assert path == folder / run.run_id / runs.MODEL_FILE and path.read_bytes() == b"weights" * 100
+    assert len(model_gets(store.log, store.bucket, since)) == 1
+    since = logged(store)
+    for _ in range(3):  # every later rerun
+        assert runs.get_run(run.run_id).model_path.read_bytes() == b"weights" * 100
+    assert model_gets(store.log, store.bucket, since) == []
+
+    cache = folder / backend.MODEL_CACHE
+    (cached,) = [entry for entry in cache.iterdir() if not entry.name.startswith(".")]
+    assert cached.name.startswith(f"{len(b'weights' * 100)}-") and cached.stat().st_nlink == 2
+    shutil.rmtree(folder / run.run_id)  # this server's copy is gone (a sweep, a lost folder): pulled again
+    backend.current().expire_listings()
+    since = logged(store)
+    again = runs.get_run(run.run_id)
+    assert again.model_path.read_bytes() == b"weights" * 100
+    assert model_gets(store.log, store.bucket, since) == []  # same size and ETag: from the cache
+
+
+def test_a_model_file_changed_on_the_store_is_not_taken_from_the_cache(store):
+    """The cache is keyed by content: another object (another ETag and size) under the same name is downloaded."""
+    store()
+    run = fake_run(None, "replaced")
+    folder = store()
+    assert runs.get_run(run.run_id).model_path.read_bytes() == b"weights" * 100  # now in this server's cache
+    store.fs.pipe(f"{store.bucket}/studio/{run.run_id}/{runs.MODEL_FILE}", b"other" * 50)
+    shutil.rmtree(folder / run.run_id)
+    backend.current().expire_listings()
+    again = runs.get_run(run.run_id)
+    assert again.model_path.read_bytes() == b"other" * 50
+    sizes = sorted(entry.name.split("-")[0] for entry in (folder / backend.MODEL_CACHE).iterdir())
+    assert sizes == ["250", "700"]
+
+
+def test_an_uploaded_dataset_comes_back_after_a_restart_in_its_visitors_workspace_only(store, monkeypatch, tmp_path):
+    """A visitor adds a dataset; after a restart it is theirs again (and nobody else's)."""
+    from lib.data import catalog, datasets
+    from tests.conftest import synthetic_arrays
+
+    monkeypatch.setenv("MNIST_STUDIO_PROFILE", "public")
+    store()
+    key = workspaces.new_key()
+    workspace = workspaces.open_workspace(key)
+    arrays = synthetic_arrays(40, 20, num_classes=3)
+    workspace.store(100_000, lambda folder: datasets.save_arrays(
+        "letters", arrays, class_names=["a", "b", "c"], folder=datasets.uploads_dir(folder)))
+    assert store.fs.exists(f"{store.bucket}/studio/{workspaces.WORKSPACES_SUBDIR}/{workspace.folder.name}/"
+                           f"{datasets.UPLOADS_SUBDIR}/letters.npz")
+
+    store()
+    mine, other = workspaces.open_workspace(key), workspaces.open_workspace(workspaces.new_key())
+    for visitor in (mine, other):
+        backend.current().pull(visitor.folder)  # what the pages do before listing datasets
+    assert "letters" in catalog.available_datasets(tmp_path, mine.uploads_dir)
+    assert "letters" not in catalog.available_datasets(tmp_path, other.uploads_dir)
+    loaded = catalog.load_dataset("letters", tmp_path, mine.uploads_dir)
+    np.testing.assert_array_equal(loaded.x_test.reshape(arrays["x_test"].shape), arrays["x_test"])
+
+
+def test_the_total_quota_counts_workspaces_this_server_has_not_opened_since_it_restarted(store, monkeypatch):
+    monkeypatch.setenv("MNIST_STUDIO_PROFILE", "public")
+    monkeypatch.setenv("MNIST_STUDIO_TOTAL_QUOTA_MB", "1")
+    store()
+    first = workspaces.open_workspace(workspaces.new_key())
+    first.store(1000, lambda folder: runs.write_run(lambda tmp, run_id: _big_run(tmp, run_id), folder))
+    store()  # nobody has opened the first workspace here: its 700 kB is only on the store
+    second = workspaces.open_workspace(workspaces.new_key())
+    with pytest.raises(workspaces.QuotaExceeded):
+        second.store(400_000, lambda folder: fake_run(folder, "over the server's total"))
+
+
+def test_image_folder_caches_are_converted_once_per_store(store):
+    """A converted image folder goes up; a restarted server gets it back instead of converting again."""
+    first = store()
+    cache = first / ".datasets" / ".folders" / "letters"
+    cache.mkdir(parents=True)
+    (cache / "abc123.npz").write_bytes(b"converted" * 10)
+    backend.current().sync(cache.parent, force=True)
+    second = store()
+    backend.current().sync(second / ".datasets" / ".folders")
+    assert (second / ".datasets" / ".folders" / "letters" / "abc123.npz").read_bytes() == b"converted" * 10
+
+
+def test_after_the_first_listing_pages_do_not_wait_for_the_store_and_see_other_servers_runs_next_time(store):
+    """The first listing of a folder pulls now; later ones refresh in the background: the page goes on
+    with what is here, and a run another server saved meanwhile is listed on the next render."""
+    store()
+    first = fake_run(None, "first")
+    other_folder = store()  # another server saves a run into the same store
+    assert own_ids(runs.list_runs()[0]) == [first.run_id]
+    second = fake_run(None, "from the other server")
+    mine = store()
+    assert own_ids(runs.list_runs()[0]) == [second.run_id, first.run_id] and other_folder != mine
+    third = runs.write_run(lambda tmp, run_id: _big_run(tmp, run_id), other_folder)  # the other server again:
+    backend.FsspecStore(backend.store_url(), other_folder).push_run(third.path)  # its own store connection
+    backend.current().expire_listings()
+    since = logged(store)
+    assert own_ids(runs.list_runs()[0]) == [second.run_id, first.run_id]  # not waited for
+    backend.current().settle()
+    assert sorted(own_ids(runs.list_runs()[0])) == sorted([third.run_id, second.run_id, first.run_id])
+    assert len(requests(store.log, since)) >= 1
+    assert runs.get_run(third.run_id).display_name == "big"

@@ -1,0 +1,241 @@
+"""Trainings as Ray jobs on a real local cluster, with a real S3-compatible server as the run store.
+
+The module starts its own Ray head (`ray start --head` on 127.0.0.1 with the dashboard, free
+ports, a temporary folder; tests/lib/ray_head.py) and moto's S3 server, and ends both afterwards:
+CI needs nothing started for it. If Ray cannot start, these tests fail (they never skip). A
+"restart" of the app server is a new ClusterJobManager with a new, empty runs folder on the same store.
+"""
+
+import io
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+
+import boto3
+import numpy as np
+import pytest
+
+from lib.data import datasets
+from lib.execution import clusterjob, jobs, managers, raycluster
+from lib.store import backend, profile, runs
+from lib.training.config import TrainConfig
+from tests.lib.ray_head import LocalHead
+from tests.lib.test_store_s3 import start_moto
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+TINY = {"arch": "softmax", "epochs": 1, "limit": 200}  # a one-epoch training on 160 images
+JOB_TIMEOUT_S = 240  # a cold job: runtime env, TensorFlow's import, the fit, the upload
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """(moto endpoint, Ray head) for the module; both ended afterwards."""
+    moto, endpoint = start_moto()
+    try:
+        head = LocalHead(env=CREDENTIALS)  # the nodes' own credentials, as on a real cluster
+    except BaseException:
+        moto.terminate()
+        raise
+    yield endpoint, head
+    head.stop()
+    moto.terminate()
+    moto.wait(10)
+
+
+@pytest.fixture
+def server(cluster, tmp_path, tiny_data_dir, monkeypatch):
+    """A fresh bucket as the store, the cluster's address set; returns `start(**limits)`, which starts
+    (or restarts) an app server's job layer: a new runs folder, a new manager on the same store."""
+    endpoint, head = cluster
+    bucket = f"runs-{uuid.uuid4().hex[:12]}"
+    for name, value in {**CREDENTIALS, backend.ENDPOINT_ENV: endpoint, backend.STORE_ENV: f"s3://{bucket}/studio",
+                        raycluster.ADDRESS_ENV: head.address, "MNIST_STUDIO_DATA_DIR": str(tiny_data_dir)}.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    started = []
+
+    def start(max_running=2, **caps):
+        backend._STORES.clear()
+        folder = tmp_path / f"server-{len(started) + 1}"
+        monkeypatch.setenv("MNIST_STUDIO_RUNS_DIR", str(folder))
+        settings = raycluster.settings()
+        settings = raycluster.ClusterSettings(**{**settings.__dict__, "max_running": max_running})
+        manager = raycluster.ClusterJobManager(settings, local=jobs.JobManager(), **caps)
+        started.append(manager)
+        return manager, folder
+
+    start.head = head
+    yield start
+    for manager in started:
+        for job in manager.active_jobs():
+            manager.stop(job.job_id)
+        manager.close()
+
+
+def trained_runs(folder):
+    """The runs a listing of `folder` shows, without the bundled model."""
+    return [run for run in runs.list_runs(folder)[0] if run.run_id != runs.BUNDLED_ID]
+
+
+def wait_for(condition, timeout_s, what):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_training_on_the_cluster_finishes_and_its_run_is_listed(server):
+    """A visitor's training runs as a Ray job: live progress comes back through the store, the run
+    is listed here when it ends, and another server reading the same store lists it too."""
+    manager, folder = server()
+    job_id = manager.submit(TrainConfig(name="on the cluster", **TINY), "visitor")
+    assert manager.snapshot(job_id).where == raycluster.CLUSTER
+    job = manager.wait(job_id, timeout=JOB_TIMEOUT_S)
+    assert job.state == jobs.FINISHED, job.error
+    assert job.batches and job.epochs and job.epochs[-1]["epoch"] == 1  # the curves came through the store
+    assert 0.0 <= job.summary["test_accuracy"] <= 1.0
+    assert jobs.describe_state(job).startswith("Finished · test accuracy")
+    listed = trained_runs(folder)
+    assert [run.run_id for run in listed] == [job.run_id]
+    assert listed[0].meta["config"]["name"] == "on the cluster"
+    _, other = server()  # a second server (or this one after a restart) on the same store
+    assert [run.run_id for run in trained_runs(other)] == [job.run_id]
+    status, _ = raycluster.RayJobs(server.head.address).status(f"mnist-studio-{job_id}")
+    assert status == "SUCCEEDED"
+
+
+def test_stop_ends_a_cluster_training_and_keeps_the_model_so_far(server):
+    """Stop on a long training: the cluster's job ends (Ray says STOPPED) and the model trained so
+    far is saved as a stopped run, as a local Stop does."""
+    manager, folder = server()
+    job_id = manager.submit(TrainConfig(arch="softmax", epochs=400, limit=200), "visitor")
+    wait_for(lambda: (manager.snapshot(job_id).last or {}).get("kind") in ("batch", "epoch"), JOB_TIMEOUT_S,
+             "the first progress event")
+    assert jobs.describe_state(manager.snapshot(job_id)).startswith("Running on the cluster: epoch")
+    manager.stop(job_id)
+    job = manager.wait(job_id, timeout=JOB_TIMEOUT_S)
+    assert job.state == jobs.STOPPED, job.error
+    assert job.epochs and len(job.epochs) < 400
+    status, _ = raycluster.RayJobs(server.head.address).status(f"mnist-studio-{job_id}")
+    assert status == "STOPPED"
+    run = runs.get_run(job.run_id, folder)
+    assert run.meta["status"] == "stopped"
+
+
+def test_a_failing_job_reports_its_message(server):
+    """A training that fails on the cluster says why in the user's words: no traceback."""
+    manager, _ = server()
+    job = manager.wait(manager.submit(TrainConfig(dataset="no-such-set", **TINY), "visitor"), timeout=JOB_TIMEOUT_S)
+    assert job.state == jobs.FAILED
+    assert "no-such-set" in job.error and "Traceback" not in job.error
+    assert jobs.describe_state(job) == f"Failed: {job.error}"
+    status, _ = raycluster.RayJobs(server.head.address).status(f"mnist-studio-{job.job_id}")
+    assert status == "FAILED"
+
+
+def test_a_restarted_job_layer_finds_the_running_job_and_its_run(server):
+    """The app server restarts mid-training: the new job layer finds the job on the store's board,
+    shows its progress so far, follows it to its end and lists its run in the new runs folder."""
+    manager, _ = server()
+    job_id = manager.submit(TrainConfig(arch="softmax", epochs=12, limit=200), "visitor")
+    wait_for(lambda: (manager.snapshot(job_id).last or {}).get("kind") in ("batch", "epoch"), JOB_TIMEOUT_S,
+             "the first progress event")
+    manager.close()  # the server is gone; its job goes on on the cluster
+    restarted, folder = server()
+    found = restarted.snapshot(job_id)
+    assert found is not None and found.state == jobs.RUNNING and found.batches, found
+    assert [job.job_id for job in restarted.jobs_for("visitor")] == [job_id]
+    job = restarted.wait(job_id, timeout=JOB_TIMEOUT_S)
+    assert job.state == jobs.FINISHED, job.error
+    assert len(job.epochs) == 12
+    assert [run.run_id for run in trained_runs(folder)] == [job.run_id]
+
+
+def test_limits_hold_over_servers_and_the_queue_says_where_a_job_runs(server):
+    """Two app servers share the store: a visitor's second training is refused on the other server,
+    the queue is counted over both, and a queued job says it waits on the cluster and behind whom."""
+    first, _ = server(max_running=1, max_active_per_session=1, max_queue=1)
+    running = first.submit(TrainConfig(arch="softmax", epochs=400, limit=200), "alice")
+    wait_for(lambda: first.snapshot(running).state == jobs.RUNNING, 30, "the first job to be submitted")
+    second, _ = server(max_running=1, max_active_per_session=1, max_queue=1)
+    with pytest.raises(jobs.SubmitRefused, match="already have a training"):
+        second.submit(TrainConfig(**TINY), "alice")
+    queued = second.submit(TrainConfig(**TINY), "bob")
+    assert jobs.describe_state(second.snapshot(queued)) == "Queued on the cluster, 1 job ahead of yours."
+    wait_for(lambda: first.queue_length() == 1 or first.follow() or False, 30, "the first server to see the queue")
+    with pytest.raises(jobs.SubmitRefused, match="waiting for the cluster"):
+        first.submit(TrainConfig(**TINY), "carol")
+    first.stop(running)
+    assert first.wait(running, timeout=JOB_TIMEOUT_S).state == jobs.STOPPED
+    assert second.wait(queued, timeout=JOB_TIMEOUT_S).state == jobs.FINISHED
+
+
+def test_a_visitors_own_dataset_trains_on_the_cluster_into_their_workspace(server, tiny_data_dir):
+    """A visitor's uploaded dataset lives in their workspace on the store: the cluster's job fetches it,
+    trains on it and saves the run in that workspace, where the app lists it."""
+    manager, folder = server()
+    workspace = folder / ".workspaces" / "a1b2c3"
+    arrays = dict(np.load(tiny_data_dir / "mnist.npz"))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    saved = datasets.save_upload("my-digits", buffer.getvalue(), folder=datasets.uploads_dir(workspace))
+    backend.current().push_files([saved.path])
+    shutil.rmtree(datasets.uploads_dir(workspace))  # on the store only, as on a node that never saw it
+    job = manager.wait(manager.submit(TrainConfig(dataset="my-digits", **TINY), "visitor", runs_dir=workspace),
+                       timeout=JOB_TIMEOUT_S)
+    assert job.state == jobs.FINISHED, job.error
+    listed = trained_runs(workspace)
+    assert [run.run_id for run in listed] == [job.run_id] and listed[0].dataset["name"] == "my-digits"
+    assert trained_runs(folder) == []  # not in the top folder: in the visitor's workspace
+
+
+def test_a_local_cluster_can_use_a_plain_folder_as_the_store(cluster, tmp_path, tiny_data_dir, monkeypatch):
+    """Trying it on one machine without object storage: the runs folder is the store for app and job."""
+    _, head = cluster
+    monkeypatch.setenv(backend.STORE_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv("MNIST_STUDIO_DATA_DIR", str(tiny_data_dir))
+    manager = raycluster.ClusterJobManager(raycluster.ClusterSettings(address=head.address), local=jobs.JobManager())
+    try:
+        job = manager.wait(manager.submit(TrainConfig(**TINY), "visitor"), timeout=JOB_TIMEOUT_S)
+    finally:
+        manager.close()
+    assert job.state == jobs.FINISHED, job.error
+    assert job.batches
+    assert [run.run_id for run in trained_runs(tmp_path / "runs")] == [job.run_id]
+
+
+def test_a_job_the_cluster_lost_is_marked_failed(server):
+    """A job the board says is running but the cluster does not know (the cluster was replaced) fails
+    with a message instead of running for ever."""
+    manager, _ = server()
+    lost = {"job_id": "c-lost0000000", "session_id": "visitor", "config": TrainConfig(**TINY).to_dict(),
+            "workspace": "", "state": jobs.RUNNING, "created": time.time(), "started": time.time()}
+    backend.current().put_json(clusterjob.record_key("c-lost0000000"), lost)
+    restarted, _ = server()
+    job = restarted.wait("c-lost0000000", timeout=30)
+    assert job.state == jobs.FAILED
+    assert "no longer knows this job" in job.error
+
+
+def test_without_the_setting_ray_is_never_imported():
+    """The job layer in a fresh interpreter without MNIST_STUDIO_RAY_ADDRESS: a local manager, no Ray."""
+    code = ("import sys; from lib.execution import managers; from lib.store import profile; "
+            "m = managers.manager_for(profile.current()); print(type(m).__name__, 'ray' in sys.modules)")
+    environ = {"PATH": "/usr/bin:/bin", "HOME": "/tmp"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=managers.__file__.rsplit("/lib/", 1)[0],
+                            capture_output=True, text=True, check=True, env=environ)
+    assert result.stdout.split() == ["JobManager", "False"]
+
+
+def test_cluster_settings_are_checked():
+    """A setting the app cannot use is named, as the profile's settings are."""
+    assert raycluster.settings({}) is None
+    chosen = raycluster.settings({raycluster.ADDRESS_ENV: "127.0.0.1:8265", raycluster.CPUS_ENV: "2"})
+    assert chosen.address == "http://127.0.0.1:8265" and chosen.cpus == 2.0 and chosen.max_running == 2
+    with pytest.raises(profile.SettingError, match=raycluster.MAX_RUNNING_ENV):
+        raycluster.settings({raycluster.ADDRESS_ENV: "x:1", raycluster.MAX_RUNNING_ENV: "none"})

@@ -377,7 +377,7 @@ def per_class_accuracy_figure(
         subtitle=_("worst: {name} ({worst:.1f}%) · mean {mean:.1f}% (dotted line)").format(
             name=names[worst], worst=percent[worst], mean=mean),
     )
-    fig.update_xaxes(title_text="class", type="category")
+    fig.update_xaxes(title_text=_("class"), type="category")
     fig.update_yaxes(title_text=_("accuracy (%)"), range=[0, 105], ticksuffix="%")
     return fig
 
@@ -418,7 +418,7 @@ def class_distribution_figure(
         )
     _apply_layout(fig, title, height=DEFAULT_HEIGHT, legend=True)
     fig.update_layout(barmode="group", bargap=0.2)
-    fig.update_xaxes(title_text="class", type="category")
+    fig.update_xaxes(title_text=_("class"), type="category")
     fig.update_yaxes(title_text="images", rangemode="tozero")
     return fig
 

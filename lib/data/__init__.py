@@ -6,5 +6,5 @@ datasets (`imagefolder`), which datasets exist and loading one by name (`catalog
 preprocessing of drawings and uploads (`drawing`), drawn-class drafts (`drawnclasses`) and the
 synthetic digits the tests and benchmarks draw with (`synthdigits`).
 
-May import: nothing else of lib (the bottom layer). No Streamlit; no TensorFlow at module level.
+May import: lib.i18n only (the layer below: `N_` marks class names and titles for translation). No Streamlit; no TensorFlow at module level.
 """

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lib.data import paths
+from lib.i18n import N_
 
 REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
 MAX_CLASSES = 100
@@ -28,9 +29,10 @@ MAX_ARRAY_BYTES = 1024 * 1024 * 1024
 MAX_DEFLATE_RATIO = 1100
 MAX_HEADER_BYTES = 10_000  # numpy's own default limit for an .npy header
 DIGIT_NAMES = tuple(str(d) for d in range(10))
+# Marked for the catalog: the app shows them in the visitor's language (lib/ui/i18n.class_names).
 FASHION_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    N_("T-shirt/top"), N_("Trouser"), N_("Pullover"), N_("Dress"), N_("Coat"),
+    N_("Sandal"), N_("Shirt"), N_("Sneaker"), N_("Bag"), N_("Ankle boot"),
 )
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 UPLOADS_SUBDIR = ".datasets"  # inside the runs dir: the data dir may be read-only
@@ -97,20 +99,20 @@ class PreparedData:
 BUILTINS = {
     "mnist": DatasetInfo(
         name="mnist",
-        title="MNIST handwritten digits",
+        title=N_("MNIST handwritten digits"),
         class_names=DIGIT_NAMES,
         input_shape=(28, 28, 1),
         kind="digit",
-        description="70,000 grayscale 28x28 handwritten digits (60,000 train, 10,000 test).",
+        description=N_("70,000 grayscale 28x28 handwritten digits (60,000 train, 10,000 test)."),
         attribution="MNIST: Yann LeCun, Corinna Cortes and Christopher J.C. Burges.",
     ),
     "fashion_mnist": DatasetInfo(
         name="fashion_mnist",
-        title="Fashion-MNIST clothing",
+        title=N_("Fashion-MNIST clothing"),
         class_names=FASHION_NAMES,
         input_shape=(28, 28, 1),
         kind="object",
-        description="70,000 grayscale 28x28 Zalando article images in 10 classes.",
+        description=N_("70,000 grayscale 28x28 Zalando article images in 10 classes."),
         attribution="Fashion-MNIST: Zalando Research (Han Xiao, Kashif Rasul, Roland Vollgraf), MIT licence.",
     ),
 }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from lib.data import datasets, drawing
+from lib.i18n import _
 
 MIN_CLASSES, MAX_CLASSES = 2, 10
 MAX_CLASS_NAME = 30
@@ -39,13 +40,15 @@ def check_class_names(class_names) -> list[str]:
     names = ["".join(ch for ch in str(name) if ch.isprintable()).strip()[:MAX_CLASS_NAME] for name in class_names]
     names = [name for name in names if name]
     if len(names) < MIN_CLASSES:
-        raise InvalidDraft(f"Name at least {MIN_CLASSES} classes (for example circle, square, triangle).")
+        raise InvalidDraft(_("Name at least {count} classes (for example circle, square, triangle).").format(
+            count=MIN_CLASSES))
     if len(names) > MAX_CLASSES:
-        raise InvalidDraft(f"At most {MAX_CLASSES} classes; you named {len(names)}.")
+        raise InvalidDraft(_("At most {limit} classes; you named {count}.").format(limit=MAX_CLASSES, count=len(names)))
     folded = [name.casefold() for name in names]
     twins = sorted({name for name, key in zip(names, folded) if folded.count(key) > 1})
     if twins:
-        raise InvalidDraft(f"Each class needs its own name; {', '.join(twins)} appears more than once.")
+        raise InvalidDraft(_("Each class needs its own name; {names} appears more than once.").format(
+            names=", ".join(twins)))
     return names
 
 
@@ -60,12 +63,14 @@ def rename_classes(draft: dict, class_names) -> dict:
 def add_drawing(draft: dict, class_name: str, canvas: np.ndarray) -> np.ndarray:
     """Preprocess a canvas drawing (RGBA) as Draw does and add it to a class; returns the 28x28 uint8 input."""
     if class_name not in draft["images"]:
-        raise InvalidDraft(f"There is no class {class_name!r}; pick one of {', '.join(draft['classes'])}.")
+        raise InvalidDraft(_("There is no class {name!r}; pick one of {names}.").format(
+            name=class_name, names=", ".join(draft["classes"])))
     if len(draft["images"][class_name]) >= MAX_PER_CLASS:
-        raise InvalidDraft(f"{class_name} already has {MAX_PER_CLASS} drawings; that is plenty.")
+        raise InvalidDraft(_("{name} already has {count} drawings; that is plenty.").format(name=class_name,
+                                                                                      count=MAX_PER_CLASS))
     processed = drawing.preprocess_image(canvas, mode="digit", size=SIDE)
     if processed is None:
-        raise InvalidDraft("The canvas is empty: draw an example first, then add it.")
+        raise InvalidDraft(_("The canvas is empty: draw an example first, then add it."))
     image = np.round(processed * 255).astype(np.uint8)
     draft["images"][class_name].append(image)
     draft["order"].append(class_name)
@@ -85,7 +90,7 @@ def delete_drawing(draft: dict, class_name: str, index: int) -> None:
     """Remove one drawing of a class (by its position among that class's drawings)."""
     images = draft["images"].get(class_name, [])
     if not 0 <= index < len(images):
-        raise InvalidDraft(f"{class_name} has no drawing number {index + 1}.")
+        raise InvalidDraft(_("{name} has no drawing number {number}.").format(name=class_name, number=index + 1))
     images.pop(index)
     # The class's drawings are in drawing order: its index-th entry in `order` is this drawing.
     positions = [i for i, name in enumerate(draft["order"]) if name == class_name]
@@ -104,7 +109,7 @@ def thumbnails(draft: dict, class_name: str) -> list[np.ndarray]:
 def missing(draft: dict) -> list[str]:
     """What still has to be drawn before the draft can be saved, one line per class short of drawings."""
     return [
-        f"{name}: {count} of at least {MIN_PER_CLASS} drawings"
+        _("{name}: {count} of at least {least} drawings").format(name=name, count=count, least=MIN_PER_CLASS)
         for name, count in counts(draft).items() if count < MIN_PER_CLASS
     ]
 
@@ -113,7 +118,7 @@ def to_arrays(draft: dict, *, test_share: float = TEST_SHARE, seed: int = 0) -> 
     """x/y train and test arrays: a seeded share of each class's drawings held out for testing."""
     short = missing(draft)
     if short:
-        raise InvalidDraft("Draw a few more examples first: " + "; ".join(short) + ".")
+        raise InvalidDraft(_("Draw a few more examples first: {missing}.").format(missing="; ".join(short)))
     rng = np.random.default_rng(seed)
     parts = {"x_train": [], "y_train": [], "x_test": [], "y_test": []}
     for label, name in enumerate(draft["classes"]):

@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lib.data import datasets
+from lib.i18n import N_, _
 
 MAX_ZIP_BYTES = 200 * 1024 * 1024  # the app's upload limit
 MAX_ENTRIES = 30_000  # files and folders in a zip (or image files in a folder)
@@ -121,15 +122,16 @@ class FolderScan:
         """What conversion will do to these images, in one or two sentences."""
         sizes = self.size_summary()
         (min_w, min_h), (max_w, max_h) = sizes["min"], sizes["max"]
-        span = f"{min_w}x{min_h}" if (min_w, min_h) == (max_w, max_h) else f"from {min_w}x{min_h} to {max_w}x{max_h}"
-        colours = " and ".join(f"{n:,} {kind}" for kind, n in sorted(sizes["modes"].items()))
-        target = "colour (RGB)" if colour else "grayscale"
-        note = (
-            f"Images are {span} pixels ({colours}). Each will be scaled so its longer side is {size} px, "
-            f"aspect ratio kept, and padded to {size}x{size} with its own border colour; stored as {target}."
-        )
+        span = (f"{min_w}x{min_h}" if (min_w, min_h) == (max_w, max_h)
+                else _("from {low} to {high}").format(low=f"{min_w}x{min_h}", high=f"{max_w}x{max_h}"))
+        kinds = {"grayscale": N_("{count:,} grayscale"), "colour": N_("{count:,} colour")}
+        colours = _(" and ").join(_(kinds[kind]).format(count=n) for kind, n in sorted(sizes["modes"].items()))
+        target = _("colour (RGB)") if colour else _("grayscale")
+        note = _("Images are {span} pixels ({colours}). Each will be scaled so its longer side is {size} px, aspect "
+                 "ratio kept, and padded to {size}x{size} with its own border colour; stored as {target}.").format(
+            span=span, colours=colours, size=size, target=target)
         if max(max_w / max(min_w, 1), max_h / max(min_h, 1)) > SIZE_SPREAD_WARNING:
-            note += " The sizes differ a lot: small images are enlarged and will look blurry."
+            note += " " + _("The sizes differ a lot: small images are enlarged and will look blurry.")
         return note
 
     def read(self, path: str) -> bytes:

@@ -9,5 +9,5 @@ one child process at a time, under the visitor's quota), and trainings as jobs o
 (`raycluster`: the job manager's interface over the Jobs API and the store's job board;
 `clusterjob`: the job's entry point on the cluster), chosen by MNIST_STUDIO_RAY_ADDRESS (`managers`).
 
-May import: lib.data, lib.models, lib.training, lib.store.
+May import: lib.i18n, lib.data, lib.models, lib.training, lib.store.
 """

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lib.data import paths
+from lib.i18n import _
 from lib.models import exports
 from lib.store import runs, workspaces
 
@@ -59,15 +60,16 @@ class ExportTask:
 
     def describe(self) -> str:
         if self.state == QUEUED and self.behind_training:
-            return "Next, once the training that is running on this shared app has finished (one at a time)."
+            return _("Next, once the training that is running on this shared app has finished (one at a time).")
         if self.state == QUEUED:
-            return f"Queued: position {self.position} (one export is made at a time on this machine)."
+            return _("Queued: position {position} (one export is made at a time on this machine).").format(
+                position=self.position)
         if self.state == RUNNING:
-            return (f"Converting and checking each format against Keras… {time.time() - (self.started or time.time()):.0f} s "
-                    "(usually 10-30 s)")
+            return _("Converting and checking each format against Keras… {seconds:.0f} s (usually 10-30 s)").format(
+                seconds=time.time() - (self.started or time.time()))
         if self.state == FAILED:
-            return f"Failed: {self.error}"
-        return "Done."
+            return _("Failed: {error}").format(error=self.error)
+        return _("Done.")
 
 
 def cache_dir(run: runs.RunInfo, workspace: workspaces.Workspace) -> Path:
@@ -134,12 +136,12 @@ class ExportManager:
             if task is not None and task.active:
                 return key
             if any(other.active and other.visitor == visitor for other in self._tasks.values()):
-                raise ExportRefused("You already have exports being made; each visitor makes one at a time. "
-                                    "Wait for them to finish.")
+                raise ExportRefused(_("You already have exports being made; each visitor makes one at a time. "
+                                      "Wait for them to finish."))
             waiting = sum(1 for other in self._tasks.values() if other.state == QUEUED)
             if self.max_queue is not None and waiting >= self.max_queue:
-                raise ExportRefused(f"{waiting} exports are already waiting on this shared app. "
-                                    "Try again in a minute.")
+                raise ExportRefused(_("{waiting} exports are already waiting on this shared app. Try again in a "
+                                      "minute.").format(waiting=waiting))
             self._tasks.pop(key, None)
             self._tasks[key] = ExportTask(key, visitor)
             self._work_items[key] = (run, workspace)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lib.execution import imports, pipeline, process
+from lib.i18n import N_, _
 from lib.store import bundles, workspaces
 
 QUEUED, RUNNING = "queued", "running"
@@ -40,6 +41,9 @@ WAITING = "waiting"  # a chained job: joins the queue once the job before it has
 FINISHED, STOPPED, FAILED, CANCELLED = "finished", "stopped", "failed", "cancelled"
 DIVERGED = "diverged"  # trained, but the loss exploded: saved with the cause and the fix
 ACTIVE_STATES = (WAITING, QUEUED, RUNNING)
+# How a job that has ended is named (describe_state), marked for the catalog.
+STATE_WORDS = {FINISHED: N_("Finished"), STOPPED: N_("Stopped"), FAILED: N_("Failed"), CANCELLED: N_("Cancelled"),
+               DIVERGED: N_("Diverged")}
 CAPPED_STATES = (QUEUED, RUNNING)  # what the per-session cap counts: a waiting job holds no place
 ENDED_PER_SESSION = 5  # a session's newest ended jobs kept for its panels; older ones are dropped
 ENDED_TOTAL = 100  # ended jobs kept over all sessions
@@ -330,14 +334,17 @@ class JobManager:
         if self.max_active_per_session is not None:
             active = [job for job in self._jobs.values() if job.session_id == session_id and job.state in CAPPED_STATES]
             if len(active) >= self.max_active_per_session:
-                what = "an import" if any(job.kind == IMPORT for job in active) else "a training"
-                return (f"You already have {what} queued or running; on this shared app each visitor trains or "
-                        f"imports {self.max_active_per_session} at a time. Wait for it to finish, or stop it.")
+                message = (_("You already have an import queued or running; on this shared app each visitor trains "
+                             "or imports {count} at a time. Wait for it to finish, or stop it.")
+                           if any(job.kind == IMPORT for job in active) else
+                           _("You already have a training queued or running; on this shared app each visitor trains "
+                             "or imports {count} at a time. Wait for it to finish, or stop it."))
+                return message.format(count=self.max_active_per_session)
         if self.max_queue is not None:
             waiting = sum(1 for job in self._jobs.values() if job.state == QUEUED)
             if waiting >= self.max_queue:
-                return (f"{waiting} trainings are already waiting on this shared app (the limit is "
-                        f"{self.max_queue}). Try again in a few minutes.")
+                return _("{waiting} trainings are already waiting on this shared app (the limit is {limit}). Try "
+                         "again in a few minutes.").format(waiting=waiting, limit=self.max_queue)
         return ""
 
     def _end(self, job: Job) -> None:
@@ -392,41 +399,50 @@ def job_fraction(job: Job) -> float:
 
 def describe_state(job: Job) -> str:
     """One line on where a job is: queue position, epoch and share done, or how it ended."""
-    if job.state == QUEUED and job.where:
-        ahead = f"{job.ahead} job{'s' if job.ahead != 1 else ''} ahead of yours"
-        return f"Queued on the {job.where}, {ahead}." + (f" {job.note}" if job.note else "")
+    if job.state == QUEUED and job.where:  # the cluster, the one place besides this machine
+        queued = (_("Queued on the cluster, {count} job ahead of yours.") if job.ahead == 1 else
+                  _("Queued on the cluster, {count} jobs ahead of yours.")).format(count=job.ahead)
+        return queued + (" " + _(job.note) if job.note else "")
     if job.state == QUEUED:
-        return f"Queued: position {job.position} (one {job.kind} runs at a time on this machine)."
+        return (_("Queued: position {position} (one import runs at a time on this machine).") if job.kind == IMPORT
+                else _("Queued: position {position} (one training runs at a time on this machine).")).format(
+            position=job.position)
     if job.state == WAITING:
-        return "Waiting: joins the queue when the run before it ends."
+        return _("Waiting: joins the queue when the run before it ends.")
     if job.state == RUNNING and job.kind == IMPORT:
-        return "Importing: checking the file, loading it in safe mode and scoring it on the test set…"
+        return _("Importing: checking the file, loading it in safe mode and scoring it on the test set…")
     if job.state == RUNNING:
         last = job.last or {}
         if last.get("kind") == "end":
-            return "Scored on the test set; saving the run…"
-        on = f" on the {job.where}" if job.where else ""
+            return _("Scored on the test set; saving the run…")
+        cluster, since = bool(job.where), _since(job.started)
         if last.get("kind") in ("batch", "epoch"):
-            return f"Running{on}: epoch {last['epoch']}/{last.get('epochs', job.config.epochs)} · {job_fraction(job):.0%}"
+            running = _("Running on the cluster: epoch {epoch}/{epochs} · {done:.0%}") if cluster else \
+                _("Running: epoch {epoch}/{epochs} · {done:.0%}")
+            return running.format(epoch=last["epoch"], epochs=last.get("epochs", job.config.epochs),
+                                  done=job_fraction(job))
         if last.get("kind") == "phase":
-            return f"Starting{on}: {last['phase']}… ({_since(job.started)})"
+            starting = _("Starting on the cluster: {phase}… ({since})") if cluster else _("Starting: {phase}… ({since})")
+            return starting.format(phase=_(last["phase"]), since=since)
         if last.get("kind") == "start":
-            return f"Starting{on}: compiling the model for its first batch… ({_since(job.started)})"
-        what = "the job on the cluster (its code and environment first)" if job.where else "the training process"
-        return f"Starting: starting {what}… ({_since(job.started)})"
+            return (_("Starting on the cluster: compiling the model for its first batch… ({since})") if cluster else
+                    _("Starting: compiling the model for its first batch… ({since})")).format(since=since)
+        return (_("Starting: starting the job on the cluster (its code and environment first)… ({since})") if cluster
+                else _("Starting: starting the training process… ({since})")).format(since=since)
     if job.state == FAILED:
-        return f"Failed: {job.error}"
+        return _("Failed: {error}").format(error=job.error)
     if job.state == DIVERGED:
-        return "Diverged: the loss exploded instead of falling; the run says why and what to change."
+        return _("Diverged: the loss exploded instead of falling; the run says why and what to change.")
     if job.state == CANCELLED:
-        return f"Cancelled: {job.error}" if job.error else "Cancelled before it started."
+        return _("Cancelled: {reason}").format(reason=job.error) if job.error else _("Cancelled before it started.")
     accuracy = job.summary.get("test_accuracy")
-    score = f" · test accuracy {accuracy:.2%}" if isinstance(accuracy, (int, float)) else ""
+    score = " · " + _("test accuracy {accuracy:.2%}").format(accuracy=accuracy) \
+        if isinstance(accuracy, (int, float)) else ""
     if job.kind == IMPORT:
-        source = " (the bundle's claim: its dataset is not here to check it)" \
+        source = " " + _("(the bundle's claim: its dataset is not here to check it)") \
             if job.summary.get("scores") == bundles.CLAIMED else ""
-        return f"Imported{score}{source}"
-    return f"{job.state.capitalize()}{score}"
+        return _("Imported") + score + source
+    return _(STATE_WORDS.get(job.state, job.state)) + score
 
 
 def _since(started: float | None) -> str:

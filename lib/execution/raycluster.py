@@ -36,6 +36,7 @@ from pathlib import Path
 
 from lib.data import catalog, datasets, paths
 from lib.execution import clusterjob, imports, jobs
+from lib.i18n import N_
 from lib.store import backend, profile
 from lib.training.config import TrainConfig
 
@@ -551,7 +552,7 @@ class ClusterJobManager:
                     self._cluster_unreachable(error)
                     with self._lock:
                         for waiting in queued:
-                            waiting.note = "The cluster cannot be reached; it starts when the cluster is back."
+                            waiting.note = N_("The cluster cannot be reached; it starts when the cluster is back.")
                     return
                 with self._lock:  # the cluster refused it (a runtime environment it cannot build, ...)
                     job.state, job.ended = jobs.FAILED, time.time()

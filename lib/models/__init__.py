@@ -7,5 +7,5 @@ which test images to show (`predictions`), and exports checked against Keras (`e
 TFLite, ONNX, made in a child process; `snippets`: runnable code per format; `webpage`: the ONNX
 model in a static page that classifies drawings with onnxruntime-web).
 
-May import: lib.data. Keras/TensorFlow only inside functions.
+May import: lib.i18n, lib.data. Keras/TensorFlow only inside functions.
 """

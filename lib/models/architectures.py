@@ -14,6 +14,8 @@ import numbers
 import re
 from dataclasses import dataclass, replace
 
+from lib.i18n import N_, _
+
 # Safety caps: a learner's typo must not ask the CPU for a 10-billion-parameter model.
 MAX_LAYERS = 40
 MAX_UNITS = 4096
@@ -261,20 +263,19 @@ def _infer(layers, input_shape, num_classes):
     rows, total_macs = [], 0
     for index, spec in enumerate(specs, start=1):
         layer_type = spec["type"]
-        where = f"Layer {index} ({layer_type})"
-        params, macs, formula = 0, 0, "0 (no weights)"
+        where = _("Layer {index} ({type})").format(index=index, type=layer_type)
+        params, macs, formula = 0, 0, _("0 (no weights)")
         if layer_type in SPATIAL_TYPES and len(shape) == 1:
-            raise InvalidArchitecture(
-                f"{where} needs images (height x width x channels), but it gets a flat vector of "
-                f"{shape[0]:,} numbers. Move it before the Flatten layer: convolution and pooling "
-                "layers come first, then Flatten, then Dense."
-            )
+            raise InvalidArchitecture(_(
+                "{where} needs images (height x width x channels), but it gets a flat vector of {count:,} numbers. "
+                "Move it before the Flatten layer: convolution and pooling layers come first, then Flatten, then Dense."
+            ).format(where=where, count=shape[0]))
         if layer_type == "Dense" and len(shape) == 3:
-            what = "images" if shape == input_shape else "feature maps"
-            raise InvalidArchitecture(
-                f"{where} gets {_shape_text(shape)} {what}, but Dense needs a flat vector. "
-                "Add a Flatten (or GlobalAveragePooling2D) layer before it."
-            )
+            message = (_("{where} gets {shape} images, but Dense needs a flat vector. Add a Flatten (or "
+                         "GlobalAveragePooling2D) layer before it.") if shape == input_shape else
+                       _("{where} gets {shape} feature maps, but Dense needs a flat vector. Add a Flatten (or "
+                         "GlobalAveragePooling2D) layer before it."))
+            raise InvalidArchitecture(message.format(where=where, shape=_shape_text(shape)))
 
         if layer_type in ("Conv2D", *POOLING_TYPES):
             height, width, channels = shape
@@ -312,34 +313,33 @@ def _infer(layers, input_shape, num_classes):
         elif layer_type == "BatchNormalization":
             channels = shape[-1]
             params = 4 * channels
-            formula = f"4 * {channels:,} = {params:,} ({2 * channels:,} trainable)"
+            formula = _("4 * {channels:,} = {params:,} ({trainable:,} trainable)").format(
+                channels=channels, params=params, trainable=2 * channels)
         total_macs += macs
         rows.append(LayerRow(index, layer_type, _label(spec), shape, params, formula))
 
     last = specs[-1]
     if last["type"] != "Dense":
-        raise InvalidArchitecture(
-            f"The last layer is {last['type']}, but the model must end with a Dense layer with "
-            f"{num_classes} units and softmax activation (one probability per class). "
-            f"Add a Dense({num_classes}, softmax) layer at the end."
-        )
+        raise InvalidArchitecture(_(
+            "The last layer is {type}, but the model must end with a Dense layer with {classes} units and softmax "
+            "activation (one probability per class). Add a Dense({classes}, softmax) layer at the end."
+        ).format(type=last["type"], classes=num_classes))
     if last["units"] != num_classes:
-        raise InvalidArchitecture(
-            f"The last layer has {last['units']} units, but this dataset has {num_classes} classes: "
-            f"set its units to {num_classes}."
-        )
+        raise InvalidArchitecture(_(
+            "The last layer has {units} units, but this dataset has {classes} classes: set its units to {classes}."
+        ).format(units=last["units"], classes=num_classes))
     if last["activation"] != "softmax":
-        current = f"the {last['activation']!r} activation" if last["activation"] else "no activation"
-        raise InvalidArchitecture(
-            f"The last layer has {current}, but it needs softmax so the model outputs one probability "
-            'per class: set its activation to "softmax".'
-        )
+        message = (_('The last layer has the {activation!r} activation, but it needs softmax so the model outputs '
+                     'one probability per class: set its activation to "softmax".') if last["activation"] else
+                   _('The last layer has no activation, but it needs softmax so the model outputs one probability '
+                     'per class: set its activation to "softmax".'))
+        raise InvalidArchitecture(message.format(activation=last["activation"]))
     total_params = sum(row.params for row in rows)
     if total_params > MAX_PARAMS:
-        raise InvalidArchitecture(
-            f"This model would have {total_params:,} parameters; the limit is {MAX_PARAMS:,}. "
-            "Use fewer units or filters, or add pooling before Flatten."
-        )
+        raise InvalidArchitecture(_(
+            "This model would have {params:,} parameters; the limit is {limit:,}. Use fewer units or filters, or add "
+            "pooling before Flatten."
+        ).format(params=total_params, limit=MAX_PARAMS))
     if total_macs > MAX_FORWARD_MACS:
         raise InvalidArchitecture(
             f"This model would need {total_macs:,} multiply-adds per image, far too slow to train here "
@@ -521,91 +521,91 @@ _RMSPROP_RAW_ONE_HOT = {
 
 _ZOO_SPECS = [
     Architecture(
-        "softmax", "Softmax regression", "linear",
-        "One Dense layer maps the 784 pixels straight to 10 class probabilities: the baseline every "
-        "other model must beat. Its tutorial feeds raw 0-255 pixels.",
+        "softmax", N_("Softmax regression"), "linear",
+        N_("One Dense layer maps the 784 pixels straight to 10 class probabilities: the baseline every "
+        "other model must beat. Its tutorial feeds raw 0-255 pixels."),
         (_FLATTEN, _OUTPUT),
         _tutorial("mnist", epochs=50, normalize=False, **_RMSPROP_RAW_ONE_HOT,
-                  reported="88.5% test accuracy", reported_accuracy=0.885),
+                  reported=N_("88.5% test accuracy"), reported_accuracy=0.885),
     ),
     Architecture(
-        "mlp-500x2", "MLP 500-500", "mlp",
-        "Two hidden layers of 500 ReLU neurons with the same slow RMSprop settings as softmax "
-        "regression: hidden layers alone lift accuracy from 88.5% to 97.7%.",
+        "mlp-500x2", N_("MLP 500-500"), "mlp",
+        N_("Two hidden layers of 500 ReLU neurons with the same slow RMSprop settings as softmax "
+        "regression: hidden layers alone lift accuracy from 88.5% to 97.7%."),
         (_FLATTEN, _dense(500), _dense(500), _OUTPUT),
         _tutorial("mnist", epochs=50, normalize=False, **_RMSPROP_RAW_ONE_HOT,
-                  reported="97.7% test accuracy", reported_accuracy=0.977),
+                  reported=N_("97.7% test accuracy"), reported_accuracy=0.977),
     ),
     Architecture(
-        "mlp-128", "MLP 128", "mlp",
-        "The classic first neural network: one hidden layer of 128 ReLU neurons, trained for five epochs.",
+        "mlp-128", N_("MLP 128"), "mlp",
+        N_("The classic first neural network: one hidden layer of 128 ReLU neurons, trained for five epochs."),
         (_FLATTEN, _dense(128), _OUTPUT),
         _tutorial("fashion_mnist", epochs=5, normalize=True,
-                  reported="82.6% test accuracy on Fashion-MNIST (first run shown)", reported_accuracy=0.826),
+                  reported=N_("82.6% test accuracy on Fashion-MNIST (first run shown)"), reported_accuracy=0.826),
     ),
     Architecture(
-        "mlp-512", "MLP 512", "mlp",
-        "One hidden layer of 512 neurons: more neurons train slower and are usually a little more accurate.",
+        "mlp-512", N_("MLP 512"), "mlp",
+        N_("One hidden layer of 512 neurons: more neurons train slower and are usually a little more accurate."),
         (_FLATTEN, _dense(512), _OUTPUT),
         _tutorial("fashion_mnist", epochs=5, normalize=True,
-                  reported="training loss 0.36 after 2 epochs", reported_accuracy=None),
+                  reported=N_("training loss 0.36 after 2 epochs"), reported_accuracy=None),
     ),
     Architecture(
-        "mlp-1024", "MLP 1024", "mlp",
-        "One hidden layer of 1024 neurons: twice the width of MLP 512, for a small gain at twice the cost.",
+        "mlp-1024", N_("MLP 1024"), "mlp",
+        N_("One hidden layer of 1024 neurons: twice the width of MLP 512, for a small gain at twice the cost."),
         (_FLATTEN, _dense(1024), _OUTPUT),
         _tutorial("mnist", epochs=5, normalize=True,
-                  reported="test loss 0.071", reported_accuracy=None),
+                  reported=N_("test loss 0.071"), reported_accuracy=None),
     ),
     Architecture(
-        "mlp-512-256", "MLP 512-256", "mlp",
-        "Adds a second hidden layer of 256 neurons to MLP 512: on simple data like MNIST an extra "
-        "layer changes little.",
+        "mlp-512-256", N_("MLP 512-256"), "mlp",
+        N_("Adds a second hidden layer of 256 neurons to MLP 512: on simple data like MNIST an extra "
+        "layer changes little."),
         (_FLATTEN, _dense(512), _dense(256), _OUTPUT),
         _tutorial("mnist", epochs=5, normalize=True,
-                  reported="test loss 0.076", reported_accuracy=None),
+                  reported=N_("test loss 0.076"), reported_accuracy=None),
     ),
     Architecture(
-        "cnn-lenet-ish", "LeNet-style CNN", "cnn",
-        "Two same-padded convolutions with max pooling feed a Dense(128) classifier. Convolutions look "
-        "at local strokes, so it beats every MLP.",
+        "cnn-lenet-ish", N_("LeNet-style CNN"), "cnn",
+        N_("Two same-padded convolutions with max pooling feed a Dense(128) classifier. Convolutions look "
+        "at local strokes, so it beats every MLP."),
         (_conv(16, "same"), _MAX_POOL, _conv(32, "same"), _MAX_POOL, _FLATTEN, _dense(128), _OUTPUT),
         _tutorial("mnist", epochs=5, normalize=True, batch_size=64,
-                  reported="98.11% test accuracy", reported_accuracy=0.9811),
+                  reported=N_("98.11% test accuracy"), reported_accuracy=0.9811),
     ),
     Architecture(
-        "cnn-tf-tutorial", "TensorFlow tutorial CNN", "cnn",
-        "Three convolutions and two poolings feed a small Dense head: 99.21% on MNIST with fewer "
-        "than 100,000 parameters.",
+        "cnn-tf-tutorial", N_("TensorFlow tutorial CNN"), "cnn",
+        N_("Three convolutions and two poolings feed a small Dense head: 99.21% accuracy on MNIST with fewer "
+        "than 100,000 parameters."),
         (_conv(32), _MAX_POOL, _conv(64), _MAX_POOL, _conv(64), _FLATTEN, _dense(64), _OUTPUT),
         _tutorial("mnist", epochs=5, normalize=True,
-                  reported="99.21% test accuracy", reported_accuracy=0.9921),
+                  reported=N_("99.21% test accuracy"), reported_accuracy=0.9921),
     ),
     Architecture(
-        "cnn-gap-small", "Small CNN with global pooling", "cnn",
-        "Two convolutions, then global average pooling instead of Flatten: only 19,466 parameters. "
-        "Its tutorial feeds raw 0-255 Fashion-MNIST pixels.",
+        "cnn-gap-small", N_("Small CNN with global pooling"), "cnn",
+        N_("Two convolutions, then global average pooling instead of Flatten: only 19,466 parameters. "
+        "Its tutorial feeds raw 0-255 Fashion-MNIST pixels."),
         (_conv(32), _MAX_POOL, _conv(64), _GLOBAL_POOL, _OUTPUT),
         _tutorial("fashion_mnist", epochs=20, normalize=False,
-                  reported="88.34% test accuracy on Fashion-MNIST", reported_accuracy=0.8834),
+                  reported=N_("88.34% test accuracy on Fashion-MNIST"), reported_accuracy=0.8834),
     ),
     Architecture(
-        "cnn-gap-deep", "Deeper CNN with dropout", "cnn",
-        "Four wider convolutions with Dropout(0.5) after each stage and global average pooling: dropout "
-        "fights overfitting, so validation accuracy stays above training accuracy.",
+        "cnn-gap-deep", N_("Deeper CNN with dropout"), "cnn",
+        N_("Four wider convolutions with Dropout(0.5) after each stage and global average pooling: dropout "
+        "fights overfitting, so validation accuracy stays above training accuracy."),
         (
             _conv(64, "same"), _conv(64, "same"), _dropout(0.5), _MAX_POOL,
             _conv(128, "same"), _dropout(0.5), _MAX_POOL,
             _conv(256), _dropout(0.5), _GLOBAL_POOL, _OUTPUT,
         ),
         _tutorial("fashion_mnist", epochs=20, normalize=False,
-                  reported="92.39% test accuracy on Fashion-MNIST", reported_accuracy=0.9239),
+                  reported=N_("92.39% test accuracy on Fashion-MNIST"), reported_accuracy=0.9239),
     ),
     Architecture(
-        "cnn-best", "MNIST Studio best CNN", "cnn",
-        "Our own: three Conv-BatchNorm-ReLU stages with max pooling and dropout, small enough for a "
-        "2-core CPU. With augmentation and a cosine learning rate it reached 99.66% on the MNIST test "
-        "set in 15 epochs (the bundled default model), past the tutorials' 99.21%.",
+        "cnn-best", N_("MNIST Studio best CNN"), "cnn",
+        N_("Our own: three Conv-BatchNorm-ReLU stages with max pooling and dropout, small enough for a "
+        "2-core CPU. With augmentation and a cosine learning rate it reached 99.66% accuracy on the MNIST test "
+        "set in 15 epochs (the bundled default model), past the tutorials' 99.21%."),
         (
             *_conv_bn_relu(32), _MAX_POOL,
             *_conv_bn_relu(64), _MAX_POOL,
@@ -615,12 +615,12 @@ _ZOO_SPECS = [
         None,
     ),
     Architecture(
-        "cnn-fast", "Fast CNN: 99% in one epoch", "cnn",
-        "Our own, built for time to accuracy on a small CPU: a 5x5 and a 3x3 convolution without padding, "
+        "cnn-fast", N_("Fast CNN: 99% after one epoch"), "cnn",
+        N_("Our own, built for time to accuracy on a small CPU: a 5x5 and a 3x3 convolution without padding, "
         "each with BatchNormalization and max pooling, and a Dense(256) head. It needs 1.2 million "
         "multiply-adds per image (the tutorial CNN 2.8 million) and passes 99% test accuracy after one "
         "epoch with a one-cycle learning rate peaking at 0.01 (batch 128). Its BatchNormalization "
-        "momentum is 0.9 so the test-time statistics keep up in such a short run.",
+        "momentum is 0.9 so the test-time statistics keep up in such a short run."),
         (
             *_conv_bn_relu(24, 5, "valid", momentum=0.9), _MAX_POOL,
             *_conv_bn_relu(32, 3, "valid", momentum=0.9), _MAX_POOL,

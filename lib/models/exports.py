@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from lib.data import catalog
+from lib.i18n import N_, _
 
 CHECK_IMAGES = 100  # test images each export is run on against Keras
 FLOAT_TOLERANCE = 1e-4  # float32 exports compute what Keras computes, in another order (seen: ~1e-7)
@@ -63,15 +64,15 @@ class ExportFormat:
 
 FORMATS = {
     "savedmodel": ExportFormat("savedmodel", "TensorFlow SavedModel", "savedmodel.zip", "TensorFlow",
-                               "application/zip", note="TF Serving, TensorFlow in Python, C++ or Java; "
-                               "a zip of the SavedModel folder"),
+                               "application/zip", note=N_("TF Serving, TensorFlow in Python, C++ or Java; "
+                                        "a zip of the SavedModel folder")),
     "tflite": ExportFormat("tflite", "TFLite (float32)", "model.tflite", "ai-edge-litert",
-                           "application/octet-stream", note="phones and small devices (LiteRT)"),
+                           "application/octet-stream", note=N_("phones and small devices (LiteRT)")),
     "tflite-quant": ExportFormat("tflite-quant", "TFLite (quantized)", "model-quant.tflite", "ai-edge-litert",
                                  "application/octet-stream", lossy=True,
-                                 note="weights in 8 bits (dynamic range): about 4x smaller"),
+                                 note=N_("weights in 8 bits (dynamic range): about 4x smaller")),
     "onnx": ExportFormat("onnx", "ONNX", "model.onnx", "onnxruntime", "application/octet-stream",
-                         note="ONNX Runtime anywhere: Python, C#, Java, JavaScript (onnxruntime-web)"),
+                         note=N_("ONNX Runtime anywhere: Python, C#, Java, JavaScript (onnxruntime-web)")),
 }
 
 
@@ -134,13 +135,15 @@ class ExportCheck:
     @property
     def check_text(self) -> str:
         """What the check of an offered export found."""
-        return (f"checked with {FORMATS[self.format].runtime} on {self.image_source}: largest probability "
-                f"difference {self.max_prob_diff:.1e}, same class on {self.agree}/{self.images}{self.ties_note}")
+        return _("checked with {runtime} on {source}: largest probability difference {difference:.1e}, same class "
+                 "on {agree}/{images}").format(runtime=FORMATS[self.format].runtime, source=self.image_source,
+                                               difference=self.max_prob_diff, agree=self.agree,
+                                               images=self.images) + self.ties_note
 
     @property
     def ties_note(self) -> str:
-        return (f" (the other {self.near_ties}: Keras' top two classes within {NEAR_TIE:g} of each other)"
-                if self.near_ties else "")
+        return (" " + _("(the other {count}: Keras' top two classes within {gap:g} of each other)").format(
+            count=self.near_ties, gap=NEAR_TIE) if self.near_ties else "")
 
 
 class ExportFailed(RuntimeError):

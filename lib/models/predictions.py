@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lib.i18n import _
 from lib.models import inference
 
 GRID_SIZES = (10, 20, 30, 50)  # the tutorial shows ten; more make mistakes easier to spot
@@ -96,7 +97,8 @@ def grid_columns(count: int) -> int:
 def caption(position: int, true_name: str, predicted_name: str, confidence: float, *, correct: bool) -> str:
     """One grid caption, two lines: number, predicted class and its probability; right/wrong mark, true class."""
     mark = RIGHT_MARK if correct else WRONG_MARK
-    return f"{position}. predicted {predicted_name} ({confidence:.1%})\n{mark} true {true_name}"
+    return _("{position}. predicted {predicted} ({confidence:.1%})\n{mark} true {true}").format(
+        position=position, predicted=predicted_name, confidence=confidence, mark=mark, true=true_name)
 
 
 def captions(predictions: TestPredictions, indices: Sequence[int], class_names: Sequence[str]) -> list[str]:
@@ -117,7 +119,8 @@ def captions(predictions: TestPredictions, indices: Sequence[int], class_names: 
 def sample_note(shown: int, available: int, asked: int) -> str:
     """What the grid holds, and why it is smaller than asked when the filters leave fewer images."""
     if available == 0:
-        return "No test image matches these filters."
+        return _("No test image matches these filters.")
     if shown < asked:
-        return f"All {available} test images that match these filters."
-    return f"{shown} random test images of the {available:,} that match these filters."
+        return _("All {available} test images that match these filters.").format(available=available)
+    return _("{shown} random test images of the {available:,} that match these filters.").format(
+        shown=shown, available=available)

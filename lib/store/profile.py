@@ -18,6 +18,7 @@ import math
 import os
 from dataclasses import dataclass, fields
 
+from lib.i18n import _
 from lib.models import architectures
 
 LOCAL, PUBLIC = "local", "public"
@@ -113,15 +114,12 @@ def check_training(profile: Profile, *, epochs: int, train_images: int, validati
     if total > limits.max_epoch_images:
         per_epoch = max(total // max(epochs, 1), 1)
         most_epochs = limits.max_epoch_images // per_epoch
-        return (
-            f"This run would train on {total:,} images ({epochs} epochs x {per_epoch:,}); this shared app allows "
-            f"{limits.max_epoch_images:,} per run. Use at most {most_epochs} epochs, or limit the training images."
-        )
+        return _("This run would train on {total:,} images ({epochs} epochs x {per_epoch:,}); this shared app allows "
+                 "{allowed:,} per run. Use at most {most} epochs, or limit the training images.").format(
+            total=total, epochs=epochs, per_epoch=per_epoch, allowed=limits.max_epoch_images, most=most_epochs)
     if params > limits.max_params:
-        return (
-            f"This model has {params:,} parameters; this shared app allows {limits.max_params:,}. "
-            f"Pick a smaller architecture or fewer units or filters."
-        )
+        return _("This model has {params:,} parameters; this shared app allows {allowed:,}. Pick a smaller "
+                 "architecture or fewer units or filters.").format(params=params, allowed=limits.max_params)
     return ""
 
 
@@ -142,15 +140,13 @@ def check_disk(profile: Profile, *, workspace_bytes: int, total_bytes: int, addi
         return ""
     limits = profile.limits
     if workspace_bytes + adding_bytes > limits.workspace_quota_mb * MB:
-        return (
-            f"Your workspace holds {workspace_bytes / MB:,.1f} MB; this would add {adding_bytes / MB:,.1f} MB and "
-            f"the limit is {limits.workspace_quota_mb:,} MB. Download the runs you want to keep, then delete some."
-        )
+        return _("Your workspace holds {held:,.1f} MB; this would add {adding:,.1f} MB and the limit is {limit:,} MB. "
+                 "Download the runs you want to keep, then delete some.").format(
+            held=workspace_bytes / MB, adding=adding_bytes / MB, limit=limits.workspace_quota_mb)
     if total_bytes + adding_bytes > limits.total_quota_mb * MB:
-        return (
-            f"This shared app's storage is full ({total_bytes / MB:,.0f} of {limits.total_quota_mb:,} MB). "
-            f"Download your runs and try again later, or run MNIST Studio on your own computer."
-        )
+        return _("This shared app's storage is full ({used:,.0f} of {limit:,} MB). Download your runs and try again "
+                 "later, or run MNIST Studio on your own computer.").format(used=total_bytes / MB,
+                                                                           limit=limits.total_quota_mb)
     return ""
 
 
@@ -160,11 +156,11 @@ def describe(profile: Profile) -> list[str]:
         return []
     limits = profile.limits
     return [
-        f"Up to {limits.max_epoch_images:,} training images per run (epochs x images), "
-        f"e.g. {limits.max_epoch_images // 48_000} epochs on MNIST with a 0.2 validation split.",
-        f"Models up to {limits.max_params:,} parameters.",
-        f"{limits.max_active_jobs_per_visitor} training queued or running per visitor; "
-        f"at most {limits.max_queue} waiting in all.",
-        f"{limits.workspace_quota_mb:,} MB of runs per workspace; workspaces unused for "
-        f"{limits.idle_days:g} days are deleted.",
+        _("Up to {images:,} training images per run (epochs x images), e.g. {epochs} epochs on MNIST with a 0.2 "
+          "validation split.").format(images=limits.max_epoch_images, epochs=limits.max_epoch_images // 48_000),
+        _("Models up to {params:,} parameters.").format(params=limits.max_params),
+        _("{jobs} training queued or running per visitor; at most {queue} waiting in all.").format(
+            jobs=limits.max_active_jobs_per_visitor, queue=limits.max_queue),
+        _("{quota:,} MB of runs per workspace; workspaces unused for {days:g} days are deleted.").format(
+            quota=limits.workspace_quota_mb, days=limits.idle_days),
     ]

@@ -11,6 +11,8 @@ import time
 
 import keras
 
+from lib.training import reasons
+
 # A healthy classifier's crossentropy starts near ln(classes) (about 100 on raw pixels);
 # a running loss beyond this has diverged and would end in NaN or garbage weights.
 DIVERGED_LOSS = 1e6
@@ -158,7 +160,8 @@ class TargetReached(keras.callbacks.Callback):
         if hit:
             self.reached = True
             sign = "≤" if lower_is_better else "≥"
-            self.reason = f"Target reached at epoch {epoch + 1}: {self.metric} {float(current):.4f} {sign} {self.value}."
+            self.reason = reasons.TARGET_REACHED.format(epoch=epoch + 1, metric=self.metric, value=f"{float(current):.4f}",
+                                                      sign=sign, target=self.value)
             self.model.stop_training = True
 
 

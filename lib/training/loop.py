@@ -13,8 +13,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from lib.i18n import N_
 from lib.models import architectures, inference
-from lib.training import hardware
+from lib.training import hardware, reasons
 from lib.training.config import TrainConfig, default_learning_rate
 
 # Shuffle the whole training set each epoch; uint8 keeps even 60k images at 47 MB.
@@ -79,8 +80,9 @@ def resolve_precision(precision: str, *, cpuinfo: str | None = None, gpus: list 
 
 
 # What a training does before its first batch, as its progress events name it ({"kind": "phase", ...}).
-LOADING_DATA, LOADING_TENSORFLOW = "loading the data", "loading TensorFlow"
-BUILDING, COMPILING = "building the model", "compiling the model on the first batches"
+# Marked for the catalog: the page shows them in the visitor's language (lib.execution.jobs.describe_state).
+LOADING_DATA, LOADING_TENSORFLOW = N_("loading the data"), N_("loading TensorFlow")
+BUILDING, COMPILING = N_("building the model"), N_("compiling the model on the first batches")
 
 
 def report_phase(on_progress: ProgressFn | None, phase: str) -> None:
@@ -141,17 +143,16 @@ def train(
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=0, shuffle=False)
     seconds = time.perf_counter() - started
 
-    status, reason = "finished", f"Completed {config.epochs} epoch{'s' if config.epochs != 1 else ''}."
+    status, reason = "finished", (reasons.COMPLETED_ONE if config.epochs == 1 else reasons.COMPLETED).format(epochs=config.epochs)
     if reporter.diverged:
         status, reason = "diverged", divergence_reason(config, reporter.diverged)
     elif reporter.stop_requested:
-        status, reason = "stopped", f"Stopped by request after {reporter.samples_seen:,} images; weights so far kept."
+        status, reason = "stopped", reasons.STOPPED_BY_REQUEST.format(images=reporter.samples_seen)
     else:
         for callback in callbacks[1:]:
             if getattr(callback, "stopped_epoch", 0) or getattr(callback, "reached", False):
-                reason = getattr(callback, "reason", None) or (
-                    f"Early stopping: val_loss did not improve for {config.early_stopping_patience} epochs; best weights restored."
-                )
+                reason = getattr(callback, "reason", None) or reasons.EARLY_STOPPED.format(
+                    patience=config.early_stopping_patience)
     result = TrainResult(
         model=model,
         status=status,
@@ -174,14 +175,8 @@ def divergence_reason(config: TrainConfig, what: str) -> str:
     usual = default_learning_rate(config.optimizer)
     fix = (f"try {usual:g}, the usual start for {config.optimizer}" if config.learning_rate > usual
            else f"try ten times lower, {config.learning_rate / 10:g}")
-    reason = (
-        f"Training diverged: {what}, so it was stopped. The likely cause is a learning rate too high "
-        f"for {config.optimizer} ({config.learning_rate:g}): each step overshoots and the loss explodes. "
-        f"Lower the learning rate ({fix}) and train again."
-    )
-    if not config.normalize:
-        reason += " Turning normalization on helps too: raw 0-255 pixels make every step 255 times larger."
-    return reason
+    template = reasons.DIVERGED if config.normalize else reasons.DIVERGED_RAW  # raw pixels: normalizing helps too
+    return template.format(what=what, optimizer=config.optimizer, learning_rate=f"{config.learning_rate:g}", fix=fix)
 
 
 def steps_per_execution(steps_per_epoch: int) -> int:

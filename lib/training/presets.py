@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.data import paths
+from lib.i18n import N_, _
 from lib.models import architectures
 from lib.training.config import TrainConfig
 
@@ -112,40 +113,39 @@ class Lesson:
 
 # What the full benchmark found, where it needs saying (preset name -> explanation); the
 # numbers are bench/results-full.json's and bench/results-variance.json's (bench/variance.py).
-_FASHION_PENDING = ("Not measured on this server yet: the full benchmark row (20 epochs of a 409,162-parameter CNN on "
-                    "48,000 Fashion-MNIST images) takes over an hour on 2 shared cores, and a number is never "
-                    "estimated. `python bench/run.py --rerun NAME` measures it.")
 EXPLANATIONS: dict[str, str] = {
-    "softmax": "89.13% here, above the tutorial's 88.5%: the same 50 epochs of slow RMSprop on raw pixels.",
-    "mlp-500x2": "97.30% here, 0.4 points under the tutorial's 97.7% (within the 0.5-point tolerance): after 50 "
+    "softmax": N_("Measured here: 89.13%, above the tutorial's 88.5%: the same 50 epochs of slow RMSprop on raw pixels."),
+    "mlp-500x2": N_("Measured here: 97.30%, 0.4 points under the tutorial's 97.7% (within the 0.5-point tolerance): after 50 "
                  "epochs it has memorized the training images (99.9% training accuracy) and its validation loss "
-                 "keeps rising.",
-    "mlp-1024": "Test loss 0.0712 here: the tutorial's 0.071 at the precision it printed.",
-    "mlp-512-256": "Test loss 0.096 here, above the tutorial's 0.076, because the app holds out 20% of the "
+                 "keeps rising."),
+    "mlp-1024": N_("Test loss 0.0712 here: the tutorial's 0.071 at the precision it printed."),
+    "mlp-512-256": N_("Test loss 0.096 here, above the tutorial's 0.076, because the app holds out a fifth (20%) of the "
                    "training images for validation and the tutorial trains on all 60,000: the same recipe on all "
                    "60,000 gives 0.074 and 0.073 (seeds 0 and 1: reproduced). On 48,000 images, seeds 1 and 2 give 0.093 and 0.099; after "
-                   "5 epochs of Adam the test loss of this MLP swings by about 0.01 from epoch to epoch.",
-    "cnn-lenet-ish": "99.04% here, above the tutorial's 98.11%.",
-    "mlp-512-mnist": "Test loss 0.078 here with 20% of the training images held out; on all 60,000 images, as "
-                     "the tutorial trains, 0.068: the tutorial's 'about 0.07'.",
-    "mlp-512-raw": "Test loss 0.317 here (0.290 on all 60,000 images) against the tutorial's 0.26: on raw 0-255 "
+                   "5 epochs of Adam the test loss of this MLP swings by about 0.01 from epoch to epoch."),
+    "cnn-lenet-ish": N_("Measured here: 99.04%, above the tutorial's 98.11%."),
+    "mlp-512-mnist": N_("Test loss 0.078 here with a fifth (20%) of the training images held out; on all 60,000 images, as "
+                     "the tutorial trains, 0.068: the tutorial's 'about 0.07'."),
+    "mlp-512-raw": N_("Test loss 0.317 here (0.290 on all 60,000 images) against the tutorial's 0.26: on raw 0-255 "
                    "pixels the first layer's inputs are 255 times larger, Adam's steps throw the weights about and "
                    "where the loss ends depends on the run. The lesson holds either way: four times the normalized "
-                   "run's 0.078, and 3.6 points less accuracy.",
-    "cnn-tf-tutorial": "98.62% here with seed 0, 0.59 points under the tutorial's 99.21%. The tutorial trains on "
+                   "run's 0.078, and 3.6 points less accuracy."),
+    "cnn-tf-tutorial": N_("Measured here with seed 0: 98.62%, 0.59 points under the tutorial's 99.21%. The tutorial trains on "
                        "all 60,000 images (it validates on the test set instead of holding images out): so trained, "
                        "seed 1 gives 99.20% (the tutorial's number) and seed 0 98.82%. On the app's 48,000, seeds 1 "
                        "and 2 give 99.08% and 98.93%. Runs of this recipe spread over half a point; seed 0 is the "
                        "low end, and the tutorial printed one good run. With the app's cosine learning-rate decay "
-                       "the same model reaches 99.29% in 5 epochs.",
-    "mlp-128": "87.08% here, above the 82.6% the tutorial shows: it printed its first run, and notes that runs vary; "
-               "the same 5 epochs of Adam on normalized pixels.",
-    "mlp-512": "Training loss 0.371 after 2 epochs here against the tutorial's 0.36, because the app holds out 20% of the "
+                       "the same model reaches 99.29% within 5 epochs."),
+    "mlp-128": N_("Measured here: 87.08%, above the 82.6% the tutorial shows: it printed its first run, and notes that runs vary; "
+               "the same 5 epochs of Adam on normalized pixels."),
+    "mlp-512": N_("Training loss 0.371 after 2 epochs here against the tutorial's 0.36, because the app holds out a fifth (20%) of the "
                "training images (fewer steps per epoch): on all 60,000 images, as the tutorial trains, it is 0.361 "
-               "(reproduced); seeds 1 and 2 on the app's 48,000 give 0.367 and 0.372 (bench/variance.py).",
-    "cnn-gap-small": "88.64% here, 0.3 points above the tutorial's 88.34%: the same 20 epochs of Adam on raw 0-255 "
-                     "pixels (about 17 minutes on 2 shared cores).",
-    "cnn-gap-deep": _FASHION_PENDING.replace("NAME", "cnn-gap-deep"),
+               "(reproduced); seeds 1 and 2 on the app's 48,000 give 0.367 and 0.372 (bench/variance.py)."),
+    "cnn-gap-small": N_("Measured here: 88.64%, 0.3 points above the tutorial's 88.34%: the same 20 epochs of Adam on raw 0-255 "
+                     "pixels (about 17 minutes on 2 shared cores)."),
+    "cnn-gap-deep": N_("Not measured on this server yet: the full benchmark row (20 epochs of a 409,162-parameter CNN "
+                       "on 48,000 Fashion-MNIST images) takes over an hour on 2 shared cores, and a number is never "
+                       "estimated. `python bench/run.py --rerun cnn-gap-deep` measures it."),
 }
 
 
@@ -165,16 +165,16 @@ def _accuracy(text: str, value: float) -> Reported:
 
 # What each zoo tutorial reported, as a measurement (architectures keeps the text).
 _ZOO_REPORTED = {
-    "softmax": _accuracy("88.5% test accuracy", 0.885),
-    "mlp-500x2": _accuracy("97.7% test accuracy", 0.977),
-    "mlp-128": _accuracy("82.6% test accuracy on Fashion-MNIST (first run shown)", 0.826),
-    "mlp-512": Reported("training loss 0.36 after 2 epochs (Fashion-MNIST)", "loss", 0.36, epoch=2),
-    "mlp-1024": Reported("test loss 0.071", "test_loss", 0.071),
-    "mlp-512-256": Reported("test loss 0.076", "test_loss", 0.076),
-    "cnn-lenet-ish": _accuracy("98.11% test accuracy", 0.9811),
-    "cnn-tf-tutorial": _accuracy("99.21% test accuracy", 0.9921),
-    "cnn-gap-small": _accuracy("88.34% test accuracy on Fashion-MNIST", 0.8834),
-    "cnn-gap-deep": _accuracy("92.39% test accuracy on Fashion-MNIST", 0.9239),
+    "softmax": _accuracy(N_("88.5% test accuracy"), 0.885),
+    "mlp-500x2": _accuracy(N_("97.7% test accuracy"), 0.977),
+    "mlp-128": _accuracy(N_("82.6% test accuracy on Fashion-MNIST (first run shown)"), 0.826),
+    "mlp-512": Reported(N_("training loss 0.36 after 2 epochs (Fashion-MNIST)"), "loss", 0.36, epoch=2),
+    "mlp-1024": Reported(N_("test loss 0.071"), "test_loss", 0.071),
+    "mlp-512-256": Reported(N_("test loss 0.076"), "test_loss", 0.076),
+    "cnn-lenet-ish": _accuracy(N_("98.11% test accuracy"), 0.9811),
+    "cnn-tf-tutorial": _accuracy(N_("99.21% test accuracy"), 0.9921),
+    "cnn-gap-small": _accuracy(N_("88.34% test accuracy on Fashion-MNIST"), 0.8834),
+    "cnn-gap-deep": _accuracy(N_("92.39% test accuracy on Fashion-MNIST"), 0.9239),
 }
 
 _ZOO_LESSONS = {
@@ -202,24 +202,24 @@ def _variant(name, title, lessons, arch, reported=None, note="", **changes) -> P
 
 
 _VARIANTS = [
-    _variant("mlp-128-mnist", "MLP 128 on MNIST", ("1", "2"), "mlp-128",
-             note="The MLP-128 tutorial's recipe on MNIST (it reports its number on Fashion-MNIST)."),
-    _variant("mlp-512-mnist", "MLP 512 on MNIST, normalized", ("4", "5", "6"), "mlp-512",
-             Reported("test loss about 0.07 with normalized pixels", "test_loss", 0.07)),
-    _variant("mlp-512-raw", "MLP 512 on MNIST, raw 0-255 pixels", ("6",), "mlp-512",
-             Reported("loss 0.26 without normalization", "test_loss", 0.26), normalize=False),
-    _variant("mlp-512-long", "MLP 512 on MNIST for 30 epochs", ("5",), "mlp-512", epochs=30,
-             note="Six times the tutorial's epochs, to watch overfitting happen."),
-    _variant("mlp-512-stop-at-95", "MLP 512 stopping at 95% accuracy", ("7",), "mlp-512", epochs=10,
+    _variant("mlp-128-mnist", N_("MLP 128 on MNIST"), ("1", "2"), "mlp-128",
+             note=N_("The MLP-128 tutorial's recipe on MNIST (it reports its number on Fashion-MNIST).")),
+    _variant("mlp-512-mnist", N_("MLP 512 on MNIST, normalized"), ("4", "5", "6"), "mlp-512",
+             Reported(N_("test loss about 0.07 with normalized pixels"), "test_loss", 0.07)),
+    _variant("mlp-512-raw", N_("MLP 512 on MNIST, raw 0-255 pixels"), ("6",), "mlp-512",
+             Reported(N_("loss 0.26 without normalization"), "test_loss", 0.26), normalize=False),
+    _variant("mlp-512-long", N_("MLP 512 on MNIST for 30 epochs"), ("5",), "mlp-512", epochs=30,
+             note=N_("Six times the tutorial's epochs, to watch overfitting happen.")),
+    _variant("mlp-512-stop-at-95", N_("MLP 512 stopping at 95% accuracy"), ("7",), "mlp-512", epochs=10,
              target_metric="accuracy", target_value=0.95,
-             note="The callback tutorial's MNIST exercise: stop once training accuracy passes 95%."),
-    Preset("mlp-512-stop-at-loss-0.4", "MLP 512 stopping at loss 0.4 (Fashion-MNIST)", ("7",), "mlp-512",
+             note=N_("The callback tutorial's MNIST exercise: stop once training accuracy passes 95%.")),
+    Preset("mlp-512-stop-at-loss-0.4", N_("MLP 512 stopping at loss 0.4 (Fashion-MNIST)"), ("7",), "mlp-512",
            {**tutorial_settings("mlp-512"), "target_metric": "loss", "target_value": 0.4},
-           Reported("stopped after 2 epochs at training loss 0.36", "loss", 0.36, epoch=2)),
-    _variant("sgd-lr-10", "SGD with learning rate 10 (too high)", ("lr",), "mlp-128",
+           Reported(N_("stopped after 2 epochs at training loss 0.36"), "loss", 0.36, epoch=2)),
+    _variant("sgd-lr-10", N_("SGD with learning rate 10 (too high)"), ("lr",), "mlp-128",
              optimizer="sgd", learning_rate=10.0,
-             note="A learning rate a thousand times too high: the loss explodes within the first epoch."),
-    _variant("sgd-lr-0.1", "SGD with learning rate 0.1", ("lr",), "mlp-128", optimizer="sgd", learning_rate=0.1),
+             note=N_("A learning rate a thousand times too high: the loss explodes within the first epoch.")),
+    _variant("sgd-lr-0.1", N_("SGD with learning rate 0.1"), ("lr",), "mlp-128", optimizer="sgd", learning_rate=0.1),
 ]
 
 PRESETS: dict[str, Preset] = {preset.name: preset for preset in [*_zoo_presets(), *_VARIANTS]}
@@ -237,65 +237,65 @@ def _dense(units, activation="relu"):
 
 
 _BROKEN = (
-    ("Dense straight on the images (no Flatten)", [_dense(128), _dense(10, "softmax")]),
-    ("A last layer with 5 units for 10 classes", [{"type": "Flatten"}, _dense(128), _dense(5, "softmax")]),
+    (N_("Dense straight on the images (no Flatten)"), [_dense(128), _dense(10, "softmax")]),
+    (N_("A last layer with 5 units for 10 classes"), [{"type": "Flatten"}, _dense(128), _dense(5, "softmax")]),
 )
 
 LESSONS: dict[str, Lesson] = {lesson.key: lesson for lesson in [
-    Lesson("1", "Predictions are probabilities",
-           "The output of predict is one probability per class; the prediction is the most probable class.",
-           "Draw a digit: the bars are the ten probabilities (they add up to 100%) and the prediction is the "
-           "tallest bar. On Predictions, the confidence shown is that tallest probability.",
+    Lesson("1", N_("Predictions are probabilities"),
+           N_("The output of predict is one probability per class; the prediction is the most probable class."),
+           N_("Draw a digit: the bars are the ten probabilities (they add up to 100%) and the prediction is the "
+           "tallest bar. On Predictions, the confidence shown is that tallest probability."),
            ("mlp-128-mnist",), ("Draw", "Inside", "Predictions")),
-    Lesson("2", "More neurons: slower, usually more accurate",
-           "A wider hidden layer takes longer to train and is usually a little more accurate.",
-           "In Compare, MLP 1024 has 8x the parameters of MLP 128 and takes longer per epoch; its test "
-           "accuracy is a little higher and its test loss lower.",
+    Lesson("2", N_("More neurons: slower, usually more accurate"),
+           N_("A wider hidden layer takes longer to train and is usually a little more accurate."),
+           N_("In Compare, MLP 1024 has 8x the parameters of MLP 128 and takes longer per epoch; its test "
+           "accuracy is a little higher and its test loss lower."),
            ("mlp-128-mnist", "mlp-1024"), ("Compare",)),
-    Lesson("3", "Broken architectures fail with a clear message",
-           "Dense straight on images without Flatten fails; so does a last layer whose units differ from "
-           "the number of classes.",
-           "The builder refuses these models before training and says what to fix. Try them in the Train "
-           "page's layer builder.",
+    Lesson("3", N_("Broken architectures fail with a clear message"),
+           N_("Dense straight on images without Flatten fails; so does a last layer whose units differ from "
+           "the number of classes."),
+           N_("The builder refuses these models before training and says what to fix. Try them in the Train "
+           "page's layer builder."),
            (), ("Train",), _BROKEN),
-    Lesson("4", "An extra hidden layer may change little",
-           "On simple data like MNIST a second hidden layer adds parameters but little accuracy.",
-           "In Compare, MLP 512-256 and MLP 512 end within a few tenths of a point of each other.",
+    Lesson("4", N_("An extra hidden layer may change little"),
+           N_("On simple data like MNIST a second hidden layer adds parameters but little accuracy."),
+           N_("In Compare, MLP 512-256 and MLP 512 end within a few tenths of a point of each other."),
            ("mlp-512-mnist", "mlp-512-256"), ("Compare",)),
-    Lesson("5", "More epochs can overfit",
-           "Training accuracy keeps rising while validation accuracy stalls (and validation loss rises).",
-           "In Compare, the 30-epoch run's training loss keeps falling towards zero while its validation "
-           "loss turns upward after a few epochs: it memorizes the training images.",
+    Lesson("5", N_("More epochs can overfit"),
+           N_("Training accuracy keeps rising while validation accuracy stalls (and validation loss rises)."),
+           N_("In Compare, the 30-epoch run's training loss keeps falling towards zero while its validation "
+           "loss turns upward after a few epochs: it memorizes the training images."),
            ("mlp-512-mnist", "mlp-512-long"), ("Compare",)),
-    Lesson("6", "Normalization matters",
-           "Scaling pixels from 0-255 to 0-1 makes the same model converge much better.",
-           "In Compare, the raw-pixel run starts with a huge loss and ends with a test loss several times "
-           "higher than the normalized run's.",
+    Lesson("6", N_("Normalization matters"),
+           N_("Scaling pixels from 0-255 to 0-1 makes the same model converge much better."),
+           N_("In Compare, the raw-pixel run starts with a huge loss and ends with a test loss several times "
+           "higher than the normalized run's."),
            ("mlp-512-mnist", "mlp-512-raw"), ("Compare",)),
-    Lesson("7", "A callback can stop training at a target",
-           "A callback can end training once a metric reaches a target, e.g. accuracy above 95%.",
-           "The run stops after about 2 of its 10 epochs; its report says which target was reached and when.",
+    Lesson("7", N_("A callback can stop training at a target"),
+           N_("A callback can end training once a metric reaches a target, e.g. accuracy above 95%."),
+           N_("The run stops after about 2 of its 10 epochs; its report says which target was reached and when."),
            ("mlp-512-stop-at-95",), ("Compare",)),
-    Lesson("8", "Dropout and more filters fight overfitting",
-           "The deeper CNN with dropout keeps validation accuracy above training accuracy.",
-           "In Compare, the deep CNN's validation accuracy stays above its training accuracy (dropout is "
-           "only on while training); the small CNN's training accuracy overtakes its validation accuracy.",
+    Lesson("8", N_("Dropout and more filters fight overfitting"),
+           N_("The deeper CNN with dropout keeps validation accuracy above training accuracy."),
+           N_("In Compare, the deep CNN's validation accuracy stays above its training accuracy (dropout is "
+           "only on while training); the small CNN's training accuracy overtakes its validation accuracy."),
            ("cnn-gap-small", "cnn-gap-deep"), ("Compare",)),
-    Lesson("9", "Plot the history, save it, reload the model",
-           "Plot accuracy and validation accuracy per epoch; save the history as CSV; a saved and "
-           "reloaded model scores the same.",
-           "In Compare, the curves per epoch and the history CSV download; the run folder keeps model.keras, "
-           "and Predictions reloads it and scores the test set exactly as training did.",
+    Lesson("9", N_("Plot the history, save it, reload the model"),
+           N_("Plot accuracy and validation accuracy per epoch; save the history as CSV; a saved and "
+           "reloaded model scores the same."),
+           N_("In Compare, the curves per epoch and the history CSV download; the run folder keeps model.keras, "
+           "and Predictions reloads it and scores the test set exactly as training did."),
            ("cnn-lenet-ish",), ("Compare", "Predictions")),
-    Lesson("10", "Look at test images with their predictions",
-           "Show random test images with the true label, the predicted label and its probability.",
-           "On Predictions, each test image shows its true label, the prediction and its probability; "
-           "filter to the mistakes to see what the model finds hard.",
+    Lesson("10", N_("Look at test images with their predictions"),
+           N_("Show random test images with the true label, the predicted label and its probability."),
+           N_("On Predictions, each test image shows its true label, the prediction and its probability; "
+           "filter to the mistakes to see what the model finds hard."),
            ("cnn-tf-tutorial",), ("Predictions",)),
-    Lesson("lr", "Too high a learning rate diverges",
-           "With too large a step the loss explodes instead of falling, and the model learns nothing.",
-           "The learning-rate-10 run is stopped as diverged (its loss explodes) with the fix; the run with "
-           "learning rate 0.1 trains normally.",
+    Lesson("lr", N_("Too high a learning rate diverges"),
+           N_("With too large a step the loss explodes instead of falling, and the model learns nothing."),
+           N_("The learning-rate-10 run is stopped as diverged (its loss explodes) with the fix; the run with "
+           "learning rate 0.1 trains normally."),
            ("sgd-lr-10", "sgd-lr-0.1"), ("Compare",)),
 ]}
 
@@ -346,13 +346,16 @@ def lessons_done(latest: dict) -> list[str]:
 
 def settings_text(settings: dict) -> str:
     """A recipe in one line, e.g. "rmsprop lr 0.0001 · batch 128 · 50 epochs · raw pixels · one-hot"."""
-    parts = [f"{settings['optimizer']} lr {settings['learning_rate']:g}", f"batch {settings['batch_size']}",
-             f"{settings['epochs']} epochs", "pixels / 255" if settings["normalize"] else "raw 0-255 pixels",
-             "one-hot labels" if settings["label_encoding"] == "one_hot" else "integer labels",
-             f"{settings['validation_split']:.0%} validation"]
+    parts = [_("{optimizer} lr {lr:g}").format(optimizer=settings["optimizer"], lr=settings["learning_rate"]),
+             _("batch {size}").format(size=settings["batch_size"]),
+             _("{epochs} epochs").format(epochs=settings["epochs"]),
+             _("pixels / 255") if settings["normalize"] else _("raw 0-255 pixels"),
+             _("one-hot labels") if settings["label_encoding"] == "one_hot" else _("integer labels"),
+             _("{share:.0%} validation").format(share=settings["validation_split"])]
     if settings.get("target_metric"):
         sign = "≤" if settings["target_metric"].endswith("loss") else "≥"
-        parts.append(f"stop at {settings['target_metric']} {sign} {settings['target_value']:g}")
+        parts.append(_("stop at {metric} {sign} {value:g}").format(metric=settings["target_metric"], sign=sign,
+                                                                 value=settings["target_value"]))
     return " · ".join(parts)
 
 

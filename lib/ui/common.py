@@ -18,6 +18,7 @@ from lib.data import catalog, datasets, paths
 from lib.execution import jobs, managers, raycluster
 from lib.store import backend, profile, runs, workspaces
 from lib.ui import layout, workspace as ui_workspace
+from lib.ui.i18n import N_, _, class_names, labels, language_switch, number, percent, stop_reason
 
 # Session-state keys: declared once, used by every page.
 SESSION_ID = "session_id"
@@ -27,6 +28,7 @@ LAST_JOB = "last_job"
 DRAW_CLEARS = "draw_canvas_clears"  # bumped by the Draw page's Clear
 DEEP_LINK = "deep_link_page"  # the page a cold server's first visitor asked for
 BAR_DATASET = "compact_bar_dataset"  # the compact bar's copy of the Dataset picker (phones)
+BAR_LANGUAGE = "compact_bar_language"  # the compact bar's copy of the language switch (phones)
 DRAW_FOCUS = "draw_focus_run"  # a run just trained on drawn classes or imported: Draw asks it first
 DEFAULTS = {DATASET: "mnist", SELECTED_RUN: None, LAST_JOB: None, DRAW_CLEARS: 0, DRAW_FOCUS: None}
 JOB_POLL_SECONDS = 1.0  # charts redraw at least once a second while training
@@ -101,8 +103,7 @@ def check_profile() -> bool:
         profile.current()
         raycluster.settings()
     except profile.SettingError as problem:
-        error("This app's settings are not valid.", f"{problem} (The operator sets these as environment "
-              "variables or, on Community Cloud, as root-level secrets.)")
+        error(_("This app's settings are not valid."), _("{problem} (The operator sets these as environment variables or, on Community Cloud, as root-level secrets.)").format(problem=problem))
         return False
     return True
 
@@ -162,7 +163,8 @@ def shared_dataset_key(data_dir: str) -> tuple[str, str]:
 
 def test_split(name: str) -> tuple[np.ndarray, np.ndarray]:
     """Dataset `name`'s test images and labels, as this visitor sees it; cached under `dataset_key`."""
-    return _test_split(name, dataset_key(name), data_key())
+    with st.spinner(_("Loading the test images…")):
+        return _test_split(name, dataset_key(name), data_key())
 
 
 def shared_test_split(name: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
@@ -170,7 +172,7 @@ def shared_test_split(name: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]
     return _test_split(name, shared_dataset_key(data_dir), (data_dir, None))
 
 
-@st.cache_data(show_spinner="Loading the test images…", max_entries=4)
+@st.cache_data(show_spinner=False, max_entries=4)
 def _test_split(name: str, key: tuple[str, str], _data_key: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
     """Cached by `key`; read through the caller's `_data_key` (unhashed: the same file, whoever calls)."""
     dataset = catalog.load_dataset(name, *_data_key)
@@ -179,15 +181,16 @@ def _test_split(name: str, key: tuple[str, str], _data_key: tuple[str, str]) -> 
 
 def dataset_overview(name: str) -> dict:
     """datasets.overview of dataset `name` as this visitor sees it; cached under `dataset_key`."""
-    return _dataset_overview(name, dataset_key(name), data_key())
+    with st.spinner(_("Reading the dataset…")):
+        return _dataset_overview(name, dataset_key(name), data_key())
 
 
-@st.cache_data(show_spinner="Reading the dataset…", max_entries=4)
+@st.cache_data(show_spinner=False, max_entries=4)
 def _dataset_overview(name: str, key: tuple[str, str], _data_key: tuple[str, str]) -> dict:
     return datasets.overview(catalog.load_dataset(name, *_data_key))
 
 
-@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+@st.cache_resource(max_entries=8, show_spinner=False)
 def run_model(model_path: str, stamp: float):
     """A run's Keras model, cached by its file (stamp: the file's mtime, so a replaced file reloads).
 
@@ -198,7 +201,8 @@ def run_model(model_path: str, stamp: float):
 
 
 def model_for(run: runs.RunInfo):
-    return run_model(str(run.model_path), run.model_path.stat().st_mtime)
+    with st.spinner(_("Loading the model…")):
+        return run_model(str(run.model_path), run.model_path.stat().st_mtime)
 
 
 def list_runs() -> tuple[list[runs.RunInfo], list[runs.DamagedFolder]]:
@@ -243,8 +247,7 @@ def show_damaged(damaged: list[runs.DamagedFolder]) -> None:
     if damaged:
         names = "; ".join(f"{folder.run_id} ({folder.problem})" for folder in damaged)
         st.warning(
-            f"Skipped {len(damaged)} damaged run folder(s): {names}. Your other runs are fine; "
-            f"delete or repair the folder(s) in {paths.runs_dir()}.",
+            _("Skipped {count} damaged run folder(s): {names}. Your other runs are fine; delete or repair the folder(s) in {runs_dir}.").format(count=len(damaged), names=names, runs_dir=paths.runs_dir()),
             icon=":material/warning:",
         )
 
@@ -275,9 +278,9 @@ def error(what: str, todo: str) -> None:
 
 def dataset_error(name: str, problem: Exception) -> None:
     if isinstance(problem, datasets.DatasetUnavailable):
-        error(f"The dataset {name!r} is not available here.", str(problem))
+        error(_("The dataset {name!r} is not available here.").format(name=name), str(problem))
     else:
-        error(f"The dataset {name!r} cannot be used.", f"{problem} Pick another dataset in the sidebar or fix the file.")
+        error(_("The dataset {name!r} cannot be used.").format(name=name), _("{problem} Pick another dataset in the sidebar or fix the file.").format(problem=problem))
 
 
 def selected_dataset() -> datasets.DatasetInfo:
@@ -286,7 +289,7 @@ def selected_dataset() -> datasets.DatasetInfo:
 
 
 # What a run is, as its picker label says it (your own runs carry no mark).
-BUNDLED_MARK, GALLERY_MARK, SHARED_MARK = "bundled, read-only", "gallery, read-only", "shared with you, read-only"
+BUNDLED_MARK, GALLERY_MARK, SHARED_MARK = N_("bundled, read-only"), N_("gallery, read-only"), N_("shared with you, read-only")
 
 
 def run_kind_mark(run: runs.RunInfo, shared: runs.RunInfo | None) -> str:
@@ -308,18 +311,18 @@ def run_labels(found: list[runs.RunInfo]) -> dict[str, str]:
     labels = {}
     for run in found:
         accuracy = run.meta.get("test_accuracy")
-        score = f" · {accuracy:.2%}" if isinstance(accuracy, (int, float)) else ""
+        score = f" · {percent(accuracy)}" if isinstance(accuracy, (int, float)) else ""
         if score and not run.scores_verified:
-            score += f" ({runs.CLAIMED_NOTE})"
+            score += f" ({_(runs.CLAIMED_NOTE)})"
         mark = run_kind_mark(run, shared)
-        labels[run.run_id] = f"{run.display_name}{score}" + (f" ({mark})" if mark else "")
+        labels[run.run_id] = f"{run.display_name}{score}" + (f" ({_(mark)})" if mark else "")
     return labels
 
 
 def run_picker(label: str, found: list[runs.RunInfo], *, key: str, multi: bool = False, max_selections=None):
     """Pick saved runs by name; remembers the last choice across pages."""
     if not found:
-        st.info("No trained runs yet. Train one on the **Train** page.", icon=":material/info:")
+        st.info(_("No trained runs yet. Train one on the **Train** page."), icon=":material/info:")
         return [] if multi else None
     by_id = {run.run_id: run for run in found}
     labels = run_labels(found)
@@ -345,8 +348,9 @@ def run_picker(label: str, found: list[runs.RunInfo], *, key: str, multi: bool =
 
 
 def sidebar() -> None:
-    """Dataset in use and this session's running or last job, on every page; on a phone also one tap
-    away in a compact bar at the top, with the workspace link (lib.ui.layout)."""
+    """Language, dataset in use and this session's running or last job, on every page; on a phone also
+    one tap away in a compact bar at the top, with the workspace link (lib.ui.layout)."""
+    language_switch()
     infos = dataset_infos(data_key())
     if st.session_state[DATASET] not in infos:
         st.session_state[DATASET] = "mnist"
@@ -354,12 +358,12 @@ def sidebar() -> None:
         layout.compact_bar(lambda: _compact_bar(infos))
     with st.sidebar:
         st.selectbox(
-            "Dataset",
+            _("Dataset"),
             list(infos),
-            format_func=lambda name: infos[name].title,
+            format_func=labels(infos, lambda name: _(infos[name].title)),
             key=DATASET,
             persist_state="session",  # the choice holds on every page
-            help="Used by the Data and Train pages. Add your own .npz on the Data page.",
+            help=_("Used by the Data and Train pages. Add your own .npz on the Data page."),
         )
         _sidebar_job_status()
     ui_workspace.sidebar(workspace())
@@ -367,9 +371,10 @@ def sidebar() -> None:
 
 
 def _compact_bar(infos: dict) -> None:
-    """The sidebar's essentials for a phone: the same Dataset choice, job status and workspace link."""
+    """The sidebar's essentials for a phone: the same language and Dataset choice, job status and workspace link."""
     st.session_state[BAR_DATASET] = st.session_state[DATASET]
-    st.selectbox("Dataset", list(infos), format_func=lambda name: infos[name].title, key=BAR_DATASET,
+    language_switch(container=st, key=BAR_LANGUAGE)
+    st.selectbox(_("Dataset"), list(infos), format_func=labels(infos, lambda name: _(infos[name].title)), key=BAR_DATASET,
                  on_change=lambda: st.session_state.update({DATASET: st.session_state[BAR_DATASET]}))
     _sidebar_job_status()
     ui_workspace.link_box(workspace())
@@ -385,11 +390,13 @@ def _sidebar_job_status() -> None:
     def status():
         jobs_now = manager.jobs_for(visitor)
         if not jobs_now:
-            st.caption("No training in this session yet.")
+            st.caption(_("No training in this session yet."))
             return
         job = jobs_now[0]
-        what = "Import" if job.kind == jobs.IMPORT else "Training job"
-        st.caption(what if job.active else f"Last {what.lower()}")
+        if job.kind == jobs.IMPORT:
+            st.caption(_("Import") if job.active else _("Last import"))
+        else:
+            st.caption(_("Training job") if job.active else _("Last training job"))
         st.markdown(f"**{job.config.display_name}**  \n{jobs.describe_state(job)}")
         if job.state == jobs.RUNNING:
             st.progress(min(jobs.job_fraction(job), 1.0))
@@ -398,14 +405,22 @@ def _sidebar_job_status() -> None:
     status()
 
 
-# runs.summary() keys -> the column names the tables show, in this order.
+# runs.summary() keys -> the column names the tables show, in this order (translated when shown).
 RUN_TABLE_COLUMNS = {
-    "display_name": "name", "dataset": "dataset", "arch": "architecture", "params": "params",
-    "epochs_completed": "epochs", "training_seconds": "training s", "samples_per_s": "images/s",
-    "test_accuracy": "test accuracy", "scores": "scores", "status": "status", "created_at": "created",
-    "run_id": "run id",
+    "display_name": N_("name"), "dataset": N_("dataset"), "arch": N_("architecture"), "params": N_("params"),
+    "epochs_completed": N_("epochs"), "training_seconds": N_("training s"), "samples_per_s": N_("images/s"),
+    "test_accuracy": N_("test accuracy"), "scores": N_("scores"), "status": N_("status"), "created_at": N_("created"),
+    "run_id": N_("run id"),
 }
-SCORE_WORDS = {runs.MEASURED: "measured", runs.CLAIMED: runs.CLAIMED_NOTE}
+SCORE_WORDS = {runs.MEASURED: N_("measured"), runs.CLAIMED: runs.CLAIMED_NOTE}
+# A run's status as meta.json says it -> as the tables and the report say it.
+STATUS_WORDS = {"finished": N_("finished"), "stopped": N_("stopped"), "diverged": N_("diverged"),
+                "failed": N_("failed"), runs.IMPORTED: N_("imported")}
+
+
+def column(name: str) -> str:
+    """A `runs_table` column's header in the visitor's language (`name`: RUN_TABLE_COLUMNS' English)."""
+    return _(name)
 
 
 def runs_table(found: list[runs.RunInfo]):
@@ -417,29 +432,32 @@ def runs_table(found: list[runs.RunInfo]):
                              zip(table["display_name"], table["read_only"])]
     table["created_at"] = table["created_at"].fillna("").str[:16].str.replace("T", " ")
     table["test_accuracy"] = pd.to_numeric(table["test_accuracy"], errors="coerce") * 100  # sorts by value
-    table["scores"] = table["scores"].map(SCORE_WORDS)
-    return table[list(RUN_TABLE_COLUMNS)].rename(columns=RUN_TABLE_COLUMNS)
+    table["scores"] = table["scores"].map(lambda score: _(SCORE_WORDS[score]) if score in SCORE_WORDS else score)
+    table["status"] = table["status"].map(lambda status: _(STATUS_WORDS[status]) if status in STATUS_WORDS else status)
+    return table[list(RUN_TABLE_COLUMNS)].rename(columns={key: _(name) for key, name in RUN_TABLE_COLUMNS.items()})
 
 
 def runs_table_format() -> dict:
     """Number formats for `runs_table` columns, the same on Home and Compare."""
     return {
-        "params": st.column_config.NumberColumn(format="localized"),
-        "epochs": st.column_config.NumberColumn(format="%g", help="A stopped run shows how far its last epoch got."),
-        "training s": st.column_config.NumberColumn("training time", format="%.1f s"),
-        "images/s": st.column_config.NumberColumn(format="%,.0f"),
-        "test accuracy": st.column_config.NumberColumn(format="%.2f%%"),
-        "scores": st.column_config.TextColumn(
-            help="measured: trained or scored here. claimed, not verified: an imported run's own numbers."),
+        column("params"): st.column_config.NumberColumn(format="localized"),
+        column("epochs"): st.column_config.NumberColumn(
+            format="%g", help=_("A stopped run shows how far its last epoch got.")),
+        column("training s"): st.column_config.NumberColumn(_("training time"), format=_("%.1f s")),
+        column("images/s"): st.column_config.NumberColumn(format="%,.0f"),
+        column("test accuracy"): st.column_config.NumberColumn(format="%.2f%%"),
+        column("scores"): st.column_config.TextColumn(
+            help=_("measured: trained or scored here. claimed, not verified: an imported run's own numbers.")),
     }
 
 
 def precision_note(policy: str, requested: str = "auto") -> str:
     if policy == "float32" and requested == "float32":
-        return "Precision used: float32, as chosen in the settings."
+        return _("Precision used: float32, as chosen in the settings.")
     if policy == "float32":
-        return "Precision used: float32 (auto: this CPU has no native bfloat16, so mixed precision would be slower)."
-    return f"Precision used: {policy} (weights in float32, math in 16 bits; the output layer stays float32)."
+        return _("Precision used: float32 (auto: this CPU has no native bfloat16, so mixed precision would be slower).")
+    return _("Precision used: {policy} (weights in float32, math in 16 bits; the output layer stays float32).").format(
+        policy=policy)
 
 
 def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
@@ -449,36 +467,40 @@ def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
     meta = run.meta
     status, reason = meta.get("status") or "?", meta.get("stop_reason") or ""  # null in an early or imported run
     if status in ("failed", "diverged"):
-        error(f"This run {status}.", reason)
+        error(_("This run failed.") if status == "failed" else _("This run diverged."), stop_reason(reason))
     else:
-        st.success(f"{status.capitalize()}: {reason}", icon=":material/check_circle:")
+        word = _(STATUS_WORDS[status]) if status in STATUS_WORDS else status
+        st.success(_("{status}: {reason}").format(status=word[:1].upper() + word[1:], reason=stop_reason(reason)),
+                   icon=":material/check_circle:")
     cols = st.columns(5)
     accuracy, loss, params = meta.get("test_accuracy"), meta.get("test_loss"), meta.get("params")
-    claimed = "" if run.scores_verified else f" ({runs.CLAIMED_NOTE})"
-    cols[0].metric(f"Test accuracy{claimed}", "n/a" if accuracy is None else f"{accuracy:.2%}")
-    cols[1].metric(f"Test loss{claimed}", "n/a" if loss is None else f"{loss:.4f}")
-    cols[2].metric("Parameters", "n/a" if params is None else f"{params:,}")
+    claimed = "" if run.scores_verified else f" ({_(runs.CLAIMED_NOTE)})"
+    missing = _("n/a")
+    cols[0].metric(_("Test accuracy") + claimed, missing if accuracy is None else percent(accuracy))
+    cols[1].metric(_("Test loss") + claimed, missing if loss is None else number(loss, 4))
+    cols[2].metric(_("Parameters"), missing if params is None else number(params))
     seconds, speed = meta.get("training_seconds"), meta.get("samples_per_s")  # None: imported, not trained here
-    cols[3].metric("Training time", "n/a" if seconds is None else f"{seconds:.1f} s")
-    cols[4].metric("Speed", "n/a" if speed is None else f"{speed:,.0f} img/s")
+    cols[3].metric(_("Training time"), missing if seconds is None else _("{seconds} s").format(seconds=number(seconds, 1)))
+    cols[4].metric(_("Speed"), missing if speed is None else _("{speed} img/s").format(speed=number(speed, 0)))
     config = runs.read_config(run)
     if status != "imported":
         st.caption(precision_note(meta.get("precision") or "float32", config.precision if config else "auto"))
     history = runs.load_history(run)
     left, right = st.columns(2)
+    names = class_names(run.class_names)
     left.plotly_chart(charts.history_figure_from_csv_frame(history, "accuracy"), key=f"{key}_acc")
     right.plotly_chart(charts.history_figure_from_csv_frame(history, "loss"), key=f"{key}_loss")
     if meta.get("confusion"):
         left, right = st.columns(2)
-        left.plotly_chart(charts.confusion_figure(meta["confusion"], run.class_names), key=f"{key}_confusion")
-        right.plotly_chart(charts.per_class_accuracy_figure(meta["per_class_accuracy"], run.class_names),
+        left.plotly_chart(charts.confusion_figure(meta["confusion"], names), key=f"{key}_confusion")
+        right.plotly_chart(charts.per_class_accuracy_figure(meta["per_class_accuracy"], names),
                            key=f"{key}_per_class")
-    down_model, down_history, down_bundle, _ = st.columns([1, 1, 1, 2])
+    down_model, down_history, down_bundle, _spacer = st.columns([1, 1, 1, 2])
     # Read when clicked: a run pulled from a remote store fetches its model then, not on every render.
-    down_model.download_button("Model (.keras)", lambda: run.model_path.read_bytes(), f"{run.run_id}.keras",
+    down_model.download_button(_("Model (.keras)"), lambda: run.model_path.read_bytes(), f"{run.run_id}.keras",
                                mime="application/octet-stream", key=f"{key}_dl_model", icon=":material/download:",
                                on_click="ignore")
-    down_history.download_button("History (CSV)", run.history_path.read_bytes(), f"{run.run_id}-history.csv",
+    down_history.download_button(_("History (CSV)"), run.history_path.read_bytes(), f"{run.run_id}-history.csv",
                                  mime="text/csv", key=f"{key}_dl_history", icon=":material/download:")
     bundle_download(run, key=f"{key}_dl_bundle", container=down_bundle)
     ui_workspace.share_button(workspace(), run, key=f"{key}_share")
@@ -491,9 +513,9 @@ def bundle_download(run: runs.RunInfo, *, key: str, container=st) -> None:
     from lib.store import bundles
 
     container.download_button(
-        "Run bundle", functools.partial(bundles.export_bundle, run), bundles.bundle_filename(run),
+        _("Run bundle"), functools.partial(bundles.export_bundle, run), bundles.bundle_filename(run),
         mime="application/zip", key=key, icon=":material/download:", on_click="ignore",
-        help="Model, history and metadata in one file: import it on the Data or Compare page, here or elsewhere.",
+        help=_("Model, history and metadata in one file: import it on the Data or Compare page, here or elsewhere."),
     )
 
 
@@ -501,15 +523,14 @@ def show_as_code(config, *, key: str) -> None:
     """A toggle that shows `config` as a runnable Keras script, with a download button."""
     from lib.training import codegen
 
-    if not st.toggle("Show as code", key=f"{key}_toggle", help="A plain Keras 3 script that reproduces this run"):
+    if not st.toggle(_("Show as code"), key=f"{key}_toggle", help=_("A plain Keras 3 script that reproduces this run")):
         return
     try:
         script = codegen.script_for(config)
     except ValueError as problem:
-        error("This model cannot be written as code yet.", str(problem))
+        error(_("This model cannot be written as code yet."), str(problem))
         return
-    st.caption(f"Run it with `python {codegen.script_name(config)} --epochs 1 --limit 2000` for a quick try; "
-               "it reads `$MNIST_STUDIO_DATA_DIR/<dataset>.npz` when that is set.")
+    st.caption(_("Run it with `python {script_name} --epochs 1 --limit 2000` for a quick try; it reads `$MNIST_STUDIO_DATA_DIR/<dataset>.npz` when that is set.").format(script_name=codegen.script_name(config)))
     st.code(script, language="python")
-    st.download_button("Download the script", script, file_name=codegen.script_name(config), mime="text/x-python",
+    st.download_button(_("Download the script"), script, file_name=codegen.script_name(config), mime="text/x-python",
                        key=f"{key}_download", icon=":material/download:")

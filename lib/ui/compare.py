@@ -10,6 +10,7 @@ import streamlit as st
 
 from lib.store import runs
 from lib.ui import common as ui
+from lib.ui.i18n import _
 from lib.viz import charts
 
 # Session-state and widget keys of the page.
@@ -33,7 +34,7 @@ def compare_charts(chosen: list[runs.RunInfo]) -> None:
         try:
             histories[label] = runs.load_history(run)
         except (OSError, ValueError) as problem:
-            st.warning(f"The history of {label!r} cannot be read ({problem}); it is left out.",
+            st.warning(_("The history of {label!r} cannot be read ({problem}); it is left out.").format(label=label, problem=problem),
                        icon=":material/warning:")
     curves_and_scores(chosen, histories)
 
@@ -56,11 +57,10 @@ def curves_and_scores(chosen: list[runs.RunInfo], histories: dict[str, pd.DataFr
     if accuracy_metric == "accuracy" and histories:
         without = [label for label, history in histories.items() if "val_accuracy" not in history
                    or pd.to_numeric(history["val_accuracy"], errors="coerce").isna().all()]
-        st.caption(f"Training curves, per epoch: {', '.join(without)} held out no validation split, so the "
-                   "runs are compared on their training images (a 1-epoch run is one point).")
+        st.caption(_("Training curves, per epoch: {items} held out no validation split, so the runs are compared on their training images (a 1-epoch run is one point).").format(items=', '.join(without)))
     no_curve = [label for label, history in histories.items() if history.empty]
     if no_curve:
-        st.caption(f"No curve for {', '.join(no_curve)}: no training history (imported); its test accuracy is below.")
+        st.caption(_("No curve for {items}: no training history (imported); its test accuracy is below.").format(items=', '.join(no_curve)))
     prefix = "compare_val" if accuracy_metric.startswith("val_") else "compare_train"
     accuracy, loss = st.columns(2)
     accuracy.plotly_chart(charts.compare_figure(histories, metric=accuracy_metric), key=f"{prefix}_accuracy")
@@ -82,7 +82,7 @@ def runs_overview(found: list[runs.RunInfo]) -> None:
         hide_index=True,
         key="compare_runs_table",
         column_config={"best": st.column_config.TextColumn(
-                           "", width=32, help="Best measured test accuracy on its dataset"),
+                           "", width=32, help=_("Best measured test accuracy on its dataset")),
                        **ui.runs_table_format()},
     )
 
@@ -90,20 +90,20 @@ def runs_overview(found: list[runs.RunInfo]) -> None:
 def manage_run(found: list[runs.RunInfo]) -> runs.RunInfo:
     """Rename or delete one run; the bundled model refuses both. The outcome shows below. Returns the run."""
     by_id = {run.run_id: run for run in found}
-    run_id = st.selectbox("Run", list(by_id), format_func=ui.run_labels(found).__getitem__, key=MANAGE)
+    run_id = st.selectbox(_("Run"), list(by_id), format_func=ui.run_labels(found).__getitem__, key=MANAGE)
     run = by_id[run_id]
     if run.read_only:
-        st.caption("🔒 This run is read-only (the bundled model, a gallery run or a shared link): it cannot be "
-                   "renamed or deleted.")
+        st.caption(_("🔒 This run is read-only (the bundled model, a gallery run or a shared link): it cannot be "
+                   "renamed or deleted."))
     ui.bundle_download(run, key="compare_dl_bundle")
     rename_col, delete_col = st.columns(2)
     with rename_col.container(border=True):
-        st.text_input("New name", value=run.display_name, max_chars=runs.MAX_NAME_LENGTH,
+        st.text_input(_("New name"), value=run.display_name, max_chars=runs.MAX_NAME_LENGTH,
                       key=f"{NEW_NAME}{run_id}")
-        st.button("Rename", icon=":material/edit:", key="compare_rename", on_click=_rename, args=(run_id,))
+        st.button(_("Rename"), icon=":material/edit:", key="compare_rename", on_click=_rename, args=(run_id,))
     with delete_col.container(border=True):
-        sure = st.checkbox(f"Yes, delete {run.display_name!r} for good", key=f"compare_confirm_{run_id}")
-        st.button("Delete run", icon=":material/delete:", type="primary", disabled=not sure, key="compare_delete",
+        sure = st.checkbox(_("Yes, delete {display_name!r} for good").format(display_name=run.display_name), key=f"compare_confirm_{run_id}")
+        st.button(_("Delete run"), icon=":material/delete:", type="primary", disabled=not sure, key="compare_delete",
                   on_click=_delete, args=(run_id, run.display_name))
     outcome = st.session_state.pop(NOTICE, None)
     if outcome and outcome[0] == "ok":
@@ -119,7 +119,7 @@ def manage_run(found: list[runs.RunInfo]) -> runs.RunInfo:
 
 def _rename(run_id: str) -> None:
     new_name = st.session_state.get(f"{NEW_NAME}{run_id}", "")
-    if _apply(lambda: ui.workspace().rename_run(run_id, new_name), f"Renamed to {runs.clean_name(new_name)!r}."):
+    if _apply(lambda: ui.workspace().rename_run(run_id, new_name), _("Renamed to {name!r}.").format(name=runs.clean_name(new_name))):
         # Pickers keep their choice as its label: set them again so they show the new name.
         for key in (MANAGE, COMPARE_PICKER):
             if key in st.session_state:
@@ -127,7 +127,7 @@ def _rename(run_id: str) -> None:
 
 
 def _delete(run_id: str, name: str) -> None:
-    if _apply(lambda: ui.workspace().delete_run(run_id), f"Deleted {name!r}."):
+    if _apply(lambda: ui.workspace().delete_run(run_id), _("Deleted {name!r}.").format(name=name)):
         if COMPARE_PICKER in st.session_state:
             st.session_state[COMPARE_PICKER] = [i for i in st.session_state[COMPARE_PICKER] if i != run_id]
         remaining = [run.run_id for run in ui.list_runs()[0]]
@@ -142,10 +142,10 @@ def _apply(change, notice: str) -> bool:
     try:
         change()
     except runs.ReadOnlyRun as problem:
-        st.session_state[NOTICE] = ("error", "This run is read-only.", str(problem))
+        st.session_state[NOTICE] = ("error", _("This run is read-only."), str(problem))
         return False
     except (ValueError, runs.RunNotFound, runs.DamagedRun, OSError) as problem:
-        st.session_state[NOTICE] = ("error", "That did not work.", str(problem))
+        st.session_state[NOTICE] = ("error", _("That did not work."), str(problem))
         return False
     st.session_state[NOTICE] = ("ok", notice)
     return True

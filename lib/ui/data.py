@@ -16,6 +16,7 @@ from lib.execution import imports, jobs
 from lib.store import backend, bundles, runs, workspaces
 from lib.training import presets
 from lib.ui import common as ui, draw as ui_draw, train as ui_train
+from lib.ui.i18n import N_, _, labels, number, percent
 
 # Session-state and widget keys.
 NOTICE = "data_own_notice"  # (section, "ok" | "error", text[, todo]) shown once under that section
@@ -31,7 +32,7 @@ IMPORT_JOB = "import_job"  # per page (prefixed): the id of the import job this 
 DEFAULTS = {DRAFT: None, DRAW_CLEARS: 0, DRAW_JOB: None, DRAW_PENDING: None}
 DEFAULT_CLASSES = "circle, square, triangle"
 SUGGESTED_PER_CLASS = 20
-STORE_TODO = "It can be used here until the app restarts; add it again once the store is back."
+STORE_TODO = N_("It can be used here until the app restarts; add it again once the store is back.")
 DRAWN_SET_BYTES = 1024 * 1024  # what a saved set of drawings may take, for the disk quota (a few 28x28 images)
 STROKE_PX = 18
 THUMB_PX = 56
@@ -67,18 +68,18 @@ def _use_dataset(info: datasets.DatasetInfo) -> None:
 
 def own_data_sections() -> None:
     """The Data page's "Your own data and models": image folders, drawn classes, .npz files, model import."""
-    st.header("Your own data and models")
+    st.header(_("Your own data and models"))
     unusable_files()
     with st.container(border=True):
-        st.subheader("Add an image folder (.zip)")
+        st.subheader(_("Add an image folder (.zip)"))
         image_folder_section()
     with st.container(border=True):
-        st.subheader("Draw your own classes")
+        st.subheader(_("Draw your own classes"))
         drawn_classes_section()
     with st.container(border=True):
-        st.subheader("Import a model (.keras) or run bundle")
+        st.subheader(_("Import a model (.keras) or run bundle"))
         import_section()
-    with st.expander("Use your own dataset (.npz)"):
+    with st.expander(_("Use your own dataset (.npz)")):
         npz_section()
 
 
@@ -92,32 +93,32 @@ def unusable_files() -> None:
     just be missing from the dataset list, with no hint why."""
     problems = _unusable(ui.data_key())
     if problems:
-        st.warning("**Not in the dataset list:**\n" + "\n".join(f"- {problem}" for problem in problems.values()),
+        st.warning(_("**Not in the dataset list:**\n") + "\n".join(f"- {problem}" for problem in problems.values()),
                    icon=":material/warning:")
 
 
 def npz_section() -> None:
     """A ready-made .npz dataset, checked before it is kept."""
     st.markdown(
-        "An `.npz` with `x_train`, `y_train`, `x_test`, `y_test` as `keras.datasets.mnist.load_data()` returns "
+        _("An `.npz` with `x_train`, `y_train`, `x_test`, `y_test` as `keras.datasets.mnist.load_data()` returns "
         "them: uint8 images (N, H, W) or (N, H, W, C), integer labels 0..K-1, optional `class_names` (strings). "
-        "It is checked before it is kept."
+        "It is checked before it is kept.")
     )
-    name = st.text_input("Dataset name", key="data_upload_name", placeholder="e.g. my_letters")
-    upload = st.file_uploader("Dataset file", type=["npz"], key="data_upload_file")
-    if st.button("Add dataset", disabled=not (upload and name), key="data_upload_add"):
+    name = st.text_input(_("Dataset name"), key="data_upload_name", placeholder=_("e.g. my_letters"))
+    upload = st.file_uploader(_("Dataset file"), type=["npz"], key="data_upload_file")
+    if st.button(_("Add dataset"), disabled=not (upload and name), key="data_upload_add"):
         try:
             data = upload.getvalue()
             added = _store_dataset(len(data), lambda folder: datasets.save_upload(name, data, folder=folder))
         except (datasets.InvalidDataset, workspaces.QuotaExceeded) as problem:
-            ui.error("This file cannot be used as a dataset.", str(problem))
+            ui.error(_("This file cannot be used as a dataset."), str(problem))
         except backend.StoreError as problem:
             ui.dataset_infos.clear()
-            ui.error("The dataset was added here but not to the run store.", f"{problem} {STORE_TODO}")
+            ui.error(_("The dataset was added here but not to the run store."), f"{problem} {_(STORE_TODO)}")
         else:
             ui.dataset_infos.clear()
             _unusable.clear()
-            st.success(f"Added {added.name}: {added.num_classes} classes. Pick it in the sidebar.")
+            st.success(_("Added {name}: {num_classes} classes. Pick it in the sidebar.").format(name=added.name, num_classes=added.num_classes))
 
 
 def _store_dataset(nbytes: int, save):
@@ -128,7 +129,7 @@ def _store_dataset(nbytes: int, save):
 # ---------------------------------------------------------------- image folders
 
 
-@st.cache_resource(max_entries=2, show_spinner="Checking the zip and reading every image's header…")
+@st.cache_resource(max_entries=2, show_spinner=False)
 def _scan(file_id: str, _data: bytes, filename: str):
     """The scan of one upload (by its id): a FolderScan, or the message saying why not."""
     try:
@@ -140,27 +141,26 @@ def _scan(file_id: str, _data: bytes, filename: str):
 def image_folder_section() -> None:
     """Upload a zip of class folders, see what was found, choose size and colour, save it."""
     st.markdown(
-        "One folder of images per class (PNG, JPEG, BMP or GIF; any size, colour or grayscale), "
-        "zipped. Optional `train/` and `test/` top folders; otherwise 20% of each class is held out "
-        f"for testing. Up to {imagefolder.MAX_ZIP_BYTES // 2**20} MB and {imagefolder.MAX_ENTRIES:,} files."
+        _("One folder of images per class (PNG, JPEG, BMP or GIF; any size, colour or grayscale), zipped. Optional `train/` and `test/` top folders; otherwise a fifth (20%) of each class is held out for testing. Up to {value} MB and {MAX_ENTRIES:,} files.").format(value=imagefolder.MAX_ZIP_BYTES // 2**20, MAX_ENTRIES=imagefolder.MAX_ENTRIES)
     )
-    upload = st.file_uploader("Image folder (.zip)", type=["zip"], key=FOLDER_ZIP)
+    upload = st.file_uploader(_("Image folder (.zip)"), type=["zip"], key=FOLDER_ZIP)
     show_notice("folder")
     if upload is None:
         return
-    scan = _scan(upload.file_id, upload.getvalue(), upload.name)
+    with st.spinner(_("Checking the zip and reading every image's header…")):
+        scan = _scan(upload.file_id, upload.getvalue(), upload.name)
     if isinstance(scan, str):
-        ui.error("This zip cannot be used as a dataset.", scan)
+        ui.error(_("This zip cannot be used as a dataset."), scan)
         return
     options, report = st.columns([1, 2])
     with options:
-        st.text_input("Dataset name", value=imagefolder.suggest_name(upload.name), key=FOLDER_NAME,
-                      max_chars=40, help="Lowercase letters, digits, - and _.")
-        size = st.segmented_control("Image size", imagefolder.SIZES, default=28, required=True, key=FOLDER_SIZE,
+        st.text_input(_("Dataset name"), value=imagefolder.suggest_name(upload.name), key=FOLDER_NAME,
+                      max_chars=40, help=_("Lowercase letters, digits, - and _."))
+        size = st.segmented_control(_("Image size"), imagefolder.SIZES, default=28, required=True, key=FOLDER_SIZE,
                                     format_func=lambda px: f"{px} x {px}")
-        colour = st.toggle("Keep colour", key=FOLDER_COLOUR,
-                           help="Off: grayscale like MNIST (smaller, faster). On: RGB, three channels.")
-        st.button("Save as dataset", type="primary", icon=":material/save:", key="data_zip_save",
+        colour = st.toggle(_("Keep colour"), key=FOLDER_COLOUR,
+                           help=_("Off: grayscale like MNIST (smaller, faster). On: RGB, three channels."))
+        st.button(_("Save as dataset"), type="primary", icon=":material/save:", key="data_zip_save",
                   on_click=_save_folder, args=(upload.file_id, upload.name))
     with report:
         scan_report(scan, size=int(size), colour=bool(colour))
@@ -170,17 +170,17 @@ def scan_report(scan: imagefolder.FolderScan, *, size: int, colour: bool) -> Non
     """What the zip holds: classes and counts, samples, sizes and the resize, skipped files and why."""
     counts = scan.counts()
     cols = st.columns(3)
-    cols[0].metric("Classes", len(scan.class_names))
-    cols[1].metric("Images", f"{sum(counts):,}")
-    cols[2].metric("Files skipped", len(scan.skipped))
-    table = {"class": scan.class_names}
+    cols[0].metric(_("Classes"), len(scan.class_names))
+    cols[1].metric(_("Images"), f"{sum(counts):,}")
+    cols[2].metric(_("Files skipped"), len(scan.skipped))
+    table = {_("class"): scan.class_names}
     if scan.split_given:
-        table.update(train=scan.counts("train"), test=scan.counts("test"))
+        table.update({_("train"): scan.counts("train"), _("test"): scan.counts("test")})
     else:
-        table["images"] = counts
+        table[_("images")] = counts
     st.dataframe(pd.DataFrame(table), hide_index=True, key="data_zip_counts")
-    st.caption("Train and test come from your train/ and test/ folders." if scan.split_given else
-               f"{imagefolder.TEST_SHARE:.0%} of each class (seeded, stratified) will be the test set.")
+    st.caption(_("Train and test come from your train/ and test/ folders.") if scan.split_given else
+               _("{TEST_SHARE:.0%} of each class (seeded, stratified) will be the test set.").format(TEST_SHARE=imagefolder.TEST_SHARE))
     st.info(scan.resize_note(size, colour), icon=":material/photo_size_select_large:")
     for warning in scan.warnings:
         st.warning(warning, icon=":material/warning:")
@@ -189,17 +189,17 @@ def scan_report(scan: imagefolder.FolderScan, *, size: int, colour: bool) -> Non
         if thumbs:
             st.image(thumbs, width=SAMPLE_PX, caption=[name] * len(thumbs))
     if scan.skipped:
-        with st.expander(f"Skipped files ({len(scan.skipped)}): "
+        with st.expander(_("Skipped files ({count}): ").format(count=len(scan.skipped))
                          + "; ".join(f"{n} {why}" for why, n in scan.skipped_summary().items())):
-            st.dataframe(pd.DataFrame(scan.skipped, columns=["file", "why"]), hide_index=True,
+            st.dataframe(pd.DataFrame(scan.skipped, columns=[_("file"), _("why")]), hide_index=True,
                          key="data_zip_skipped")
 
 
 def _save_folder(file_id: str, filename: str) -> None:
     upload = st.session_state.get(FOLDER_ZIP)
-    scan = _scan(file_id, upload.getvalue(), filename) if upload is not None else "The upload is gone."
+    scan = _scan(file_id, upload.getvalue(), filename) if upload is not None else _("The upload is gone.")
     if isinstance(scan, str):
-        _notice("folder", "error", "This zip cannot be used as a dataset.", scan)
+        _notice("folder", "error", _("This zip cannot be used as a dataset."), scan)
         return
     try:
         info, converted = _store_dataset(len(upload.getvalue()), lambda folder: imagefolder.save_scan(
@@ -207,16 +207,17 @@ def _save_folder(file_id: str, filename: str) -> None:
             colour=bool(st.session_state.get(FOLDER_COLOUR)), folder=folder,
         ))
     except (imagefolder.InvalidImageFolder, datasets.InvalidDataset, workspaces.QuotaExceeded) as problem:
-        _notice("folder", "error", "The dataset was not saved.", str(problem))
+        _notice("folder", "error", _("The dataset was not saved."), str(problem))
         return
     except backend.StoreError as problem:
-        _notice("folder", "error", "The dataset was saved here but not to the run store.", f"{problem} {STORE_TODO}")
+        _notice("folder", "error", _("The dataset was saved here but not to the run store."), f"{problem} {_(STORE_TODO)}")
         return
     _use_dataset(info)
     sizes = " x ".join(map(str, info.input_shape))
-    _notice("folder", "ok", f"Saved {info.name}: {info.num_classes} classes, "
-            f"{len(converted.arrays['y_train']):,} training and {len(converted.arrays['y_test']):,} test images "
-            f"({sizes}). It is selected in the sidebar: train on it on the Train page. " + " ".join(converted.notes[1:]))
+    _notice("folder", "ok", _("Saved {name}: {classes} classes, {train} training and {test} test images ({sizes}). "
+                              "It is selected in the sidebar: train on it on the Train page.").format(
+        name=info.name, classes=info.num_classes, train=number(len(converted.arrays["y_train"])),
+        test=number(len(converted.arrays["y_test"])), sizes=sizes) + " " + " ".join(converted.notes[1:]))
 
 
 # ---------------------------------------------------------------- drawn classes
@@ -227,23 +228,22 @@ def drawn_classes_section() -> None:
     draft = st.session_state.get(DRAFT)
     show_notice("draw")
     if draft is None:
-        st.markdown("Name 2 to 10 classes (letters, shapes, symbols), then draw about "
-                    f"{SUGGESTED_PER_CLASS} examples of each on the canvas.")
-        st.text_input("Class names, separated by commas", value=DEFAULT_CLASSES, key=DRAW_NAMES)
-        st.button("Start drawing", icon=":material/draw:", key="data_draw_start", on_click=_start_draft)
+        st.markdown(_("Name 2 to 10 classes (letters, shapes, symbols), then draw about {SUGGESTED_PER_CLASS} examples of each on the canvas.").format(SUGGESTED_PER_CLASS=SUGGESTED_PER_CLASS))
+        st.text_input(_("Class names, separated by commas"), value=DEFAULT_CLASSES, key=DRAW_NAMES)
+        st.button(_("Start drawing"), icon=":material/draw:", key="data_draw_start", on_click=_start_draft)
         return
     pad, shelf = st.columns([1, 1])
     with pad:
-        chosen = st.segmented_control("Draw an example of", draft["classes"], default=draft["classes"][0],
+        chosen = st.segmented_control(_("Draw an example of"), draft["classes"], default=draft["classes"][0],
                                       required=True, key=DRAW_CLASS)
         image = ui_draw.canvas(STROKE_PX, key=DRAW_CANVAS, clears_key=DRAW_CLEARS)
         st.session_state[DRAW_PENDING] = image
         add, undo, clear = st.columns([3, 2, 2])
-        add.button(f"Add to {chosen}", type="primary", icon=":material/add:", key="data_draw_add",
+        add.button(_("Add to {chosen}").format(chosen=chosen), type="primary", icon=":material/add:", key="data_draw_add",
                    disabled=image is None, on_click=_add_drawing, args=(chosen,), width="stretch")
-        undo.button("Undo", icon=":material/undo:", key="data_draw_undo", on_click=_undo,
+        undo.button(_("Undo"), icon=":material/undo:", key="data_draw_undo", on_click=_undo,
                     disabled=not draft["order"], width="stretch")
-        clear.button("Clear", icon=":material/ink_eraser:", key="data_draw_clear", on_click=ui_draw.clear_canvas,
+        clear.button(_("Clear"), icon=":material/ink_eraser:", key="data_draw_clear", on_click=ui_draw.clear_canvas,
                      args=(DRAW_CANVAS, DRAW_CLEARS), width="stretch")
     with shelf:
         drawings_shelf(draft, chosen)
@@ -254,16 +254,16 @@ def drawings_shelf(draft: dict, chosen: str) -> None:
     """Counts per class, the chosen class's drawings as the model sees them, delete one."""
     counts = drawnclasses.counts(draft)
     for name, count in counts.items():
-        st.progress(min(count / SUGGESTED_PER_CLASS, 1.0), text=f"{name}: {count} drawing(s)")
+        st.progress(min(count / SUGGESTED_PER_CLASS, 1.0), text=_("{name}: {count} drawing(s)").format(name=name, count=count))
     thumbs = drawnclasses.thumbnails(draft, chosen)
     if not thumbs:
-        st.caption(f"No drawings of {chosen} yet. They show here as the model will see them (28 x 28).")
+        st.caption(_("No drawings of {chosen} yet. They show here as the model will see them (28 x 28).").format(chosen=chosen))
         return
     st.image(thumbs, width=THUMB_PX, caption=[f"#{i + 1}" for i in range(len(thumbs))])
     number, delete = st.columns([2, 1], vertical_alignment="bottom")
-    number.selectbox(f"Drawing of {chosen} to delete", range(len(thumbs)), format_func=lambda i: f"#{i + 1}",
+    number.selectbox(_("Drawing of {chosen} to delete").format(chosen=chosen), range(len(thumbs)), format_func=lambda i: f"#{i + 1}",
                      key=DRAW_DELETE)
-    delete.button("Delete", icon=":material/delete_forever:", key="data_draw_delete_one", on_click=_delete,
+    delete.button(_("Delete"), icon=":material/delete_forever:", key="data_draw_delete_one", on_click=_delete,
                   args=(chosen,))
 
 
@@ -271,16 +271,16 @@ def save_and_train(draft: dict) -> None:
     """Save the drawings as a dataset and train on it in one click; then go to Draw."""
     short = drawnclasses.missing(draft)
     name_col, epochs_col, go_col = st.columns([2, 1, 2], vertical_alignment="bottom")
-    name_col.text_input("Dataset name", value="my_drawings", key=DRAW_SET_NAME, max_chars=40)
-    epochs_col.number_input("Epochs", 1, 200, presets.DRAWN_CLASSES_RECIPE["epochs"], key=DRAW_EPOCHS,
-                            help="Many short epochs: there are few images. Light augmentation is on.")
-    go_col.button("Save and train", type="primary", icon=":material/model_training:", key="data_draw_train",
+    name_col.text_input(_("Dataset name"), value=_("my_drawings"), key=DRAW_SET_NAME, max_chars=40)
+    epochs_col.number_input(_("Epochs"), 1, 200, presets.DRAWN_CLASSES_RECIPE["epochs"], key=DRAW_EPOCHS,
+                            help=_("Many short epochs: there are few images. Light augmentation is on."))
+    go_col.button(_("Save and train"), type="primary", icon=":material/model_training:", key="data_draw_train",
                   disabled=bool(short), on_click=_save_and_train,
-                  help="Draw at least three examples of each class first." if short else None)
+                  help=_("Draw at least three examples of each class first.") if short else None)
     if short:
-        st.caption("Still to draw: " + "; ".join(short) + f". About {SUGGESTED_PER_CLASS} per class work well.")
-    col_restart, _ = st.columns([1, 3])
-    col_restart.button("Start over", icon=":material/restart_alt:", key="data_draw_reset", on_click=_reset_draft)
+        st.caption(_("Still to draw: ") + "; ".join(short) + _(". About {SUGGESTED_PER_CLASS} per class work well.").format(SUGGESTED_PER_CLASS=SUGGESTED_PER_CLASS))
+    col_restart, _spacer = st.columns([1, 3])
+    col_restart.button(_("Start over"), icon=":material/restart_alt:", key="data_draw_reset", on_click=_reset_draft)
     job_id = st.session_state.get(DRAW_JOB)
     if job_id and ui.job_manager().snapshot(job_id) is not None:
         _job_status(job_id)
@@ -300,11 +300,11 @@ def _job_status(job_id: str) -> None:
         if st.session_state.pop("_data_draw_active", False):
             st.rerun()  # redraw the page with the finished run's button
         if job.run_id:
-            if st.button("Try it on Draw", type="primary", icon=":material/draw:", key="data_draw_go"):
+            if st.button(_("Try it on Draw"), type="primary", icon=":material/draw:", key="data_draw_go"):
                 st.session_state[ui.DRAW_FOCUS] = job.run_id
                 st.switch_page("pages/draw.py")
         elif job.state == jobs.FAILED:
-            ui.error("Training failed.", job.error or "")
+            ui.error(_("Training failed."), job.error or "")
 
     status()
 
@@ -314,7 +314,7 @@ def _start_draft() -> None:
     try:
         st.session_state[DRAFT] = drawnclasses.new_draft(st.session_state.get(DRAW_NAMES, "").split(","))
     except drawnclasses.InvalidDraft as problem:
-        _notice("draw", "error", "These class names do not work.", str(problem))
+        _notice("draw", "error", _("These class names do not work."), str(problem))
 
 
 def _add_drawing(class_name: str) -> None:
@@ -324,7 +324,7 @@ def _add_drawing(class_name: str) -> None:
     try:
         drawnclasses.add_drawing(st.session_state[DRAFT], class_name, image)
     except drawnclasses.InvalidDraft as problem:
-        _notice("draw", "error", "The drawing was not added.", str(problem))
+        _notice("draw", "error", _("The drawing was not added."), str(problem))
     st.session_state[DRAW_PENDING] = None
     ui_draw.clear_canvas(DRAW_CANVAS, DRAW_CLEARS)
 
@@ -337,7 +337,7 @@ def _delete(class_name: str) -> None:
     try:
         drawnclasses.delete_drawing(st.session_state[DRAFT], class_name, int(st.session_state.get(DRAW_DELETE) or 0))
     except drawnclasses.InvalidDraft as problem:
-        _notice("draw", "error", "Nothing was deleted.", str(problem))
+        _notice("draw", "error", _("Nothing was deleted."), str(problem))
     st.session_state.pop(DRAW_DELETE, None)
 
 
@@ -354,20 +354,21 @@ def _save_and_train() -> None:
             st.session_state.get(DRAW_SET_NAME, ""), draft, folder=folder))
         config = presets.drawn_classes_config(info.name, epochs=int(st.session_state.get(DRAW_EPOCHS) or 1))
     except (drawnclasses.InvalidDraft, datasets.InvalidDataset, ValueError, workspaces.QuotaExceeded) as problem:
-        _notice("draw", "error", "The drawings were not saved.", str(problem))
+        _notice("draw", "error", _("The drawings were not saved."), str(problem))
         return
     except backend.StoreError as problem:
-        _notice("draw", "error", "The drawings were saved here but not to the run store.", f"{problem} {STORE_TODO}")
+        _notice("draw", "error", _("The drawings were saved here but not to the run store."), f"{problem} {_(STORE_TODO)}")
         return
     _use_dataset(info)
     st.session_state[DRAW_JOB] = ui_train.submit(config)
     if st.session_state[DRAW_JOB] is None:
         refused = st.session_state.pop(ui_train.SUBMIT_PROBLEM, "")
-        _notice("draw", "error", f"Saved {info.name}, but the training was not started.", refused)
+        _notice("draw", "error", _("Saved {name}, but the training was not started.").format(name=info.name), refused)
         return
     counts = drawnclasses.counts(draft)
-    _notice("draw", "ok", f"Saved {info.name} ({sum(counts.values())} drawings of {len(counts)} classes) and "
-            f"started training with light augmentation: {config.epochs} epochs.")
+    _notice("draw", "ok", _("Saved {name} ({drawings} drawings of {classes} classes) and started training with light "
+                            "augmentation: {epochs} epochs.").format(name=info.name, drawings=sum(counts.values()),
+                                                                      classes=len(counts), epochs=config.epochs))
 
 
 # ---------------------------------------------------------------- model and run import
@@ -380,14 +381,14 @@ def import_section(key_prefix: str = "data") -> None:
     per-visitor limits as trainings): the section shows it pending, then what came of it.
     """
     st.markdown(
-        "A **run bundle** (`.studio.zip`, from the Run bundle download of any run) comes back as a new run, "
+        _("A **run bundle** (`.studio.zip`, from the Run bundle download of any run) comes back as a new run, "
         "scored again on its test set where that dataset is here. "
         "A **Keras model** (`.keras`, saved with `model.save` anywhere) is loaded in safe mode (no custom code "
         "runs), checked against a dataset, scored on its test set and kept as a run for Draw, Predictions "
-        "and Compare. Both are opened in a separate process with a time and memory limit."
+        "and Compare. Both are opened in a separate process with a time and memory limit.")
     )
     section, job_key = f"{key_prefix}_import", f"{key_prefix}_{IMPORT_JOB}"
-    upload = st.file_uploader("Run bundle or Keras model", type=["zip", "keras"], key=f"{key_prefix}_{IMPORT_FILE}")
+    upload = st.file_uploader(_("Run bundle or Keras model"), type=["zip", "keras"], key=f"{key_prefix}_{IMPORT_FILE}")
     _import_outcome(job_key, section)
     show_notice(section)
     if st.session_state.get(job_key):
@@ -401,10 +402,10 @@ def import_section(key_prefix: str = "data") -> None:
         infos = ui.dataset_infos(ui.data_key())
         names = list(infos)
         current = st.session_state.get(ui.DATASET)
-        dataset = st.selectbox("Dataset to check and score it on", names, format_func=lambda n: infos[n].title,
+        dataset = st.selectbox(_("Dataset to check and score it on"), names, format_func=labels(names, lambda n: _(infos[n].title)),
                                index=names.index(current) if current in names else 0,
                                key=f"{key_prefix}_{IMPORT_DATASET}")
-    if st.button("Import run" if is_bundle else "Import model", type="primary", icon=":material/upload:",
+    if st.button(_("Import run") if is_bundle else _("Import model"), type="primary", icon=":material/upload:",
                  key=f"{key_prefix}_import_go"):
         _submit_import(upload.name, data, dataset, section, job_key)
         st.rerun()
@@ -413,15 +414,16 @@ def import_section(key_prefix: str = "data") -> None:
 def _submit_import(filename: str, data: bytes, dataset: str | None, section: str, job_key: str) -> None:
     """Queue the import as a job of this visitor's; a refusal (size, a job already active) is the notice."""
     if len(data) > bundles.MAX_BUNDLE_BYTES:
-        _notice(section, "error", f"{filename} was not imported.",
-                f"It is {len(data) / 2**20:.0f} MB; the limit is {bundles.MAX_BUNDLE_BYTES // 2**20} MB.")
+        _notice(section, "error", _("{filename} was not imported.").format(filename=filename),
+                _("It is {size:.0f} MB; the limit is {limit} MB.").format(size=len(data) / 2**20,
+                                                                         limit=bundles.MAX_BUNDLE_BYTES // 2**20))
         return
     request = imports.stage_upload(data, filename, dataset=dataset)
     try:
         st.session_state[job_key] = ui.job_manager().submit(request, ui.visitor_id(), runs_dir=ui.workspace().folder)
     except jobs.SubmitRefused as refused:
         imports.discard(request)
-        _notice(section, "error", f"{filename} was not imported.", str(refused))
+        _notice(section, "error", _("{filename} was not imported.").format(filename=filename), str(refused))
 
 
 def _import_status(job_id: str, job_key: str) -> None:
@@ -453,19 +455,21 @@ def _import_outcome(job_key: str, section: str) -> None:
         return
     filename = job.config.filename
     if job.state != jobs.FINISHED or not job.run_id:
-        _notice(section, "error", f"{filename} was not imported.", job.error or jobs.describe_state(job))
+        _notice(section, "error", _("{filename} was not imported.").format(filename=filename),
+                job.error or jobs.describe_state(job))
         return
     try:
         run = ui.workspace().get_run(job.run_id)
     except runs.RunNotFound:
-        _notice(section, "error", f"{filename} was imported, but its run is gone.", "It was deleted since.")
+        _notice(section, "error", _("{filename} was imported, but its run is gone.").format(filename=filename),
+                _("It was deleted since."))
         return
     st.session_state[ui.DRAW_FOCUS] = run.run_id
     accuracy = run.meta.get("test_accuracy")
     score = ""
     if isinstance(accuracy, (int, float)):
-        score = (f" Test accuracy {accuracy:.2%}, as the bundle claims: its dataset is not here to check it."
-                 if run.meta.get("scores") == bundles.CLAIMED else
-                 f" Test accuracy {accuracy:.2%}, measured here on the test set.")
-    _notice(section, "ok", f"Imported as run {run.display_name} ({run.run_id}).{score} Draw, Predictions and "
-            "Compare list it now.")
+        score = " " + (_("Test accuracy {accuracy}, as the bundle claims: its dataset is not here to check it.")
+                       if run.meta.get("scores") == bundles.CLAIMED else
+                       _("Test accuracy {accuracy}, measured here on the test set.")).format(accuracy=percent(accuracy))
+    _notice(section, "ok", _("Imported as run {name} ({run_id}).").format(name=run.display_name, run_id=run.run_id)
+            + score + " " + _("Draw, Predictions and Compare list it now."))

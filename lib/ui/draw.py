@@ -9,6 +9,7 @@ from lib.data import drawing
 from lib.models import inference
 from lib.store import backend, runs
 from lib.ui import common as ui
+from lib.ui.i18n import N_, _, class_names, stop_reason
 from lib.viz import charts
 
 CANVAS_PX = 280  # 10x MNIST's 28: fine strokes, and the size the preprocessing is tuned on
@@ -18,8 +19,8 @@ CANVAS_KEY = "draw_canvas"
 TOOLBAR_ROOM_PX = 24  # with the gaps around it, room for the toolbar the canvas shows above itself on hover
 MAX_MODELS = 4
 DIVERGED = "diverged"  # a run's meta status when its loss exploded in training (lib.training.loop)
-DIVERGED_FIX = ("Its loss exploded during training, most likely from too high a learning rate. "
-                "Train it again with a lower learning rate.")  # runs saved without a stop reason
+DIVERGED_FIX = N_("Its loss exploded during training, most likely from too high a learning rate. "
+                  "Train it again with a lower learning rate.")  # runs saved without a stop reason
 
 
 def canvas(stroke_width: int, *, key: str = CANVAS_KEY, clears_key: str = ui.DRAW_CLEARS) -> np.ndarray | None:
@@ -63,7 +64,7 @@ def uploaded_image(upload) -> np.ndarray | None:
     try:
         return drawing.decode_image_upload(upload.getvalue())
     except drawing.InvalidImage as problem:
-        ui.error("This file cannot be used.", str(problem))
+        ui.error(_("This file cannot be used."), str(problem))
         return None
 
 
@@ -86,19 +87,19 @@ def warn_if_diverged(run: runs.RunInfo, model) -> bool:
     if run.meta.get("status") != DIVERGED:
         return True
     answers = all(np.isfinite(weights).all() for weights in model.get_weights())
-    nothing = "" if answers else " Its weights are no longer numbers (NaN), so it has no answer to show at all."
-    ui.error(f"{run.display_name} is broken: its training diverged, so its answers mean nothing.",
-             (run.meta.get("stop_reason") or DIVERGED_FIX) + nothing)
+    nothing = "" if answers else " " + _("Its weights are no longer numbers (NaN), so it has no answer to show at all.")
+    ui.error(_("{display_name} is broken: its training diverged, so its answers mean nothing.").format(display_name=run.display_name),
+             (stop_reason(run.meta.get("stop_reason") or "") or _(DIVERGED_FIX)) + nothing)
     return answers
 
 
-def drawable_runs_or_stop(purpose: str) -> list[runs.RunInfo]:
+def drawable_runs_or_stop(nothing_to: str) -> list[runs.RunInfo]:
     """The runs a drawing can be fed to, after noting damaged folders; stops the page if there is none."""
     found, damaged = ui.list_runs()
     ui.show_damaged(damaged)
     usable = drawable_runs(found)
     if not usable:
-        ui.error(f"No model to {purpose} yet.", "Train one on the Train page (the bundled default model is missing).")
+        ui.error(nothing_to, _("Train one on the Train page (the bundled default model is missing)."))
         st.stop()
     return usable
 
@@ -112,11 +113,7 @@ def explain_objects(chosen: list[runs.RunInfo]) -> None:
     """Why a clothing model wants a photo, not a drawing, and what the app does with the photo."""
     names = ", ".join(sorted({run.dataset.get("name", "?") for run in chosen}))
     st.info(
-        f"These models learned photos of objects ({names}): a light object on a dark background, as "
-        "Fashion-MNIST's product photos are. Strokes on a canvas look nothing like that, so their answers "
-        "to a drawing mean little. Upload a photo instead: the app makes it grayscale, puts the object light "
-        "on dark, and fits it whole into the model's square, the way Fashion-MNIST was made. "
-        "Their own test images are on the Predictions page.", icon=":material/checkroom:")
+        _("These models learned photos of objects ({names}): a light object on a dark background, as Fashion-MNIST's product photos are. Strokes on a canvas look nothing like that, so their answers to a drawing mean little. Upload a photo instead: the app makes it grayscale, puts the object light on dark, and fits it whole into the model's square, the way Fashion-MNIST was made. Their own test images are on the Predictions page.").format(names=names), icon=":material/checkroom:")
 
 
 def default_selection(usable: list[runs.RunInfo]) -> list[str]:
@@ -139,19 +136,20 @@ def show_answers(image: np.ndarray, chosen: list[runs.RunInfo]) -> None:
             try:
                 model = ui.model_for(run)
             except (runs.DamagedRun, backend.StoreError) as problem:
-                ui.error("This model could not be loaded.", f"{problem} Pick another run.")
+                ui.error(_("This model could not be loaded."), _("{problem} Pick another run.").format(problem=problem))
                 continue
             if not warn_if_diverged(run, model):
                 continue
             processed, probs = inference.predict_image(model, run, image)
             if processed is None:
-                st.info("Draw something (or upload an image): no ink found yet.", icon=":material/draw:")
+                st.info(_("Draw something (or upload an image): no ink found yet."), icon=":material/draw:")
                 continue
-            best = inference.top_k(probs, run.class_names, k=3)
-            st.metric("Prediction", best[0][0], f"{best[0][1]:.1%} sure", delta_color="off", delta_arrow="off")
+            names = class_names(run.class_names)
+            best = inference.top_k(probs, names, k=3)
+            st.metric(_("Prediction"), best[0][0], _("{best:.1%} sure").format(best=best[0][1]), delta_color="off", delta_arrow="off")
             st.caption(" · ".join(f"{name}: {p:.1%}" for name, p in best))
-            st.image(processed_preview(processed), caption="What the model sees (28 x 28)", width=140)
-            st.plotly_chart(charts.probability_figure(probs, run.class_names), key=f"draw_probs_{run.run_id}")
+            st.image(processed_preview(processed), caption=_("What the model sees (28 x 28)"), width=140)
+            st.plotly_chart(charts.probability_figure(probs, names), key=f"draw_probs_{run.run_id}")
 
 
 def processed_preview(processed: np.ndarray) -> np.ndarray:

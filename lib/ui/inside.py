@@ -9,6 +9,7 @@ from lib.data import datasets
 from lib.models import inference, inside
 from lib.store import runs
 from lib.ui import common as ui, draw as ui_draw
+from lib.ui.i18n import N_, _, class_names, labels
 from lib.viz import charts, inside_charts
 
 SOURCE_KEY = "inside_source"
@@ -17,19 +18,19 @@ HANDOFF_IMAGE = "inside_handoff_image"  # a drawing sent from the Draw page (pla
 RUN_KEY = "inside_run"
 TARGET_KEY = "inside_target"
 CANVAS_KEY = "inside_canvas"
-DRAW, UPLOAD, TEST, FROM_DRAW = "Draw", "Upload", "Test image", "Drawing from Draw"
+DRAW, UPLOAD, TEST, FROM_DRAW = N_("Draw"), N_("Upload"), N_("Test image"), N_("Drawing from Draw")
 WIDE_LAYER_CHANNELS = 32  # wider conv layers start collapsed
 PREDICTED = -1
 # How to read each map; {source} names the layer and grid it comes from.
 HOW_TO_READ = {
-    inside.GRAD_CAM_X_INPUT: "Warm strokes are the ink where the features that raised the score of the explained "
-                             "class the most sit ({source}): Grad-CAM finds the region on the convolution's coarse "
-                             "grid, the pixels put it on the strokes; the blue box holds the top 10% of it.",
-    inside.GRAD_CAM: "Warm colours mark the regions whose features raised the score of the explained class the most "
-                     "({source}, blown up to the input: blobs are coarse and may spill beside the ink); "
-                     "the blue box holds the top 10% of it.",
-    inside.GRADIENT_X_INPUT: "Warm pixels are inked pixels that pushed the model towards the explained class "
-                             "({source}); empty pixels never light up; the blue box holds the top 10% of it.",
+    inside.GRAD_CAM_X_INPUT: N_("Warm strokes are the ink where the features that raised the score of the explained "
+                                "class the most sit ({source}): Grad-CAM finds the region on the convolution's coarse "
+                                "grid, the pixels put it on the strokes; the blue box holds its top 10%."),
+    inside.GRAD_CAM: N_("Warm colours mark the regions whose features raised the score of the explained class the most "
+                        "({source}, blown up to the input: blobs are coarse and may spill beside the ink); "
+                        "the blue box holds its top 10%."),
+    inside.GRADIENT_X_INPUT: N_("Warm pixels are inked pixels that pushed the model towards the explained class "
+                                "({source}); empty pixels never light up; the blue box holds its top 10%."),
 }
 
 
@@ -51,14 +52,14 @@ def load_model(run: runs.RunInfo):
     try:
         model = ui.model_for(run)
     except (runs.DamagedRun, runs.RunNotFound, OSError) as problem:
-        ui.error("This run's model cannot be loaded.", f"{problem} Pick another run.")
+        ui.error(_("This run's model cannot be loaded."), _("{problem} Pick another run.").format(problem=problem))
         return None
     if not ui_draw.warn_if_diverged(run, model):
         return None
     try:
         inside.layer_chain(model)
     except inside.NotIntrospectable as problem:
-        ui.error("Inside cannot look into this model.", f"{problem} Pick another run.")
+        ui.error(_("Inside cannot look into this model."), _("{problem} Pick another run.").format(problem=problem))
         return None
     return model
 
@@ -86,30 +87,32 @@ def pick_input(run: runs.RunInfo) -> tuple[np.ndarray | None, str, int | None]:
     options = [DRAW, UPLOAD, TEST] + ([FROM_DRAW] if HANDOFF_IMAGE in st.session_state else [])
     if st.session_state.get(SOURCE_KEY) not in options:
         st.session_state[SOURCE_KEY] = DRAW
-    source = st.segmented_control("Input", options, key=SOURCE_KEY) or DRAW
+    source = st.segmented_control(_("Input"), options, format_func=labels(options), key=SOURCE_KEY) or DRAW
     if source == TEST:
         split = test_images(run)
         if split is None:
-            ui.error(f"The test images of {run.dataset.get('title') or 'this run'} are not available here.",
-                     "Pick another input or another run; the Data page lists the datasets found.")
+            ui.error(_("The test images of {dataset} are not available here.").format(
+                dataset=_(run.dataset.get("title")) or _("this run")),
+                     _("Pick another input or another run; the Data page lists the datasets found."))
             return None, source, None
         x_test, y_test = split
         st.session_state[TEST_INDEX_KEY] = min(int(st.session_state.get(TEST_INDEX_KEY, 0)), len(x_test) - 1)
-        index = st.number_input("Test image number", 0, len(x_test) - 1, key=TEST_INDEX_KEY, step=1)
-        return x_test[int(index)].astype(np.float32) / 255.0, f"test image #{int(index)}", int(y_test[int(index)])
+        index = st.number_input(_("Test image number"), 0, len(x_test) - 1, key=TEST_INDEX_KEY, step=1)
+        return (x_test[int(index)].astype(np.float32) / 255.0, _("test image #{index}").format(index=int(index)),
+                int(y_test[int(index)]))
     if source == UPLOAD:
-        upload = st.file_uploader("PNG or JPEG, up to 5 MB", type=["png", "jpg", "jpeg"], key="inside_upload")
+        upload = st.file_uploader(_("PNG or JPEG, up to 5 MB"), type=["png", "jpg", "jpeg"], key="inside_upload")
         image = ui_draw.uploaded_image(upload)
     elif source == FROM_DRAW:
         image = st.session_state[HANDOFF_IMAGE]
-        st.image(image, caption="Your drawing from the Draw page", width=ui_draw.CANVAS_PX // 2)
+        st.image(image, caption=_("Your drawing from the Draw page"), width=ui_draw.CANVAS_PX // 2)
     else:
-        st.caption("Draw a digit: every layer below follows your strokes.")
-        width = st.slider("Stroke width", 8, 40, 20, key="inside_stroke")
+        st.caption(_("Draw a digit: every layer below follows your strokes."))
+        width = st.slider(_("Stroke width"), 8, 40, 20, key="inside_stroke")
         image = ui_draw.canvas(width, key=CANVAS_KEY)
     if image is None:
         return None, source, None
-    return inference.prepare_image(run, image), source.lower(), None
+    return inference.prepare_image(run, image), _(source).lower(), None
 
 
 def analyze(model, run: runs.RunInfo, processed: np.ndarray, target: int | None) -> inside.Analysis | None:
@@ -122,15 +125,15 @@ def analyze(model, run: runs.RunInfo, processed: np.ndarray, target: int | None)
 
 
 def _does_not_fit(problem: Exception) -> None:
-    ui.error("This run's model does not take its own dataset's images.",
-             f"{type(problem).__name__}: {problem}. The model file may have been replaced; pick another run.")
+    ui.error(_("This run's model does not take its own dataset's images."),
+             _("{__name__}: {problem}. The model file may have been replaced; pick another run.").format(__name__=type(problem).__name__, problem=problem))
 
 
 def target_picker(class_names: list[str]) -> int | None:
     """The class to explain: the predicted one (default) or any other."""
     options = [PREDICTED, *range(len(class_names))]
-    chosen = st.selectbox("Explain the class", options, key=TARGET_KEY,
-                          format_func=lambda k: "the predicted class" if k == PREDICTED else class_names[k])
+    chosen = st.selectbox(_("Explain the class"), options, key=TARGET_KEY,
+                          format_func=labels(options, lambda k: _("the predicted class") if k == PREDICTED else class_names[k]))
     return None if chosen == PREDICTED else int(chosen)
 
 
@@ -138,11 +141,11 @@ def summary(analysis: inside.Analysis, processed: np.ndarray, what: str, class_n
             true_label: int | None) -> None:
     """What the model sees, its answer and top-3."""
     picture, answer = st.columns([1, 2])
-    picture.image(ui_draw.processed_preview(processed), caption=f"What the model sees: {what}", width=140)
+    picture.image(ui_draw.processed_preview(processed), caption=_("What the model sees: {what}").format(what=what), width=140)
     best = inference.top_k(analysis.probs, class_names, k=3)
-    truth = "" if true_label is None else f" · true class {class_names[true_label]}"
-    answer.metric("Prediction", best[0][0], f"{best[0][1]:.1%} sure{truth}", delta_color="off", delta_arrow="off")
-    answer.caption("Top 3: " + " · ".join(f"{name}: {p:.1%}" for name, p in best))
+    truth = "" if true_label is None else " · " + _("true class {name}").format(name=class_names[true_label])
+    answer.metric(_("Prediction"), best[0][0], _("{best:.1%} sure{truth}").format(best=best[0][1], truth=truth), delta_color="off", delta_arrow="off")
+    answer.caption(_("Top 3: ") + " · ".join(f"{name}: {p:.1%}" for name, p in best))
 
 
 def saliency(analysis: inside.Analysis, processed: np.ndarray, class_names: list[str]) -> None:
@@ -159,10 +162,10 @@ def saliency(analysis: inside.Analysis, processed: np.ndarray, class_names: list
 
 def _saliency_chart(where, method: str, values: np.ndarray, source: str, analysis: inside.Analysis,
                     processed: np.ndarray, class_names: list[str]) -> None:
-    title = f"{method} for class {class_names[analysis.target]}"
+    title = _("{method} for class {name}").format(method=method, name=class_names[analysis.target])
     fig = inside_charts.saliency_figure(processed, values, title, box=inside.saliency_box(values), subtitle=source)
     where.plotly_chart(fig, key=f"inside_saliency_{method}")
-    where.caption(HOW_TO_READ[method].format(source=source))
+    where.caption(_(HOW_TO_READ[method]).format(source=source))
 
 
 def forward_pass(analysis: inside.Analysis, class_names: list[str]) -> None:
@@ -172,12 +175,12 @@ def forward_pass(analysis: inside.Analysis, class_names: list[str]) -> None:
         key = f"inside_layer_{position}"
         if position == last and info.output_shape == (len(class_names),):
             fig = charts.probability_figure(values, class_names)
-            fig.update_layout(title_text=f"{info.title} · output: {fig.layout.title.text}")
+            fig.update_layout(title_text=_("{layer} · output: {title}").format(layer=info.title, title=fig.layout.title.text))
             st.plotly_chart(fig, key=key)
         elif len(info.output_shape) == 3:
             fig = inside_charts.feature_maps_figure(values, info.title)
             if info.output_shape[-1] > WIDE_LAYER_CHANNELS:
-                with st.expander(f"{info.title} (all {info.output_shape[-1]} channels)"):
+                with st.expander(_("{title} (all {output_shape} channels)").format(title=info.title, output_shape=info.output_shape[-1])):
                     st.plotly_chart(fig, key=key)
             else:
                 st.plotly_chart(fig, key=key)
@@ -187,21 +190,23 @@ def forward_pass(analysis: inside.Analysis, class_names: list[str]) -> None:
 
 def learned_weights(model, run: runs.RunInfo) -> None:
     """First-layer filters, unit weights or (softmax regression) the class templates."""
-    weights = inside.first_layer_weights(model, run.class_names)
+    weights = inside.first_layer_weights(model, class_names(run.class_names))
     if weights is None:
-        st.info("This model's first weighted layer is neither a convolution nor a Dense layer on the pixels.",
+        st.info(_("This model's first weighted layer is neither a convolution nor a Dense layer on the pixels."),
                 icon=":material/info:")
         return
     titles = {
-        "conv_filters": f"First-layer filters ({weights.layer_name}), {len(weights.images)} of them",
-        "unit_weights": f"Input weights of the first {len(weights.images)} units of {weights.layer_name}",
-        "class_templates": "The 10 weight images: the whole softmax model",
+        "conv_filters": _("First-layer filters ({layer}), {count} of them"),
+        "unit_weights": _("Input weights of the first {count} units of {layer}"),
+        "class_templates": _("The 10 weight images: the whole softmax model"),
     }
-    st.plotly_chart(inside_charts.weight_images_figure(weights.images, weights.titles, titles[weights.kind]),
+    st.plotly_chart(inside_charts.weight_images_figure(weights.images, weights.titles,
+                                                          titles[weights.kind].format(layer=weights.layer_name,
+                                                                                      count=len(weights.images))),
                     key="inside_weights")
-    st.caption("Blue: ink there raises the output; red: ink there lowers it; white: ignored. "
-               + ("For softmax regression these images are the explanation: the score of a class is the sum of "
-                  "the drawing's ink times that class's image." if weights.kind == "class_templates" else ""))
+    st.caption(_("Blue: ink there raises the output; red: ink there lowers it; white: ignored. ")
+               + (_("For softmax regression these images are the explanation: the score of a class is the sum of "
+                  "the drawing's ink times that class's image.") if weights.kind == "class_templates" else ""))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -219,7 +224,7 @@ def _coords(run_id: str, stamp: float, data_dir: str, method: str, _features: np
 def _needed_test_images(run: runs.RunInfo, what: str) -> tuple[np.ndarray, np.ndarray] | None:
     split = test_images(run)
     if split is None:
-        st.info(f"{what} needs the run's test images, which are not available here.", icon=":material/info:")
+        st.info(_("{what} needs the run's test images, which are not available here.").format(what=what), icon=":material/info:")
     return split
 
 
@@ -231,13 +236,13 @@ def _cache_key(run: runs.RunInfo) -> tuple[str, float, tuple[str, str]]:
 
 def embedding(model, run: runs.RunInfo) -> None:
     """PCA map at once; t-SNE on a button, cached per run."""
-    split = _needed_test_images(run, "The map")
+    split = _needed_test_images(run, _("The map"))
     if split is None:
         return
     x_test, y_test = split
     key = _cache_key(run)
     progress = st.empty()
-    progress.progress(0.0, text="Computing the penultimate layer of the test images…")
+    progress.progress(0.0, text=_("Computing the penultimate layer of the test images…"))
     try:
         indices, features, predicted = _features(*key, model, x_test, run.normalize)
     except Exception as problem:  # noqa: BLE001 - shown, never a traceback
@@ -246,49 +251,52 @@ def embedding(model, run: runs.RunInfo) -> None:
         return
     method = "PCA"
     tsne_state = f"inside_tsne_{run.run_id}"
-    if st.session_state.get(tsne_state) or st.button("Compute t-SNE (takes a while; kept for this run)",
+    if st.session_state.get(tsne_state) or st.button(_("Compute t-SNE (takes a while; kept for this run)"),
                                                      icon=":material/scatter_plot:", key="inside_tsne"):
         st.session_state[tsne_state] = True
-        progress.progress(0.3, text="Running t-SNE on the features… (tens of seconds on a small CPU)")
+        progress.progress(0.3, text=_("Running t-SNE on the features… (tens of seconds on a small CPU)"))
         method = "t-SNE"
     coords = _coords(*key, method, features)
     progress.empty()
     labels = y_test[indices]
-    fig = inside_charts.embedding_figure(coords, labels, predicted, run.class_names, indices=indices,
-                                         title=f"{method} of {len(indices):,} test images ({inside.layer_chain(model)[-2].name})")
+    names = class_names(run.class_names)
+    fig = inside_charts.embedding_figure(coords, labels, predicted, names, indices=indices,
+                                         title=_("{method} of {count:,} test images ({layer})").format(
+                                             method=method, count=len(indices), layer=inside.layer_chain(model)[-2].name))
     event = st.plotly_chart(fig, key="inside_map", on_select="rerun", selection_mode="points")
     points = (event or {}).get("selection", {}).get("points", []) if event else []
     picked = [int(point["customdata"][0]) for point in points if point.get("customdata")][:8]
     if picked:
         st.image([x_test[i] for i in picked], width=84,
-                 caption=[f"#{i} · true {run.class_names[int(y_test[i])]}" for i in picked])
+                 caption=[_("#{index} · true {name}").format(index=i, name=names[int(y_test[i])]) for i in picked])
     else:
-        st.caption("Click a point (or drag a box) to see its test image.")
+        st.caption(_("Click a point (or drag a box) to see its test image."))
 
 
-@st.cache_data(show_spinner="Finding the test images this run gets wrong…", max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=8)
 def _mistakes(run_id: str, stamp: float, data_dir: str, _model, _x, _y, normalize: bool):
     return inside.misclassified(_model, _x, _y, normalize=normalize)
 
 
 def mistakes(model, run: runs.RunInfo) -> None:
     """The first misclassified test images, with their saliency and top-3."""
-    split = _needed_test_images(run, "The gallery")
+    split = _needed_test_images(run, _("The gallery"))
     if split is None:
         return
     x_test, y_test = split
     try:
-        items = _mistakes(*_cache_key(run), model, x_test, y_test, run.normalize)
+        with st.spinner(_("Finding the test images this run gets wrong…")):
+            items = _mistakes(*_cache_key(run), model, x_test, y_test, run.normalize)
     except Exception as problem:  # noqa: BLE001 - shown, never a traceback
         _does_not_fit(problem)
         return
     if not items:
-        st.success("This run gets every test image right.", icon=":material/check:")
+        st.success(_("This run gets every test image right."), icon=":material/check:")
         return
-    names = run.class_names
+    names = class_names(run.class_names)
     grid = st.grid(6, gap="xsmall", border=True, key="inside_mistakes")
     for item in items:
         with grid.cell():
             st.image(inside_charts.overlay_rgb(x_test[item.index] / 255.0, item.saliency), width="stretch")
             top3 = " · ".join(f"{names[k]}: {p:.0%}" for k, p in item.top3)
-            st.caption(f"#{item.index}: true {names[item.label]}, said {names[item.predicted]}  \n{top3}")
+            st.caption(_("#{index}: true {names}, said {names2}  \n{top3}").format(index=item.index, names=names[item.label], names2=names[item.predicted], top3=top3))

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from lib.ui.i18n import _
+
 STYLESHEET = Path(__file__).with_name("phone.css")
 COMPACT_BAR_KEY = "compact_bar"  # the container phone.css pins to the header's right end
 SCRIPTS_KEY = "page_scripts"  # a container phone.css never shows: scripts run all the same
@@ -71,5 +73,5 @@ def on_phone() -> bool:
 
 def compact_bar(render) -> None:
     """A popover pinned to the top right of the page with what `render()` draws in it (for phones)."""
-    with st.container(key=COMPACT_BAR_KEY), st.popover("Dataset and job", icon=":material/tune:"):
+    with st.container(key=COMPACT_BAR_KEY), st.popover(_("Dataset and job"), icon=":material/tune:"):
         render()

@@ -17,6 +17,7 @@ from lib.data import datasets, paths
 from lib.models import inference, predictions
 from lib.store import profile, runs
 from lib.ui import common as ui, draw as ui_draw
+from lib.ui.i18n import _, labels
 from lib.viz import charts
 
 # Session-state and widget keys of the page.
@@ -30,7 +31,7 @@ MARKDOWN_PUNCTUATION = set("\\`*_{}[]<>()#+-.!|~:$")
 PREWARM_THREAD = "studio-prewarm"
 
 
-@st.cache_data(show_spinner="Predicting the whole test set…", max_entries=8)
+@st.cache_data(show_spinner=False, max_entries=8)
 def _test_probabilities(
     _model, _images: np.ndarray, model_path: str, stamp: float, dataset: str, dataset_key: tuple[str, str],
     normalize: bool,
@@ -78,10 +79,10 @@ def warm_bundled_predictions(data_dir: str) -> bool:
     if run is None:
         return False
     try:
-        x_test, _ = ui.shared_test_split(run.dataset.get("name", ""), data_dir)
+        x_test, _labels = ui.shared_test_split(run.dataset.get("name", ""), data_dir)
         run_test_probabilities(run, ui.model_for(run), x_test, ui.shared_dataset_key(data_dir))
     except Exception:  # noqa: BLE001 - warming is an optimisation; the page reports the real problem
-        logging.getLogger(__name__).warning("Prewarming the bundled model's predictions failed", exc_info=True)
+        logging.getLogger(__name__).warning(_("Prewarming the bundled model's predictions failed"), exc_info=True)
         return False
     return True
 
@@ -94,30 +95,30 @@ def load_test_predictions(run: runs.RunInfo) -> tuple[predictions.TestPrediction
     except (ValueError, datasets.DatasetUnavailable, datasets.InvalidDataset) as problem:
         where = (
             "" if isinstance(problem, datasets.DatasetUnavailable)  # its message already says where to put what
-            else f" Put `{name}.npz` into the data directory ({paths.data_dir()}) or point "
-                 "`MNIST_STUDIO_DATA_DIR` at the folder that has it."
+            else " " + _("Put `{name}.npz` into the data directory ({data_dir}) or point `MNIST_STUDIO_DATA_DIR` "
+                         "at the folder that has it.").format(name=name, data_dir=paths.data_dir())
         )
         ui.error(
-            f"This run was trained on {run.dataset.get('title') or name}, which is not available here.",
-            f"{problem}{where} The **Data** page lists the datasets found; or pick another run.",
+            _("This run was trained on {value}, which is not available here.").format(value=run.dataset.get('title') or name),
+            _("{problem}{where} The **Data** page lists the datasets found; or pick another run.").format(problem=problem, where=where),
         )
         return None
     try:
         model = ui.model_for(run)
     except (runs.DamagedRun, runs.RunNotFound, OSError) as problem:
-        ui.error("This run's model cannot be loaded.",
-                 f"{problem} Pick another run, or delete this one on **Compare**.")
+        ui.error(_("This run's model cannot be loaded."),
+                 _("{problem} Pick another run, or delete this one on **Compare**.").format(problem=problem))
         return None
     if not ui_draw.warn_if_diverged(run, model):
         return None
     try:
-        probs = run_test_probabilities(run, model, x_test, ui.dataset_key(name))
+        with st.spinner(_("Predicting the whole test set…")):
+            probs = run_test_probabilities(run, model, x_test, ui.dataset_key(name))
         return predictions.from_probabilities(probs, y_test, len(run.class_names)), x_test
     except Exception as problem:  # noqa: BLE001 - a model that does not fit the data is one problem to a user
         ui.error(
-            "This run's model does not fit its dataset's test images.",
-            f"{type(problem).__name__}: {problem}. The dataset file may have changed since training; "
-            "train a new run on it.",
+            _("This run's model does not fit its dataset's test images."),
+            _("{__name__}: {problem}. The dataset file may have changed since training; train a new run on it.").format(__name__=type(problem).__name__, problem=problem),
         )
         return None
 
@@ -127,11 +128,11 @@ def score_row(run: runs.RunInfo, preds: predictions.TestPredictions) -> dict:
     scores = preds.scores()
     wrong = int((~preds.correct).sum())
     dataset = run.dataset.get("title") or run.dataset.get("name", "?")
-    st.caption(f"Test set of **{dataset}**: {len(preds.y_true):,} images the run never trained on.")
+    st.caption(_("Test set of **{dataset}**: {count:,} images the run never trained on.").format(dataset=_(dataset), count=len(preds.y_true)))
     cols = st.columns(3)
-    cols[0].metric("Test accuracy", f"{scores['accuracy']:.2%}", border=True)
-    cols[1].metric(f"Misclassified (of {len(preds.y_true):,})", f"{wrong:,}", border=True)
-    cols[2].metric("Test loss", f"{scores['loss']:.4f}", border=True, help="Mean cross-entropy on the test set")
+    cols[0].metric(_("Test accuracy"), f"{scores['accuracy']:.2%}", border=True)
+    cols[1].metric(_("Misclassified (of {count:,})").format(count=len(preds.y_true)), f"{wrong:,}", border=True)
+    cols[2].metric(_("Test loss"), f"{scores['loss']:.4f}", border=True, help=_("Mean cross-entropy on the test set"))
     return scores
 
 
@@ -143,17 +144,17 @@ def grid_filters(class_names: list[str]) -> dict:
     """Grid size, true-class filter, misclassified-only switch and the Shuffle button."""
     size_col, class_col, wrong_col, shuffle_col = st.columns([3, 3, 2, 1.4], vertical_alignment="bottom")
     with size_col:
-        count = st.segmented_control("Images", predictions.GRID_SIZES, default=predictions.GRID_SIZES[0],
+        count = st.segmented_control(_("Images"), predictions.GRID_SIZES, default=predictions.GRID_SIZES[0],
                                      required=True, key=GRID_SIZE, persist_state="session")
     with class_col:
         options = [ALL_CLASSES, *range(len(class_names))]
-        true_class = st.selectbox("True class", options, key=TRUE_CLASS, persist_state="session",
-                                  format_func=lambda c: "all classes" if c == ALL_CLASSES else class_names[c])
+        true_class = st.selectbox(_("True class"), options, key=TRUE_CLASS, persist_state="session",
+                                  format_func=labels(options, lambda c: _("all classes") if c == ALL_CLASSES else class_names[c]))
     with wrong_col:
-        only_wrong = st.toggle("Only misclassified", key=ONLY_WRONG, persist_state="session")
+        only_wrong = st.toggle(_("Only misclassified"), key=ONLY_WRONG, persist_state="session")
     with shuffle_col:
-        st.button("Shuffle", icon=":material/shuffle:", on_click=_shuffle, key="pred_shuffle",
-                  help="Draw a new random sample", width="stretch")
+        st.button(_("Shuffle"), icon=":material/shuffle:", on_click=_shuffle, key="pred_shuffle",
+                  help=_("Draw a new random sample"), width="stretch")
     return {
         "count": int(count),
         "true_class": None if true_class == ALL_CLASSES else int(true_class),
@@ -168,12 +169,12 @@ def sample_grid(preds: predictions.TestPredictions, x_test: np.ndarray, class_na
     returns that one's test index (None when no image passes the filters)."""
     indices = predictions.sample_indices(preds, count=count, seed=seed, true_class=true_class, only_wrong=only_wrong)
     available = len(predictions.candidate_indices(preds, true_class=true_class, only_wrong=only_wrong))
-    st.caption(predictions.sample_note(len(indices), available, count) + " Misclassified ones are captioned in red.")
+    st.caption(predictions.sample_note(len(indices), available, count) + _(" Misclassified ones are captioned in red."))
     if not len(indices):
         return None
     captions = predictions.captions(preds, indices, class_names)
     image_grid(x_test[indices], captions, preds.correct[indices], key="pred_grid")
-    st.subheader("One image up close")
+    st.subheader(_("One image up close"))
     return inspect_image(preds, x_test, indices, captions, class_names)
 
 
@@ -185,7 +186,7 @@ def image_grid(images: np.ndarray, captions: list[str], correct: np.ndarray, *, 
         with grid.cell():
             st.image(image, width="stretch", clamp=True)
             text = _plain(text)
-            st.caption(text if right else f":red[{text}]")
+            st.caption(text if right else _(":red[{text}]").format(text=text))
 
 
 def _plain(text: str) -> str:
@@ -199,11 +200,11 @@ def inspect_image(preds: predictions.TestPredictions, x_test: np.ndarray, indice
     """Pick one shown image: it large, and its full probability bar chart; returns its test index."""
     positions = list(range(len(indices)))
     wrong = [p for p in positions if not preds.correct[indices[p]]]
-    chosen = st.selectbox("Image to inspect", positions, index=wrong[0] if wrong else 0, key=INSPECT,
+    chosen = st.selectbox(_("Image to inspect"), positions, index=wrong[0] if wrong else 0, key=INSPECT,
                           format_func=lambda p: captions[p].replace("\n", " · "))
     index = int(indices[chosen])
     picture, chart = st.columns([1, 3], vertical_alignment="center")
-    picture.image(x_test[index], width=INSPECT_IMAGE_PX, clamp=True, caption=f"test image #{index}")
+    picture.image(x_test[index], width=INSPECT_IMAGE_PX, clamp=True, caption=_("test image #{index}").format(index=index))
     chart.plotly_chart(
         charts.probability_figure(preds.probs[index], class_names, true_label=int(preds.y_true[index])),
         key="pred_probability",
@@ -214,13 +215,13 @@ def inspect_image(preds: predictions.TestPredictions, x_test: np.ndarray, indice
 def confusion_details(scores: dict, class_names: list[str]) -> None:
     """The most frequent mistakes as a small table, and the confusion heatmap in an expander."""
     pairs = charts.confused_pairs(scores["confusion"], class_names, top=TOP_CONFUSED)
-    st.subheader("Most confused classes")
+    st.subheader(_("Most confused classes"))
     if pairs:
-        table = pd.DataFrame(pairs, columns=["true class", "predicted as", "images"])
+        table = pd.DataFrame(pairs, columns=[_("true class"), _("predicted as"), _("images")])
         st.dataframe(table, hide_index=True, key="pred_confused_pairs", width="content")
     else:
-        st.caption("No mistakes on the test set.")
-    with st.expander("Confusion matrix"):
-        normalize = st.toggle("Percent of each true class", key="pred_confusion_percent")
+        st.caption(_("No mistakes on the test set."))
+    with st.expander(_("Confusion matrix")):
+        normalize = st.toggle(_("Percent of each true class"), key="pred_confusion_percent")
         st.plotly_chart(charts.confusion_figure(scores["confusion"], class_names, normalize=normalize),
                         key="pred_confusion")

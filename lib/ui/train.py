@@ -11,6 +11,7 @@ import time
 import streamlit as st
 
 from lib.execution import jobs
+from lib.i18n import current_language
 from lib.models import architectures
 from lib.store import profile, runs
 from lib.training.config import (
@@ -25,6 +26,7 @@ from lib.training.config import (
     epochs_for_steps,
 )
 from lib.ui import common as ui
+from lib.ui.i18n import N_, _, labels, number, stop_reason
 from lib.viz import charts
 
 CUSTOM = "custom"
@@ -105,7 +107,7 @@ def show_submit_problem() -> None:
     """The reason the last Train click started nothing, once, where the button is."""
     problem = st.session_state.pop(SUBMIT_PROBLEM, None)
     if problem:
-        ui.error("This training was not started.", problem)
+        ui.error(_("This training was not started."), problem)
 
 
 def submit_quick_run() -> str | None:
@@ -123,11 +125,11 @@ def limits_note(config: TrainConfig | None) -> bool:
     if not active.public:
         return True
     problem = limits_problem(config) if config is not None else ""
-    with st.expander("Limits on this shared app", icon=":material/rule:", expanded=bool(problem)):
+    with st.expander(_("Limits on this shared app"), icon=":material/rule:", expanded=bool(problem)):
         st.markdown("\n".join(f"- {line}" for line in profile.describe(active)))
-        st.caption("Run MNIST Studio on your own computer (see the README) to train without limits.")
+        st.caption(_("Run MNIST Studio on your own computer (see the README) to train without limits."))
     if problem:
-        ui.error("This run is over this shared app's limits.", problem)
+        ui.error(_("This run is over this shared app's limits."), problem)
     return not problem
 
 
@@ -150,21 +152,21 @@ def architecture_picker(info) -> tuple[str, list[dict] | None]:
 
     def label(name):
         if name == CUSTOM:
-            return "Build your own, layer by layer"
-        return f"{name} · {architectures.ZOO[name].title}"
+            return _("Build your own, layer by layer")
+        return f"{name} · {_(architectures.ZOO[name].title)}"
 
-    arch_name = st.selectbox("Architecture", names, format_func=label, key=K["arch"], persist_state=KEEP)
+    arch_name = st.selectbox(_("Architecture"), names, format_func=labels(names, label), key=K["arch"], persist_state=KEEP)
     if arch_name == CUSTOM:
         layers = layer_builder()
     else:
         arch = architectures.get_architecture(arch_name)
-        st.caption(arch.description)
+        st.caption(_(arch.description))
         if arch.tutorial:
             st.button(
-                f"Use the tutorial's settings · it reported {arch.tutorial['reported']}",
+                _("Use the tutorial's settings · it reported {reported}").format(reported=_(arch.tutorial['reported'])),
                 on_click=apply_tutorial_preset, args=(arch_name,), key="train_preset",
-                icon=":material/school:", help="Sets dataset, optimizer, learning rate, batch size, epochs, "
-                "normalization and label encoding exactly as the tutorial had them.",
+                icon=":material/school:", help=_("Sets dataset, optimizer, learning rate, batch size, epochs, "
+                "normalization and label encoding exactly as the tutorial had them."),
             )
         layers = arch.layer_list()
     if layers is None:
@@ -172,7 +174,7 @@ def architecture_picker(info) -> tuple[str, list[dict] | None]:
     try:
         rows = architectures.summarize(layers, info.input_shape, info.num_classes)
     except architectures.InvalidArchitecture as problem:
-        ui.error("This architecture cannot be trained on this dataset.", str(problem))
+        ui.error(_("This architecture cannot be trained on this dataset."), str(problem))
         return arch_name, None
     show_summary(rows, layers, info)
     return arch_name, layers
@@ -182,16 +184,16 @@ def show_summary(rows, layers, info) -> None:
     import pandas as pd
 
     table = pd.DataFrame(
-        [{"#": r.index, "layer": r.label, "output shape": " x ".join(map(str, r.output_shape)),
-          "params": r.params, "how the params are counted": r.formula} for r in rows]
+        [{"#": r.index, _("layer"): r.label, _("output shape"): " x ".join(map(str, r.output_shape)),
+          _("params"): r.params, _("how the params are counted"): r.formula} for r in rows]
     )
     total = sum(r.params for r in rows)
     macs = architectures.forward_macs_per_sample(layers, info.input_shape, info.num_classes)
-    with st.expander(f"Model summary: {total:,} parameters · {macs / 1e6:.1f} M multiply-adds per image", expanded=True):
+    with st.expander(_("Model summary: {total:,} parameters · {value:.1f} M multiply-adds per image").format(total=total, value=macs / 1e6), expanded=True):
         st.dataframe(table, hide_index=True, key="train_summary")
         st.caption(
-            "Conv2D: (kernel height x kernel width x input channels + 1 bias) x filters. "
-            "Dense: (inputs + 1 bias) x units. Pooling, Flatten and Dropout have no weights."
+            _("Conv2D: (kernel height x kernel width x input channels + 1 bias) x filters. "
+            "Dense: (inputs + 1 bias) x units. Pooling, Flatten and Dropout have no weights.")
         )
 
 
@@ -199,8 +201,8 @@ def layer_builder() -> list[dict] | None:
     """Assemble a model as a table of layers, starting from any zoo model."""
     import pandas as pd
 
-    base = st.selectbox("Start from", list(architectures.ZOO), key=K["builder_base"],
-                        help="Copies this zoo model into the table below; then edit, add or remove rows.")
+    base = st.selectbox(_("Start from"), list(architectures.ZOO), key=K["builder_base"],
+                        help=_("Copies this zoo model into the table below; then edit, add or remove rows."))
     start = pd.DataFrame([_spec_to_row(spec) for spec in architectures.get_architecture(base).layers],
                          columns=BUILDER_COLUMNS)
     edited = st.data_editor(
@@ -210,18 +212,18 @@ def layer_builder() -> list[dict] | None:
         hide_index=True,
         column_config={
             "type": st.column_config.SelectboxColumn("type", options=sorted(architectures.LAYER_TYPES), required=True),
-            "size": st.column_config.TextColumn("units / filters", help="Dense units or Conv2D filters; "
-                                                "'num_classes' on the last layer means the dataset's class count"),
-            "kernel": st.column_config.NumberColumn("kernel / pool", min_value=1, max_value=15, step=1),
+            "size": st.column_config.TextColumn(_("units / filters"), help=_("Dense units or Conv2D filters; "
+                                                "'num_classes' on the last layer means the dataset's class count")),
+            "kernel": st.column_config.NumberColumn(_("kernel / pool"), min_value=1, max_value=15, step=1),
             "activation": st.column_config.SelectboxColumn("activation", options=["", *architectures.ACTIVATIONS]),
             "padding": st.column_config.SelectboxColumn("padding", options=["", *architectures.PADDINGS]),
-            "rate": st.column_config.NumberColumn("rate / momentum", min_value=0.0, max_value=0.999, step=0.01,
-                                                  help="Dropout's rate; BatchNormalization's momentum"),
+            "rate": st.column_config.NumberColumn(_("rate / momentum"), min_value=0.0, max_value=0.999, step=0.01,
+                                                  help=_("Dropout's rate; BatchNormalization's momentum")),
         },
     )
-    pasted = st.text_area("…or paste a layer list as JSON (overrides the table)", key=K["json"],
-                          placeholder='[{"type": "Flatten"}, {"type": "Dense", "units": "num_classes", '
-                                      '"activation": "softmax"}]')
+    pasted = st.text_area(_("…or paste a layer list as JSON (overrides the table)"), key=K["json"],
+                          placeholder=_('[{"type": "Flatten"}, {"type": "Dense", "units": "num_classes", '
+                                      '"activation": "softmax"}]'))
     try:
         if pasted.strip():
             layers = architectures.layers_from_json(pasted)
@@ -229,9 +231,9 @@ def layer_builder() -> list[dict] | None:
             specs = [_row_to_spec(row) for row in edited.to_dict("records") if row.get("type")]
             layers = architectures.normalize_layers(specs)
     except architectures.InvalidArchitecture as problem:
-        ui.error("This layer list is not valid yet.", str(problem))
+        ui.error(_("This layer list is not valid yet."), str(problem))
         return None
-    st.download_button("Export as JSON", architectures.layers_to_json(layers), "architecture.json",
+    st.download_button(_("Export as JSON"), architectures.layers_to_json(layers), "architecture.json",
                        mime="application/json", key="train_export_json", icon=":material/download:")
     return layers
 
@@ -281,33 +283,33 @@ def settings_form(arch_name: str, layers: list[dict] | None) -> TrainConfig | No
     """Hyperparameter widgets; returns a valid config or shows what is wrong."""
     left, middle, right = st.columns(3)
     with left:
-        st.number_input("Epochs", 1, MAX_EPOCHS_WIDGET, key=K["epochs"], persist_state=KEEP)
-        st.selectbox("Batch size", BATCH_SIZES, key=K["batch_size"], persist_state=KEEP)
-        st.selectbox("Optimizer", OPTIMIZERS, key=K["optimizer"], persist_state=KEEP, on_change=_optimizer_changed,
-                     help="Changing it sets its usual learning rate (RMSprop 1e-4, as in its tutorials).")
-        st.select_slider("Learning rate", LEARNING_RATES, key=K["learning_rate"], persist_state=KEEP, format_func=lambda v: f"{v:g}")
-        st.radio("Learning-rate schedule", LR_SCHEDULES, key=K["lr_schedule"], persist_state=KEEP, horizontal=True,
-                 help="cosine: start at the rate above and glide down to 1% of it by the last batch. "
-                      "one_cycle: climb from 1/25 of the rate to the rate in the first 20% of the batches, "
-                      "then glide down: large steps early, fine ones at the end; the fastest way to 99%.")
+        st.number_input(_("Epochs"), 1, MAX_EPOCHS_WIDGET, key=K["epochs"], persist_state=KEEP)
+        st.selectbox(_("Batch size"), BATCH_SIZES, key=K["batch_size"], persist_state=KEEP)
+        st.selectbox(_("Optimizer"), OPTIMIZERS, key=K["optimizer"], persist_state=KEEP, on_change=_optimizer_changed,
+                     help=_("Changing it sets its usual learning rate (RMSprop 1e-4, as in its tutorials)."))
+        st.select_slider(_("Learning rate"), LEARNING_RATES, key=K["learning_rate"], persist_state=KEEP, format_func=lambda v: f"{v:g}")
+        st.radio(_("Learning-rate schedule"), LR_SCHEDULES, key=K["lr_schedule"], persist_state=KEEP, horizontal=True,
+                 help=_("cosine: start at the rate above and glide down to 1/100 of it by the last batch. "
+                      "one_cycle: climb from 1/25 of the rate to the rate in the first fifth (20%) of the batches, "
+                      "then glide down: large steps early, fine ones at the end; the fastest way to 99%."))
     with middle:
-        st.slider("Validation split", 0.0, 0.5, step=0.05, key=K["validation_split"], persist_state=KEEP,
-                  help="Held out of the training set to watch for overfitting; the test set is kept for the final score.")
-        st.toggle("Normalize pixels to [0, 1]", key=K["normalize"], persist_state=KEEP, help="Off reproduces the unnormalized tutorials.")
-        st.radio("Labels", ("sparse", "one_hot"), key=K["label_encoding"], persist_state=KEEP, horizontal=True,
-                 format_func=lambda v: {"sparse": "integers", "one_hot": "one-hot"}[v])
-        st.toggle("Augment (shift, rotate, zoom, stroke width)", key=K["augment"], persist_state=KEEP)
+        st.slider(_("Validation split"), 0.0, 0.5, step=0.05, key=K["validation_split"], persist_state=KEEP,
+                  help=_("Held out of the training set to watch for overfitting; the test set is kept for the final score."))
+        st.toggle(_("Normalize pixels to [0, 1]"), key=K["normalize"], persist_state=KEEP, help=_("Off reproduces the unnormalized tutorials."))
+        st.radio(_("Labels"), ("sparse", "one_hot"), key=K["label_encoding"], persist_state=KEEP, horizontal=True,
+                 format_func=labels(("sparse", "one_hot"), {"sparse": _("integers"), "one_hot": _("one-hot")}.__getitem__))
+        st.toggle(_("Augment (shift, rotate, zoom, stroke width)"), key=K["augment"], persist_state=KEEP)
     with right:
-        st.toggle("Stop at a target", key=K["target_on"], persist_state=KEEP, help="The tutorials' callback: end training once reached.")
+        st.toggle(_("Stop at a target"), key=K["target_on"], persist_state=KEEP, help=_("The tutorials' callback: end training once reached."))
         if st.session_state[K["target_on"]]:
-            st.selectbox("Target metric", TARGET_METRICS, key=K["target_metric"], persist_state=KEEP)
-            st.number_input("Target value", 0.0, 100.0, step=0.01, key=K["target_value"], persist_state=KEEP, format="%.3f")
-        st.number_input("Early-stopping patience (0 = off)", 0, 50, key=K["patience"], persist_state=KEEP)
-        st.selectbox("Precision", PRECISIONS, key=K["precision"], persist_state=KEEP,
-                     help="auto: mixed bfloat16 where this CPU runs it natively, float32 otherwise.")
-        st.number_input("Seed", 0, 2**31 - 1, key=K["seed"], persist_state=KEEP)
-        st.number_input("Limit training images (0 = all)", 0, 10_000_000, step=1000, key=K["limit"], persist_state=KEEP)
-    st.text_input("Run name (optional)", key=K["name"], persist_state=KEEP, max_chars=runs.MAX_NAME_LENGTH)
+            st.selectbox(_("Target metric"), TARGET_METRICS, key=K["target_metric"], persist_state=KEEP)
+            st.number_input(_("Target value"), 0.0, 100.0, step=0.01, key=K["target_value"], persist_state=KEEP, format="%.3f")
+        st.number_input(_("Early-stopping patience (0 = off)"), 0, 50, key=K["patience"], persist_state=KEEP)
+        st.selectbox(_("Precision"), PRECISIONS, key=K["precision"], persist_state=KEEP,
+                     help=_("auto: mixed bfloat16 where this CPU runs it natively, float32 otherwise."))
+        st.number_input(_("Seed"), 0, 2**31 - 1, key=K["seed"], persist_state=KEEP)
+        st.number_input(_("Limit training images (0 = all)"), 0, 10_000_000, step=1000, key=K["limit"], persist_state=KEEP)
+    st.text_input(_("Run name (optional)"), key=K["name"], persist_state=KEEP, max_chars=runs.MAX_NAME_LENGTH)
     if layers is None:
         return None
     state = st.session_state
@@ -324,7 +326,7 @@ def settings_form(arch_name: str, layers: list[dict] | None) -> TrainConfig | No
             limit=int(state[K["limit"]]) or None, name=state[K["name"]],
         )
     except ValueError as problem:
-        ui.error("These settings cannot be used.", str(problem))
+        ui.error(_("These settings cannot be used."), str(problem))
         return None
     few_steps_hint(config)
     return config
@@ -340,18 +342,16 @@ def few_steps_hint(config: TrainConfig) -> None:
     if needed <= config.epochs:
         return
     steps = -(-images // config.batch_size)
-    st.info(f"{images:,} training images at batch {config.batch_size} are only {steps} steps per epoch; a "
-            f"{config.lr_schedule} schedule needs about {QUICK_MIN_STEPS} steps in all to learn well "
-            f"(on 1,000 MNIST images: 37% after 1 epoch, 96.5% after 50). Try {needed} epochs.",
+    st.info(_("{images:,} training images at batch {batch_size} are only {steps} steps per epoch; a {lr_schedule} schedule needs about {QUICK_MIN_STEPS} steps in all to learn well (on 1,000 MNIST images: 37% after 1 epoch, 96.5% after 50). Try {needed} epochs.").format(images=images, batch_size=config.batch_size, steps=steps, lr_schedule=config.lr_schedule, QUICK_MIN_STEPS=QUICK_MIN_STEPS, needed=needed),
             icon=":material/lightbulb:")
-    st.button(f"Use {needed} epochs", key="train_use_epochs", on_click=_set_epochs, args=(needed,))
+    st.button(_("Use {needed} epochs").format(needed=needed), key="train_use_epochs", on_click=_set_epochs, args=(needed,))
 
 
 def _set_epochs(epochs: int) -> None:
     st.session_state[K["epochs"]] = epochs
 
 
-FORM_WHILE_TRAINING = "Change the model or settings (for your next run)"
+FORM_WHILE_TRAINING = N_("Change the model or settings (for your next run)")
 
 
 def active_job_id() -> str | None:
@@ -367,7 +367,7 @@ def form_container(job: jobs.Job | None):
     before their first job."""
     if job is None:
         return st.container()
-    return st.expander(FORM_WHILE_TRAINING, expanded=not job.active, icon=":material/tune:")
+    return st.expander(_(FORM_WHILE_TRAINING), expanded=not job.active, icon=":material/tune:")
 
 
 def job_panel(job_id: str) -> None:
@@ -383,22 +383,23 @@ def job_panel(job_id: str) -> None:
         head, stop = st.columns([5, 1])
         head.markdown(f"#### {job.config.display_name}\n{jobs.describe_state(job)}")
         if job.active:
-            stop.button("Stop", key=f"stop_{job_id}", icon=":material/stop_circle:", type="primary",
+            stop.button(_("Stop"), key=f"stop_{job_id}", icon=":material/stop_circle:", type="primary",
                         on_click=manager.stop, args=(job_id,),
-                        help="Stops after the current batch and keeps the model trained so far.")
+                        help=_("Stops after the current batch and keeps the model trained so far."))
         if job.state == jobs.RUNNING:
             last = job.last or {}
             rate, eta = last.get("samples_per_s"), last.get("eta")
-            detail = f"{rate:,.0f} images/s · ETA {eta:,.0f} s" if rate and eta is not None else "warming up…"
+            detail = (_("{rate} images/s · ETA {eta} s").format(rate=number(rate, 0), eta=number(eta, 0))
+                      if rate and eta is not None else _("warming up…"))
             st.progress(min(jobs.job_fraction(job), 1.0), text=detail)
         acc, loss = st.columns(2)
         figures = _live_cache(job, st.session_state.get(ui.SESSION_ID, ""))
         acc.plotly_chart(live_figure(job, "accuracy", figures), key=f"live_acc_{job_id}")
         loss.plotly_chart(live_figure(job, "loss", figures), key=f"live_loss_{job_id}")
         if job.state == jobs.FAILED:
-            ui.error("Training failed.", job.error)
+            ui.error(_("Training failed."), job.error)
         elif job.state == jobs.DIVERGED:
-            ui.error("Training diverged.", job.summary.get("reason", ""))
+            ui.error(_("Training diverged."), stop_reason(job.summary.get("reason", "")))
         ui.rerun_when_ended(f"_active_{job_id}", job.active, initially=first.active)  # show the run's report
 
     panel()
@@ -420,12 +421,12 @@ def _live_cache(job: jobs.Job, session_id: str, *, now: float | None = None) -> 
     key = (session_id, job.job_id)
     now = time.monotonic() if now is None else now
     with _LIVE_FIGURES_LOCK:
-        for gone in [other for other, (polled, _) in LIVE_FIGURES.items()
+        for gone in [other for other, (polled, _figures) in LIVE_FIGURES.items()
                      if now - polled > LIVE_FIGURES_IDLE_S or (not job.active and other[1] == job.job_id)]:
             del LIVE_FIGURES[gone]
         if not job.active:
             return {}
-        _, figures = LIVE_FIGURES.pop(key, (now, {}))  # re-inserted last: the mapping is oldest first
+        _polled, figures = LIVE_FIGURES.pop(key, (now, {}))  # re-inserted last: the mapping is oldest first
         while len(LIVE_FIGURES) >= MAX_LIVE_FIGURES:
             LIVE_FIGURES.pop(next(iter(LIVE_FIGURES)))
         LIVE_FIGURES[key] = (now, figures)
@@ -441,7 +442,7 @@ def live_figure(job: jobs.Job, metric: str, cache: dict):
     (`_live_cache`). While the job runs the x axis spans the planned epochs;
     afterwards it fits what was trained (a stopped run is not a sliver).
     """
-    shape = (job.job_id, job.created, len(job.epochs), job.active)
+    shape = (job.job_id, job.created, len(job.epochs), job.active, current_language())  # titles follow the language
     cached = cache.get(metric)
     if cached is not None and cached[0] == shape and charts.refresh_batch_points(cached[1], job.batches, metric=metric):
         return cached[1]

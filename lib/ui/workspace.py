@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from lib.store import backend, profile, runs, workspaces
+from lib.ui.i18n import _
 
 WORKSPACE_PARAM = "ws"
 SHARE_PARAM = "share"
@@ -30,7 +31,7 @@ def current() -> workspaces.Workspace:
     from_url = st.query_params.get(WORKSPACE_PARAM)
     key = from_url if workspaces.valid_key(from_url) else st.session_state.get(WORKSPACE_KEY)
     if from_url and not workspaces.valid_key(from_url):
-        st.toast("That workspace link was not valid (it may be cut short); here is a new, empty workspace.",
+        st.toast(_("That workspace link was not valid (it may be cut short); here is a new, empty workspace."),
                  icon=":material/warning:")
         key = None
     if not workspaces.valid_key(key):
@@ -57,17 +58,15 @@ def sidebar(workspace: workspaces.Workspace) -> None:
     """Public only: the link back to this workspace and the warning that storage is temporary."""
     if workspace.key is None:
         return
-    with st.sidebar.expander("Your workspace link", icon=":material/key:"):
+    with st.sidebar.expander(_("Your workspace link"), icon=":material/key:"):
         link_box(workspace)
     idle_days = profile.current().limits.idle_days
     if backend.current().remote:  # the run store outlives the server: the link brings everything back
-        st.sidebar.caption(f":material/cloud_done: Your runs and datasets are kept in the run store, across "
-                           f"restarts, until {idle_days:g} idle days have passed.")
+        st.sidebar.caption(_(":material/cloud_done: Your runs and datasets are kept in the run store, across "
+                             "restarts, until {idle_days:g} idle days have passed.").format(idle_days=idle_days))
     else:
-        st.sidebar.caption(
-            ":material/warning: Storage here is temporary: runs vanish when the app restarts or after "
-            f"{idle_days:g} idle days. Download the runs you want to keep."
-        )
+        st.sidebar.caption(_(":material/warning: Storage here is temporary: runs vanish when the app restarts or after "
+                             "{idle_days:g} idle days. Download the runs you want to keep.").format(idle_days=idle_days))
 
 
 def link_box(workspace: workspaces.Workspace) -> None:
@@ -75,7 +74,7 @@ def link_box(workspace: workspaces.Workspace) -> None:
     if workspace.key is None:
         return
     st.code(link(**{WORKSPACE_PARAM: workspace.key}), language=None, wrap_lines=True)
-    st.caption("Keep this link private: anyone with it can see and change your runs. Bookmark it to come back.")
+    st.caption(_("Keep this link private: anyone with it can see and change your runs. Bookmark it to come back."))
 
 
 def open_share_link() -> None:
@@ -85,10 +84,10 @@ def open_share_link() -> None:
         try:
             run = workspaces.open_share(token)
         except workspaces.WorkspaceNotFound as problem:
-            st.error(f"{problem} Ask for a new link; your own runs are unaffected.", icon=":material/link_off:")
+            st.error(_("{problem} Ask for a new link; your own runs are unaffected.").format(problem=problem), icon=":material/link_off:")
             return
         st.session_state[SHARE_TOKEN] = token
-        st.toast(f"Shared run {run.display_name!r} opened, read-only: every page lists it.", icon=":material/link:")
+        st.toast(_("Shared run {display_name!r} opened, read-only: every page lists it.").format(display_name=run.display_name), icon=":material/link:")
     elif not token and st.session_state.get(SHARE_TOKEN):
         st.query_params[SHARE_PARAM] = st.session_state[SHARE_TOKEN]  # keep it across page changes
 
@@ -108,11 +107,11 @@ def share_button(workspace: workspaces.Workspace, run: runs.RunInfo, *, key: str
     """A read-only link to one of the visitor's own runs."""
     if workspace.key is None or run.read_only:
         return
-    if st.button("Share a read-only link", key=f"{key}_{run.run_id}", icon=":material/share:"):
+    if st.button(_("Share a read-only link"), key=f"{key}_{run.run_id}", icon=":material/share:"):
         try:
             token = workspace.share(run.run_id)
         except backend.StoreError as problem:
-            st.error(f"The link was not made: {problem}", icon=":material/cloud_off:")
+            st.error(_("The link was not made: {problem}").format(problem=problem), icon=":material/cloud_off:")
             return
         st.code(link(**{SHARE_PARAM: token}), language=None, wrap_lines=True)
-        st.caption("Whoever opens this link sees this one run, read-only; never your other runs.")
+        st.caption(_("Whoever opens this link sees this one run, read-only; never your other runs."))

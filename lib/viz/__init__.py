@@ -2,5 +2,5 @@
 `inside_charts`: activations, saliency, filters, the test-set map). Data in, `go.Figure` out;
 pages only call `st.plotly_chart`, tests inspect `fig.data`.
 
-May import: lib.data, lib.models, lib.training, lib.store, lib.execution (today it needs none).
+May import: lib.i18n (chart titles and axes in the visitor's language), lib.data, lib.models, lib.training, lib.store, lib.execution.
 """

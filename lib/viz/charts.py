@@ -13,6 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from lib.i18n import N_, _
+
 # Okabe-Ito colours: distinguishable with the common forms of colour blindness.
 TRAIN_COLOR = "#0072B2"
 VAL_COLOR = "#D55E00"
@@ -33,7 +35,7 @@ DEFAULT_HEIGHT = 340
 MARGIN = dict(l=10, r=10, t=56, b=10)
 LEGEND_PX = 16
 SUBTITLE_PX = 16
-EMPTY_MESSAGE = "No data yet"
+EMPTY_MESSAGE = N_("No data yet")
 # The live chart is redrawn every second; more points than this only cost bandwidth.
 MAX_BATCH_POINTS = 2000
 # Up to this many epochs the x axis gets one dotted gridline per epoch boundary.
@@ -46,7 +48,7 @@ CAPTION_PX = 22
 # Compared runs cycle through the full Okabe-Ito set.
 RUN_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 HISTORY_METRICS = ("accuracy", "loss")
-BATCH_TRACE = "train (batches)"
+BATCH_TRACE = N_("train (batches)")  # a trace name: shown in the legend, and how the live chart finds it
 COMPARE_METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
 
 
@@ -68,7 +70,7 @@ def history_figure(
     _check_metric(metric, HISTORY_METRICS)
     scale = _metric_scale(metric)
     label = _metric_label(metric)
-    title = f"Training {label}"
+    title = _("Training {metric}").format(metric=label)
 
     batch_x, batch_y = _finite_xy(_frame(batches), "epoch_float", metric)
     batch_x, batch_y = _downsample(batch_x, batch_y, limit=MAX_BATCH_POINTS)
@@ -86,11 +88,11 @@ def history_figure(
             go.Scatter(
                 x=batch_x,
                 y=batch_y * scale,
-                name=BATCH_TRACE,
+                name=_(BATCH_TRACE),
                 mode="lines",
                 line=dict(color=TRAIN_COLOR, width=1, dash=TRAIN_DASH),
                 opacity=0.45,
-                hovertemplate=f"train, this epoch so far: {value}<extra></extra>",
+                hovertemplate=_("train, this epoch so far: {value}").format(value=value) + "<extra></extra>",
             )
         )
     if len(train_x):
@@ -98,13 +100,13 @@ def history_figure(
             go.Scatter(
                 x=train_x,
                 y=train_y * scale,
-                name="train (epoch)",
+                name=_("train (epoch)"),
                 # Without batch points the epoch markers are the only train curve.
                 mode="markers" if len(batch_x) else "lines+markers",
                 line=dict(color=TRAIN_COLOR, width=2, dash=TRAIN_DASH),
                 marker=dict(color=TRAIN_COLOR, size=8),
                 cliponaxis=False,
-                hovertemplate=f"train: {value}<extra></extra>",
+                hovertemplate=_("train: {value}").format(value=value) + "<extra></extra>",
             )
         )
     if len(val_x):
@@ -112,12 +114,12 @@ def history_figure(
             go.Scatter(
                 x=val_x,
                 y=val_y * scale,
-                name="validation",
+                name=_("validation"),
                 mode="lines+markers",
                 line=dict(color=VAL_COLOR, width=2, dash=VAL_DASH),
                 marker=dict(color=VAL_COLOR, size=8, symbol="diamond"),
                 cliponaxis=False,
-                hovertemplate=f"validation: {value}<extra></extra>",
+                hovertemplate=_("validation: {value}").format(value=value) + "<extra></extra>",
             )
         )
 
@@ -127,9 +129,9 @@ def history_figure(
     _apply_layout(fig, title, height=DEFAULT_HEIGHT, legend=True)
     fig.update_layout(hovermode="x unified")
     fig.update_xaxes(
-        title_text="epoch",
+        title_text=_("epoch"),
         range=[0, x_max],
-        unifiedhovertitle_text="epoch %{x:.2f}",
+        unifiedhovertitle_text=_("epoch {x}").format(x="%{x:.2f}"),
         griddash="dot",
         zeroline=False,
         **(dict(tick0=0, dtick=1) if x_max <= MAX_EPOCH_TICKS else {}),
@@ -150,7 +152,7 @@ def history_figure(
             xshift=4,
             showarrow=False,
             align="left",
-            text=f"validation best at epoch {best_epoch},<br>training kept improving: overfitting?",
+            text=_("validation best at epoch {epoch},<br>training kept improving: overfitting?").format(epoch=best_epoch),
             font=dict(size=11, color=VAL_COLOR),
         )
     return fig
@@ -165,7 +167,7 @@ def refresh_batch_points(fig: go.Figure, batches: Sequence[Mapping] | pd.DataFra
     or no batch points to show.
     """
     _check_metric(metric, HISTORY_METRICS)
-    trace = next((t for t in fig.data if t.name == BATCH_TRACE), None)
+    trace = next((t for t in fig.data if t.name == _(BATCH_TRACE)), None)
     batch_x, batch_y = _finite_xy(_frame(batches), "epoch_float", metric)
     if trace is None or not len(batch_x):
         return False
@@ -218,18 +220,18 @@ def probability_figure(
     """
     values = np.asarray(probs, dtype=float).ravel()
     if values.size == 0:
-        return _empty_figure("Prediction", height=DEFAULT_HEIGHT)
+        return _empty_figure(_("Prediction"), height=DEFAULT_HEIGHT)
     names = [str(name) for name in class_names]
     _check_length(values, names, "probs")
     predicted = int(np.nanargmax(values))
     colors = [MUTED_COLOR] * len(names)
     colors[predicted] = PREDICTED_COLOR
-    title = f"Prediction: {names[predicted]} ({values[predicted] * 100:.1f}%)"
+    title = _("Prediction: {name} ({percent:.1f}%)").format(name=names[predicted], percent=values[predicted] * 100)
     if true_label is not None and int(true_label) != predicted:
         colors[int(true_label)] = TRUE_COLOR
-        title += f" · true: {names[int(true_label)]}"
+        title += " · " + _("true: {name}").format(name=names[int(true_label)])
     elif true_label is not None:
-        title += " · correct"
+        title += " · " + _("correct")
 
     percent = values * 100
     fig = go.Figure(
@@ -242,12 +244,12 @@ def probability_figure(
             textposition="outside",
             cliponaxis=False,
             hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
-            name="probability",
+            name=_("probability"),
         )
     )
     _apply_layout(fig, title, height=max(DEFAULT_HEIGHT, 28 * len(names) + 70))
     fig.update_layout(margin=dict(MARGIN, r=50), bargap=0.25)
-    fig.update_xaxes(title_text="probability (%)", range=[0, 100], ticksuffix="%")
+    fig.update_xaxes(title_text=_("probability (%)"), range=[0, 100], ticksuffix="%")
     fig.update_yaxes(type="category", autorange="reversed")
     return fig
 
@@ -261,8 +263,7 @@ def confusion_figure(
     (row) predicted as each column; hover always gives the count.
     """
     counts = np.asarray(matrix)
-    kind = "row %" if normalize else "counts"
-    title = f"Confusion matrix ({kind})"
+    title = _("Confusion matrix (row %)") if normalize else _("Confusion matrix (counts)")
     if counts.size == 0:
         return _empty_figure(title, height=420)
     names = [str(name) for name in class_names]
@@ -274,16 +275,16 @@ def confusion_figure(
         row_totals = counts.sum(axis=1, keepdims=True)
         z = np.divide(counts * 100.0, row_totals, out=np.zeros(counts.shape), where=row_totals > 0)
         texttemplate = "%{z:.0f}%"  # Whole percents fit a 10x10 grid; hover has one decimal.
-        hovertemplate = (
-            "true %{y} → predicted %{x}<br>%{z:.1f}% of true %{y} (%{customdata:,} images)<extra></extra>"
-        )
-        colorbar = dict(title=dict(text="% of row"), ticksuffix="%")
+        hovertemplate = _("true {y} → predicted {x}<br>share of true {y}: {share}% ({count} images)").format(
+            y="%{y}", x="%{x}", share="%{z:.1f}", count="%{customdata:,}") + "<extra></extra>"
+        colorbar = dict(title=dict(text=_("row %")), ticksuffix="%")
         z_range = dict(zmin=0, zmax=100)
     else:
         z = counts
         texttemplate = "%{z:,}"
-        hovertemplate = "true %{y} → predicted %{x}<br>%{customdata:,} images<extra></extra>"
-        colorbar = dict(title=dict(text="images"))
+        hovertemplate = _("true {y} → predicted {x}<br>{count} images").format(
+            y="%{y}", x="%{x}", count="%{customdata:,}") + "<extra></extra>"
+        colorbar = dict(title=dict(text=_("images")))
         z_range = dict(zmin=0)
 
     fig = go.Figure(
@@ -303,9 +304,9 @@ def confusion_figure(
         )
     )
     _apply_layout(fig, title, height=420 if len(names) <= 10 else 36 * len(names) + 60)
-    fig.update_xaxes(title_text="predicted class", type="category", showgrid=False, constrain="domain")
+    fig.update_xaxes(title_text=_("predicted class"), type="category", showgrid=False, constrain="domain")
     fig.update_yaxes(
-        title_text="true class",
+        title_text=_("true class"),
         type="category",
         autorange="reversed",
         showgrid=False,
@@ -345,7 +346,7 @@ def per_class_accuracy_figure(
     Classes without a value (NaN/None, e.g. no test images) get no bar, not a 0.
     A dotted line marks the mean over classes; the subtitle names the worst class.
     """
-    title = "Accuracy per class"
+    title = _("Accuracy per class")
     values = np.asarray(pd.to_numeric(pd.Series(per_class, dtype=object), errors="coerce"), dtype=float)
     if values.size == 0 or np.isnan(values).all():
         return _empty_figure(title, height=DEFAULT_HEIGHT)
@@ -363,8 +364,8 @@ def per_class_accuracy_figure(
             text=["" if np.isnan(p) else f"{p:.1f}%" for p in percent],
             textposition="outside",
             cliponaxis=False,
-            hovertemplate="class %{x}: %{y:.2f}% correct<extra></extra>",
-            name="accuracy",
+            hovertemplate=_("class {x}: accuracy {y}%").format(x="%{x}", y="%{y:.2f}") + "<extra></extra>",
+            name=_("accuracy"),
         )
     )
     mean = float(np.nanmean(percent))
@@ -373,10 +374,11 @@ def per_class_accuracy_figure(
         fig,
         title,
         height=DEFAULT_HEIGHT,
-        subtitle=f"worst: {names[worst]} ({percent[worst]:.1f}%) · mean {mean:.1f}% (dotted line)",
+        subtitle=_("worst: {name} ({worst:.1f}%) · mean {mean:.1f}% (dotted line)").format(
+            name=names[worst], worst=percent[worst], mean=mean),
     )
-    fig.update_xaxes(title_text="class", type="category")
-    fig.update_yaxes(title_text="accuracy (%)", range=[0, 105], ticksuffix="%")
+    fig.update_xaxes(title_text=_("class"), type="category")
+    fig.update_yaxes(title_text=_("accuracy (%)"), range=[0, 105], ticksuffix="%")
     return fig
 
 
@@ -389,14 +391,14 @@ def class_distribution_figure(
 
     Hover shows each count's share of its split, so balance is easy to compare.
     """
-    title = "Images per class"
+    title = _("Images per class")
     train = np.asarray(counts_train if counts_train is not None else [], dtype=float).ravel()
     if train.size == 0:
         return _empty_figure(title, height=DEFAULT_HEIGHT)
     names = [str(name) for name in class_names]
-    splits = [("train", train, TRAIN_COLOR)]
+    splits = [(_("train"), train, TRAIN_COLOR)]
     if counts_test is not None and len(counts_test):
-        splits.append(("test", np.asarray(counts_test, dtype=float).ravel(), TEST_COLOR))
+        splits.append((_("test"), np.asarray(counts_test, dtype=float).ravel(), TEST_COLOR))
     fig = go.Figure()
     for split, counts, color in splits:
         _check_length(counts, names, f"counts_{split}")
@@ -409,13 +411,14 @@ def class_distribution_figure(
                 marker=dict(color=color),
                 customdata=share,
                 hovertemplate=(
-                    f"{split} · class %{{x}}: %{{y:,}} images (%{{customdata:.1f}}% of {split})<extra></extra>"
+                    _("{split} · class {x}: {y} images (share of {split}: {share}%)").format(
+                        split=split, x="%{x}", y="%{y:,}", share="%{customdata:.1f}") + "<extra></extra>"
                 ),
             )
         )
     _apply_layout(fig, title, height=DEFAULT_HEIGHT, legend=True)
     fig.update_layout(barmode="group", bargap=0.2)
-    fig.update_xaxes(title_text="class", type="category")
+    fig.update_xaxes(title_text=_("class"), type="category")
     fig.update_yaxes(title_text="images", rangemode="tozero")
     return fig
 
@@ -436,7 +439,7 @@ def pixel_histogram_figure(pixels: np.ndarray, *, title: str, log_y: bool = Fals
     elif low >= 0 and high <= 255:
         value_range, scale_note = (0.0, 256.0), "0–255"  # 256: the last bin holds 255.
     else:
-        value_range, scale_note = (low, high if high > low else low + 1), "as stored"
+        value_range, scale_note = (low, high if high > low else low + 1), _("as stored")
     counts, edges = np.histogram(values, bins=PIXEL_HISTOGRAM_BINS, range=value_range)
     centres = (edges[:-1] + edges[1:]) / 2
     fig = go.Figure(
@@ -446,18 +449,20 @@ def pixel_histogram_figure(pixels: np.ndarray, *, title: str, log_y: bool = Fals
             width=np.diff(edges),
             customdata=np.column_stack([edges[:-1], edges[1:]]),
             marker=dict(color=TRAIN_COLOR, line=dict(width=0)),
-            hovertemplate="values %{customdata[0]:.3g}–%{customdata[1]:.3g}<br>%{y:,} pixels<extra></extra>",
-            name="pixels",
+            hovertemplate=_("values {low}–{high}<br>{count} pixels").format(
+                low="%{customdata[0]:.3g}", high="%{customdata[1]:.3g}", count="%{y:,}") + "<extra></extra>",
+            name=_("pixels"),
         )
     )
-    summary = f"min {low:.3g} · max {high:.3g} · mean {values.mean():.3g} · {values.size:,} pixels"
+    summary = _("min {low:.3g} · max {high:.3g} · mean {mean:.3g} · {count:,} pixels").format(
+        low=low, high=high, mean=values.mean(), count=values.size)
     _apply_layout(fig, title, height=DEFAULT_HEIGHT, subtitle=summary)
     fig.update_layout(bargap=0)
-    fig.update_xaxes(title_text=f"pixel value ({scale_note})", range=list(value_range))
+    fig.update_xaxes(title_text=_("pixel value ({scale})").format(scale=scale_note), range=list(value_range))
     if log_y:  # Only powers of ten: intermediate log ticks read as noise to learners.
-        fig.update_yaxes(title_text="pixels (log scale)", type="log", dtick=1)
+        fig.update_yaxes(title_text=_("pixels (log scale)"), type="log", dtick=1)
     else:
-        fig.update_yaxes(title_text="pixels", type="linear")
+        fig.update_yaxes(title_text=_("pixels"), type="linear")
     return fig
 
 
@@ -557,7 +562,7 @@ def compare_figure(histories: Mapping[str, pd.DataFrame], *, metric: str = "val_
     """
     _check_metric(metric, COMPARE_METRICS)
     label = _metric_label(metric)
-    title = f"Runs compared: {label}"
+    title = _("Runs compared: {metric}").format(metric=label)
     scale = _metric_scale(metric)
     value = _hover_value(metric)
     fig = go.Figure()
@@ -580,15 +585,15 @@ def compare_figure(histories: Mapping[str, pd.DataFrame], *, metric: str = "val_
             )
         )
     if not fig.data:
-        return _empty_figure(title, message="No runs to compare yet", height=DEFAULT_HEIGHT)
-    note = f"no {metric} in: {', '.join(skipped)}" if skipped else None
+        return _empty_figure(title, message=_("No runs to compare yet"), height=DEFAULT_HEIGHT)
+    note = _("no {metric} in: {runs}").format(metric=label, runs=", ".join(skipped)) if skipped else None
     _apply_layout(fig, title, height=DEFAULT_HEIGHT, legend=True, subtitle=note)
     x_max = max(float(np.max(trace.x)) for trace in fig.data)
     fig.update_layout(hovermode="x unified")
     fig.update_xaxes(
-        title_text="epoch",
+        title_text=_("epoch"),
         griddash="dot",
-        unifiedhovertitle_text="epoch %{x}",
+        unifiedhovertitle_text=_("epoch {x}").format(x="%{x}"),
         **(dict(tick0=0, dtick=1) if x_max <= MAX_EPOCH_TICKS else {}),
     )
     _style_metric_axis(fig, metric)
@@ -651,7 +656,8 @@ def _metric_scale(metric: str) -> float:
 
 
 def _metric_label(metric: str) -> str:
-    return metric.replace("val_", "validation ")
+    return {"accuracy": _("accuracy"), "loss": _("loss"), "val_accuracy": _("validation accuracy"),
+            "val_loss": _("validation loss")}.get(metric, metric)
 
 
 def _hover_value(metric: str) -> str:
@@ -663,13 +669,13 @@ def _style_metric_axis(fig: go.Figure, metric: str) -> None:
     """Y axis for a metric: accuracy in % never past 0..100, loss from zero up."""
     if metric.endswith("accuracy"):
         fig.update_yaxes(
-            title_text="accuracy (%)",
+            title_text=_("accuracy (%)"),
             ticksuffix="%",
             autorangeoptions=dict(clipmin=0, clipmax=101),
             hoverformat=".2f",
         )
     else:
-        fig.update_yaxes(title_text="loss (cross-entropy)", rangemode="tozero", hoverformat=".4f")
+        fig.update_yaxes(title_text=_("loss (cross-entropy)"), rangemode="tozero", hoverformat=".4f")
 
 
 def _apply_layout(
@@ -706,7 +712,7 @@ def _empty_figure(title: str, *, message: str = EMPTY_MESSAGE, height: int = DEF
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     fig.add_annotation(
-        text=message,
+        text=_(message),
         x=0.5,
         y=0.5,
         xref="paper",
@@ -720,14 +726,14 @@ def _empty_figure(title: str, *, message: str = EMPTY_MESSAGE, height: int = DEF
 def test_accuracy_figure(scores: Mapping[str, float | None]) -> go.Figure:
     """One horizontal bar per run (in the given order, colours as in `compare_figure`) of its test
     accuracy in percent; runs without one (never scored) are named in a note under the title."""
-    title = "Test accuracy"
+    title = _("Test accuracy")
     names = [str(name) for name in (scores or {})]
     values = [scores[name] if isinstance(scores[name], (int, float)) and np.isfinite(scores[name]) else None
               for name in (scores or {})]
     shown = [(name, value, RUN_COLORS[index % len(RUN_COLORS)])
              for index, (name, value) in enumerate(zip(names, values)) if value is not None]
     if not shown:
-        return _empty_figure(title, message="No test accuracy to compare yet")
+        return _empty_figure(title, message=_("No test accuracy to compare yet"))
     missing = [name for name, value in zip(names, values) if value is None]
     fig = go.Figure(
         go.Bar(
@@ -741,9 +747,9 @@ def test_accuracy_figure(scores: Mapping[str, float | None]) -> go.Figure:
             hovertemplate="%{y}: %{x:.2f}%<extra></extra>",
         )
     )
-    note = f"no test accuracy in: {', '.join(missing)}" if missing else None
+    note = _("no test accuracy in: {runs}").format(runs=", ".join(missing)) if missing else None
     _apply_layout(fig, title, height=max(160, 90 + 34 * len(shown)), subtitle=note)
     low = min(value for _, value, _ in shown) * 100
-    fig.update_xaxes(title_text="test accuracy (%)", ticksuffix="%", range=[max(0.0, low - 5), 100])
+    fig.update_xaxes(title_text=_("test accuracy (%)"), ticksuffix="%", range=[max(0.0, low - 5), 100])
     fig.update_yaxes(automargin=True)
     return fig

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from lib.i18n import _
 from lib.viz import charts
 
 TILE_GAP = 1  # blank pixels between tiles
@@ -83,15 +84,16 @@ def dense_figure(values: np.ndarray, title: str, *, max_bars: int = 512) -> go.F
     """A flat layer output as one bar per unit (the first max_bars units of very wide layers)."""
     values = np.asarray(values, dtype=np.float32).ravel()
     shown = values[:max_bars]
-    subtitle = f"first {max_bars:,} of {len(values):,} units" if len(values) > max_bars else None
+    subtitle = (_("first {shown:,} of {count:,} units").format(shown=max_bars, count=len(values))
+                if len(values) > max_bars else None)
     fig = go.Figure(go.Bar(
         x=np.arange(len(shown)), y=shown, marker=dict(color=charts.PREDICTED_COLOR),
         hovertemplate="unit %{x}: %{y:.3f}<extra></extra>", name="activation",
     ))
     charts._apply_layout(fig, title, height=220, subtitle=subtitle)
     fig.update_layout(bargap=0.05 if len(shown) < 64 else 0)
-    fig.update_xaxes(title_text="unit", showgrid=False)
-    fig.update_yaxes(title_text="activation")
+    fig.update_xaxes(title_text=_("unit"), showgrid=False)
+    fig.update_yaxes(title_text=_("activation"))
     return fig
 
 
@@ -165,13 +167,13 @@ def embedding_figure(coords: np.ndarray, labels: np.ndarray, predicted: np.ndarr
         custom = np.stack([indices[wrong], [names[t] for t in labels[wrong]], [names[p] for p in predicted[wrong]]],
                           axis=-1)
         fig.add_trace(go.Scattergl(
-            x=coords[wrong, 0], y=coords[wrong, 1], mode="markers", name=f"misclassified ({int(wrong.sum())})",
+            x=coords[wrong, 0], y=coords[wrong, 1], mode="markers", name=_("misclassified ({count})").format(count=int(wrong.sum())),
             customdata=custom, marker=dict(symbol=WRONG_SYMBOL, size=MARKER_SIZE + 4, color="#000000",
                                            line=dict(width=1, color="#FFFFFF")),
             hovertemplate=hover,
         ))
     charts._apply_layout(fig, title, height=520, legend=True,
-                         subtitle="Colour: true class · black cross: misclassified · click a point to see its image")
+                         subtitle=_("Colour: true class · black cross: misclassified · click a point to see its image"))
     fig.update_xaxes(showticklabels=False, title_text="")
     fig.update_yaxes(showticklabels=False, title_text="", scaleanchor="x")
     return fig

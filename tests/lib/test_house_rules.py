@@ -21,6 +21,7 @@ STREAMLIT = {"streamlit", "streamlit_drawable_canvas"}
 # The layers, lowest first: a module may import its own package and the packages of lower layers.
 # Packages on one line are peers and may not import each other.
 LAYERS = (
+    ("i18n",),
     ("data",),
     ("models",),
     ("training",),

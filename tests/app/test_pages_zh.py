@@ -1,0 +1,135 @@
+"""Every page in Simplified Chinese (`?lang=zh`), and the switch between the two languages.
+
+The translations come from locales/zh (see tests/lib/test_i18n_catalog.py for the catalog's checks);
+these tests render each page through the router in Chinese, as a visitor would see it.
+"""
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from lib import i18n
+from tests.app.conftest import APP_FILE, APP_TIMEOUT, GOOD_RUN
+
+
+def open_page_zh(page: str) -> AppTest:
+    """The app opened with `?lang=zh`, then the page (the session keeps the language across the switch)."""
+    at = AppTest.from_file(APP_FILE, default_timeout=APP_TIMEOUT)
+    at.query_params["lang"] = "zh"
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Every text the page shows: markdown, captions, headings, alerts, widget labels, metrics, tab labels."""
+    found = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "success"):
+        found += [element.value for element in at.get(kind)]
+    for kind in ("button", "selectbox", "multiselect", "toggle", "slider", "number_input", "text_input",
+                 "checkbox", "radio", "select_slider", "button_group", "expander", "tab", "metric"):
+        found += [getattr(element, "label", "") or "" for element in at.get(kind)]
+    return "\n".join(str(text) for text in found)
+
+
+def chart_texts(at: AppTest) -> str:
+    return "\n".join(json.dumps(json.loads(element.proto.spec), ensure_ascii=False) for element in at.get("plotly_chart"))
+
+
+# page -> strings a Chinese visitor must see there (titles, headings, labels, chart titles)
+PAGES = {
+    "pages/home.py": ["MNIST Studio", "一键训练", "立即训练一个模型", "最近的运行", "Keras 教程的十堂课"],
+    "pages/lessons.py": ["课程", "**教程讲的是：**", "快速试一试（5,000 张训练图像）", "所有教程配方：教程报告 vs 本站实测"],
+    "pages/data.py": ["数据", "训练图像", "测试图像", "每个类别的样本", "像素，以及为什么要归一化", "写你自己的类别"],
+    "pages/train.py": ["训练", "1 · 网络结构", "2 · 设置", "批大小", "学习率", "轮次（epoch）", "验证集比例"],
+    "pages/predictions.py": ["预测", "随机测试图像", "只看分类错误的", "最容易混淆的类别"],
+    "pages/draw.py": ["手写", "要询问的模型", "笔画粗细", "清除"],
+    "pages/inside.py": ["内部", "单个输入", "它学到了什么", "测试集地图", "错误"],
+    "pages/compare.py": ["比较", "曲线和测试准确率", "所有运行", "下载、重命名或删除运行"],
+}
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_every_page_renders_in_chinese(app_runs, bundled_run, page):
+    """As a Chinese-speaking learner following a `?lang=zh` link, every page speaks Chinese, without an error."""
+    at = open_page_zh(page)
+    shown = texts(at)
+    missing = [text for text in PAGES[page] if text not in shown]
+    assert missing == [], shown
+    assert at.session_state["language"] == "zh"
+    assert "Train a model now" not in shown and "Recent runs" not in shown  # nothing left in English there
+
+
+def test_charts_and_tables_speak_chinese(app_runs, bundled_run):
+    """As a Chinese visitor, chart titles, axes and table headers are in Chinese too."""
+    at = open_page_zh("pages/compare.py")
+    spec = chart_texts(at)
+    for text in ("运行比较：验证准确率", "准确率 (%)", "轮次", "测试准确率"):
+        assert text in spec, text
+    table = next(frame.value for frame in at.dataframe if "名称" in frame.value.columns)
+    assert {"名称", "数据集", "网络结构", "测试准确率", "状态"} <= set(table.columns)
+    assert GOOD_RUN in list(table["名称"])
+    assert set(table["状态"]) == {"已完成"}  # both runs finished
+
+
+def test_fashion_class_names_are_in_chinese(app_runs):
+    """As a Chinese visitor on the Data page of Fashion-MNIST, the classes are named in Chinese."""
+    at = open_page_zh("pages/data.py")
+    at.session_state["dataset"] = "fashion_mnist"  # AppTest drops the sidebar after a navigation run
+    at.run()
+    assert not at.exception, at.exception
+    spec = chart_texts(at)
+    for name in ("T恤/上衣", "裤子", "套头衫", "连衣裙", "外套", "凉鞋", "衬衫", "运动鞋", "包", "短靴"):
+        assert name in spec, name
+    assert "Ankle boot" not in spec
+    assert "**Fashion-MNIST 服装**" in texts(at)
+
+
+def test_the_sidebar_switch_changes_the_language_and_the_url(app_runs):
+    """As a visitor, I switch between English and 中文 in the sidebar; the address remembers my choice."""
+    at = AppTest.from_file(APP_FILE, default_timeout=APP_TIMEOUT)
+    at.run()
+    assert at.title[0].value == "MNIST Studio" and "Recent runs" in texts(at)  # English by default
+    assert "lang" not in at.query_params  # an English visitor's address is left as it was
+    switch = at.sidebar.get("button_group")[0]
+    assert switch.options == ["English", "中文"]
+    switch.set_value("zh").run()
+    assert not at.exception, at.exception
+    assert "最近的运行" in texts(at)
+    assert at.query_params["lang"] in ("zh", ["zh"])
+    at.switch_page("pages/train.py").run()  # a page change keeps it
+    assert "1 · 网络结构" in texts(at)
+    english = AppTest.from_file(APP_FILE, default_timeout=APP_TIMEOUT)  # a link with ?lang=en
+    english.query_params["lang"] = "en"
+    english.run()
+    assert "Recent runs" in texts(english) and english.session_state["language"] == "en"
+
+
+def test_the_engine_stays_english_outside_the_page(app_runs):
+    """The CLI and the logs keep speaking English while a Chinese page is open (no session, no translation)."""
+    open_page_zh("pages/home.py")
+    assert i18n.current_language() == "en"
+    assert i18n._("Train") == "Train"
+
+
+@pytest.mark.parametrize("locale, language", [("zh-CN", "zh"), ("zh-Hans-SG", "zh"), ("zh_TW", "zh"),
+                                              ("en-GB", "en"), ("fr-FR", "en"), (None, "en"), ("", "en")])
+def test_browser_language_picks_the_default(locale, language):
+    assert i18n.language_from_locale(locale) == language
+
+
+def test_lessons_speak_chinese_down_to_the_builders_messages(app_runs):
+    """As a Chinese learner on lesson 3, the broken models and the builder's refusals are in Chinese; the
+    recipe cards of lesson 6 say the tutorial's settings in Chinese too."""
+    at = open_page_zh("pages/lessons.py")
+    at.selectbox(key="lessons_pick").select("3").run()
+    shown = texts(at)
+    assert "第 3 课：错误的网络结构会给出清楚的错误信息" in shown
+    assert "最后一层有 5 个单元，但这个数据集有 10 个类别：请把它的单元数设为 10。" in shown
+    assert "需要一个扁平向量" in shown
+    at.selectbox(key="lessons_pick").select("6").run()
+    shown = texts(at)
+    assert "第 6 课：归一化很重要" in shown
+    assert "像素 / 255" in shown and "原始 0-255 像素" in shown  # the two recipes' lines, side by side

@@ -157,6 +157,17 @@ def _absolute(path) -> str | None:
     return str(Path(path).expanduser().resolve()) if path else None
 
 
+def wait_until_ended(snapshot, job_id: str, timeout: float) -> Job:
+    """Poll `snapshot(job_id)` until the job has ended; TimeoutError past `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = snapshot(job_id)
+        if job is not None and not job.active:
+            return job
+        time.sleep(0.05)
+    raise TimeoutError(f"{job_id} did not finish within {timeout} s")
+
+
 class JobManager:
     """Queue and run training and import jobs in worker threads; thread-safe."""
 
@@ -269,13 +280,7 @@ class JobManager:
 
     def wait(self, job_id: str, timeout: float = 600.0) -> Job:
         """Block until a job ends (for tests and scripts)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self.snapshot(job_id)
-            if job is not None and not job.active:
-                return job
-            time.sleep(0.05)
-        raise TimeoutError(f"{job_id} did not finish within {timeout} s")
+        return wait_until_ended(self.snapshot, job_id, timeout)
 
     def _work(self) -> None:
         while True:

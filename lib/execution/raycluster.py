@@ -289,13 +289,7 @@ class ClusterJobManager:
         return self.local.running()
 
     def wait(self, job_id: str, timeout: float = 600.0) -> jobs.Job:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self.snapshot(job_id)
-            if job is not None and not job.active:
-                return job
-            time.sleep(0.05)
-        raise TimeoutError(f"{job_id} did not finish within {timeout} s")
+        return jobs.wait_until_ended(self.snapshot, job_id, timeout)
 
     def close(self) -> None:
         """Stop following the cluster (its jobs go on; another manager on the same store picks them up)."""

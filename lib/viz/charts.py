@@ -419,7 +419,7 @@ def class_distribution_figure(
     _apply_layout(fig, title, height=DEFAULT_HEIGHT, legend=True)
     fig.update_layout(barmode="group", bargap=0.2)
     fig.update_xaxes(title_text=_("class"), type="category")
-    fig.update_yaxes(title_text="images", rangemode="tozero")
+    fig.update_yaxes(title_text=_("images"), rangemode="tozero")
     return fig
 
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(PROJECT))
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, streamlit_server  # noqa: E402
 from tests.e2e.studio import Studio  # noqa: E402
 from tests.lib.ray_head import LocalHead  # noqa: E402
-from tests.lib.test_store_s3 import start_moto  # noqa: E402
+from tests.moto_s3 import start_moto  # noqa: E402
 
 RESULTS_JSON = PROJECT / "bench" / "results-cluster.json"
 DETAIL_JSON = PROJECT / "bench" / "results-cluster-detail.json"

@@ -56,6 +56,60 @@ def mnist_slice(n_train: int, n_test: int) -> dict:
     return synthetic_arrays(n_train, n_test)
 
 
+def wait_until(condition, timeout: float = 10.0, what: str = "the condition", every: float = 0.01):
+    """Poll until `condition()` is truthy and return it; fail (never hang) after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
+
+
+def worker_children() -> list[int]:
+    """This process's training/import children (Linux /proc; the worker module is on their command line)."""
+    from lib.execution import process
+
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    command = handle.read()
+            except OSError:
+                continue
+            if parent == os.getpid() and process.WORKER_MODULE.encode() in command:
+                found.append(int(entry))
+    return found
+
+
+def forged(bundle: bytes, **meta_changes) -> bytes:
+    """The bundle with meta.json changed and its checksum updated, as a forger would."""
+    import hashlib
+    import io
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    meta = {**json.loads(files["meta.json"]), **meta_changes}
+    files["meta.json"] = json.dumps(meta).encode()
+    manifest = json.loads(files["manifest.json"])
+    manifest["files"]["meta.json"] = hashlib.sha256(files["meta.json"]).hexdigest()
+    files["manifest.json"] = json.dumps(manifest).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory) -> Path:
     """mnist.npz (600 train / 200 test) and a generated fashion_mnist.npz."""

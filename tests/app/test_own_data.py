@@ -11,6 +11,7 @@ from lib.execution import jobs
 from lib.store import bundles, runs
 from lib.ui import common as ui, data as ui_data
 from tests.app.conftest import WEAK_RUN, open_page, run_names
+from tests.conftest import forged
 
 
 def png(colour) -> bytes:
@@ -172,22 +173,10 @@ def test_a_run_bundle_downloads_on_compare_and_imports_back_as_a_new_run(app_run
 
 def test_a_forged_bundle_is_listed_with_the_accuracy_its_model_really_has(app_runs):
     """As a user importing a bundle whose meta.json claims 99.99%, Compare lists what the model scores here."""
-    import hashlib
-    import json
-
     source = next(run for run in runs.list_runs(include_bundled=False)[0] if run.display_name == WEAK_RUN)
-    with zipfile.ZipFile(io.BytesIO(bundles.export_bundle(source))) as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    files["meta.json"] = json.dumps({**source.meta, "test_accuracy": 0.9999, "display_name": "boast"}).encode()
-    manifest = json.loads(files["manifest.json"])
-    manifest["files"]["meta.json"] = hashlib.sha256(files["meta.json"]).hexdigest()
-    files["manifest.json"] = json.dumps(manifest).encode()
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
+    boast = forged(bundles.export_bundle(source), test_accuracy=0.9999, display_name="boast")
     at = open_page("pages/compare.py")
-    _, job = import_and_wait(at, "compare", ("boast.studio.zip", buffer.getvalue(), "application/zip"))
+    _, job = import_and_wait(at, "compare", ("boast.studio.zip", boast, "application/zip"))
     assert job.state == jobs.FINISHED, job.error
     assert f"Test accuracy {source.meta['test_accuracy']:.2%}, measured here" in texts(at.success)
     table = next(frame.value for frame in at.dataframe if "name" in frame.value.columns)

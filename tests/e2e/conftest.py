@@ -160,8 +160,14 @@ def browser():
 @pytest.fixture
 def studio(browser, app_url, artifacts_dir, request):
     """A fresh tab (a new Streamlit session) on Home; a screenshot is kept if the test fails."""
+    yield from studio_tab(browser, app_url, artifacts_dir, request)
+
+
+def studio_tab(browser, url: str, artifacts_dir, request):
+    """For a fixture: a fresh tab on `url`'s Home; after the test, a screenshot if it failed, and no
+    uncaught JavaScript errors."""
     context = _new_context(browser)
-    app = Studio(context.new_page(), app_url, artifacts_dir)
+    app = Studio(context.new_page(), url, artifacts_dir)
     app.open()
     yield app
     if getattr(request.node, "rep_call_failed", False):

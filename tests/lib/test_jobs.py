@@ -1,7 +1,6 @@
 """Job manager: one job trains at a time, others queue; stop works; failures are reported; trainings and
 imports run in child processes that are ended when they hang, and never touch the server's __main__."""
 
-import io
 import json
 import os
 import sys
@@ -16,21 +15,12 @@ import pytest
 from lib.execution import imports, jobs, process
 from lib.store import bundles, runs
 from lib.training.config import TrainConfig
-from tests.conftest import synthetic_arrays
+from tests.conftest import forged, synthetic_arrays, wait_until, worker_children
 
 HOOKS = "tests.lib.child_tasks"  # misbehaving child tasks
 
 
-def wait_until(condition, timeout: float = 10.0, what: str = "the condition"):
-    """Poll until `condition()` is true; fail (never hang) after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.01)
+
 
 
 def running(manager, job_id):
@@ -271,28 +261,11 @@ def test_a_training_process_runs_at_a_lower_cpu_priority_than_the_server(tiny_da
     deadline = time.monotonic() + 300
     while manager.snapshot(job_id).active:
         assert time.monotonic() < deadline, "the training did not end within 300 s"
-        for child in _training_children():
+        for child in worker_children():
             niceness = os.getpriority(os.PRIO_PROCESS, child)
         time.sleep(0.05)
     assert manager.snapshot(job_id).state == jobs.FINISHED
     assert niceness == os.getpriority(os.PRIO_PROCESS, 0) + jobs.TRAINING_NICENESS
-
-
-def _training_children() -> list[int]:
-    """This process's training children (Linux /proc; the worker module is on their command line)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", encoding="ascii") as handle:
-                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-                with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                    command = handle.read()
-            except OSError:
-                continue
-            if parent == os.getpid() and process.WORKER_MODULE.encode() in command:
-                found.append(int(entry))
-    return found
 
 
 # ---------------------------------------------------------------- children that misbehave
@@ -429,24 +402,6 @@ def weak_run(tiny_data_dir, folder):
     return run
 
 
-def forged(bundle: bytes, **meta_changes) -> bytes:
-    """The bundle with meta.json changed and its checksum updated, as a forger would."""
-    import hashlib
-
-    with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    meta = {**json.loads(files["meta.json"]), **meta_changes}
-    files["meta.json"] = json.dumps(meta).encode()
-    manifest = json.loads(files["manifest.json"])
-    manifest["files"]["meta.json"] = hashlib.sha256(files["meta.json"]).hexdigest()
-    files["manifest.json"] = json.dumps(manifest).encode()
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
-
-
 def test_a_forged_bundle_claiming_99_99_percent_is_listed_with_its_measured_accuracy(tiny_data_dir, tmp_path):
     """The import job re-scores the bundle's model on its test set (in the child) and lists that."""
     weak = weak_run(tiny_data_dir, tmp_path / "source")
@@ -513,5 +468,5 @@ def test_an_import_past_the_time_limit_is_ended(tmp_path):
     with pytest.raises(process.ChildFailed, match="The import took longer than 15 s, the limit here, so it was ended"):
         imports.run_import(request, data_dir=data_dir, runs_dir=tmp_path / "runs", limits=limits)
     assert time.monotonic() - started < 15 + 2 + 5
-    assert not _training_children()
+    assert not worker_children()
     assert runs.list_runs(tmp_path / "runs", include_bundled=False) == ([], [])

@@ -22,7 +22,7 @@ from lib.execution import clusterjob, jobs, managers, raycluster
 from lib.store import backend, profile, runs
 from lib.training.config import TrainConfig
 from tests.lib.ray_head import LocalHead
-from tests.lib.test_store_s3 import start_moto
+from tests.moto_s3 import start_moto
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 TINY = {"arch": "softmax", "epochs": 1, "limit": 200}  # a one-epoch training on 160 images

@@ -5,42 +5,18 @@ training); a spare nobody takes exits by itself, and none starts when memory is 
 import os
 import time
 
-import pytest
-
 from lib.execution import jobs, process
 from lib.store import profile, runs
 from lib.training.config import TrainConfig
+from tests import conftest
+from tests.conftest import worker_children
 
 HOOKS = "tests.lib.child_tasks"
 CHEAP_PRELOAD = f"{HOOKS}:no_preload"
 
 
 def wait_until(condition, timeout: float = 60.0, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def worker_children() -> list[int]:
-    """This process's worker children (Linux /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", encoding="ascii") as handle:
-                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-                with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                    command = handle.read()
-            except OSError:
-                continue
-            if parent == os.getpid() and process.WORKER_MODULE.encode() in command:
-                found.append(int(entry))
-    return found
+    return conftest.wait_until(condition, timeout, what, every=0.02)
 
 
 def has_tensorflow_loaded(pid: int) -> bool:

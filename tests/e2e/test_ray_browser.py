@@ -16,10 +16,10 @@ import uuid
 import boto3
 import pytest
 
-from tests.e2e.conftest import browser_missing_reason, streamlit_server
-from tests.e2e.studio import SLOW_MS, Studio
+from tests.e2e.conftest import browser_missing_reason, streamlit_server, studio_tab
+from tests.e2e.studio import SLOW_MS
 from tests.lib.ray_head import LocalHead
-from tests.lib.test_store_s3 import start_moto
+from tests.moto_s3 import start_moto
 
 _missing = browser_missing_reason()
 if _missing:
@@ -56,15 +56,7 @@ def cluster_app_url(tmp_path_factory, e2e_data_dir, artifacts_dir):
 
 @pytest.fixture
 def visitor(browser, cluster_app_url, artifacts_dir, request):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(60_000)
-    app = Studio(context.new_page(), cluster_app_url, artifacts_dir)
-    app.open()
-    yield app
-    if getattr(request.node, "rep_call_failed", False):
-        app.screenshot(f"FAILED-{request.node.name}")
-    context.close()
-    assert not app.page_errors, f"uncaught JavaScript errors in the page: {app.page_errors}"
+    yield from studio_tab(browser, cluster_app_url, artifacts_dir, request)
 
 
 def job_state(app, name: str) -> str:
@@ -85,7 +77,7 @@ def test_a_visitor_trains_on_the_cluster_and_watches_it_live(visitor, artifacts_
     visitor.nav("Train")
     visitor.choose("Architecture", "cnn-tf-tutorial ·")
     visitor.type_into("stNumberInput", "Epochs", 2)
-    visitor.type_into("stNumberInput", "Limit training images (0 = all)", 2000)
+    visitor.type_into("stNumberInput", "Limit training images (0 = all)", 8000)  # long enough to be watched on a fast CPU
     visitor.choose("Batch size", "16")  # many batches: the curves move over several polls
     visitor.type_into("stTextInput", "Run name (optional)", RUN_NAME)
     visitor.button("Train").click()

@@ -116,6 +116,9 @@ def streamlit_server(runs_dir: Path, data_dir: Path, log_path: Path, **extra_env
         sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
         "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
         "--browser.gatherUsageStats", "false",
+        # No file watcher: the tests write screenshots and logs inside the project (and .venv is there);
+        # watching them overflowed inotify and cost the 2-core machine CPU the trainings need.
+        "--server.fileWatcherType", "none",
     ]
     with open(log_path, "w", encoding="utf-8") as log:
         server = subprocess.Popen(command, cwd=PROJECT_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,

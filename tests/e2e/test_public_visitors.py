@@ -46,12 +46,12 @@ def main_text(visitor) -> str:
     return visitor.page.get_by_test_id("stMain").inner_text()
 
 
-def prepare_training(visitor, name: str) -> None:
-    """On the Train page: the one-layer softmax model on 2,000 images for one epoch, named `name`."""
+def prepare_training(visitor, name: str, epochs: int, images: int) -> None:
+    """On the Train page: the one-layer softmax model on `images` images (0 = all) for `epochs` epochs, named `name`."""
     visitor.nav("Train")
     visitor.choose("Architecture", "softmax ·")
-    visitor.type_into("stNumberInput", "Epochs", 1)
-    visitor.type_into("stNumberInput", "Limit training images (0 = all)", 2000)
+    visitor.type_into("stNumberInput", "Epochs", epochs)
+    visitor.type_into("stNumberInput", "Limit training images (0 = all)", images)
     visitor.type_into("stTextInput", "Run name (optional)", name)
 
 
@@ -64,11 +64,11 @@ def job_state(visitor, name: str) -> str:
     return texts[-1].replace(name, "", 1).strip() if texts else ""
 
 
-def wait_for_results(visitor, name: str) -> None:
+def wait_for_results(visitor, name: str, ended: str = "Finished") -> None:
     visitor.heading("4 · Results", level=3).wait_for(timeout=TRAIN_TIMEOUT_S * 1000)
     visitor.wait_idle()
     state = job_state(visitor, name)
-    assert re.match(r"Finished · test accuracy \d", state), f"{name}: {state!r}"
+    assert re.match(rf"{ended} · test accuracy \d", state), f"{name}: {state!r}"
 
 
 def run_names(visitor) -> list[str]:
@@ -89,8 +89,11 @@ def test_two_visitors_train_in_turn_see_only_their_own_runs_and_pass_a_bundle(pu
     for visitor in (a, b):
         assert "Storage here is temporary" in visitor.sidebar_text()
 
-    prepare_training(a, RUN_A)
-    prepare_training(b, RUN_B)
+    # A's run is long (50 epochs of 54,000 images: minutes on any CPU, just under the public limit of
+    # 3 M epoch-images) so that it is still training when B clicks, however fast the machine; A stops
+    # it once B has seen its place in the queue. B's is one epoch of 2,000 images.
+    prepare_training(a, RUN_A, 50, 0)
+    prepare_training(b, RUN_B, 1, 2000)
     assert a.page.get_by_test_id("stExpander").filter(has_text="Limits on this shared app").count() == 1
     assert workspace_key(a) == key_a and workspace_key(b) == key_b, "the ws key left the URL on Train"
 
@@ -110,7 +113,10 @@ def test_two_visitors_train_in_turn_see_only_their_own_runs_and_pass_a_bundle(pu
     a.screenshot("public-a-training")
 
     clicked = time.monotonic()
-    wait_for_results(a, RUN_A)
+    a.wait_until(lambda: job_state(a, RUN_A).startswith("Running"), timeout_s=TRAIN_TIMEOUT_S,
+                 what="A's run training epochs")
+    a.button("Stop").click()
+    wait_for_results(a, RUN_A, ended="Stopped")
     a_done = time.monotonic()
     wait_for_results(b, RUN_B)
     b_done = time.monotonic()

@@ -1,10 +1,11 @@
-"""Trainings as Ray jobs on a cluster (Ray Jobs API), switched on by MNIST_STUDIO_RAY_ADDRESS.
+"""Trainings and model imports as Ray jobs on a cluster (Ray Jobs API), switched on by MNIST_STUDIO_RAY_ADDRESS.
 
 `ClusterJobManager` has the job manager's interface (lib.execution.jobs.JobManager: submit, stop,
 snapshot, jobs_for, ...), so pages follow a cluster training exactly like a local one. What differs:
 
-- **The store is the job board.** Each training is a record `.jobs/<id>.json` on the run store
-  (MNIST_STUDIO_STORE): its config, workspace, state and Ray submission id. A restarted app server
+- **The store is the job board.** Each job is a record `.jobs/<id>.json` on the run store
+  (MNIST_STUDIO_STORE): its kind ("training" or "import"), its config (an import's filename, dataset,
+  name and size: never this server's path), workspace, state and Ray submission id. A restarted app server
   reads the board and finds every waiting, queued and running job again; other app servers sharing
   the store count in the same limits (per-visitor active jobs, queue length). One server dispatches.
 - **The queue is ours, the work is Ray's.** A queued job is submitted, oldest first, once fewer than
@@ -15,12 +16,19 @@ snapshot, jobs_for, ...), so pages follow a cluster training exactly like a loca
   second and `.jobs/result/<id>.json` at its end; the app reads those and the job's status, never
   its logs while it runs. A job that fails without a result is described by Ray's message and the
   last line of its log (no traceback reaches the page).
-- **Stop** is `stop_job`: the job gets SIGTERM and saves the model so far as a stopped run.
+- **Imports** (a `.studio.zip` bundle or a bare `.keras` model) queue with the trainings, under the
+  same caps: submit puts the staged upload on the store (`.jobs/uploads/<id>.upload`; a node cannot read
+  this server's temporary folder) and deletes the staged copy; the job imports it as this server would
+  (a child process under imports.IMPORT_LIMITS) and the upload object is deleted when the job ends.
+- **Quotas.** On a public server a submit is refused with the local message when the workspace is over
+  its quota or the run's estimate (an import: its size) would take it over: the job saves elsewhere.
+- **Stop** is `stop_job`: a training gets SIGTERM and saves the model so far as a stopped run; an
+  import ends with nothing saved (cancelled), as here.
 - **A vanished cluster** (it forgot the job, or cannot be reached for `VANISHED_AFTER_S`) fails the
   job with a message; queued jobs wait and say why.
 
 Ray is imported only when a manager is made with the setting on (`RayJobs`): without it the app
-never loads Ray. Imports of models and bundles stay jobs of the local manager it wraps.
+never loads Ray. The local manager it wraps holds no job of ours; its active jobs still count in the cap.
 """
 
 from __future__ import annotations
@@ -320,7 +328,7 @@ class ClusterJobManager:
         return mine + self.local.active_jobs()
 
     def running(self) -> list[jobs.Job]:
-        """This server's running jobs: the imports here. Cluster trainings take nothing from this machine."""
+        """This server's running jobs (the local manager's). Cluster jobs take nothing from this machine."""
         return self.local.running()
 
     def wait(self, job_id: str, timeout: float = 600.0) -> jobs.Job:

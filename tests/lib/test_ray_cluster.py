@@ -264,6 +264,28 @@ def test_a_hostile_model_fails_on_the_cluster_as_it_does_here_and_leaves_no_uplo
     assert trained_runs(folder) == [] and uploads_on_the_store() == []
 
 
+def test_stop_ends_a_cluster_import_with_nothing_saved(server, tmp_path):
+    """Stop on an import the cluster is running: the job ends (its child with it), the import is
+    cancelled with the local message, and neither a run nor the upload is left."""
+    import keras
+
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")])
+    model.save(tmp_path / "fine.keras")
+    manager, folder = server()
+    job_id = manager.submit(imports.stage_upload((tmp_path / "fine.keras").read_bytes(), "fine.keras",
+                                                 dataset="mnist"), "visitor")
+    ray_jobs = raycluster.RayJobs(server.head.address)
+    wait_for(lambda: manager.snapshot(job_id).state == jobs.RUNNING
+             and ray_jobs.status(f"mnist-studio-{job_id}")[0] == "RUNNING", 60, "the import to run on the cluster")
+    manager.stop(job_id)
+    job = manager.wait(job_id, timeout=JOB_TIMEOUT_S)
+    assert job.state == jobs.CANCELLED and job.run_id is None
+    assert job.error == process.stopped_message(jobs.IMPORT)
+    assert jobs.describe_state(job) == f"Cancelled: {job.error}"
+    assert ray_jobs.status(f"mnist-studio-{job_id}")[0] == "STOPPED"
+    assert trained_runs(folder) == [] and uploads_on_the_store() == []
+
+
 def test_cluster_jobs_past_the_workspace_quota_are_refused_with_the_local_message(server):
     """A public server's workspace quota holds for runs the cluster makes: an import or a training that
     would pass it is refused when submitted, with the message a local save gives, and nothing reaches

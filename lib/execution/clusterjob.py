@@ -1,4 +1,4 @@
-"""The cluster side of a training on Ray: `python -m lib.execution.clusterjob JOB_ID`.
+"""The cluster side of a training or an import on Ray: `python -m lib.execution.clusterjob JOB_ID`.
 
 The entry point of one Ray job (lib.execution.raycluster submits it), run on a cluster node with the
 project's code as its working directory and `MNIST_STUDIO_STORE` naming the run store the app reads.
@@ -9,21 +9,32 @@ events so far) at most once per PROGRESS_EVERY_S, at each epoch's end and at the
 `.jobs/result/<id>.json`: the run and its scores, or the error in the user's words (the traceback
 goes to the job's log). SIGTERM (Ray's stop_job) asks the training to stop after its batch: the model
 so far is saved as a stopped run, as a local Stop does.
+
+An import (the record's kind "import": filename, dataset, name, nbytes) fetches its upload from the
+store (`.jobs/uploads/<id>.upload`, put there by the app) into a private temporary file and imports it
+as the app server does (lib.execution.imports.run_import: a child process under IMPORT_LIMITS, so a
+hostile or huge model costs that child), into the workspace folder; the run goes to the store as a
+training's does. The upload object is deleted when the job ends, whatever the outcome. SIGTERM ends
+the import's child at once: nothing is saved, as a local Stop of an import.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
 import threading
 import time
 import traceback
+from pathlib import Path
 
 from lib.data import paths
-from lib.execution import process, worker
+from lib.execution import imports, jobs, process, worker
 from lib.store import backend
 
 PROGRESS_EVERY_S = 1.0  # the app polls every second: one small store write per second at most
@@ -41,6 +52,11 @@ def progress_key(job_id: str) -> str:
 
 def result_key(job_id: str) -> str:
     return f"{backend.JOBS_PREFIX}/result/{job_id}.json"
+
+
+def upload_key(job_id: str) -> str:
+    """An import's file (written by the app: a node cannot read the app server's temporary folder)."""
+    return f"{backend.JOBS_PREFIX}/uploads/{job_id}.upload"
 
 
 class ProgressBoard:
@@ -100,30 +116,57 @@ class ProgressBoard:
 
 
 def run(job_id: str) -> int:
-    """Train the job `job_id` of the store named by MNIST_STUDIO_STORE; 0 when a run was saved."""
+    """Run the job `job_id` (a training or an import) of the store named by MNIST_STUDIO_STORE; 0 when a
+    run was saved."""
     if backend.is_remote(backend.store_url()):  # this node's working copy: a temporary folder
         os.environ[paths.RUNS_DIR_ENV] = tempfile.mkdtemp(prefix="mnist-studio-job-")
     store = backend.current()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # Ray's stop_job: save what we have, then end
     record = store.get_json(record_key(job_id))
+    kind = (record or {}).get("kind", jobs.TRAINING)  # records written before imports ran here have none
     board = ProgressBoard(store, job_id)
     try:
         if record is None:
             raise RuntimeError(f"The job {job_id} is not on the run store {store.url or paths.runs_dir()}.")
         runs_dir = paths.runs_dir() / record.get("workspace", "")
         store.pull_uploads(runs_dir)  # the workspace's uploaded and drawn datasets (not its runs)
-        payload = {"config": record["config"], "data_dir": os.environ.get(paths.DATA_DIR_ENV) or None,
-                   "runs_dir": str(runs_dir)}
-        outcome = worker.train(payload, board, stop.is_set)
+        if kind == jobs.IMPORT:
+            outcome = import_upload(store, job_id, record["config"], runs_dir, stop.is_set)
+        else:
+            payload = {"config": record["config"], "data_dir": os.environ.get(paths.DATA_DIR_ENV) or None,
+                       "runs_dir": str(runs_dir)}
+            outcome = worker.train(payload, board, stop.is_set)
         code = 0
     except Exception as error:  # noqa: BLE001 - the app gets a message, the job's log the traceback
         traceback.print_exc()
-        outcome, code = {"error": process.user_message(error, "training")}, 1
+        outcome, code = {"error": process.user_message(error, kind)}, 1
     board.close()
+    if kind == jobs.IMPORT:  # before the result: once the app reads it, the upload is gone
+        with contextlib.suppress(backend.StoreError):
+            store.remove_object(upload_key(job_id))
     store.put_json(result_key(job_id), {**outcome, "written": time.time()})
     print(json.dumps({"job": job_id, **outcome}))
     return code
+
+
+def import_upload(store, job_id: str, fields: dict, runs_dir: Path, should_stop) -> dict:
+    """The job's upload, fetched into a private temporary folder, imported into `runs_dir` as the app
+    server imports one (a child process under imports.IMPORT_LIMITS); the result's fields."""
+    folder = Path(tempfile.mkdtemp(prefix="mnist-studio-import-"))  # mode 0700: this user's only
+    try:
+        path = folder / "upload"
+        try:
+            store.get_file(upload_key(job_id), path)
+        except FileNotFoundError:
+            raise ValueError(f"{fields['filename']} is no longer on the run store; upload it again.") from None
+        request = imports.ImportRequest(filename=fields["filename"], path=str(path), nbytes=int(fields["nbytes"]),
+                                        dataset=fields.get("dataset"), name=fields.get("name") or "")
+        run, result = imports.run_import(request, should_stop=should_stop,
+                                         data_dir=os.environ.get(paths.DATA_DIR_ENV) or None, runs_dir=runs_dir)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return {"run_id": run.run_id, **dataclasses.asdict(result)}
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ a private temporary file, and lib.store.bundles imports it in a child process (l
 under a time and a memory limit: a model that is too big or too slow, or that finds a way around
 Keras' safe mode, costs that child, never the server. The server only reads the run the child wrote.
 On a shared server an import is a job like a training (lib.execution.jobs): one active job per
-visitor, the same queue, and the upload's size held in the workspace quota while it runs.
+visitor, the same queue, and the upload's size held in the workspace quota while it runs. With
+MNIST_STUDIO_RAY_ADDRESS set the same import runs as a Ray job (lib.execution.raycluster, clusterjob).
 
 The limits, measured on a busy 2-core machine (TensorFlow 2.21, Keras 3.15, the MNIST test set):
 - IMPORT_MEMORY_MB caps the child's address space (RLIMIT_AS; TensorFlow reserves far more address

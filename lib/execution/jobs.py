@@ -415,7 +415,9 @@ def describe_state(job: Job) -> str:
     if job.state == WAITING:
         return _("Waiting: joins the queue when the run before it ends.")
     if job.state == RUNNING and job.kind == IMPORT:
-        return _("Importing: checking the file, loading it in safe mode and scoring it on the test set…")
+        return (_("Importing on the cluster: checking the file, loading it in safe mode and scoring it on the test "
+                  "set…") if job.where else
+                _("Importing: checking the file, loading it in safe mode and scoring it on the test set…"))
     if job.state == RUNNING:
         last = job.last or {}
         if last.get("kind") == "end":

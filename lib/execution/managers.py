@@ -1,6 +1,6 @@
 """Which job manager a deployment gets: this machine's (lib.execution.jobs) or, with
-MNIST_STUDIO_RAY_ADDRESS set, a Ray cluster's (lib.execution.raycluster) wrapping this machine's
-for imports. Without the setting nothing changes and Ray is never imported.
+MNIST_STUDIO_RAY_ADDRESS set, a Ray cluster's (lib.execution.raycluster) for trainings and imports.
+Without the setting nothing changes and Ray is never imported.
 """
 
 from __future__ import annotations

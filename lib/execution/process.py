@@ -86,6 +86,11 @@ def run_child(task: str, payload: dict, *, limits: ChildLimits, what: str = "tra
         child.end()
 
 
+def stopped_message(what: str) -> str:
+    """How a job that was stopped with nothing to save ended (an import: stop_grace_s 0)."""
+    return f"The {what} was stopped before it finished; nothing was saved."
+
+
 def user_message(error: Exception, what: str = "training", memory_mb: int | None = None) -> str:
     """What went wrong, in the words of the exception lib raised on purpose."""
     from lib.store import workspaces
@@ -255,7 +260,7 @@ class _Child:
                                    f"{limits.silence_limit_s:g} s), so it was ended.")
             if stop_asked is not None and now - stop_asked >= limits.stop_grace_s:
                 if limits.stop_grace_s <= 0:
-                    raise self._failed(f"The {self.what} was stopped before it finished; nothing was saved.")
+                    raise self._failed(stopped_message(self.what))
                 raise self._failed(f"The {self.what} did not stop within {limits.stop_grace_s:g} s of the stop "
                                    "request, so it was ended; nothing was saved.")
 
@@ -297,7 +302,7 @@ class _Child:
         except subprocess.TimeoutExpired:
             code = None
         if stop_asked is not None and self.limits.stop_grace_s <= 0:
-            return f"The {self.what} was stopped before it finished; nothing was saved."
+            return stopped_message(self.what)
         how = f"exit code {code}" if code is None or code >= 0 else f"killed by signal {-code}"
         if self.limits.memory_mb:
             likely = f"most likely it needed more than the {self.limits.memory_mb:,} MB of memory it may use here"

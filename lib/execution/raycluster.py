@@ -1,10 +1,11 @@
-"""Trainings as Ray jobs on a cluster (Ray Jobs API), switched on by MNIST_STUDIO_RAY_ADDRESS.
+"""Trainings and model imports as Ray jobs on a cluster (Ray Jobs API), switched on by MNIST_STUDIO_RAY_ADDRESS.
 
 `ClusterJobManager` has the job manager's interface (lib.execution.jobs.JobManager: submit, stop,
 snapshot, jobs_for, ...), so pages follow a cluster training exactly like a local one. What differs:
 
-- **The store is the job board.** Each training is a record `.jobs/<id>.json` on the run store
-  (MNIST_STUDIO_STORE): its config, workspace, state and Ray submission id. A restarted app server
+- **The store is the job board.** Each job is a record `.jobs/<id>.json` on the run store
+  (MNIST_STUDIO_STORE): its kind ("training" or "import"), its config (an import's filename, dataset,
+  name and size: never this server's path), workspace, state and Ray submission id. A restarted app server
   reads the board and finds every waiting, queued and running job again; other app servers sharing
   the store count in the same limits (per-visitor active jobs, queue length). One server dispatches.
 - **The queue is ours, the work is Ray's.** A queued job is submitted, oldest first, once fewer than
@@ -15,12 +16,19 @@ snapshot, jobs_for, ...), so pages follow a cluster training exactly like a loca
   second and `.jobs/result/<id>.json` at its end; the app reads those and the job's status, never
   its logs while it runs. A job that fails without a result is described by Ray's message and the
   last line of its log (no traceback reaches the page).
-- **Stop** is `stop_job`: the job gets SIGTERM and saves the model so far as a stopped run.
+- **Imports** (a `.studio.zip` bundle or a bare `.keras` model) queue with the trainings, under the
+  same caps: submit puts the staged upload on the store (`.jobs/uploads/<id>.upload`; a node cannot read
+  this server's temporary folder) and deletes the staged copy; the job imports it as this server would
+  (a child process under imports.IMPORT_LIMITS) and the upload object is deleted when the job ends.
+- **Quotas.** On a public server a submit is refused with the local message when the workspace is over
+  its quota or the run's estimate (an import: its size) would take it over: the job saves elsewhere.
+- **Stop** is `stop_job`: a training gets SIGTERM and saves the model so far as a stopped run; an
+  import ends with nothing saved (cancelled), as here.
 - **A vanished cluster** (it forgot the job, or cannot be reached for `VANISHED_AFTER_S`) fails the
   job with a message; queued jobs wait and say why.
 
 Ray is imported only when a manager is made with the setting on (`RayJobs`): without it the app
-never loads Ray. Imports of models and bundles stay jobs of the local manager it wraps.
+never loads Ray. The local manager it wraps holds no job of ours; its active jobs still count in the cap.
 """
 
 from __future__ import annotations
@@ -35,9 +43,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from lib.data import catalog, datasets, paths
-from lib.execution import clusterjob, imports, jobs
+from lib.execution import clusterjob, imports, jobs, process
 from lib.i18n import N_
-from lib.store import backend, profile
+from lib.store import backend, profile, workspaces
 from lib.training.config import TrainConfig
 
 ADDRESS_ENV = "MNIST_STUDIO_RAY_ADDRESS"  # the cluster's dashboard, e.g. http://127.0.0.1:8265
@@ -166,7 +174,8 @@ def runtime_env(cluster: ClusterSettings, stop_wait_s: int = STOP_WAIT_S) -> dic
 class ClusterJobManager:
     """The job manager's interface over a Ray cluster and the store's job board; thread-safe.
 
-    Trainings go to the cluster; imports (an ImportRequest) go to `local`, a JobManager of this server.
+    Trainings and imports (an ImportRequest) go to the cluster; `local` (a JobManager of this server)
+    only counts in the per-visitor cap and answers for jobs it holds (none of ours).
     """
 
     def __init__(self, cluster: ClusterSettings, *, local: jobs.JobManager | None = None,
@@ -198,7 +207,7 @@ class ClusterJobManager:
     # -- the job manager's interface --------------------------------------------------------------------
     def submit(self, config, session_id: str, *, runs_dir=None) -> str:
         if isinstance(config, imports.ImportRequest):
-            return self.local.submit(config, session_id, runs_dir=runs_dir)
+            return self._submit_import(config, session_id, runs_dir)
         return self.submit_chain([config], session_id, runs_dir=runs_dir)[0]
 
     def submit_chain(self, configs: list, session_id: str, *, runs_dir=None) -> list[str]:
@@ -208,6 +217,9 @@ class ClusterJobManager:
             problem = self._budget_problem(config, runs_dir)
             if problem:
                 raise jobs.SubmitRefused(problem)
+        problem = self._disk_problem(configs, runs_dir)
+        if problem:
+            raise jobs.SubmitRefused(problem)
         ids = []
         with self._lock:
             problem = self._refusal(session_id)
@@ -215,7 +227,7 @@ class ClusterJobManager:
                 raise jobs.SubmitRefused(problem)
             now = time.time()
             for n, config in enumerate(configs):
-                job = jobs.Job(f"c-{uuid.uuid4().hex[:12]}", session_id, config, created=now + n * 1e-6,
+                job = jobs.Job(_new_id(), session_id, config, created=now + n * 1e-6,
                                state=jobs.QUEUED if n == 0 else jobs.WAITING, after=ids[-1] if ids else None,
                                runs_dir=runs_dir, where=CLUSTER)
                 self._jobs[job.job_id] = job
@@ -226,8 +238,39 @@ class ClusterJobManager:
         self._wake.set()
         return ids
 
+    def _submit_import(self, request: imports.ImportRequest, session_id: str, runs_dir) -> str:
+        """Put the staged upload on the store (a cluster node cannot read this server's temporary folder)
+        and queue the import like a training; the staged copy is deleted once it is on the store."""
+        self._workspace(runs_dir)
+        problem = self._quota_problem(runs_dir, request.nbytes)  # as the local importer's Workspace.store
+        if not problem:
+            with self._lock:  # now, before a long upload; asked again after it (another tab may have won)
+                problem = self._refusal(session_id)
+        if problem:
+            raise jobs.SubmitRefused(problem)
+        job_id = _new_id()
+        try:
+            self._store.put_file(clusterjob.upload_key(job_id), Path(request.path))
+        except OSError as error:  # a StoreError says what to do; a staged file gone is this server's fault
+            raise jobs.SubmitRefused(str(error) if isinstance(error, backend.StoreError) else
+                                     f"{request.filename} could not be read again ({_short(error)}); upload it again.") from None
+        imports.discard(request)
+        job = jobs.Job(job_id, session_id, replace(request, path="", staged=False), runs_dir=runs_dir, where=CLUSTER)
+        with self._lock:
+            problem = self._refusal(session_id)
+            if not problem:
+                self._jobs[job_id] = job
+                self._renumber()
+        if problem:
+            self._remove_upload(job_id)
+            raise jobs.SubmitRefused(problem)
+        self._save(job)
+        self._wake.set()
+        return job_id
+
     def stop(self, job_id: str) -> None:
-        """A queued job is cancelled; a running one is asked to stop (it saves the model so far)."""
+        """A queued job is cancelled; a running one is asked to stop (a training saves the model so far,
+        an import ends with nothing saved)."""
         if not job_id.startswith("c-"):
             return self.local.stop(job_id)
         with self._lock:
@@ -285,7 +328,7 @@ class ClusterJobManager:
         return mine + self.local.active_jobs()
 
     def running(self) -> list[jobs.Job]:
-        """This server's running jobs: the imports here. Cluster trainings take nothing from this machine."""
+        """This server's running jobs (the local manager's). Cluster jobs take nothing from this machine."""
         return self.local.running()
 
     def wait(self, job_id: str, timeout: float = 600.0) -> jobs.Job:
@@ -303,12 +346,14 @@ class ClusterJobManager:
         active = [job for job in self._jobs.values() if job.session_id == session_id and job.state in jobs.CAPPED_STATES]
         local = self.local.active_count(session_id)
         if self.max_active_per_session is not None and len(active) + local >= self.max_active_per_session:
-            return (f"You already have a training queued or running on the cluster; on this shared app each "
-                    f"visitor trains {self.max_active_per_session} at a time. Wait for it to finish, or stop it.")
+            what = "an import" if any(job.kind == jobs.IMPORT for job in active) else "a training"
+            return (f"You already have {what} queued or running on the cluster; on this shared app each "
+                    f"visitor trains or imports {self.max_active_per_session} at a time. Wait for it to finish, "
+                    f"or stop it.")
         if self.max_queue is not None:
             waiting = sum(1 for job in self._jobs.values() if job.state == jobs.QUEUED)
             if waiting >= self.max_queue:
-                return (f"{waiting} trainings are already waiting for the cluster (the limit is {self.max_queue}). "
+                return (f"{waiting} jobs are already waiting for the cluster (the limit is {self.max_queue}). "
                         f"Try again in a few minutes.")
         return ""
 
@@ -321,6 +366,26 @@ class ClusterJobManager:
             return profile.check_config(self.profile, config, info)
         except ValueError as error:
             return str(error)
+
+    def _disk_problem(self, configs: list, runs_dir) -> str:
+        """The workspace quota the local trainer holds (workspaces.quota_guarded), checked at submit for
+        every run of a chain: the cluster's job saves its run where this server's quota cannot stop it."""
+        if self.profile is None or not self.profile.public:
+            return ""
+        try:
+            total = sum(workspaces.estimate_training_bytes(config, catalog.get_info(
+                config.dataset, self.data_dir, datasets.uploads_dir(runs_dir))) for config in configs)
+        except ValueError as error:
+            return str(error)
+        return self._quota_problem(runs_dir, total)
+
+    def _quota_problem(self, runs_dir, nbytes: int) -> str:
+        """Why `nbytes` more in the workspace would pass its (or the server's) quota: profile.check_disk's
+        message, as a local save gives it; "" where the profile has no quota."""
+        if self.profile is None or not self.profile.public:
+            return ""
+        workspace = workspaces.Workspace(Path(runs_dir) if runs_dir else paths.runs_dir())
+        return workspaces.quota_problem(workspace, nbytes, current=self.profile)
 
     @staticmethod
     def _workspace(runs_dir) -> str:
@@ -337,14 +402,25 @@ class ClusterJobManager:
 
     # -- the board on the store -------------------------------------------------------------------------
     def _save(self, job: jobs.Job) -> None:
+        """The job's record on the board; an import that has ended has its upload deleted too."""
         with self._lock:
-            record = {"job_id": job.job_id, "session_id": job.session_id, "config": job.config.to_dict(),
+            config = job.config.to_dict() if job.kind == jobs.TRAINING else _import_fields(job.config)
+            record = {"job_id": job.job_id, "session_id": job.session_id, "kind": job.kind, "config": config,
                       "workspace": self._workspace(job.runs_dir), "state": job.state, "created": job.created,
                       "started": job.started, "ended": job.ended, "run_id": job.run_id, "summary": job.summary,
                       "error": job.error, "after": job.after, "stop": job.stop_event.is_set(),
                       "cluster": self.cluster.address, "submission_id": _submission_id(job.job_id)}
         try:
             self._store.put_json(clusterjob.record_key(job.job_id), record)
+        except backend.StoreError as error:
+            with self._lock:
+                self.problem = str(error)
+        if job.kind == jobs.IMPORT and record["state"] not in jobs.ACTIVE_STATES:
+            self._remove_upload(job.job_id)  # the job deletes it too; a cancelled or lost one never ran
+
+    def _remove_upload(self, job_id: str) -> None:
+        try:
+            self._store.remove_object(clusterjob.upload_key(job_id))
         except backend.StoreError as error:
             with self._lock:
                 self.problem = str(error)
@@ -382,7 +458,11 @@ class ClusterJobManager:
 
     def _from_record(self, record: dict) -> jobs.Job:
         workspace = record.get("workspace", "")
-        job = jobs.Job(record["job_id"], record["session_id"], TrainConfig.from_dict(record["config"]),
+        kind = record.get("kind", jobs.TRAINING)
+        if kind not in (jobs.TRAINING, jobs.IMPORT):
+            raise ValueError(f"unknown job kind {kind!r}")
+        config = TrainConfig.from_dict(record["config"]) if kind == jobs.TRAINING else _import_request(record["config"])
+        job = jobs.Job(record["job_id"], record["session_id"], config,
                        state=record["state"], created=record["created"], started=record.get("started"),
                        ended=record.get("ended"), run_id=record.get("run_id"), summary=record.get("summary") or {},
                        error=record.get("error") or "", after=record.get("after"),
@@ -470,14 +550,20 @@ class ClusterJobManager:
             if result.get("run_id"):
                 job.run_id = result["run_id"]
                 states = {"finished": jobs.FINISHED, "stopped": jobs.STOPPED, "diverged": jobs.DIVERGED}
-                job.state = states.get(result.get("status"), jobs.FAILED)
-                if job.stop_event.is_set() and job.state == jobs.FINISHED:
+                if job.kind == jobs.IMPORT:
+                    job.state = jobs.FINISHED  # whatever the imported run's own status says, as locally
+                else:
+                    job.state = states.get(result.get("status"), jobs.FAILED)
+                if job.stop_event.is_set() and job.state == jobs.FINISHED and job.kind == jobs.TRAINING:
                     job.state = jobs.STOPPED
                 job.summary = {"status": result.get("status"), "reason": result.get("stop_reason", ""),
                                **{name: result.get(name) for name in ("test_accuracy", "test_loss", "seconds",
-                                                                       "samples_per_s", "precision")}}
+                                                                       "samples_per_s", "precision", "scores")}}
                 if job.state == jobs.FAILED:
                     job.error = result.get("stop_reason") or "The training failed."
+            elif job.kind == jobs.IMPORT and (status == "STOPPED" or job.stop_event.is_set()):
+                job.state = jobs.CANCELLED  # an import stops with nothing saved, as locally
+                job.error = process.stopped_message(jobs.IMPORT)
             elif status == "STOPPED" or job.stop_event.is_set():
                 job.state = jobs.STOPPED
                 job.error = "Stopped on the cluster before a model was saved."
@@ -496,14 +582,15 @@ class ClusterJobManager:
 
     def _failure_message(self, job: jobs.Job, message: str, gone: bool) -> str:
         if gone:
+            again = "Import the file again." if job.kind == jobs.IMPORT else "Train again."
             return (f"The Ray cluster at {self.cluster.address} no longer knows this job (it was restarted or "
-                    f"replaced), so the training was lost. Train again.")
+                    f"replaced), so the {job.kind} was lost. {again}")
         tail = self.ray.log_tail(_submission_id(job.job_id))
         cleaned = " ".join(message.split())
         if "Traceback" in cleaned or len(cleaned) > 300:
             cleaned = ""
         parts = [part for part in (cleaned, tail) if part]
-        return "The training failed on the cluster: " + (" · ".join(parts) if parts else "no message.")
+        return f"The {job.kind} failed on the cluster: " + (" · ".join(parts) if parts else "no message.")
 
     def _cluster_unreachable(self, error: Exception, job: jobs.Job | None = None) -> None:
         now = time.monotonic()
@@ -515,8 +602,9 @@ class ClusterJobManager:
             with self._lock:
                 job.ended = time.time()
                 job.state = jobs.FAILED
+                again = "Import the file again" if job.kind == jobs.IMPORT else "Train again"
                 job.error = (f"The Ray cluster at {self.cluster.address} could not be reached for "
-                             f"{self._vanished_after_s:.0f} s, so this training is taken as lost. Train again "
+                             f"{self._vanished_after_s:.0f} s, so this {job.kind} is taken as lost. {again} "
                              f"once the cluster is back.")
                 job.batches = jobs.thin(job.batches, jobs.ENDED_BATCH_POINTS)
                 self._release_next(job.job_id)
@@ -540,7 +628,7 @@ class ClusterJobManager:
             try:
                 self.ray.submit(_submission_id(job.job_id), f"{ENTRYPOINT} {job.job_id}", runtime_env(self.cluster),
                                 self.cluster.cpus, self.cluster.gpus,
-                                {"app": "mnist-studio", "job": job.job_id})
+                                {"app": "mnist-studio", "job": job.job_id, "kind": job.kind})
             except (RuntimeError, OSError, ValueError) as error:
                 if isinstance(error, OSError) or "connect" in str(error).lower():
                     self._cluster_unreachable(error)
@@ -550,7 +638,7 @@ class ClusterJobManager:
                     return
                 with self._lock:  # the cluster refused it (a runtime environment it cannot build, ...)
                     job.state, job.ended = jobs.FAILED, time.time()
-                    job.error = f"The cluster refused this training: {_short(error)}"
+                    job.error = f"The cluster refused this {job.kind}: {_short(error)}"
                     self._release_next(job.job_id)
                     self._renumber()
                 self._save(job)
@@ -591,11 +679,28 @@ class ClusterJobManager:
                 threading.Thread(target=self._remove_record, args=(job.job_id,), daemon=True).start()
 
     def _remove_record(self, job_id: str) -> None:
-        for key in (clusterjob.progress_key(job_id), clusterjob.result_key(job_id), clusterjob.record_key(job_id)):
+        for key in (clusterjob.upload_key(job_id), clusterjob.progress_key(job_id), clusterjob.result_key(job_id),
+                    clusterjob.record_key(job_id)):
             try:
-                self._store.remove_json(key)
+                self._store.remove_object(key)
             except backend.StoreError:
                 return
+
+
+def _new_id() -> str:
+    """A cluster job's id: "c-" tells it from this server's jobs (lib.execution.jobs: "job-N")."""
+    return f"c-{uuid.uuid4().hex[:12]}"
+
+
+def _import_fields(request: imports.ImportRequest) -> dict:
+    """What the board keeps of an import: never the server's path (the file is on the store)."""
+    return {"filename": request.filename, "dataset": request.dataset, "name": request.name, "nbytes": request.nbytes}
+
+
+def _import_request(fields: dict) -> imports.ImportRequest:
+    """An import from its board record: no local file (path ""), nothing to discard here."""
+    return imports.ImportRequest(filename=str(fields["filename"]), path="", nbytes=int(fields["nbytes"]),
+                                 dataset=fields.get("dataset"), name=str(fields.get("name") or ""), staged=False)
 
 
 def _submission_id(job_id: str) -> str:

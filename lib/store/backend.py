@@ -126,8 +126,25 @@ class LocalStore:
         folder = paths.runs_dir() / prefix
         return sorted(f"{prefix}/{p.name}" for p in folder.glob("*.json")) if folder.is_dir() else []
 
-    def remove_json(self, relative: str) -> None:
+    def remove_object(self, relative: str) -> None:
+        """A job board object (JSON or a file); gone already is fine."""
         (paths.runs_dir() / relative).unlink(missing_ok=True)
+
+    # Files by path relative to the runs folder (an import's upload on the job board): copied whole.
+    def put_file(self, relative: str, source: Path) -> None:
+        import shutil
+
+        target = paths.runs_dir() / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+
+    def get_file(self, relative: str, target: Path) -> None:
+        """The object into `target`; FileNotFoundError when there is none."""
+        import shutil
+
+        shutil.copyfile(paths.runs_dir() / relative, target)
 
 
 class FsspecStore:
@@ -472,11 +489,22 @@ class FsspecStore:
             return []
         return sorted(f"{prefix}/{name.rstrip('/').rsplit('/', 1)[-1]}" for name in names if name.endswith(".json"))
 
-    def remove_json(self, relative: str) -> None:
+    def remove_object(self, relative: str) -> None:
+        """A job board object (JSON or a file); gone already is fine."""
         try:
             self._call(self.fs.rm_file, f"{self._base}/{relative}")
         except FileNotFoundError:
             pass
+
+    # Files by path relative to the runs folder (an import's upload on the job board).
+    def put_file(self, relative: str, source: Path) -> None:
+        fs = self.fs  # first: it sets self._base
+        self._call(fs.put_file, str(source), f"{self._base}/{relative}")
+
+    def get_file(self, relative: str, target: Path) -> None:
+        """The object into `target`; FileNotFoundError when there is none."""
+        fs = self.fs
+        self._call(fs.get_file, f"{self._base}/{relative}", str(target))
 
     def pull_run(self, folder: Path) -> None:
         """One committed run (made elsewhere: a cluster's job) into `folder` now, whatever LIST_TTL_S says."""

@@ -316,9 +316,7 @@ def quota_guarded(trainer, *, current: profile.Profile | None = None):
         problem = profile.check_config(current or profile.current(), config, info)
         if problem:  # the page checked already; this holds for any caller
             raise ValueError(problem)
-        params = sum(row.params for row in architectures.summarize(config.layer_specs, info.input_shape,
-                                                                    info.num_classes))
-        return workspace.store(estimate_run_bytes(params),
+        return workspace.store(estimate_training_bytes(config, info),
                                lambda folder: trainer(config, on_progress, should_stop, data_dir, folder),
                                current=current)
 
@@ -328,6 +326,12 @@ def quota_guarded(trainer, *, current: profile.Profile | None = None):
 def estimate_run_bytes(params: int) -> int:
     """Roughly what a run of a model with `params` parameters takes on disk."""
     return params * BYTES_PER_PARAM + RUN_OVERHEAD_BYTES
+
+
+def estimate_training_bytes(config, info) -> int:
+    """Roughly what the run of a TrainConfig on a dataset (a lib.data.datasets.DatasetInfo) takes on disk."""
+    params = sum(row.params for row in architectures.summarize(config.layer_specs, info.input_shape, info.num_classes))
+    return estimate_run_bytes(params)
 
 
 def folder_bytes(folder: Path) -> int:
@@ -367,19 +371,9 @@ def reserve(workspace: Workspace, nbytes: int, *, current: profile.Profile | Non
         yield None
         return
     root = Path(root) if root else paths.runs_dir()
-    # On a remote store the quotas count what is there too (workspaces this server has not pulled since it
-    # started), asked before the lock: one listing call each, never while other visitors wait for the lock.
-    store = backend.current()
-    stored_mine, stored_all = store.stored_bytes(workspace.folder), store.stored_bytes(root)
+    stored = _stored_bytes(workspace, root)
     with _LOCK:
-        pending_mine = sum(size for folder, size in _RESERVED.values() if folder == workspace.folder)
-        pending_all = sum(size for _, size in _RESERVED.values())
-        message = profile.check_disk(
-            current,
-            workspace_bytes=max(workspace.usage_bytes(), stored_mine) + pending_mine,
-            total_bytes=max(folder_bytes(root), stored_all) + pending_all,
-            adding_bytes=nbytes,
-        )
+        message = _quota_message(workspace, nbytes, current, root, stored)
         if message:
             raise QuotaExceeded(message)
         reservation = next(_RESERVATION_IDS)
@@ -389,6 +383,42 @@ def reserve(workspace: Workspace, nbytes: int, *, current: profile.Profile | Non
     finally:
         with _LOCK:
             _RESERVED.pop(reservation, None)
+
+
+def quota_problem(workspace: Workspace, nbytes: int, *, current: profile.Profile | None = None,
+                  root: Path | None = None) -> str:
+    """Why `nbytes` more in `workspace` would pass a quota now ("" if they fit, or in local): the check
+    `reserve` makes, holding nothing. For a run saved by someone else (a cluster's job), checked when
+    it is submitted."""
+    current = current or profile.current()
+    if not current.public:
+        return ""
+    root = Path(root) if root else _root_of(workspace)
+    stored = _stored_bytes(workspace, root)
+    with _LOCK:
+        return _quota_message(workspace, nbytes, current, root, stored)
+
+
+def _stored_bytes(workspace: Workspace, root: Path) -> tuple[int, int]:
+    """(the workspace's, everyone's) bytes on a remote store: the quotas count what is there too (workspaces
+    this server has not pulled since it started). One listing call each, asked before the lock, never while
+    other visitors wait for it."""
+    store = backend.current()
+    return store.stored_bytes(workspace.folder), store.stored_bytes(root)
+
+
+def _quota_message(workspace: Workspace, nbytes: int, current: profile.Profile, root: Path,
+                   stored: tuple[int, int]) -> str:
+    """Called under the lock: profile.check_disk on what is here or stored, plus the saves in flight."""
+    stored_mine, stored_all = stored
+    pending_mine = sum(size for folder, size in _RESERVED.values() if folder == workspace.folder)
+    pending_all = sum(size for _, size in _RESERVED.values())
+    return profile.check_disk(
+        current,
+        workspace_bytes=max(workspace.usage_bytes(), stored_mine) + pending_mine,
+        total_bytes=max(folder_bytes(root), stored_all) + pending_all,
+        adding_bytes=nbytes,
+    )
 
 
 def _over_quota(workspace: Workspace, written: list[Path], reservation: int, current: profile.Profile,

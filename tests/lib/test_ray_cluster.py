@@ -1,4 +1,4 @@
-"""Trainings as Ray jobs on a real local cluster, with a real S3-compatible server as the run store.
+"""Trainings and imports as Ray jobs on a real local cluster, with a real S3-compatible server as the run store.
 
 The module starts its own Ray head (`ray start --head` on 127.0.0.1 with the dashboard, free
 ports, a temporary folder; tests/lib/ray_head.py) and moto's S3 server, and ends both afterwards:
@@ -7,6 +7,8 @@ CI needs nothing started for it. If Ray cannot start, these tests fail (they nev
 """
 
 import io
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,8 +20,8 @@ import numpy as np
 import pytest
 
 from lib.data import datasets
-from lib.execution import clusterjob, jobs, managers, raycluster
-from lib.store import backend, profile, runs
+from lib.execution import clusterjob, imports, jobs, managers, process, raycluster
+from lib.store import backend, bundles, profile, runs, workspaces
 from lib.training.config import TrainConfig
 from tests.lib.ray_head import LocalHead
 from tests.moto_s3 import start_moto
@@ -69,6 +71,8 @@ def server(cluster, tmp_path, tiny_data_dir, monkeypatch):
     start.head = head
     yield start
     for manager in started:
+        if manager._closed.is_set():  # a server that "restarted": its view of the board is stale
+            continue
         for job in manager.active_jobs():
             manager.stop(job.job_id)
         manager.close()
@@ -77,6 +81,14 @@ def server(cluster, tmp_path, tiny_data_dir, monkeypatch):
 def trained_runs(folder):
     """The runs a listing of `folder` shows, without the bundled model."""
     return [run for run in runs.list_runs(folder)[0] if run.run_id != runs.BUNDLED_ID]
+
+
+def uploads_on_the_store():
+    """The import uploads on the job board of the current store (an S3 bucket of the `server` fixture)."""
+    bucket, prefix = os.environ[backend.STORE_ENV].removeprefix("s3://").split("/", 1)
+    s3 = boto3.client("s3", endpoint_url=os.environ[backend.ENDPOINT_ENV], region_name="us-east-1")
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{backend.JOBS_PREFIX}/uploads/")
+    return [item["Key"].rsplit("/", 1)[-1] for item in listed.get("Contents", [])]
 
 
 def wait_for(condition, timeout_s, what):
@@ -192,6 +204,109 @@ def test_a_visitors_own_dataset_trains_on_the_cluster_into_their_workspace(serve
     listed = trained_runs(workspace)
     assert [run.run_id for run in listed] == [job.run_id] and listed[0].dataset["name"] == "my-digits"
     assert trained_runs(folder) == []  # not in the top folder: in the visitor's workspace
+
+
+def test_a_bundle_imported_on_the_cluster_lands_in_the_visitors_workspace(server, tiny_data_dir, tmp_path):
+    """A visitor imports a run bundle: the upload goes to the store (a node cannot read this server's
+    temporary folder), the import runs as a Ray job that outlives a restart of the app server, and the
+    run is listed in the visitor's workspace with the score measured on the cluster; the upload is then
+    gone from the store, and this server's staged copy as soon as it was on the store."""
+    from lib.execution.pipeline import train_and_save
+
+    source, _ = train_and_save(TrainConfig(**TINY), data_dir=tiny_data_dir, runs_dir=tmp_path / "source")
+    manager, folder = server()
+    request = imports.stage_upload(bundles.export_bundle(source), "mine.studio.zip")
+    job_id = manager.submit(request, "visitor", runs_dir=folder / ".workspaces" / "a1b2c3")
+    assert not os.path.exists(request.path)
+    assert uploads_on_the_store() == [f"{job_id}.upload"]
+    record = backend.current().get_json(clusterjob.record_key(job_id))
+    assert record["kind"] == jobs.IMPORT and record["workspace"] == ".workspaces/a1b2c3"
+    assert record["config"] == {"filename": "mine.studio.zip", "dataset": None, "name": "", "nbytes": request.nbytes}
+    assert request.path not in json.dumps(record)
+    wait_for(lambda: manager.snapshot(job_id).state == jobs.RUNNING, 30, "the import to be submitted")
+    assert jobs.describe_state(manager.snapshot(job_id)).startswith("Importing on the cluster:")
+    manager.close()  # the server restarts mid-import
+    restarted, folder = server()
+    found = restarted.snapshot(job_id)
+    assert found is not None and found.kind == jobs.IMPORT and found.active and found.config.filename == "mine.studio.zip"
+    assert [job.job_id for job in restarted.jobs_for("visitor")] == [job_id]
+    job = restarted.wait(job_id, timeout=JOB_TIMEOUT_S)
+    assert job.state == jobs.FINISHED, job.error
+    listed = trained_runs(folder / ".workspaces" / "a1b2c3")
+    assert [run.run_id for run in listed] == [job.run_id]
+    measured = listed[0].meta["test_accuracy"]
+    assert listed[0].meta["scores"] == runs.MEASURED
+    assert measured == pytest.approx(source.meta["test_accuracy"], abs=1e-6)  # the same model on the same test set
+    assert job.summary["test_accuracy"] == measured
+    assert jobs.describe_state(job) == f"Imported · test accuracy {measured:.2%}"
+    assert trained_runs(folder) == []  # in the visitor's workspace only
+    assert uploads_on_the_store() == []
+
+
+def test_a_hostile_model_fails_on_the_cluster_as_it_does_here_and_leaves_no_upload(server, tiny_data_dir, tmp_path):
+    """A .keras file whose config names a Lambda layer (Python code a model must not run here) is refused
+    by the import on the cluster with the message a local import gives; no run, no upload left."""
+    import keras
+
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Lambda(lambda x: x * 2),
+                              keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.save(tmp_path / "lambda.keras")
+    data = (tmp_path / "lambda.keras").read_bytes()
+    with pytest.raises(bundles.InvalidBundle) as here:
+        bundles.import_keras(data, "mnist", tmp_path / "here", data_dir=tiny_data_dir)
+    manager, folder = server()
+    job = manager.wait(manager.submit(imports.stage_upload(data, "lambda.keras", dataset="mnist"), "visitor"),
+                       timeout=JOB_TIMEOUT_S)
+    assert job.state == jobs.FAILED
+    assert job.error == process.user_message(here.value, jobs.IMPORT)
+    assert "a Lambda layer" in job.error and "Traceback" not in job.error
+    assert jobs.describe_state(job) == f"Failed: {job.error}"
+    assert trained_runs(folder) == [] and uploads_on_the_store() == []
+
+
+def test_stop_ends_a_cluster_import_with_nothing_saved(server, tmp_path):
+    """Stop on an import the cluster is running: the job ends (its child with it), the import is
+    cancelled with the local message, and neither a run nor the upload is left."""
+    import keras
+
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")])
+    model.save(tmp_path / "fine.keras")
+    manager, folder = server()
+    job_id = manager.submit(imports.stage_upload((tmp_path / "fine.keras").read_bytes(), "fine.keras",
+                                                 dataset="mnist"), "visitor")
+    ray_jobs = raycluster.RayJobs(server.head.address)
+    wait_for(lambda: manager.snapshot(job_id).state == jobs.RUNNING
+             and ray_jobs.status(f"mnist-studio-{job_id}")[0] == "RUNNING", 60, "the import to run on the cluster")
+    manager.stop(job_id)
+    job = manager.wait(job_id, timeout=JOB_TIMEOUT_S)
+    assert job.state == jobs.CANCELLED and job.run_id is None
+    assert job.error == process.stopped_message(jobs.IMPORT)
+    assert jobs.describe_state(job) == f"Cancelled: {job.error}"
+    assert ray_jobs.status(f"mnist-studio-{job_id}")[0] == "STOPPED"
+    assert trained_runs(folder) == [] and uploads_on_the_store() == []
+
+
+def test_cluster_jobs_past_the_workspace_quota_are_refused_with_the_local_message(server):
+    """A public server's workspace quota holds for runs the cluster makes: an import or a training that
+    would pass it is refused when submitted, with the message a local save gives, and nothing reaches
+    the store or the cluster."""
+    public = profile.Profile(profile.PUBLIC, profile.Limits(workspace_quota_mb=1))
+    manager, folder = server(current=public)
+    workspace = workspaces.Workspace(folder / ".workspaces" / "a1b2c3")
+    request = imports.stage_upload(bytes(2 * profile.MB), "big.keras", dataset="mnist")
+    with pytest.raises(workspaces.QuotaExceeded) as here, workspaces.reserve(workspace, request.nbytes, current=public):
+        pass
+    with pytest.raises(jobs.SubmitRefused) as refused:
+        manager.submit(request, "visitor", runs_dir=workspace.folder)
+    assert str(refused.value) == str(here.value)
+    assert "this would add 2.0 MB and the limit is 1 MB" in str(refused.value)
+    imports.discard(request)  # as the Data page does with a refused upload
+    workspace.folder.mkdir(parents=True)
+    (workspace.folder / "older.bin").write_bytes(bytes(2 * profile.MB))  # the workspace is over its quota
+    with pytest.raises(jobs.SubmitRefused, match="Your workspace holds 2.0 MB"):
+        manager.submit(TrainConfig(**TINY), "visitor", runs_dir=workspace.folder)
+    assert manager.jobs_for("visitor") == []
+    assert backend.current().list_json(backend.JOBS_PREFIX) == [] and uploads_on_the_store() == []
 
 
 def test_a_local_cluster_can_use_a_plain_folder_as_the_store(cluster, tmp_path, tiny_data_dir, monkeypatch):

@@ -63,7 +63,7 @@ def test_a_visitors_run_predictions_and_share_link_survive_a_server_restart(brow
         visitor.open()
         key = workspace_key(visitor)
         assert "kept in the run store" in visitor.sidebar_text()
-        prepare_training(visitor, RUN)
+        prepare_training(visitor, RUN, 1, 2000)
         visitor.button("Train").click()
         wait_for_results(visitor, RUN)
         visitor.button("Share a read-only link").click()

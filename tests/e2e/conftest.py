@@ -111,7 +111,10 @@ def streamlit_server(runs_dir: Path, data_dir: Path, log_path: Path, **extra_env
     `log_path`. RuntimeError if it exits or is not healthy in time (also used by bench/load.py)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MNIST_STUDIO_RUNS_DIR": str(runs_dir), "MNIST_STUDIO_DATA_DIR": str(data_dir), **extra_env}
+    # The warm spare process on, as deployed (tests/conftest.py turns it off for in-process tests): each
+    # training after the server's first finds TensorFlow imported, as a visitor's would.
+    env = {**os.environ, "MNIST_STUDIO_RUNS_DIR": str(runs_dir), "MNIST_STUDIO_DATA_DIR": str(data_dir),
+           "MNIST_STUDIO_WARM_WORKER": "1", **extra_env}
     command = [
         sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
         "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",

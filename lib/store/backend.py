@@ -35,6 +35,8 @@ ENDPOINT_ENV = "MNIST_STUDIO_STORE_ENDPOINT"  # an S3-compatible service's URL (
 COMMIT_FILE = "COMMITTED"
 LIST_TTL_S = 5.0  # a listing is pulled from the store at most this often per folder (own writes are local already)
 CONNECT_TIMEOUT_S = 5  # an unreachable store answers in seconds, not minutes
+RETRIES = 2  # retries of a failed store request (botocore backs off up to 1 s, then 2 s, between them)
+ATTEMPTS_ENV = "AWS_MAX_ATTEMPTS"  # the standard AWS setting, total attempts per request: overrides RETRIES
 UPLOADS = ".datasets"  # lib.data.datasets.UPLOADS_SUBDIR: uploaded and drawn datasets, image-folder caches
 RUN_FILES_LAST = ("meta.json",)  # uploaded after the other files of a run, right before the commit object
 LAZY_FILES = ("model.keras",)  # runs.MODEL_FILE: pulled on first use, not with the listing (megabytes each)
@@ -172,8 +174,10 @@ class FsspecStore:
 
             options = {}
             if self.url.startswith(("s3://", "s3a://")):
+                attempts = os.environ.get(ATTEMPTS_ENV, "").strip()
+                retries = {"total_max_attempts": int(attempts)} if attempts.isdigit() else {"max_attempts": RETRIES}
                 options["config_kwargs"] = {"connect_timeout": CONNECT_TIMEOUT_S, "read_timeout": 30,
-                                            "retries": {"max_attempts": 2}}
+                                            "retries": retries}
                 if os.environ.get(ENDPOINT_ENV):
                     options["endpoint_url"] = os.environ[ENDPOINT_ENV]
             try:

@@ -34,6 +34,9 @@ def unreachable_store(monkeypatch) -> None:
     monkeypatch.setenv(backend.ENDPOINT_ENV, f"http://127.0.0.1:{port}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    # One attempt per request: the refused connection fails at once, but botocore's backoff before each
+    # retry (up to 1 s, then 2 s) cost seconds per call, and a page makes several (a minute per test).
+    monkeypatch.setenv(backend.ATTEMPTS_ENV, "1")
     backend._STORES.clear()
 
 

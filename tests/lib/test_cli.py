@@ -17,9 +17,17 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args, env_extra=None):
+    """`python -m lib ARGS` as a program: one per entry path (each starts TensorFlow anew, seconds on CI)."""
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "lib", *args], capture_output=True, text=True, cwd=PROJECT,
                           env=env, timeout=300)
+
+
+def run_main(capsys, *args) -> subprocess.CompletedProcess:
+    """The same command through `cli.main` in this process: its exit code, stdout and stderr as run_cli gives them."""
+    code = cli.main([str(arg) for arg in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["python", "-m", "lib", *args], code, out, err)
 
 
 def test_zoo_json_lists_reference_parameter_counts():
@@ -67,7 +75,7 @@ def test_missing_data_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     assert "fashion_mnist.npz" in err and len(err.strip().splitlines()) == 1
 
 
-def test_train_runs_evaluate_and_predict_json(tiny_data_dir, tmp_path):
+def test_train_runs_evaluate_and_predict_json(tiny_data_dir, tmp_path, capsys):
     runs_dir = tmp_path / "runs"
     done = run_cli("train", "--dataset", "mnist", "--arch", "mlp-128", "--epochs", "1", "--limit", "300",
                    "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs_dir), "--json")
@@ -76,10 +84,10 @@ def test_train_runs_evaluate_and_predict_json(tiny_data_dir, tmp_path):
     assert {"run_id", "test_accuracy", "test_loss", "seconds", "params"} <= set(summary)
     assert summary["params"] == 101_770
 
-    listed = json.loads(run_cli("runs", "--runs-dir", str(runs_dir), "--json").stdout)
+    listed = json.loads(run_main(capsys, "runs", "--runs-dir", str(runs_dir), "--json").stdout)
     assert [row["run_id"] for row in listed if not row["read_only"]] == [summary["run_id"]]
 
-    evaluated = json.loads(run_cli("evaluate", summary["run_id"], "--data-dir", str(tiny_data_dir),
+    evaluated = json.loads(run_main(capsys, "evaluate", summary["run_id"], "--data-dir", str(tiny_data_dir),
                                    "--runs-dir", str(runs_dir), "--json").stdout)
     assert evaluated["test_accuracy"] == pytest.approx(summary["test_accuracy"])
 
@@ -89,21 +97,24 @@ def test_train_runs_evaluate_and_predict_json(tiny_data_dir, tmp_path):
     Image.fromarray(digit).save(png)
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
-    done = run_cli("predict", "--model", summary["run_id"], str(png), str(text), "--runs-dir", str(runs_dir), "--json")
+    done = run_main(capsys, "predict", "--model", summary["run_id"], str(png), str(text), "--runs-dir", str(runs_dir), "--json")
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.strip().splitlines()]
     assert lines[0]["file"] == str(png) and isinstance(lines[0]["label"], int) and "warning" not in lines[0]
     assert len(lines[0]["probabilities"]) == 10 and sum(lines[0]["probabilities"]) == pytest.approx(1, abs=1e-4)
     assert lines[1]["file"] == str(text) and "error" in lines[1]
     # A run folder path works as well as an id.
-    by_path = run_cli("predict", "--model", summary["path"], str(png), "--json")
+    by_path = run_main(capsys, "predict", "--model", summary["path"], str(png), "--json")
     assert json.loads(by_path.stdout.splitlines()[0])["label"] == lines[0]["label"]
 
 
-def test_train_help_lists_the_training_modules_choices_and_defaults():
+def test_train_help_lists_the_training_modules_choices_and_defaults(capsys):
     from lib.training.config import LR_SCHEDULES, OPTIMIZERS, PRECISIONS, config_defaults
 
-    help_text = " ".join(run_cli("train", "--help").stdout.split())
+    with pytest.raises(SystemExit) as exited:  # argparse prints the help and exits 0
+        cli.main(["train", "--help"])
+    assert exited.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
     for option, choices in (("--optimizer", OPTIMIZERS), ("--lr-schedule", LR_SCHEDULES),
                             ("--precision", PRECISIONS)):
         assert f"{option} {{{','.join(choices)}}}" in help_text
@@ -163,10 +174,10 @@ def test_a_preset_refuses_settings_it_fixes_in_one_line(capsys):
     assert "Unknown preset: 'nope'" in capsys.readouterr().err
 
 
-def test_train_preset_uses_the_tutorial_recipe_and_a_diverging_one_says_so(tiny_data_dir, tmp_path):
+def test_train_preset_uses_the_tutorial_recipe_and_a_diverging_one_says_so(tiny_data_dir, tmp_path, capsys):
     runs_dir = tmp_path / "runs"
     common = ("--limit", "300", "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs_dir), "--json")
-    done = run_cli("train", "--preset", "mlp-512-stop-at-95", "--epochs", "2", *common)
+    done = run_main(capsys, "train", "--preset", "mlp-512-stop-at-95", "--epochs", "2", *common)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["status"] == "finished" and summary["params"] == 407_050
@@ -174,19 +185,19 @@ def test_train_preset_uses_the_tutorial_recipe_and_a_diverging_one_says_so(tiny_
     assert meta["config"]["name"] == "mlp-512-stop-at-95" and meta["config"]["epochs"] == 2
     assert (meta["config"]["target_metric"], meta["config"]["lr_schedule"]) == ("accuracy", "constant")
 
-    done = run_cli("train", "--preset", "sgd-lr-10", "--epochs", "3", *common)
+    done = run_main(capsys, "train", "--preset", "sgd-lr-10", "--epochs", "3", *common)
     assert done.returncode == 1  # no usable model
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["status"] == "diverged" and summary["epochs_completed"] < 3
     assert "Training diverged" in summary["reason"] and "Lower the learning rate" in summary["reason"]
 
 
-def test_inside_json_gives_layers_label_and_saliency_box_for_the_default_model(tmp_path):
+def test_inside_json_gives_layers_label_and_saliency_box_for_the_default_model(tmp_path, capsys):
     digit = np.zeros((100, 100), dtype=np.uint8)
     digit[15:85, 46:56] = 255  # a "1": one vertical stroke
     png = tmp_path / "one.png"
     Image.fromarray(digit).save(png)
-    done = run_cli("inside", "--model", "default", str(png), "--json")
+    done = run_main(capsys, "inside", "--model", "default", str(png), "--json")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1
@@ -200,12 +211,12 @@ def test_inside_json_gives_layers_label_and_saliency_box_for_the_default_model(t
     assert (bottom - top + 1) * (right - left + 1) < 28 * 28 / 2  # 10% of the mass sits in a small part
 
 
-def test_inside_errors_are_one_line(tmp_path):
+def test_inside_errors_are_one_line(tmp_path, capsys):
     import keras
 
     blank = tmp_path / "blank.png"
     Image.fromarray(np.zeros((40, 40), dtype=np.uint8)).save(blank)
-    done = run_cli("inside", "--model", "default", str(blank), "--json")
+    done = run_cli("inside", "--model", "default", str(blank), "--json")  # the program: TF's start-up stays silent
     assert done.returncode == 1 and done.stderr.strip().splitlines() == [f"error: {blank}: the image is blank: no ink found"]
 
     inputs = keras.Input((28, 28, 1))
@@ -215,7 +226,7 @@ def test_inside_errors_are_one_line(tmp_path):
     keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(merged)).save(branchy)
     digit = tmp_path / "digit.png"
     Image.fromarray(np.pad(np.full((20, 6), 255, dtype=np.uint8), 10)).save(digit)
-    done = run_cli("inside", "--model", str(branchy), str(digit))
+    done = run_main(capsys, "inside", "--model", str(branchy), str(digit))
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1
     assert "Missing: a Sequential model" in done.stderr
 
@@ -227,7 +238,7 @@ def test_export_then_import_makes_a_new_run_and_a_bare_model_needs_a_dataset(tin
     source_dir, target_dir = tmp_path / "source", tmp_path / "target"
     run, _ = train_and_save(TrainConfig(arch="softmax", epochs=1, limit=200), data_dir=tiny_data_dir,
                             runs_dir=source_dir)
-    done = run_cli("export", run.run_id, str(tmp_path), "--runs-dir", str(source_dir))  # the real entry point
+    done = run_main(capsys, "export", run.run_id, str(tmp_path), "--runs-dir", str(source_dir))
     assert done.returncode == 0, done.stderr
     bundle = tmp_path / f"{run.run_id}.studio.zip"
     assert bundle.is_file() and str(bundle) in done.stdout
@@ -347,9 +358,9 @@ def test_export_formats_write_checked_files_and_the_bundle_stays_the_default(tin
     assert written["keras"].read_bytes() == run.model_path.read_bytes()
     assert exports.load_runtime("onnx", written["onnx"])(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 10)
 
-    done = run_cli("export", run.run_id, str(tmp_path / "named.onnx"), "--format", "onnx", *dirs)
+    done = run_main(capsys, "export", run.run_id, str(tmp_path / "named.onnx"), "--format", "onnx", *dirs)
     assert done.returncode == 0 and (tmp_path / "named.onnx").read_bytes() == written["onnx"].read_bytes()
-    done = run_cli("export", run.run_id, str(out), "--runs-dir", str(runs_dir))
+    done = run_main(capsys, "export", run.run_id, str(out), "--runs-dir", str(runs_dir))
     assert done.returncode == 0 and (out / f"{run.run_id}.studio.zip").is_file()
 
 

@@ -206,15 +206,20 @@ def test_a_hostile_dataset_name_becomes_data_never_code(dataset):
     assert f"Architecture cnn-fast on {dataset}, with" in ast.get_docstring(ast.parse(text), clean=False)
 
 
-def test_a_hostile_name_round_trips_through_a_real_run(tiny_data_dir, tmp_path):
-    """The payload in a name is printed back as the name; it never runs, and the script trains to the end."""
+def test_a_hostile_name_round_trips_through_a_real_run(tiny_data_dir, tmp_path, monkeypatch, capsys):
+    """The payload in a name is printed back as the name; it never runs, and the script trains to the end.
+
+    Run in this process as `python script.py ARGS` would run it (__main__, its argv, its folder): the
+    builder test above runs a script as a program; a second TensorFlow start-up adds nothing here."""
     config = TrainConfig(arch="custom", layers=CUSTOM_LAYERS, name=HOSTILE_NAME)
     script = tmp_path / codegen.script_name(config)
     script.write_text(codegen.script_for(config), encoding="utf-8")
-    done = run_python([script.name, *QUICK_ARGS], tiny_data_dir, tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MNIST_STUDIO_DATA_DIR", str(tiny_data_dir))
+    monkeypatch.setattr(sys, "argv", [script.name, *QUICK_ARGS])
+    runpy.run_path(script.name, run_name="__main__")  # a failing script raises here
     assert not (tmp_path / "pwned").exists()
-    result = results(done.stdout)[None]
+    result = results(capsys.readouterr().out)[None]
     assert result["name"] == HOSTILE_NAME and result["epochs"] == 1
     assert (tmp_path / script.name.replace(".py", ".keras")).is_file()
 

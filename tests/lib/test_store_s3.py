@@ -169,6 +169,20 @@ def test_an_unreachable_store_says_so_and_keeps_the_bundled_model_and_the_saved_
     assert len([p for p in folder.iterdir() if not p.name.startswith(".")]) == 1  # kept here, not lost
 
 
+@pytest.mark.parametrize("setting, attempts", [(None, backend.RETRIES + 1), ("1", 1), ("4", 4)])
+def test_aws_max_attempts_sets_how_often_a_store_request_is_tried(store, monkeypatch, setting, attempts):
+    """Two retries by default; the standard AWS_MAX_ATTEMPTS (total attempts) overrides them, as the
+    page tests of a store that is down use (1: botocore's backoff between retries is seconds per call)."""
+    store()
+    if setting is None:
+        monkeypatch.delenv(backend.ATTEMPTS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(backend.ATTEMPTS_ENV, setting)
+    fs = backend.current().fs
+    fs.connect()  # the botocore client s3fs makes, with the settings the store passed
+    assert fs.s3.meta.config.retries["total_max_attempts"] == attempts
+
+
 def test_bad_credentials_are_named(tmp_path, monkeypatch):
     process, endpoint = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})  # moto checks keys against its IAM
     try:

@@ -80,9 +80,13 @@ def test_a_digit_drawn_with_a_finger_is_answered_on_the_same_screen(phone, artif
     canvas's top right: both strokes are drawn, and the model's answer shows under the canvas on the
     same screen, without scrolling."""
     app = phone("/draw", title="Draw")
-    box = app.canvas_box()
+    app.wait_idle()
+    # The component switches free drawing on once its initial drawing has loaded: a stroke before that is lost,
+    # on any device (a busy machine made it seconds). The desktop helper hovers until the pen cursor shows; so
+    # do we, then the pointer leaves the page: a finger never hovers, so the toolbar is hidden again, as for a phone.
+    box = app.wait_for_pen()
+    app.page.mouse.move(1, 1)
     assert inside_viewport(app, app.page.locator("canvas.upper-canvas").last)
-    app.wait_idle()  # a stroke drawn while the page's first run still draws can land on a canvas being replaced
     first, second = SEVEN_FROM_THE_RIGHT
     touch_stroke(app, box, first)
     app.wait_until(lambda: app.canvas_ink() > 0, timeout_s=10, what="ink from the stroke started at the top right")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -590,13 +591,20 @@ def _link(cached: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+# botocore's and aiohttp's names for "nothing answered"; checked before any status code in the message
+UNREACHABLE_ERRORS = frozenset({"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+                                "ConnectionClosedError", "ClientConnectorError", "ServerDisconnectedError"})
+
+
 def describe(url: str, error: BaseException) -> str:
     """A store failure in the user's words: what happened and what to do."""
     text = f"{type(error).__name__}: {error}"
     lowered = text.lower()
-    if isinstance(error, PermissionError) or any(word in lowered for word in (
+    if isinstance(error, (ConnectionError, TimeoutError)) or type(error).__name__ in UNREACHABLE_ERRORS:
+        return _unreachable(url, text)  # its message names the URL, whose run ids may hold any digits
+    if isinstance(error, PermissionError) or re.search(r"\b403\b", lowered) or any(word in lowered for word in (
             "accessdenied", "access denied", "invalidaccesskeyid", "signaturedoesnotmatch", "forbidden",
-            "credentials", "403")):
+            "credentials")):
         return (f"The run store {url} refused the credentials ({_short(text)}). Check AWS_ACCESS_KEY_ID and "
                 f"AWS_SECRET_ACCESS_KEY (or the GCS credentials) in the app's secrets; the bundled model and "
                 f"Draw still work.")
@@ -606,6 +614,10 @@ def describe(url: str, error: BaseException) -> str:
                 f"cannot be saved until then.")
     if "nosuchbucket" in lowered or "bucket does not exist" in lowered:
         return f"The run store {url} does not exist ({_short(text)}). Create the bucket or fix {STORE_ENV}."
+    return _unreachable(url, text)
+
+
+def _unreachable(url: str, text: str) -> str:
     return (f"The run store {url} cannot be reached ({_short(text)}). Runs cannot be saved to it or listed from "
             f"it until it is back; check {STORE_ENV}, {ENDPOINT_ENV} and the network. The bundled model and "
             f"Draw still work.")

@@ -12,6 +12,7 @@ import boto3
 import numpy as np
 import pytest
 import s3fs
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from lib import cli
 from lib.execution import process
@@ -197,6 +198,21 @@ def test_bad_credentials_are_named(tmp_path, monkeypatch):
     finally:
         process.terminate()
         process.wait(10)
+
+
+@pytest.mark.parametrize("error, said", [
+    # a run id's time of day (18:40:32) holds "403": an unreachable store is still unreachable
+    (EndpointConnectionError(endpoint_url="http://127.0.0.1:35429/b/studio/20261203-184032-141141/history.csv"),
+     "cannot be reached"),
+    (ConnectionRefusedError(111, "Connection refused"), "cannot be reached"),
+    (ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject"), "refused the credentials"),
+    (PermissionError("Access Denied for studio/20261203-184032-141141"), "refused the credentials"),
+    (OSError(28, "No space left on device"), "is full"),
+    (FileNotFoundError("NoSuchBucket: studio/20261203-184032-141141"), "does not exist"),
+])
+def test_a_store_failure_is_named_by_its_kind_not_by_digits_in_its_path(error, said):
+    message = backend.describe("s3://b/studio", error)
+    assert said in message and message.startswith("The run store s3://b/studio ")
 
 
 def test_cli_store_option_lists_runs_of_the_store_and_one_line_when_unreachable(store, tmp_path, monkeypatch, capsys):

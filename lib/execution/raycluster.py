@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import threading
 import time
 import traceback
@@ -135,7 +136,7 @@ class RayJobs:
         try:
             info = self.client.get_job_info(submission_id)
         except RuntimeError as error:
-            if "404" in str(error) or "does not exist" in str(error):
+            if re.search(r"\b404\b", str(error)) or "does not exist" in str(error):  # not digits of a job id
                 raise ClusterGone(str(error)) from None
             raise
         return str(getattr(info.status, "value", info.status)), info.message or ""

@@ -110,6 +110,24 @@ def forged(bundle: bytes, **meta_changes) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """How the two test workers (pytest.ini: `-n 2 --dist loadgroup`) share the suite.
+
+    Each test file is one unit of work, so its module fixtures (a trained model, a Ray head, a moto
+    server) start once. The browser tests are one unit together: they share one app server and one
+    browser and run one after another, as the visitors they play would. That unit is the longest
+    (~10 min), so it is collected first and starts at once; the other worker takes the files around it.
+    """
+    def is_e2e(item) -> bool:
+        return item.get_closest_marker("e2e") is not None
+
+    for item in items:
+        group = "e2e" if is_e2e(item) else item.path.relative_to(PROJECT_DIR).as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: not is_e2e(item))  # stable: files keep their order
+
+
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory) -> Path:
     """mnist.npz (600 train / 200 test) and a generated fashion_mnist.npz."""

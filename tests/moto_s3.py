@@ -29,9 +29,10 @@ class Request:
     path: str  # /bucket/key?query
 
 
-def start_moto(extra_env=None, log: Path | None = None):
-    """(process, endpoint URL); the server's request log goes to `log` when given."""
-    port = free_port()
+def start_moto(extra_env=None, log: Path | None = None, port: int | None = None):
+    """(process, endpoint URL); the server's request log goes to `log` when given; on a free port unless
+    `port` names one (a store that comes back where it was)."""
+    port = port or free_port()
     env = {"PATH": "/usr/bin:/bin", **(extra_env or {})}
     stderr = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - the child writes it until it ends
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

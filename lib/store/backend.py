@@ -17,7 +17,9 @@ folder), hard-linked into the run folder; every later rerun, page or visitor rea
 
 A store that cannot be reached, refuses the credentials or is full raises `StoreError` with a
 message in the user's words; a listing records it in `problem` instead, so pages show it and the
-bundled model keeps working.
+bundled model keeps working. A store that could not be reached is not asked again for
+`DOWN_RETRY_S`: calls in that time fail at once with the same message, so a page makes one slow
+call while the store is down, not one per listing, quota and share link.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ COMMIT_FILE = "COMMITTED"
 LIST_TTL_S = 5.0  # a listing is pulled from the store at most this often per folder (own writes are local already)
 CONNECT_TIMEOUT_S = 5  # an unreachable store answers in seconds, not minutes
 RETRIES = 2  # retries of a failed store request (botocore backs off up to 1 s, then 2 s, between them)
+DOWN_RETRY_S = 15.0  # after a store could not be reached, calls fail at once for this long, then it is asked again
 ATTEMPTS_ENV = "AWS_MAX_ATTEMPTS"  # the standard AWS setting, total attempts per request: overrides RETRIES
 UPLOADS = ".datasets"  # lib.data.datasets.UPLOADS_SUBDIR: uploaded and drawn datasets, image-folder caches
 RUN_FILES_LAST = ("meta.json",)  # uploaded after the other files of a run, right before the commit object
@@ -167,6 +170,7 @@ class FsspecStore:
         self._lock = threading.Lock()
         self._fetch_lock = threading.Lock()  # one model download at a time; listings do not wait for it
         self.requests = 0  # store calls made (listings, reads, writes): what a page costs
+        self._down: tuple[float, str] | None = None  # (since when, message) after the store could not be reached
 
     @property
     def fs(self):
@@ -199,13 +203,22 @@ class FsspecStore:
         return f"{self._base}/{relative.as_posix()}".rstrip("/.") if str(relative) != "." else self._base
 
     def _call(self, what, *args, **kwargs):
+        down = self._down
+        if down is not None and time.monotonic() - down[0] < DOWN_RETRY_S:
+            raise StoreError(down[1])  # it was just unreachable: say so now, not after another timeout
         self.requests += 1
         try:
-            return what(*args, **kwargs)
+            result = what(*args, **kwargs)
         except FileNotFoundError:
+            self._down = None
             raise
         except Exception as error:  # noqa: BLE001 - every failure of the store becomes one message
-            raise StoreError(describe(self.url, error)) from None
+            message = describe(self.url, error)
+            if is_unreachable(error):
+                self._down = (time.monotonic(), message)
+            raise StoreError(message) from None
+        self._down = None
+        return result
 
     def push_run(self, folder: Path) -> None:
         """Upload a run's files, meta.json last, then its commit object."""
@@ -596,11 +609,16 @@ UNREACHABLE_ERRORS = frozenset({"EndpointConnectionError", "ConnectTimeoutError"
                                 "ConnectionClosedError", "ClientConnectorError", "ServerDisconnectedError"})
 
 
+def is_unreachable(error: BaseException) -> bool:
+    """Nothing answered (refused, timed out, cut off), as opposed to an answer that said no."""
+    return isinstance(error, (ConnectionError, TimeoutError)) or type(error).__name__ in UNREACHABLE_ERRORS
+
+
 def describe(url: str, error: BaseException) -> str:
     """A store failure in the user's words: what happened and what to do."""
     text = f"{type(error).__name__}: {error}"
     lowered = text.lower()
-    if isinstance(error, (ConnectionError, TimeoutError)) or type(error).__name__ in UNREACHABLE_ERRORS:
+    if is_unreachable(error):
         return _unreachable(url, text)  # its message names the URL, whose run ids may hold any digits
     if isinstance(error, PermissionError) or re.search(r"\b403\b", lowered) or any(word in lowered for word in (
             "accessdenied", "access denied", "invalidaccesskeyid", "signaturedoesnotmatch", "forbidden",

@@ -170,6 +170,40 @@ def test_an_unreachable_store_says_so_and_keeps_the_bundled_model_and_the_saved_
     assert len([p for p in folder.iterdir() if not p.name.startswith(".")]) == 1  # kept here, not lost
 
 
+def test_a_store_that_cannot_be_reached_is_asked_again_only_after_a_while(tmp_path, monkeypatch):
+    """While the store is down a page pays for one refused call, not one per listing, quota and share
+    link; once DOWN_RETRY_S has passed the store is asked again and, back, it answers."""
+    port = free_port()
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", backend.ENDPOINT_ENV: f"http://127.0.0.1:{port}",
+                        backend.STORE_ENV: "s3://back-later/studio", backend.ATTEMPTS_ENV: "1",
+                        "MNIST_STUDIO_RUNS_DIR": str(tmp_path / "runs")}.items():
+        monkeypatch.setenv(name, value)
+    backend._STORES.clear()
+    runs.list_runs()
+    current = backend.current()
+    assert "cannot be reached" in current.problem
+    asked = current.requests
+    for _ in range(4):
+        with pytest.raises(backend.StoreError, match="cannot be reached"):
+            current.get_json("workspaces/someone.json")
+    assert current.requests == asked  # none of the four went out
+    process, endpoint = start_moto(port=port)
+    try:
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="back-later")
+        with pytest.raises(backend.StoreError, match="cannot be reached"):
+            current.get_json("workspaces/someone.json")  # back, but the while has not passed
+        monkeypatch.setattr(backend, "DOWN_RETRY_S", 0.0)  # it has now
+        assert current.get_json("workspaces/someone.json") is None and current.requests == asked + 1
+        saved = fake_run(None, "made once the store is back")
+        current.expire_listings()
+        found, _ = runs.list_runs()
+        assert saved.run_id in [run.run_id for run in found] and current.problem == ""
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 @pytest.mark.parametrize("setting, attempts", [(None, backend.RETRIES + 1), ("1", 1), ("4", 4)])
 def test_aws_max_attempts_sets_how_often_a_store_request_is_tried(store, monkeypatch, setting, attempts):
     """Two retries by default; the standard AWS_MAX_ATTEMPTS (total attempts) overrides them, as the

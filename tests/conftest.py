@@ -110,22 +110,31 @@ def forged(bundle: bytes, **meta_changes) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def is_e2e(nodeid: str) -> bool:
+    return nodeid.startswith("tests/e2e/")
+
+
 def pytest_collection_modifyitems(config, items):
-    """How the two test workers (pytest.ini: `-n 2 --dist loadgroup`) share the suite.
+    """The browser tests first: with two workers they are the longest unit of work (below), so they start
+    at once and the other worker takes the files around them. Stable: files keep their order."""
+    items.sort(key=lambda item: not is_e2e(item.nodeid))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """How the two test workers (pytest.ini: `-n 2`) share the suite.
 
     Each test file is one unit of work, so its module fixtures (a trained model, a Ray head, a moto
-    server) start once. The browser tests are one unit together: they share one app server and one
-    browser and run one after another, as the visitors they play would. That unit is the longest
-    (~10 min), so it is collected first and starts at once; the other worker takes the files around it.
+    server) start once. The browser tests are one unit together (~10 min): they share one app server
+    and one browser and run one after another, as the visitors they play would. (xdist's own
+    `--dist loadgroup` marks do not take with pytest 9, which no longer reads the node ids xdist edits.)
     """
-    def is_e2e(item) -> bool:
-        return item.get_closest_marker("e2e") is not None
+    from xdist.scheduler import LoadScopeScheduling
 
-    for item in items:
-        group = "e2e" if is_e2e(item) else item.path.relative_to(PROJECT_DIR).as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: not is_e2e(item))  # stable: files keep their order
+    class ByFileBrowserTestsTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/e2e" if is_e2e(nodeid) else nodeid.split("::", 1)[0]
+
+    return ByFileBrowserTestsTogether(config, log)
 
 
 @pytest.fixture(scope="session")

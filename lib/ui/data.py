@@ -273,7 +273,8 @@ def save_and_train(draft: dict) -> None:
     name_col, epochs_col, go_col = st.columns([2, 1, 2], vertical_alignment="bottom")
     name_col.text_input(_("Dataset name"), value=_("my_drawings"), key=DRAW_SET_NAME, max_chars=40)
     epochs_col.number_input(_("Epochs"), 1, 200, presets.DRAWN_CLASSES_RECIPE["epochs"], key=DRAW_EPOCHS,
-                            help=_("Many short epochs: there are few images. Light augmentation is on."))
+                            help=_("Many short epochs: there are few images. Light augmentation is on. From 1 to "
+                                   "{most}.").format(most=200))
     go_col.button(_("Save and train"), type="primary", icon=":material/model_training:", key="data_draw_train",
                   disabled=bool(short), on_click=_save_and_train,
                   help=_("Draw at least three examples of each class first.") if short else None)

@@ -283,7 +283,9 @@ def settings_form(arch_name: str, layers: list[dict] | None) -> TrainConfig | No
     """Hyperparameter widgets; returns a valid config or shows what is wrong."""
     left, middle, right = st.columns(3)
     with left:
-        st.number_input(_("Epochs"), 1, MAX_EPOCHS_WIDGET, key=K["epochs"], persist_state=KEEP)
+        st.number_input(_("Epochs"), 1, MAX_EPOCHS_WIDGET, key=K["epochs"], persist_state=KEEP,
+                        help=_("From 1 to {most}; a number outside is not taken and the box keeps its value.").format(
+                            most=MAX_EPOCHS_WIDGET))
         st.selectbox(_("Batch size"), BATCH_SIZES, key=K["batch_size"], persist_state=KEEP)
         st.selectbox(_("Optimizer"), OPTIMIZERS, key=K["optimizer"], persist_state=KEEP, on_change=_optimizer_changed,
                      help=_("Changing it sets its usual learning rate (RMSprop 1e-4, as in its tutorials)."))

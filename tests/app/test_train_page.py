@@ -45,7 +45,9 @@ def test_the_settings_start_from_the_engines_defaults(app_runs):
     at = open_page("pages/train.py")
     defaults = TrainConfig()
     assert at.selectbox(key="train_arch").value == defaults.arch
-    assert at.number_input(key="train_epochs").value == defaults.epochs
+    epochs = at.number_input(key="train_epochs")
+    assert epochs.value == defaults.epochs
+    assert epochs.max == 200 and "From 1 to 200" in epochs.help  # typing 500 is not taken: the help says so
     assert at.selectbox(key="train_batch_size").value == defaults.batch_size
     assert at.radio(key="train_lr_schedule").value == defaults.lr_schedule
     assert at.slider(key="train_validation_split").value == defaults.validation_split

@@ -19,7 +19,8 @@ A store that cannot be reached, refuses the credentials or is full raises `Store
 message in the user's words; a listing records it in `problem` instead, so pages show it and the
 bundled model keeps working. A store that could not be reached is not asked again for
 `DOWN_RETRY_S`: calls in that time fail at once with the same message, so a page makes one slow
-call while the store is down, not one per listing, quota and share link.
+call while the store is down, not one per listing, quota and share link. A trained run's save
+is tried all the same.
 """
 
 from __future__ import annotations
@@ -202,9 +203,11 @@ class FsspecStore:
             return None
         return f"{self._base}/{relative.as_posix()}".rstrip("/.") if str(relative) != "." else self._base
 
-    def _call(self, what, *args, **kwargs):
+    def _call(self, what, *args, try_anyway: bool = False, **kwargs):
+        """`what(*args, **kwargs)` on the store, its failure in words (StoreError). `try_anyway`: even
+        while the store is remembered as unreachable (a trained run's save is worth the wait)."""
         down = self._down
-        if down is not None and time.monotonic() - down[0] < DOWN_RETRY_S:
+        if down is not None and not try_anyway and time.monotonic() - down[0] < DOWN_RETRY_S:
             raise StoreError(down[1])  # it was just unreachable: say so now, not after another timeout
         self.requests += 1
         try:
@@ -228,9 +231,9 @@ class FsspecStore:
         files = sorted((p for p in Path(folder).iterdir() if p.is_file()),
                        key=lambda p: (p.name in RUN_FILES_LAST, p.name))
         for path in files:
-            self._call(fs.put_file, str(path), f"{key}/{path.name}")
+            self._call(fs.put_file, str(path), f"{key}/{path.name}", try_anyway=True)
         manifest = {p.name: p.stat().st_size for p in files}
-        self._call(fs.pipe_file, f"{key}/{COMMIT_FILE}", json.dumps(manifest).encode())
+        self._call(fs.pipe_file, f"{key}/{COMMIT_FILE}", json.dumps(manifest).encode(), try_anyway=True)
 
     def push_files(self, files) -> None:
         """Upload single files (a renamed run's meta.json, a share link, a stamp, a dataset)."""

@@ -172,7 +172,8 @@ def test_an_unreachable_store_says_so_and_keeps_the_bundled_model_and_the_saved_
 
 def test_a_store_that_cannot_be_reached_is_asked_again_only_after_a_while(tmp_path, monkeypatch):
     """While the store is down a page pays for one refused call, not one per listing, quota and share
-    link; once DOWN_RETRY_S has passed the store is asked again and, back, it answers."""
+    link (a trained run's save still tries); once DOWN_RETRY_S has passed the store is asked again and,
+    back, it answers."""
     port = free_port()
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "us-east-1", backend.ENDPOINT_ENV: f"http://127.0.0.1:{port}",
@@ -188,13 +189,16 @@ def test_a_store_that_cannot_be_reached_is_asked_again_only_after_a_while(tmp_pa
         with pytest.raises(backend.StoreError, match="cannot be reached"):
             current.get_json("workspaces/someone.json")
     assert current.requests == asked  # none of the four went out
+    with pytest.raises(backend.StoreError, match="cannot be reached"):
+        fake_run(None, "trained while the store is down")
+    assert current.requests == asked + 1  # a trained run's save is tried all the same
     process, endpoint = start_moto(port=port)
     try:
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="back-later")
         with pytest.raises(backend.StoreError, match="cannot be reached"):
             current.get_json("workspaces/someone.json")  # back, but the while has not passed
         monkeypatch.setattr(backend, "DOWN_RETRY_S", 0.0)  # it has now
-        assert current.get_json("workspaces/someone.json") is None and current.requests == asked + 1
+        assert current.get_json("workspaces/someone.json") is None and current.requests == asked + 2
         saved = fake_run(None, "made once the store is back")
         current.expire_listings()
         found, _ = runs.list_runs()

@@ -32,6 +32,7 @@ IMPORT_JOB = "import_job"  # per page (prefixed): the id of the import job this 
 DEFAULTS = {DRAFT: None, DRAW_CLEARS: 0, DRAW_JOB: None, DRAW_PENDING: None}
 DEFAULT_CLASSES = "circle, square, triangle"
 SUGGESTED_PER_CLASS = 20
+DRAW_MAX_EPOCHS = 200  # as the Train page's Epochs box
 STORE_TODO = N_("It can be used here until the app restarts; add it again once the store is back.")
 DRAWN_SET_BYTES = 1024 * 1024  # what a saved set of drawings may take, for the disk quota (a few 28x28 images)
 STROKE_PX = 18
@@ -272,9 +273,9 @@ def save_and_train(draft: dict) -> None:
     short = drawnclasses.missing(draft)
     name_col, epochs_col, go_col = st.columns([2, 1, 2], vertical_alignment="bottom")
     name_col.text_input(_("Dataset name"), value=_("my_drawings"), key=DRAW_SET_NAME, max_chars=40)
-    epochs_col.number_input(_("Epochs"), 1, 200, presets.DRAWN_CLASSES_RECIPE["epochs"], key=DRAW_EPOCHS,
+    epochs_col.number_input(_("Epochs"), 1, DRAW_MAX_EPOCHS, presets.DRAWN_CLASSES_RECIPE["epochs"], key=DRAW_EPOCHS,
                             help=_("Many short epochs: there are few images. Light augmentation is on. From 1 to "
-                                   "{most}.").format(most=200))
+                                   "{most}.").format(most=DRAW_MAX_EPOCHS))
     go_col.button(_("Save and train"), type="primary", icon=":material/model_training:", key="data_draw_train",
                   disabled=bool(short), on_click=_save_and_train,
                   help=_("Draw at least three examples of each class first.") if short else None)

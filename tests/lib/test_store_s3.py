@@ -39,15 +39,20 @@ def s3_server(moto_log):
     process.wait(10)
 
 
+def use_store(monkeypatch, endpoint: str, url: str, **more) -> None:
+    """MNIST_STUDIO_STORE = `url` on the S3 server at `endpoint`, moto's test keys unless `more` says otherwise."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", backend.ENDPOINT_ENV: endpoint, backend.STORE_ENV: url,
+                        **more}.items():
+        monkeypatch.setenv(name, value)
+
+
 @pytest.fixture
 def store(s3_server, moto_log, tmp_path, monkeypatch):
     """A fresh bucket on the server as MNIST_STUDIO_STORE; returns a function that "restarts" the app
     server: a new, empty runs folder with the same store."""
     bucket = f"runs-{uuid.uuid4().hex[:12]}"
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", backend.ENDPOINT_ENV: s3_server,
-                        backend.STORE_ENV: f"s3://{bucket}/studio"}.items():
-        monkeypatch.setenv(name, value)
+    use_store(monkeypatch, s3_server, f"s3://{bucket}/studio")
     boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
     servers = iter(range(1, 100))
 
@@ -175,11 +180,8 @@ def test_a_store_that_cannot_be_reached_is_asked_again_only_after_a_while(tmp_pa
     link (a trained run's save still tries); once DOWN_RETRY_S has passed the store is asked again and,
     back, it answers."""
     port = free_port()
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", backend.ENDPOINT_ENV: f"http://127.0.0.1:{port}",
-                        backend.STORE_ENV: "s3://back-later/studio", backend.ATTEMPTS_ENV: "1",
-                        "MNIST_STUDIO_RUNS_DIR": str(tmp_path / "runs")}.items():
-        monkeypatch.setenv(name, value)
+    use_store(monkeypatch, f"http://127.0.0.1:{port}", "s3://back-later/studio",
+              **{backend.ATTEMPTS_ENV: "1", "MNIST_STUDIO_RUNS_DIR": str(tmp_path / "runs")})
     backend._STORES.clear()
     runs.list_runs()
     current = backend.current()
@@ -225,11 +227,8 @@ def test_aws_max_attempts_sets_how_often_a_store_request_is_tried(store, monkeyp
 def test_bad_credentials_are_named(tmp_path, monkeypatch):
     process, endpoint = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})  # moto checks keys against its IAM
     try:
-        for name, value in {"AWS_ACCESS_KEY_ID": "AKIAWRONGWRONGWRONG1", "AWS_SECRET_ACCESS_KEY": "wrong",
-                            "AWS_DEFAULT_REGION": "us-east-1", backend.ENDPOINT_ENV: endpoint,
-                            backend.STORE_ENV: "s3://somebucket/studio",
-                            "MNIST_STUDIO_RUNS_DIR": str(tmp_path / "runs")}.items():
-            monkeypatch.setenv(name, value)
+        use_store(monkeypatch, endpoint, "s3://somebucket/studio", AWS_ACCESS_KEY_ID="AKIAWRONGWRONGWRONG1",
+                  AWS_SECRET_ACCESS_KEY="wrong", MNIST_STUDIO_RUNS_DIR=str(tmp_path / "runs"))
         backend._STORES.clear()
         runs.list_runs()
         assert "refused the credentials" in backend.current().problem

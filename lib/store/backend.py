@@ -15,6 +15,10 @@ the run folder records its size and ETag (`REMOTE_FILE`), and the first page tha
 (`fetch`) downloads it once into a cache keyed by that content (`MODEL_CACHE`, under the runs
 folder), hard-linked into the run folder; every later rerun, page or visitor reads the local file.
 
+A run whose upload did not finish (the store was down, the server stopped half-way) keeps a
+`PENDING_FILE` in its folder; every listing that reaches the store sends such runs again, so a
+run trained while the store was down lands there once it is back (unless the disk is wiped first).
+
 A store that cannot be reached, refuses the credentials or is full raises `StoreError` with a
 message in the user's words; a listing records it in `problem` instead, so pages show it and the
 bundled model keeps working. A store that could not be reached is not asked again for
@@ -49,6 +53,7 @@ REMOTE_FILE = ".remote.json"  # in a pulled run folder: {file name: {"size", "et
 MODEL_CACHE = ".model-cache"  # under the runs folder: <size>-<etag digest> files, hard-linked into run folders
 CACHE_KEEP = 16  # cached files no run folder links any more, kept for a run pulled again (newest first)
 ETAG_KEYS = ("ETag", "etag", "md5Hash", "crc32c", "checksum")  # what s3fs, gcsfs and others call a content tag
+PENDING_FILE = ".push-pending"  # in a run folder while its upload has not finished: the next listing sends it
 JOBS_PREFIX = ".jobs"  # small JSON objects of jobs run elsewhere (lib.execution.raycluster); hidden: never a run
 
 
@@ -57,8 +62,8 @@ class StoreError(OSError, RuntimeError):
     report a file that cannot be read report a store that cannot be read the same way)."""
 
 
-NOT_STORED = ("It is kept on this server only, until the app restarts: download its Run bundle to keep it, "
-              "or save again once the store is back.")
+NOT_STORED = ("It is kept on this server and sent to the store by itself once the store answers again; "
+              "if the app restarts before that, it is lost: download its Run bundle to be safe.")
 
 
 def store_url() -> str:
@@ -172,6 +177,7 @@ class FsspecStore:
         self._fetch_lock = threading.Lock()  # one model download at a time; listings do not wait for it
         self.requests = 0  # store calls made (listings, reads, writes): what a page costs
         self._down: tuple[float, str] | None = None  # (since when, message) after the store could not be reached
+        self._pushing: set[Path] = set()  # run folders being uploaded now
 
     @property
     def fs(self):
@@ -224,16 +230,41 @@ class FsspecStore:
         return result
 
     def push_run(self, folder: Path) -> None:
-        """Upload a run's files, meta.json last, then its commit object."""
+        """Upload a run's files, meta.json last, then its commit object. Until the commit object is
+        written the folder holds PENDING_FILE, so a failed or cut-off upload is sent again later."""
         fs, key = self.fs, self._key(folder)
         if key is None:
             return
-        files = sorted((p for p in Path(folder).iterdir() if p.is_file()),
-                       key=lambda p: (p.name in RUN_FILES_LAST, p.name))
-        for path in files:
-            self._call(fs.put_file, str(path), f"{key}/{path.name}", try_anyway=True)
-        manifest = {p.name: p.stat().st_size for p in files}
-        self._call(fs.pipe_file, f"{key}/{COMMIT_FILE}", json.dumps(manifest).encode(), try_anyway=True)
+        folder = Path(folder)
+        pending = folder / PENDING_FILE
+        with self._lock:
+            if folder in self._pushing:
+                return  # this server is sending it right now (a save and a listing's retry met)
+            self._pushing.add(folder)
+        try:
+            pending.touch()
+            files = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")),
+                           key=lambda p: (p.name in RUN_FILES_LAST, p.name))
+            for path in files:
+                self._call(fs.put_file, str(path), f"{key}/{path.name}", try_anyway=True)
+            manifest = {p.name: p.stat().st_size for p in files}
+            self._call(fs.pipe_file, f"{key}/{COMMIT_FILE}", json.dumps(manifest).encode(), try_anyway=True)
+            pending.unlink(missing_ok=True)
+        finally:
+            with self._lock:
+                self._pushing.discard(folder)
+
+    def _push_pending(self, folder: Path, committed: set[str]) -> None:
+        """Send again the runs in `folder` whose upload did not finish (a listing just reached the store)."""
+        if not folder.is_dir():
+            return
+        for run in sorted(folder.iterdir()):
+            if run.name.startswith(".") or not (run / PENDING_FILE).is_file():
+                continue
+            if run.name in committed:  # the upload finished; only the marker's removal was cut off
+                (run / PENDING_FILE).unlink(missing_ok=True)
+            else:
+                self.push_run(run)
 
     def push_files(self, files) -> None:
         """Upload single files (a renamed run's meta.json, a share link, a stamp, a dataset)."""
@@ -323,6 +354,7 @@ class FsspecStore:
             except FileNotFoundError:
                 raise StoreError(f"The run store {self.url} does not exist: create the bucket {bucket!r} "
                                  f"or fix {STORE_ENV}.") from None
+            self._push_pending(folder, set())
             return
         by_dir: dict[str, dict[str, int]] = {}
         for name, info in found.items():
@@ -340,6 +372,7 @@ class FsspecStore:
             elif COMMIT_FILE in files and not parent.startswith(".") and not local.exists():
                 tags = {leaf: _etag(found[f"{key}/{parent}/{leaf}"]) for leaf in files if leaf in LAZY_FILES}
                 self._download_run(f"{key}/{parent}", local, files, tags)
+        self._push_pending(folder, {parent for parent, files in by_dir.items() if COMMIT_FILE in files})
 
     def _download_run(self, key: str, local: Path, files: dict[str, int], tags: dict[str, str]) -> None:
         """A committed run's small files into a hidden folder, renamed into place once complete; its

@@ -210,6 +210,67 @@ def test_a_store_that_cannot_be_reached_is_asked_again_only_after_a_while(tmp_pa
         process.wait(10)
 
 
+def test_a_run_trained_while_the_store_is_down_is_sent_there_once_it_is_back(tmp_path, monkeypatch):
+    """A run saved while the store cannot be reached stays here, marked; the first listing that
+    reaches the store again sends it, so a restarted server (an empty disk) lists it, model and all."""
+    port = free_port()
+    use_store(monkeypatch, f"http://127.0.0.1:{port}", "s3://back-soon/studio",
+              **{backend.ATTEMPTS_ENV: "1", "MNIST_STUDIO_RUNS_DIR": str(tmp_path / "server-1")})
+    backend._STORES.clear()
+    with pytest.raises(backend.StoreError, match="sent to the store by itself once the store answers again"):
+        fake_run(None, "trained while the store is down")
+    (folder,) = [p for p in (tmp_path / "server-1").iterdir() if not p.name.startswith(".")]
+    assert (folder / backend.PENDING_FILE).is_file()
+    assert [run.display_name for run in runs.list_runs()[0] if not run.read_only] == ["trained while the store is down"]
+    process, endpoint = start_moto(port=port)
+    try:
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="back-soon")
+        monkeypatch.setattr(backend, "DOWN_RETRY_S", 0.0)
+        backend.current().expire_listings()
+        runs.list_runs()
+        backend.current().settle()
+        assert not (folder / backend.PENDING_FILE).exists() and backend.current().problem == ""
+
+        monkeypatch.setenv("MNIST_STUDIO_RUNS_DIR", str(tmp_path / "server-2"))  # a restart on an empty disk
+        backend._STORES.clear()
+        (back,) = [run for run in runs.list_runs()[0] if not run.read_only]
+        assert (back.run_id, back.display_name) == (folder.name, "trained while the store is down")
+        assert back.model_path.read_bytes() == (folder / runs.MODEL_FILE).read_bytes()
+        assert not (back.path / backend.PENDING_FILE).exists()
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_an_upload_cut_off_half_way_is_finished_by_the_next_listing_and_deleted_runs_stay_deleted(store, monkeypatch):
+    """A server stopped between a run's files and its commit object leaves the run marked here: the
+    next listing sends it whole. A run whose upload finished is never sent again, so a run another
+    server deleted stays deleted on the store."""
+    here = store()
+    cut = fake_run(None, "cut off")
+    finished = fake_run(None, "deleted by another server")
+    assert not (finished.path / backend.PENDING_FILE).exists()
+    (cut.path / backend.PENDING_FILE).touch()  # as a push stopped after the model, before meta.json and commit
+    for leaf in (backend.COMMIT_FILE, runs.META_FILE):
+        store.fs.rm_file(f"{store.bucket}/studio/{cut.run_id}/{leaf}")
+
+    elsewhere = store()  # another server: lists only committed runs, deletes one
+    assert own_ids(runs.list_runs()[0]) == [finished.run_id]
+    runs.delete_run(finished.run_id)
+
+    monkeypatch.setenv("MNIST_STUDIO_RUNS_DIR", str(here))  # the first server again, as it was
+    backend._STORES.clear()
+    runs.list_runs()
+    backend.current().settle()
+    assert not (cut.path / backend.PENDING_FILE).exists()
+    assert store.fs.exists(f"{store.bucket}/studio/{cut.run_id}/{backend.COMMIT_FILE}")
+    assert not store.fs.exists(f"{store.bucket}/studio/{finished.run_id}/{backend.COMMIT_FILE}")
+
+    monkeypatch.setenv("MNIST_STUDIO_RUNS_DIR", str(elsewhere))
+    backend._STORES.clear()
+    assert own_ids(runs.list_runs()[0]) == [cut.run_id]
+
+
 @pytest.mark.parametrize("setting, attempts", [(None, backend.RETRIES + 1), ("1", 1), ("4", 4)])
 def test_aws_max_attempts_sets_how_often_a_store_request_is_tried(store, monkeypatch, setting, attempts):
     """Two retries by default; the standard AWS_MAX_ATTEMPTS (total attempts) overrides them, as the

@@ -27,8 +27,10 @@ COMPACT_BAR_KEY = "compact_bar"  # the container phone.css pins to the header's 
 SCRIPTS_KEY = "page_scripts"  # a container phone.css never shows: scripts run all the same
 MOBILE_MARK = "Mobi"  # in every phone browser's User-Agent ("Mobile", "Mobi"), in no desktop's
 
-# Inside the canvas component's shadow root (see the module docstring). Checked again whenever the
-# page changes and twice a second: a canvas mounted later (another page, the Data page's) gets it too.
+# Inside the canvas component's shadow root (see the module docstring). The rules go in as the
+# component's shadow root is made (Streamlit attaches it in an effect, then appends the component's
+# own markup beside them), so a canvas never takes a touch before they are there; roots made before
+# this script ran are found by a look on every page change and twice a second.
 CANVAS_TOOLBAR_SCRIPT = """<script>
 (() => {
   if (window.studioCanvasToolbar) return;
@@ -37,15 +39,23 @@ CANVAS_TOOLBAR_SCRIPT = """<script>
     .dc-root:not(:hover) > .dc-toolbar:not([data-pinned="true"]):not(:focus-within) { pointer-events: none; }
     .dc-root:hover > .dc-toolbar { transition: opacity .15s .1s; }
   `;
-  const apply = () => document.querySelectorAll('[data-testid="stBidiComponentIsolated"]').forEach(host => {
-    const root = host.shadowRoot;
+  const addRules = root => {
     if (root && !root.querySelector('style[data-studio-toolbar]')) {
       const style = document.createElement('style');
       style.dataset.studioToolbar = '';
       style.textContent = rules;
       root.appendChild(style);
     }
-  });
+  };
+  const isolated = host => host.getAttribute && host.getAttribute('data-testid') === 'stBidiComponentIsolated';
+  const attachShadow = Element.prototype.attachShadow;
+  Element.prototype.attachShadow = function (init) {
+    const root = attachShadow.call(this, init);
+    if (isolated(this)) addRules(root);
+    return root;
+  };
+  const apply = () => document.querySelectorAll('[data-testid="stBidiComponentIsolated"]')
+    .forEach(host => addRules(host.shadowRoot));
   new MutationObserver(apply).observe(document.body, {childList: true, subtree: true});
   setInterval(apply, 500);
   apply();

@@ -44,12 +44,12 @@ def bundled_model():
     return run
 
 
-def start_training(app, *, arch: str, epochs: int, name: str, batch_size: int = 32) -> None:
-    """On the Train page: a small model on 2,000 MNIST images, small batches (many points per epoch)."""
+def start_training(app, *, arch: str, epochs: int, name: str, batch_size: int = 32, images: int = 2000) -> None:
+    """On the Train page: a small model on `images` MNIST images (0 = all), small batches (many points per epoch)."""
     app.nav("Train")
     app.choose("Architecture", arch)
     app.type_into("stNumberInput", "Epochs", epochs)
-    app.type_into("stNumberInput", "Limit training images (0 = all)", 2000)
+    app.type_into("stNumberInput", "Limit training images (0 = all)", images)
     app.choose("Batch size", str(batch_size))
     app.type_into("stTextInput", "Run name (optional)", name)
     app.button("Train").click()
@@ -141,7 +141,9 @@ def test_training_draws_live_curves_and_the_run_appears_on_compare(studio, artif
 def test_stop_ends_a_long_run_and_keeps_a_usable_model(studio):
     """As an impatient learner, I start 50 epochs (the sidebar shows the job at once), look around,
     come back and press Stop: the job ends as Stopped, and the run is on Compare and usable on Predictions."""
-    start_training(studio, arch="mlp-128 ·", epochs=50, name="e2e stopped")
+    # All the training images: 50 epochs of 2,000 could end before the Compare page below had drawn (seconds
+    # for an MLP on a fast CPU), and the sidebar then showed the last job, not the running one.
+    start_training(studio, arch="mlp-128 ·", epochs=50, name="e2e stopped", images=0)
     studio.heading("3 · Training", level=3).wait_for()
     studio.wait_until(lambda: "Training job" in studio.sidebar_text(), timeout_s=SIDEBAR_WAIT_S,
                       what="the sidebar to show the training job just started")

@@ -91,11 +91,10 @@ def test_a_digit_drawn_with_a_finger_is_answered_on_the_same_screen(phone, artif
     # on any device (a busy machine made it seconds). The desktop helper hovers until the pen cursor shows; so
     # do we, then the pointer leaves the page: a finger never hovers, so the toolbar is hidden again, as for a phone.
     box = app.wait_for_pen()
-    # The toolbar's rules (lib/ui/layout.py: the sidebar's script, then a check every 0.5 s) can come after the
-    # canvas: after another visitor's training on this server they were missing when the pen was ready, and a
-    # stroke then hit the toolbar (2 full runs of 2). A finger that fast is a gap left (noted); wait for them.
-    app.wait_until(lambda: app.page.evaluate(TOOLBAR_RULES_JS), timeout_s=SLOW_MS / 1000,
-                   what="the canvas toolbar's rules in the component", every_s=0.1)
+    # The toolbar's rules (lib/ui/layout.py) go into the component's shadow root as it is made, so they are
+    # there by the time the pen is: a finger as fast as the pen loses no stroke. (When a check every 0.5 s put
+    # them in, they were missing here after another visitor's training on this server, and a stroke hit the toolbar.)
+    assert app.page.evaluate(TOOLBAR_RULES_JS), "the pen is ready but the canvas toolbar's rules are not in the component"
     app.page.mouse.move(1, 1)
     assert inside_viewport(app, app.page.locator("canvas.upper-canvas").last)
     first, second = SEVEN_FROM_THE_RIGHT

@@ -473,7 +473,7 @@ def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
         word = word[:1].upper() + word[1:]
         # A trained run's reason says how it ended ("Completed 1 epoch."); the status word would only repeat it.
         shown = stop_reason(reason) if reason and status in ("finished", "stopped") else \
-            _("{status}: {reason}").format(status=word, reason=stop_reason(reason)) if reason else word
+            _("{status}: {reason}").format(status=word, reason=stop_reason(reason))
         st.success(shown, icon=":material/check_circle:")
     cols = st.columns(5)
     accuracy, loss, params = meta.get("test_accuracy"), meta.get("test_loss"), meta.get("params")

@@ -39,6 +39,10 @@ UPLOADS_SUBDIR = ".datasets"  # inside the runs dir: the data dir may be read-on
 KINDS = ("digit", "object")  # an npz may say which in an optional `kind` array (drawn datasets: digit)
 # Class names label charts, tables and predictions; the app itself writes at most 40 characters.
 MAX_CLASS_NAME_CHARS = 60
+# Refusals raised in more than one place. Like every refusal here they stay English (the CLI, the logs) and
+# are marked for the catalog: the pages show them translated (lib.i18n.translate_filled).
+MISSING_ARRAYS = N_("{source}: missing array(s) {names}; an npz dataset needs x_train, y_train, x_test and y_test.")
+NOT_READABLE = N_("{source}: not a readable npz dataset ({error}).")
 
 
 class DatasetUnavailable(RuntimeError):
@@ -132,7 +136,7 @@ def load_npz(path: Path) -> Dataset:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in REQUIRED_KEYS if key in npz.files}
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as error:
-        raise InvalidDataset(f"{path.name}: cannot read the arrays ({error}).") from None
+        raise InvalidDataset(N_("{source}: cannot read the arrays ({error}).").format(source=path.name, error=error)) from None
     validate_arrays(arrays, source=path.name)
     return as_dataset(arrays, info, source=path.name)
 
@@ -142,8 +146,7 @@ def validate_arrays(arrays: dict, source: str = "dataset") -> None:
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
     if missing:
         raise InvalidDataset(
-            f"{source}: missing array(s) {', '.join(missing)}; an npz dataset needs "
-            f"x_train, y_train, x_test and y_test."
+            MISSING_ARRAYS.format(source=source, names=", ".join(missing))
         )
     arrays = {key: np.asarray(arrays[key]) for key in REQUIRED_KEYS}
     check_shapes({key: (array.shape, array.dtype) for key, array in arrays.items()}, source)
@@ -156,13 +159,15 @@ def _check_label_values(labels: dict, source: str) -> None:
         y = labels[f"y_{split}"]
         if y.min() < 0 or y.max() >= MAX_CLASSES:
             raise InvalidDataset(
-                f"{source}: y_{split} has labels from {y.min()} to {y.max()}; labels must be 0..K-1 with K <= {MAX_CLASSES}."
+                N_("{source}: y_{split} has labels from {low} to {high}; labels must be 0..K-1 with K <= {limit}.").format(
+                    source=source, split=split, low=y.min(), high=y.max(), limit=MAX_CLASSES)
             )
     train_classes = np.unique(labels["y_train"])
     if len(train_classes) < 2:
-        raise InvalidDataset(f"{source}: the training labels hold only one class; a classifier needs at least two.")
+        raise InvalidDataset(N_("{source}: the training labels hold only one class; a classifier needs at least two.").format(
+            source=source))
     if int(np.max(labels["y_test"])) > int(train_classes.max()):
-        raise InvalidDataset(f"{source}: y_test has labels that never occur in y_train.")
+        raise InvalidDataset(N_("{source}: y_test has labels that never occur in y_train.").format(source=source))
 
 
 def check_labels(arrays: dict, class_names, source: str = "dataset") -> None:
@@ -173,9 +178,9 @@ def check_labels(arrays: dict, class_names, source: str = "dataset") -> None:
         if top >= len(class_names):
             shown = ", ".join(repr(name) for name in class_names[:4]) + (", ..." if len(class_names) > 4 else "")
             raise InvalidDataset(
-                f"{source}: y_{split} has labels up to {top}, but the dataset has only {len(class_names)} classes "
-                f"({shown}), so labels must be 0 to {len(class_names) - 1}. Give class_names one name per label, "
-                "or relabel."
+                N_("{source}: y_{split} has labels up to {top}, but the dataset has only {count} classes ({shown}), "
+                   "so labels must be 0 to {last}. Give class_names one name per label, or relabel.").format(
+                    source=source, split=split, top=top, count=len(class_names), shown=shown, last=len(class_names) - 1)
             )
 
 
@@ -185,29 +190,34 @@ def check_class_names(class_names, source: str = "dataset") -> tuple[str, ...]:
     if isinstance(class_names, np.ndarray):
         if class_names.ndim != 1 or class_names.dtype.kind not in "US":
             raise InvalidDataset(
-                f"{source}: class_names has shape {class_names.shape} and dtype {class_names.dtype}; expected "
-                f"2 to {MAX_CLASSES} strings, one per class."
+                N_("{source}: class_names has shape {shape} and dtype {dtype}; expected 2 to {limit} strings, one per "
+                   "class.").format(source=source, shape=class_names.shape, dtype=class_names.dtype, limit=MAX_CLASSES)
             )
         class_names = class_names.tolist()
     elif isinstance(class_names, (str, bytes)) or not hasattr(class_names, "__len__"):
-        raise InvalidDataset(f"{source}: class_names must be a list of strings, one per class; got {_shown(class_names)}.")
+        raise InvalidDataset(N_("{source}: class_names must be a list of strings, one per class; got {value}.").format(
+            source=source, value=_shown(class_names)))
     if not 2 <= len(class_names) <= MAX_CLASSES:
-        raise InvalidDataset(f"{source}: class_names holds {len(class_names)} names; a dataset has 2 to {MAX_CLASSES} classes.")
+        raise InvalidDataset(N_("{source}: class_names holds {count} names; a dataset has 2 to {limit} classes.").format(
+            source=source, count=len(class_names), limit=MAX_CLASSES))
     names = []
     for number, value in enumerate(class_names, start=1):
-        name = _text(value, f"class name {number}", source).strip()
+        name = _text(value, N_("class name {number}").format(number=number), source).strip()
         if not name:
-            raise InvalidDataset(f"{source}: class name {number} is empty; every class needs a name.")
+            raise InvalidDataset(N_("{source}: class name {number} is empty; every class needs a name.").format(
+                source=source, number=number))
         if len(name) > MAX_CLASS_NAME_CHARS:
             raise InvalidDataset(
-                f"{source}: class name {number} has {len(name):,} characters; at most {MAX_CLASS_NAME_CHARS} are allowed."
+                N_("{source}: class name {number} has {count:,} characters; at most {limit} are allowed.").format(
+                    source=source, number=number, count=len(name), limit=MAX_CLASS_NAME_CHARS)
             )
         if not name.isprintable():
-            raise InvalidDataset(f"{source}: class name {number} ({_shown(name)}) contains control characters.")
+            raise InvalidDataset(N_("{source}: class name {number} ({name}) contains control characters.").format(
+                source=source, number=number, name=_shown(name)))
         if name in names:
             raise InvalidDataset(
-                f"{source}: class names {names.index(name) + 1} and {number} are both {name!r}; each class needs its "
-                "own name."
+                N_("{source}: class names {first} and {number} are both {name!r}; each class needs its own "
+                   "name.").format(source=source, first=names.index(name) + 1, number=number, name=name)
             )
         names.append(name)
     return tuple(names)
@@ -218,13 +228,14 @@ def check_kind(kind, source: str = "dataset") -> str:
     if isinstance(kind, np.ndarray):
         if kind.shape != () or kind.dtype.kind not in "US":
             raise InvalidDataset(
-                f"{source}: kind has shape {kind.shape} and dtype {kind.dtype}; expected one string, "
-                f"{' or '.join(map(repr, KINDS))}."
+                N_("{source}: kind has shape {shape} and dtype {dtype}; expected one string, {kinds}.").format(
+                    source=source, shape=kind.shape, dtype=kind.dtype, kinds=" or ".join(map(repr, KINDS)))
             )
         kind = kind.item()
     text = _text(kind, "kind", source)
     if text not in KINDS:
-        raise InvalidDataset(f"{source}: kind is {_shown(text)}; expected {' or '.join(map(repr, KINDS))}.")
+        raise InvalidDataset(N_("{source}: kind is {value}; expected {kinds}.").format(
+            source=source, value=_shown(text), kinds=" or ".join(map(repr, KINDS))))
     return text
 
 
@@ -234,9 +245,10 @@ def _text(value, what: str, source: str) -> str:
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidDataset(f"{source}: {what} is not valid UTF-8 text.") from None
+            raise InvalidDataset(N_("{source}: {what} is not valid UTF-8 text.").format(source=source, what=what)) from None
     if not isinstance(value, str):
-        raise InvalidDataset(f"{source}: {what} must be a string; got {_shown(value)}.")
+        raise InvalidDataset(N_("{source}: {what} must be a string; got {value}.").format(
+            source=source, what=what, value=_shown(value)))
     return value
 
 
@@ -253,32 +265,38 @@ def check_shapes(headers: dict[str, tuple[tuple, np.dtype]], source: str = "data
         (x_shape, x_dtype), (y_shape, y_dtype) = headers[f"x_{split}"], headers[f"y_{split}"]
         if len(x_shape) not in (3, 4) or (len(x_shape) == 4 and x_shape[-1] not in (1, 3)):
             raise InvalidDataset(
-                f"{source}: x_{split} has shape {x_shape}; expected (N, H, W) or (N, H, W, C) with C 1 or 3."
+                N_("{source}: x_{split} has shape {shape}; expected (N, H, W) or (N, H, W, C) with C 1 or 3.").format(
+                    source=source, split=split, shape=x_shape)
             )
         if x_dtype != np.uint8:
             raise InvalidDataset(
-                f"{source}: x_{split} has dtype {x_dtype}; expected uint8 pixels 0..255 "
-                f"(convert with (x * 255).round().astype('uint8') if yours are floats in [0, 1])."
+                N_("{source}: x_{split} has dtype {dtype}; expected uint8 pixels 0..255 (convert with "
+                   "(x * 255).round().astype('uint8') if yours are floats in [0, 1]).").format(
+                    source=source, split=split, dtype=x_dtype)
             )
         if not (MIN_SIDE <= x_shape[1] <= MAX_SIDE and MIN_SIDE <= x_shape[2] <= MAX_SIDE):
             raise InvalidDataset(
-                f"{source}: images are {x_shape[1]}x{x_shape[2]}; sides must be {MIN_SIDE} to {MAX_SIDE} pixels."
+                N_("{source}: images are {height}x{width}; sides must be {low} to {high} pixels.").format(
+                    source=source, height=x_shape[1], width=x_shape[2], low=MIN_SIDE, high=MAX_SIDE)
             )
         if len(y_shape) != 1 or not np.issubdtype(y_dtype, np.integer):
             raise InvalidDataset(
-                f"{source}: y_{split} has shape {y_shape} and dtype {y_dtype}; expected one integer label per image."
+                N_("{source}: y_{split} has shape {shape} and dtype {dtype}; expected one integer label per "
+                   "image.").format(source=source, split=split, shape=y_shape, dtype=y_dtype)
             )
         if x_shape[0] != y_shape[0]:
-            raise InvalidDataset(f"{source}: x_{split} has {x_shape[0]} images but y_{split} has {y_shape[0]} labels.")
+            raise InvalidDataset(N_("{source}: x_{split} has {images} images but y_{split} has {labels} labels.").format(
+                source=source, split=split, images=x_shape[0], labels=y_shape[0]))
         if x_shape[0] == 0:
             raise InvalidDataset(
-                f"{source}: the {split} split is empty (x_{split} holds 0 images); a dataset needs images "
-                f"in both x_train and x_test."
+                N_("{source}: the {split} split is empty (x_{split} holds 0 images); a dataset needs images in both "
+                   "x_train and x_test.").format(source=source, split=split)
             )
         shapes[split] = tuple(x_shape[1:]) if len(x_shape) == 4 else (*x_shape[1:], 1)
     if shapes["train"] != shapes["test"]:
         raise InvalidDataset(
-            f"{source}: train images are {shapes['train']} but test images are {shapes['test']}; they must match."
+            N_("{source}: train images are {train} but test images are {test}; they must match.").format(
+                source=source, train=shapes["train"], test=shapes["test"])
         )
 
 
@@ -301,8 +319,7 @@ def inspect_npz(path: Path, *, max_bytes: int | None = None) -> dict[str, tuple[
             missing = [key for key in REQUIRED_KEYS if key not in members]
             if missing:
                 raise InvalidDataset(
-                    f"{source}: missing array(s) {', '.join(missing)}; an npz dataset needs "
-                    f"x_train, y_train, x_test and y_test."
+                    MISSING_ARRAYS.format(source=source, names=", ".join(missing))
                 )
             for key in (key for key in wanted if key in members):
                 shape, dtype, nbytes = _checked_header(archive, archive.getinfo(members[key]), source)
@@ -310,24 +327,25 @@ def inspect_npz(path: Path, *, max_bytes: int | None = None) -> dict[str, tuple[
     except InvalidDataset:
         raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as error:
-        raise InvalidDataset(f"{source}: not a readable npz dataset ({error}).") from None
+        raise InvalidDataset(NOT_READABLE.format(source=source, error=error)) from None
     if total > max_bytes:
         raise InvalidDataset(
-            f"{source}: its arrays hold {total / 2**20:,.0f} MB uncompressed; the limit is "
-            f"{max_bytes / 2**20:,.0f} MB. Use fewer or smaller images."
+            N_("{source}: its arrays hold {size:,.0f} MB uncompressed; the limit is {limit:,.0f} MB. Use fewer or "
+               "smaller images.").format(source=source, size=total / 2**20, limit=max_bytes / 2**20)
         )
     check_shapes(headers, source)
     if "class_names" in headers:
         shape, dtype = headers["class_names"]
         if len(shape) != 1 or dtype.kind not in "US" or not 2 <= shape[0] <= MAX_CLASSES or dtype.itemsize > 4 * 200:
             raise InvalidDataset(
-                f"{source}: class_names has shape {shape} and dtype {dtype}; expected 2 to {MAX_CLASSES} "
-                f"short strings, one per class."
+                N_("{source}: class_names has shape {shape} and dtype {dtype}; expected 2 to {limit} short strings, "
+                   "one per class.").format(source=source, shape=shape, dtype=dtype, limit=MAX_CLASSES)
             )
     if "kind" in headers:
         shape, dtype = headers["kind"]
         if shape != () or dtype.kind not in "US" or dtype.itemsize > 4 * 16:
-            raise InvalidDataset(f"{source}: kind has shape {shape} and dtype {dtype}; expected one short string.")
+            raise InvalidDataset(N_("{source}: kind has shape {shape} and dtype {dtype}; expected one short string.").format(
+                source=source, shape=shape, dtype=dtype))
     return headers
 
 
@@ -335,28 +353,34 @@ def _checked_header(archive: zipfile.ZipFile, member: zipfile.ZipInfo, source: s
     """(shape, dtype, data bytes) of one .npy member, or InvalidDataset if its sizes do not add up."""
     name = member.filename
     if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise InvalidDataset(f"{source}: {name} uses a compression numpy does not write; save with numpy.savez_compressed.")
+        raise InvalidDataset(N_("{source}: {name} uses a compression numpy does not write; save with "
+                                "numpy.savez_compressed.").format(source=source, name=name))
     if member.compress_type == zipfile.ZIP_STORED and member.compress_size != member.file_size:
-        raise InvalidDataset(f"{source}: {name} claims {member.file_size:,} bytes but stores {member.compress_size:,}.")
+        raise InvalidDataset(N_("{source}: {name} claims {size:,} bytes but stores {stored:,}.").format(
+            source=source, name=name, size=member.file_size, stored=member.compress_size))
     if member.file_size > member.compress_size * MAX_DEFLATE_RATIO + 1024:
         raise InvalidDataset(
-            f"{source}: {name} claims {member.file_size:,} bytes from {member.compress_size:,} compressed, "
-            f"more than compression can produce; the file is damaged or crafted."
+            N_("{source}: {name} claims {size:,} bytes from {stored:,} compressed, more than compression can "
+               "produce; the file is damaged or crafted.").format(
+                source=source, name=name, size=member.file_size, stored=member.compress_size)
         )
     with archive.open(member) as handle:
         version = np.lib.format.read_magic(handle)
         if version not in ((1, 0), (2, 0)):
-            raise InvalidDataset(f"{source}: {name} has an unknown .npy format version {version}.")
+            raise InvalidDataset(N_("{source}: {name} has an unknown .npy format version {version}.").format(
+                source=source, name=name, version=version))
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = reader(handle, max_header_size=MAX_HEADER_BYTES)
         header_bytes = handle.tell()
     if dtype.hasobject:
-        raise InvalidDataset(f"{source}: {name} holds Python objects; only plain numeric arrays are read (never unpickled).")
+        raise InvalidDataset(N_("{source}: {name} holds Python objects; only plain numeric arrays are read (never "
+                                "unpickled).").format(source=source, name=name))
     nbytes = math.prod(int(side) for side in shape) * dtype.itemsize  # Python ints: no overflow
     if header_bytes + nbytes != member.file_size:
         raise InvalidDataset(
-            f"{source}: {name} declares shape {tuple(shape)} of {dtype} ({nbytes:,} bytes) but holds "
-            f"{max(member.file_size - header_bytes, 0):,} bytes of data; the file is damaged or crafted."
+            N_("{source}: {name} declares shape {shape} of {dtype} ({size:,} bytes) but holds {held:,} bytes of "
+               "data; the file is damaged or crafted.").format(source=source, name=name, shape=tuple(shape), dtype=dtype,
+                                                                size=nbytes, held=max(member.file_size - header_bytes, 0))
         )
     return tuple(int(side) for side in shape), dtype, nbytes
 
@@ -443,7 +467,8 @@ def check_name(name: str) -> str:
     name = str(name).strip().lower()
     if not NAME_PATTERN.match(name) or name in BUILTINS:
         raise InvalidDataset(
-            "Dataset names use lowercase letters, digits, '-' and '_' (up to 40), and cannot be mnist or fashion_mnist."
+            N_("Dataset names use lowercase letters, digits, '-' and '_' (up to 40), and cannot be mnist or "
+               "fashion_mnist.")
         )
     return name
 
@@ -478,9 +503,10 @@ def save_upload(name: str, data: bytes, *, folder: Path | None = None) -> Datase
     """Validate an uploaded npz and keep it in `folder` (default the uploads dir); returns its info."""
     name = check_name(name)
     if len(data) > MAX_NPZ_BYTES:
-        raise InvalidDataset(f"The file is {len(data) / 2**20:.0f} MB; the limit is {MAX_NPZ_BYTES // 2**20} MB.")
+        raise InvalidDataset(N_("The file is {size:.0f} MB; the limit is {limit} MB.").format(
+            size=len(data) / 2**20, limit=MAX_NPZ_BYTES // 2**20))
     if not data.startswith(b"PK"):
-        raise InvalidDataset("This is not an .npz file (save yours with numpy.savez_compressed).")
+        raise InvalidDataset(N_("This is not an .npz file (save yours with numpy.savez_compressed)."))
     folder = Path(folder) if folder else uploads_dir()
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{name}.upload.tmp"
@@ -489,7 +515,7 @@ def save_upload(name: str, data: bytes, *, folder: Path | None = None) -> Datase
         load_npz(tmp)
     except InvalidDataset as error:
         tmp.unlink(missing_ok=True)
-        raise InvalidDataset(str(error).replace(tmp.name, "the uploaded file")) from None
+        raise InvalidDataset(str(error).replace(tmp.name, N_("the uploaded file"))) from None
     target = folder / f"{name}.npz"
     tmp.replace(target)
     return file_info(name, target)
@@ -531,7 +557,7 @@ def file_info(name: str, path: Path) -> DatasetInfo:
     except InvalidDataset:
         raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as error:
-        raise InvalidDataset(f"{path.name}: not a readable npz dataset ({error}).") from None
+        raise InvalidDataset(NOT_READABLE.format(source=path.name, error=error)) from None
     check_labels(labels, class_names, path.name)
     if builtin is not None:
         return DatasetInfo(**{**builtin.__dict__, "path": path, "input_shape": input_shape,

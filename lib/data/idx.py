@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from lib.data.datasets import BUILTINS, DatasetInfo, InvalidDataset, check_shapes, validate_arrays
+from lib.i18n import N_
 
 # The published file names, by the array each one becomes.
 FILES = {
@@ -33,6 +34,9 @@ UNSIGNED_BYTE = 0x08  # the only element type the image datasets use
 MAX_SIDE = 512
 MAX_ITEMS = 1_000_000
 MAX_BYTES = 1024 * 1024 * 1024  # everything in one file, unpacked
+# Refusals raised twice (English here; the pages show them translated, see lib.i18n.translate_filled).
+NEEDS_FILES = N_("{folder}/: needs the four IDX files {files} (optionally .gz).")
+WRONG_DIMENSIONS = N_("{file}: has {count} dimensions; {key} needs {needed}.")
 
 
 def find_files(folder: Path) -> dict[str, Path] | None:
@@ -63,12 +67,12 @@ def headers(folder: Path) -> dict[str, tuple[tuple, np.dtype]]:
     """Shapes and dtypes of the four arrays from the headers alone (what listing a dataset needs)."""
     files = find_files(folder)
     if files is None:
-        raise InvalidDataset(f"{folder.name}/: needs the four IDX files {', '.join(FILES.values())} (optionally .gz).")
+        raise InvalidDataset(NEEDS_FILES.format(folder=folder.name, files=", ".join(FILES.values())))
     found = {}
     for key, path in files.items():
         dims = read_header(path)
         if len(dims) != DIMENSIONS[key]:
-            raise InvalidDataset(f"{path.name}: has {len(dims)} dimensions; {key} needs {DIMENSIONS[key]}.")
+            raise InvalidDataset(WRONG_DIMENSIONS.format(file=path.name, count=len(dims), key=key, needed=DIMENSIONS[key]))
         found[key] = (dims, np.dtype(np.uint8))
     return found
 
@@ -77,12 +81,12 @@ def load_folder(folder: Path) -> dict[str, np.ndarray]:
     """The four arrays of an IDX folder, validated like an npz (uint8 images, int labels 0..K-1)."""
     files = find_files(folder)
     if files is None:
-        raise InvalidDataset(f"{folder.name}/: needs the four IDX files {', '.join(FILES.values())} (optionally .gz).")
+        raise InvalidDataset(NEEDS_FILES.format(folder=folder.name, files=", ".join(FILES.values())))
     arrays = {}
     for key, path in files.items():
         array = read_array(path)
         if array.ndim != DIMENSIONS[key]:
-            raise InvalidDataset(f"{path.name}: has {array.ndim} dimensions; {key} needs {DIMENSIONS[key]}.")
+            raise InvalidDataset(WRONG_DIMENSIONS.format(file=path.name, count=array.ndim, key=key, needed=DIMENSIONS[key]))
         arrays[key] = array if key.startswith("x_") else array.astype(np.int64)
     validate_arrays(arrays, source=f"{folder.name}/")
     return arrays
@@ -95,9 +99,11 @@ def read_array(path: Path) -> np.ndarray:
         size = int(np.prod(dims, dtype=np.int64))
         data = _read(handle, size, path)
         if len(data) != size:
-            raise InvalidDataset(f"{path.name}: cut off ({len(data):,} of {size:,} data bytes).")
+            raise InvalidDataset(N_("{file}: cut off ({count:,} of {size:,} data bytes).").format(
+                file=path.name, count=len(data), size=size))
         if _read(handle, 1, path):
-            raise InvalidDataset(f"{path.name}: longer than its header says ({size:,} data bytes).")
+            raise InvalidDataset(N_("{file}: longer than its header says ({size:,} data bytes).").format(
+                file=path.name, size=size))
     return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
@@ -110,35 +116,39 @@ def _open(path: Path):
         handle.seek(0)
         return handle
     except OSError as error:
-        raise InvalidDataset(f"{path.name}: cannot be read ({error.strerror or error}).") from None
+        raise InvalidDataset(N_("{file}: cannot be read ({error}).").format(file=path.name, error=error.strerror or error)) from None
 
 
 def _read(handle, size: int, path: Path) -> bytes:
     try:
         return handle.read(size)
     except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise InvalidDataset(f"{path.name}: damaged ({error}).") from None
+        raise InvalidDataset(N_("{file}: damaged ({error}).").format(file=path.name, error=error)) from None
 
 
 def _header(handle, path: Path) -> tuple[int, ...]:
     magic = _read(handle, 4, path)
     if len(magic) != 4 or magic[:2] != b"\0\0":
-        raise InvalidDataset(f"{path.name}: not an IDX file (it must start with two zero bytes).")
+        raise InvalidDataset(N_("{file}: not an IDX file (it must start with two zero bytes).").format(file=path.name))
     if magic[2] != UNSIGNED_BYTE:
-        raise InvalidDataset(f"{path.name}: holds element type 0x{magic[2]:02x}; images and labels are bytes (0x08).")
+        raise InvalidDataset(N_("{file}: holds element type 0x{code:02x}; images and labels are bytes (0x08).").format(
+            file=path.name, code=magic[2]))
     count = magic[3]
     if count not in (1, 3):
-        raise InvalidDataset(f"{path.name}: has {count} dimensions; images have 3 (N, rows, columns), labels 1.")
+        raise InvalidDataset(N_("{file}: has {count} dimensions; images have 3 (N, rows, columns), labels 1.").format(
+            file=path.name, count=count))
     raw = _read(handle, 4 * count, path)
     if len(raw) != 4 * count:
-        raise InvalidDataset(f"{path.name}: cut off in its header.")
+        raise InvalidDataset(N_("{file}: cut off in its header.").format(file=path.name))
     dims = struct.unpack(f">{count}I", raw)
     if not 0 < dims[0] <= MAX_ITEMS:
-        raise InvalidDataset(f"{path.name}: announces {dims[0]:,} items; at most {MAX_ITEMS:,} are allowed.")
+        raise InvalidDataset(N_("{file}: announces {count:,} items; at most {limit:,} are allowed.").format(
+            file=path.name, count=dims[0], limit=MAX_ITEMS))
     if any(not 0 < side <= MAX_SIDE for side in dims[1:]):
-        raise InvalidDataset(f"{path.name}: images of {' x '.join(map(str, dims[1:]))} px; sides up to {MAX_SIDE}.")
+        raise InvalidDataset(N_("{file}: images of {sides} px; sides up to {limit}.").format(
+            file=path.name, sides=" x ".join(map(str, dims[1:])), limit=MAX_SIDE))
     if int(np.prod(dims, dtype=np.int64)) > MAX_BYTES:
-        raise InvalidDataset(f"{path.name}: announces over {MAX_BYTES // 2**20} MB of data.")
+        raise InvalidDataset(N_("{file}: announces over {limit} MB of data.").format(file=path.name, limit=MAX_BYTES // 2**20))
     return dims
 
 

@@ -149,29 +149,30 @@ class Converted:
 def scan_zip(data: bytes, source: str = "the zip file") -> FolderScan:
     """Check a zip upload (size, entries, paths, zip bombs) and report the image folders inside."""
     if len(data) == 0:
-        raise InvalidImageFolder("The file is empty. Upload a .zip with one folder of images per class.")
+        raise InvalidImageFolder(N_("The file is empty. Upload a .zip with one folder of images per class."))
     if len(data) > MAX_ZIP_BYTES:
         raise InvalidImageFolder(
-            f"The zip file is {len(data) / 2**20:.0f} MB; the limit is {MAX_ZIP_BYTES // 2**20} MB. "
-            "Use fewer or smaller images (28x28 to 256x256 is plenty here)."
+            N_("The zip file is {size:.0f} MB; the limit is {limit} MB. Use fewer or smaller images (28x28 to "
+               "256x256 is plenty here).").format(size=len(data) / 2**20, limit=MAX_ZIP_BYTES // 2**20)
         )
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
     except (zipfile.BadZipFile, EOFError, ValueError):
         raise InvalidImageFolder(
-            "This is not a readable .zip file (or it was cut off while uploading). "
-            "Zip the folder that holds one subfolder of images per class, and upload that zip."
+            N_("This is not a readable .zip file (or it was cut off while uploading). Zip the folder that holds "
+               "one subfolder of images per class, and upload that zip.")
         ) from None
     if len(infos) > MAX_ENTRIES:
         raise InvalidImageFolder(
-            f"The zip holds {len(infos):,} files and folders; the limit is {MAX_ENTRIES:,}. Use fewer images per class."
+            N_("The zip holds {count:,} files and folders; the limit is {limit:,}. Use fewer images per class.").format(
+                count=len(infos), limit=MAX_ENTRIES)
         )
     total = sum(info.file_size for info in infos)
     if total > MAX_TOTAL_BYTES:
         raise InvalidImageFolder(
-            f"The zip unpacks to {total / 2**30:.1f} GB; the limit is {MAX_TOTAL_BYTES // 2**30} GB. "
-            "Use fewer or smaller images."
+            N_("The zip unpacks to {size:.1f} GB; the limit is {limit} GB. Use fewer or smaller images.").format(
+                size=total / 2**30, limit=MAX_TOTAL_BYTES // 2**30)
         )
     files, folders = {}, []
     for info in infos:
@@ -193,7 +194,7 @@ def scan_folder(folder: Path) -> FolderScan:
     """Report the image folders inside a directory (symbolic links are not followed)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise InvalidImageFolder(f"There is no folder at {folder}.")
+        raise InvalidImageFolder(N_("There is no folder at {folder}.").format(folder=folder))
     files, folders, links = {}, [], []
     for root, dirs, names in os.walk(folder, followlinks=False):
         for name in [*dirs, *names]:
@@ -206,9 +207,10 @@ def scan_folder(folder: Path) -> FolderScan:
             else:
                 files[rel] = full.stat().st_size
             if len(files) > MAX_ENTRIES:
-                raise InvalidImageFolder(f"{folder.name} holds more than {MAX_ENTRIES:,} files; use fewer images.")
+                raise InvalidImageFolder(N_("{folder} holds more than {limit:,} files; use fewer images.").format(
+                    folder=folder.name, limit=MAX_ENTRIES))
     scan = _scan(files, folders, lambda rel: _read_file(folder / rel), folder.name)
-    scan.skipped.extend((rel, "symbolic link (not followed)") for rel in links)
+    scan.skipped.extend((rel, N_("symbolic link (not followed)")) for rel in links)
     return scan
 
 
@@ -232,15 +234,16 @@ def convert(scan: FolderScan, *, size: int = 28, colour: bool = False, seed: int
     notes = [scan.resize_note(size, colour)]
     if scan.split_given:
         is_test = np.array([split == "test" for split in splits], dtype=bool)
-        notes.append("Train and test images come from your train/ and test/ folders.")
+        notes.append(N_("Train and test images come from your train/ and test/ folders."))
     else:
         is_test = _stratified_test_mask(labels, test_share, seed)
-        notes.append(f"{is_test.sum():,} images ({test_share:.0%} of each class, seeded) are held out as the test set.")
+        notes.append(N_("{count:,} images ({share:.0%} of each class, seeded) are held out as the test set.").format(
+            count=int(is_test.sum()), share=test_share))
     _check_classes_left(labels[~is_test], labels[is_test], scan.class_names, skipped)
     arrays = {"x_train": x[~is_test], "y_train": labels[~is_test], "x_test": x[is_test], "y_test": labels[is_test]}
     datasets.validate_arrays(arrays, source=scan.source)
     if skipped:
-        notes.append(f"{len(skipped)} file(s) could not be decoded and were left out.")
+        notes.append(N_("{count} file(s) could not be decoded and were left out.").format(count=len(skipped)))
     return Converted(arrays, list(scan.class_names), notes, skipped)
 
 
@@ -362,19 +365,19 @@ def _check_zip_entry(info: zipfile.ZipInfo) -> None:
     parts = PurePosixPath(name.replace("\\", "/")).parts
     if name.startswith(("/", "\\")) or (parts and ":" in parts[0]) or ".." in parts:
         raise InvalidImageFolder(
-            f"The zip contains a path that points outside its folder ({name!r}); such zips are refused for safety. "
-            "Zip the image folder again with an ordinary zip tool."
+            N_("The zip contains a path that points outside its folder ({name!r}); such zips are refused for "
+               "safety. Zip the image folder again with an ordinary zip tool.").format(name=name)
         )
     if stat.S_ISLNK(info.external_attr >> 16):
         raise InvalidImageFolder(
-            f"The zip contains a symbolic link ({name!r}); links are refused for safety. "
-            "Zip the real image files instead."
+            N_("The zip contains a symbolic link ({name!r}); links are refused for safety. Zip the real image "
+               "files instead.").format(name=name)
         )
     ratio = info.file_size / max(info.compress_size, 1)
     if info.file_size > RATIO_CHECK_FROM_BYTES and ratio > MAX_COMPRESSION_RATIO:
         raise InvalidImageFolder(
-            f"{name!r} unpacks to {ratio:.0f} times its packed size; this looks like a zip bomb and the zip "
-            "was not opened."
+            N_("{name!r} unpacks to {ratio:.0f} times its packed size; this looks like a zip bomb and the zip was "
+               "not opened.").format(name=name, ratio=ratio)
         )
 
 
@@ -385,13 +388,13 @@ def _scan(files: dict[str, int], folders: list[str], read, source: str) -> Folde
     for path, size in sorted(files.items()):
         parts = PurePosixPath(path).parts
         if any(part.lower() in SYSTEM_NAMES or part.startswith(".") for part in parts):
-            skipped.append((path, "hidden or system file"))
+            skipped.append((path, N_("hidden or system file")))
         else:
             candidates[path] = (parts, size)
     root = _common_root([parts for path, (parts, _) in candidates.items() if path.lower().endswith(SUFFIXES)])
     relative = {path: (parts[len(root):], size) for path, (parts, size) in candidates.items()
                 if parts[:len(root)] == root}
-    skipped.extend((path, "outside the image folder") for path in candidates if path not in relative)
+    skipped.extend((path, N_("outside the image folder")) for path in candidates if path not in relative)
     top = {parts[0].lower() for parts, _ in relative.values() if len(parts) > 1}
     split_given = set(SPLIT_NAMES) <= top
     class_folders: dict[str, set] = {}
@@ -411,18 +414,18 @@ def _scan(files: dict[str, int], folders: list[str], read, source: str) -> Folde
             if len(parts) > 1 and parts[0].lower() in SPLIT_NAMES:
                 split, parts = parts[0].lower(), parts[1:]
             else:
-                skipped.append((path, "outside the train/ and test/ folders"))
+                skipped.append((path, N_("outside the train/ and test/ folders")))
                 continue
         if len(parts) < 2:
-            skipped.append((path, "not inside a class folder"))
+            skipped.append((path, N_("not inside a class folder")))
             continue
         class_name = _clean_class_name(parts[0])
         class_folders.setdefault(class_name, set()).add(split)
         placed.append((path, class_name, split, size))
     if not class_folders:
         raise InvalidImageFolder(
-            f"{source} has no class folders. Put the images of each class in a folder named after the class "
-            "(for example circle/1.png, square/1.png) and zip the folder that holds them."
+            N_("{source} has no class folders. Put the images of each class in a folder named after the class "
+               "(for example circle/1.png, square/1.png) and zip the folder that holds them.").format(source=source)
         )
     class_names = sorted(class_folders, key=str.casefold)
     label_of = {name: index for index, name in enumerate(class_names)}
@@ -453,9 +456,9 @@ def _common_root(all_parts: list[tuple]) -> tuple:
 
 def _header(path: str, size: int, read) -> tuple[int, int, str]:
     if not path.lower().endswith(SUFFIXES):
-        raise InvalidImageFolder("not an image file (PNG, JPEG, BMP or GIF)")
+        raise InvalidImageFolder(N_("not an image file (PNG, JPEG, BMP or GIF)"))
     if size > MAX_IMAGE_BYTES:
-        raise InvalidImageFolder(f"image file over {MAX_IMAGE_BYTES // 2**20} MB")
+        raise InvalidImageFolder(N_("image file over {limit} MB").format(limit=MAX_IMAGE_BYTES // 2**20))
     image = _open(read(path))
     return image.width, image.height, image.mode
 
@@ -467,14 +470,19 @@ def _drop_empty_classes(scan: FolderScan) -> None:
     kept = [name for name, count in zip(scan.class_names, counts) if count > 0]
     if empty:
         scan.warnings.append(
-            f"Left out {len(empty)} class folder(s) without usable images: {', '.join(empty)}."
+            N_("Left out {count} class folder(s) without usable images: {names}.").format(
+                count=len(empty), names=", ".join(empty))
         )
     if len(kept) < MIN_CLASSES:
-        found = f"only one class with images ({kept[0]!r})" if kept else "no usable images at all"
-        skipped = f" {len(scan.skipped)} file(s) were skipped: {_reasons(scan.skipped)}." if scan.skipped else ""
+        found = N_("only one class with images ({name!r})").format(name=kept[0]) if kept else \
+            N_("no usable images at all")
+        skipped = N_("{count} file(s) were skipped: {reasons}.").format(count=len(scan.skipped),
+                                                                         reasons=_reasons(scan.skipped))
         raise InvalidImageFolder(
-            f"{scan.source} has {found}; a classifier needs at least two classes, each in its own folder "
-            f"of images.{skipped}"
+            (N_("{source} has {found}; a classifier needs at least two classes, each in its own folder of images. "
+                "{skipped}") if scan.skipped else
+             N_("{source} has {found}; a classifier needs at least two classes, each in its own folder of images."))
+            .format(source=scan.source, found=found, skipped=skipped)
         )
     if empty:
         new_label = {scan.class_names.index(name): index for index, name in enumerate(kept)}
@@ -486,18 +494,19 @@ def _drop_empty_classes(scan: FolderScan) -> None:
         missing = [name for name, n in zip(scan.class_names, scan.counts("train")) if n == 0]
         if missing:
             raise InvalidImageFolder(
-                f"Class(es) {', '.join(missing)} have test images but no training images in train/. "
-                "Add training images for them or remove them from test/."
+                N_("Class(es) {names} have test images but no training images in train/. Add training images "
+                   "for them or remove them from test/.").format(names=", ".join(missing))
             )
         untested = [name for name, n in zip(scan.class_names, scan.counts("test")) if n == 0]
         if untested:
-            scan.warnings.append(f"No test images for {', '.join(untested)}: their test accuracy cannot be measured.")
+            scan.warnings.append(N_("No test images for {names}: their test accuracy cannot be measured.").format(
+                names=", ".join(untested)))
     else:
         single = [name for name, n in zip(scan.class_names, scan.counts()) if n == 1]
         if single:
             scan.warnings.append(
-                f"Only one image in {', '.join(single)}: it is used for training and never tested. "
-                "Add more images per class; 20 or more work well."
+                N_("Only one image in {names}: it is used for training and never tested. Add more images per "
+                   "class; 20 or more work well.").format(names=", ".join(single))
             )
 
 
@@ -516,7 +525,11 @@ def _add_samples(scan: FolderScan) -> None:
 
 
 def _reasons(skipped: list[tuple[str, str]]) -> str:
-    return "; ".join(f"{n} {reason}" for reason, n in Counter(r for _, r in skipped).most_common(3))
+    """The most common reason files were skipped, as one text the pages can translate (see lib.i18n)."""
+    if not skipped:
+        return N_("none")
+    reason, count = Counter(r for _, r in skipped).most_common(1)[0]
+    return N_("most often ({count} files): {reason}").format(count=count, reason=reason)
 
 
 def _clean_class_name(name: str) -> str:
@@ -539,13 +552,14 @@ def _open(data: bytes) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
-        raise InvalidImageFolder("not an image Pillow can read as PNG, JPEG, BMP or GIF") from None
+        raise InvalidImageFolder(N_("not an image Pillow can read as PNG, JPEG, BMP or GIF")) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidImageFolder("far too many pixels (a decompression bomb?)") from None
+        raise InvalidImageFolder(N_("far too many pixels (a decompression bomb?)")) from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise InvalidImageFolder(f"damaged image ({error})") from None
+        raise InvalidImageFolder(N_("damaged image ({error})").format(error=error)) from None
     if image.width * image.height > MAX_IMAGE_PIXELS:
-        raise InvalidImageFolder(f"too large ({image.width}x{image.height} px; limit {MAX_IMAGE_PIXELS // 10**6} MP)")
+        raise InvalidImageFolder(N_("too large ({width}x{height} px; limit {limit} MP)").format(
+            width=image.width, height=image.height, limit=MAX_IMAGE_PIXELS // 10**6))
     return image
 
 
@@ -559,7 +573,7 @@ def _decode(data: bytes) -> Image.Image:
         has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
         return image.convert("RGBA" if has_alpha else "RGB")
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise InvalidImageFolder(f"damaged or incomplete image ({error})") from None
+        raise InvalidImageFolder(N_("damaged or incomplete image ({error})").format(error=error)) from None
 
 
 def _fit_square(image: Image.Image, size: int, colour: bool) -> np.ndarray:
@@ -608,10 +622,11 @@ def _check_classes_left(y_train: np.ndarray, y_test: np.ndarray, class_names: li
     missing = [name for label, name in enumerate(class_names) if not np.any(y_train == label)]
     if missing:
         raise InvalidImageFolder(
-            f"No readable training images are left for {', '.join(missing)} "
-            f"({len(skipped)} damaged file(s): {_reasons(skipped) or 'none'}). Replace the damaged images."
+            N_("No readable training images are left for {names} ({count} damaged file(s): {reasons}). Replace the "
+               "damaged images.").format(names=", ".join(missing), count=len(skipped), reasons=_reasons(skipped))
         )
     if len(y_test) == 0:
         raise InvalidImageFolder(
-            "There are too few images to hold any out for testing. Add more images: 20 or more per class work well."
+            N_("There are too few images to hold any out for testing. Add more images: 20 or more per class work "
+               "well.")
         )

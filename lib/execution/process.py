@@ -37,6 +37,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from lib.data import datasets, paths
+from lib.i18n import N_
 
 WORKER_MODULE = "lib.execution.worker"
 OUTCOME = "_outcome"  # the kind of a child's last message
@@ -88,7 +89,8 @@ def run_child(task: str, payload: dict, *, limits: ChildLimits, what: str = "tra
 
 def stopped_message(what: str) -> str:
     """How a job that was stopped with nothing to save ended (an import: stop_grace_s 0)."""
-    return f"The {what} was stopped before it finished; nothing was saved."
+    return (N_("The import was stopped before it finished; nothing was saved.") if what == "import" else
+            N_("The training was stopped before it finished; nothing was saved."))
 
 
 def user_message(error: Exception, what: str = "training", memory_mb: int | None = None) -> str:
@@ -96,17 +98,20 @@ def user_message(error: Exception, what: str = "training", memory_mb: int | None
     from lib.store import workspaces
 
     if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError":
-        limit = f"the {memory_mb:,} MB of memory it may use here" if memory_mb else "the memory this computer has"
-        todo = "Import a smaller model." if what == "import" else "Try a smaller model or batch size."
-        return f"The {what} needed more than {limit}. {todo}"
+        memory = N_("the {size:,} MB of memory it may use here").format(size=memory_mb) if memory_mb else \
+            N_("the memory this computer has")
+        return (N_("The import needed more than {memory}. Import a smaller model.") if what == "import" else
+                N_("The training needed more than {memory}. Try a smaller model or batch size.")).format(memory=memory)
     from lib.store import backend
 
     known = (datasets.DatasetUnavailable, datasets.InvalidDataset, ValueError, ChildFailed, workspaces.QuotaExceeded,
              backend.StoreError)
     if isinstance(error, known):
         return str(error)
-    return (f"The {what} failed unexpectedly ({type(error).__name__}: {error}). Try again, or a smaller model or "
-            "batch size.")
+    return (N_("The import failed unexpectedly ({error}). Try again, or a smaller model or batch size.")
+            if what == "import" else
+            N_("The training failed unexpectedly ({error}). Try again, or a smaller model or batch size.")).format(
+        error=f"{type(error).__name__}: {error}")
 
 
 def _spawn(quiet: bool = False) -> tuple[subprocess.Popen, int]:

@@ -254,7 +254,8 @@ class ClusterJobManager:
             self._store.put_file(clusterjob.upload_key(job_id), Path(request.path))
         except OSError as error:  # a StoreError says what to do; a staged file gone is this server's fault
             raise jobs.SubmitRefused(str(error) if isinstance(error, backend.StoreError) else
-                                     f"{request.filename} could not be read again ({_short(error)}); upload it again.") from None
+                                     N_("{name} could not be read again ({error}); upload it again.").format(
+                                         name=request.filename, error=_short(error))) from None
         imports.discard(request)
         job = jobs.Job(job_id, session_id, replace(request, path="", staged=False), runs_dir=runs_dir, where=CLUSTER)
         with self._lock:
@@ -347,15 +348,15 @@ class ClusterJobManager:
         active = [job for job in self._jobs.values() if job.session_id == session_id and job.state in jobs.CAPPED_STATES]
         local = self.local.active_count(session_id)
         if self.max_active_per_session is not None and len(active) + local >= self.max_active_per_session:
-            what = "an import" if any(job.kind == jobs.IMPORT for job in active) else "a training"
-            return (f"You already have {what} queued or running on the cluster; on this shared app each "
-                    f"visitor trains or imports {self.max_active_per_session} at a time. Wait for it to finish, "
-                    f"or stop it.")
+            what = N_("an import") if any(job.kind == jobs.IMPORT for job in active) else N_("a training")
+            return N_("You already have {what} queued or running on the cluster; on this shared app each visitor "
+                      "trains or imports {count} at a time. Wait for it to finish, or stop it.").format(
+                what=what, count=self.max_active_per_session)
         if self.max_queue is not None:
             waiting = sum(1 for job in self._jobs.values() if job.state == jobs.QUEUED)
             if waiting >= self.max_queue:
-                return (f"{waiting} jobs are already waiting for the cluster (the limit is {self.max_queue}). "
-                        f"Try again in a few minutes.")
+                return N_("{count} jobs are already waiting for the cluster (the limit is {limit}). Try again in a "
+                          "few minutes.").format(count=waiting, limit=self.max_queue)
         return ""
 
     def _budget_problem(self, config: TrainConfig, runs_dir) -> str:
@@ -561,13 +562,13 @@ class ClusterJobManager:
                                **{name: result.get(name) for name in ("test_accuracy", "test_loss", "seconds",
                                                                        "samples_per_s", "precision", "scores")}}
                 if job.state == jobs.FAILED:
-                    job.error = result.get("stop_reason") or "The training failed."
+                    job.error = result.get("stop_reason") or N_("The training failed.")
             elif job.kind == jobs.IMPORT and (status == "STOPPED" or job.stop_event.is_set()):
                 job.state = jobs.CANCELLED  # an import stops with nothing saved, as locally
                 job.error = process.stopped_message(jobs.IMPORT)
             elif status == "STOPPED" or job.stop_event.is_set():
                 job.state = jobs.STOPPED
-                job.error = "Stopped on the cluster before a model was saved."
+                job.error = N_("Stopped on the cluster before a model was saved.")
             else:
                 job.state = jobs.FAILED
                 job.error = result.get("error") or self._failure_message(job, message, gone)
@@ -583,30 +584,35 @@ class ClusterJobManager:
 
     def _failure_message(self, job: jobs.Job, message: str, gone: bool) -> str:
         if gone:
-            again = "Import the file again." if job.kind == jobs.IMPORT else "Train again."
-            return (f"The Ray cluster at {self.cluster.address} no longer knows this job (it was restarted or "
-                    f"replaced), so the {job.kind} was lost. {again}")
+            return (N_("The Ray cluster at {address} no longer knows this job (it was restarted or replaced), so the "
+                       "import was lost. Import the file again.") if job.kind == jobs.IMPORT else
+                    N_("The Ray cluster at {address} no longer knows this job (it was restarted or replaced), so the "
+                       "training was lost. Train again.")).format(address=self.cluster.address)
         tail = self.ray.log_tail(_submission_id(job.job_id))
         cleaned = " ".join(message.split())
         if "Traceback" in cleaned or len(cleaned) > 300:
             cleaned = ""
         parts = [part for part in (cleaned, tail) if part]
-        return f"The {job.kind} failed on the cluster: " + (" · ".join(parts) if parts else "no message.")
+        return (N_("The import failed on the cluster: {detail}") if job.kind == jobs.IMPORT else
+                N_("The training failed on the cluster: {detail}")).format(
+            detail=" · ".join(parts) if parts else N_("no message."))
 
     def _cluster_unreachable(self, error: Exception, job: jobs.Job | None = None) -> None:
         now = time.monotonic()
         if self._unreachable_since is None:
             self._unreachable_since = now
-        self.problem = (f"The Ray cluster at {self.cluster.address} cannot be reached ({_short(error)}); check "
-                        f"{ADDRESS_ENV} and the cluster.")
+        self.problem = N_("The Ray cluster at {address} cannot be reached ({error}); check {setting} and the "
+                          "cluster.").format(address=self.cluster.address, error=_short(error), setting=ADDRESS_ENV)
         if job is not None and now - self._unreachable_since >= self._vanished_after_s:
             with self._lock:
                 job.ended = time.time()
                 job.state = jobs.FAILED
-                again = "Import the file again" if job.kind == jobs.IMPORT else "Train again"
-                job.error = (f"The Ray cluster at {self.cluster.address} could not be reached for "
-                             f"{self._vanished_after_s:.0f} s, so this {job.kind} is taken as lost. {again} "
-                             f"once the cluster is back.")
+                job.error = (N_("The Ray cluster at {address} could not be reached for {seconds:.0f} s, so this "
+                                "import is taken as lost. Import the file again once the cluster is back.")
+                             if job.kind == jobs.IMPORT else
+                             N_("The Ray cluster at {address} could not be reached for {seconds:.0f} s, so this "
+                                "training is taken as lost. Train again once the cluster is back.")).format(
+                    address=self.cluster.address, seconds=self._vanished_after_s)
                 job.batches = jobs.thin(job.batches, jobs.ENDED_BATCH_POINTS)
                 self._release_next(job.job_id)
                 self._renumber()
@@ -639,7 +645,8 @@ class ClusterJobManager:
                     return
                 with self._lock:  # the cluster refused it (a runtime environment it cannot build, ...)
                     job.state, job.ended = jobs.FAILED, time.time()
-                    job.error = f"The cluster refused this {job.kind}: {_short(error)}"
+                    job.error = (N_("The cluster refused this import: {error}") if job.kind == jobs.IMPORT else
+                                 N_("The cluster refused this training: {error}")).format(error=_short(error))
                     self._release_next(job.job_id)
                     self._renumber()
                 self._save(job)

@@ -89,23 +89,67 @@ def percent(fraction: float, decimals: int = 2) -> str:
 
 
 _FIELD = re.compile(r"\{(\w+)(?:![rsa])?(?::[^{}]*)?\}")
+# A template is looked up by its literal words: one with fewer letters than this outside its fields
+# ("{name} ({count})") would match any text and is never used to recognise one.
+MIN_TEMPLATE_LETTERS = 5
+MAX_NESTING = 3  # a filled-in field is itself looked up (a refusal quoting a reason), this many levels deep
+# The fields whose value is itself a marked text (a reason, a phrase, a dataset's title), looked up in turn;
+# any other field (a file name, a number, a shape, "train") is data and kept as it is.
+NESTED_FIELDS = frozenset({"what", "fix", "reason", "reasons", "problem", "detail", "found", "skipped", "notes", "hint",
+                           "colour", "takes", "wanted", "memory", "metric", "dataset"})
 
 
-def translate_filled(text: str, templates) -> str:
-    """`text`, made by filling one of `templates` (English, marked with N_), in the current language.
+def _literal_letters(template: str) -> int:
+    return sum(character.isalpha() for character in _FIELD.sub("", template))
 
-    For texts stored in English once filled in, such as a run's stop reason in its meta.json: the template
-    that produced `text` is found again, and its translation is filled with the same values. A text no
-    template matches comes back unchanged.
+
+@functools.cache
+def _pattern(template: str) -> tuple[re.Pattern, tuple[str, ...]]:
+    """A regular expression matching `template` filled in, and its fields' names in order."""
+    pattern, names, position = "", [], 0
+    for match in _FIELD.finditer(template):
+        pattern += re.escape(template[position:match.start()]) + "(.*?)"
+        names.append(match.group(1))
+        position = match.end()
+    return re.compile(pattern + re.escape(template[position:]), flags=re.DOTALL), tuple(names)
+
+
+@functools.cache
+def _catalog_templates(language: str) -> tuple[str, ...]:
+    """The msgids of `language`'s catalog with fields, the most specific (most literal letters) first."""
+    from babel.messages import mofile
+
+    path = gettext.find(DOMAIN, LOCALES_DIR, languages=[language])
+    with open(path, "rb") as handle:
+        ids = [message.id for message in mofile.read_mo(handle) if isinstance(message.id, str)]
+    found = [msgid for msgid in ids if _FIELD.search(msgid) and _literal_letters(msgid) >= MIN_TEMPLATE_LETTERS]
+    return tuple(sorted(found, key=_literal_letters, reverse=True))
+
+
+def translate_filled(text: str, templates=None, _depth: int = 0) -> str:
+    """`text`, English made by filling a marked template (`N_("... {size} MB ...").format(size=...)`), in
+    the current language; a text no template made comes back unchanged.
+
+    For texts that stay English where they are made, travel and are stored: a file's refusal raised in the
+    engine (maybe in a child process or on a Ray node), a run's stop reason in its meta.json, a job's
+    failure. The template that produced `text` is found again (among `templates`, else the catalog's, the
+    most specific first) and its translation is filled with the same values; a value in one of NESTED_FIELDS
+    is looked up in turn (a refusal quoting a skipped image's reason). A text with no field is the catalog's
+    plain lookup.
     """
-    for template in templates:
-        pattern, names, position = "", [], 0
-        for match in _FIELD.finditer(template):
-            pattern += re.escape(template[position:match.start()]) + "(.+?)"
-            names.append(match.group(1))
-            position = match.end()
-        found = re.fullmatch(pattern + re.escape(template[position:]), text, flags=re.DOTALL)
+    language = current_language()
+    if not text or language == SOURCE_LANGUAGE:
+        return text
+    catalog = translation(language)
+    exact = catalog.gettext(text)
+    if exact != text:
+        return exact
+    for template in (_catalog_templates(language) if templates is None else templates):
+        pattern, names = _pattern(template)
+        found = pattern.fullmatch(text)
         if found:
-            return _FIELD.sub(lambda field: "{" + field.group(1) + "}", _(template)).format(
-                **dict(zip(names, found.groups())))
+            values = [translate_filled(value, templates, _depth + 1) if name in NESTED_FIELDS and _depth < MAX_NESTING
+                      else value for name, value in zip(names, found.groups())]
+            translated = _FIELD.sub(lambda field: "{" + field.group(1) + "}", catalog.gettext(template))
+            return translated.format(**dict(zip(names, values)))
     return text

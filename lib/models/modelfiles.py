@@ -22,6 +22,8 @@ import json
 import zipfile
 from pathlib import Path
 
+from lib.i18n import N_
+
 MAX_MODEL_BYTES = 200 * 1024 * 1024  # the app's upload limit; our largest zoo model is ~10 MB
 MAX_ENTRIES = 64
 MAX_UNCOMPRESSED_BYTES = 1024 * 1024 * 1024
@@ -33,8 +35,10 @@ REQUIRED_ENTRIES = ("config.json", "model.weights.h5")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
 # Built-in layers that read or run something outside the file.
-UNSAFE_CLASSES = {"Lambda": "a Lambda layer", "TFSMLayer": "a TFSMLayer (it loads a SavedModel from disk)"}
-REBUILD_HINT = "rebuild it with built-in Keras layers only, save it with model.save('name.keras') and try again."
+# Refusals stay English here (the CLI, the logs, a child process's answer) and are marked for the catalog:
+# the pages show them translated (lib.i18n.translate_filled).
+UNSAFE_CLASSES = {"Lambda": N_("a Lambda layer"), "TFSMLayer": N_("a TFSMLayer (it loads a SavedModel from disk)")}
+REBUILD_HINT = N_("rebuild it with built-in Keras layers only, save it with model.save('name.keras') and try again.")
 MAX_CONFIG_DEPTH = 64  # the app's models nest 7-10 levels (a model inside a Functional one: 10); JSON bombs go deeper
 
 # The Keras classes a config may name, by the module Keras writes for them. Layers: what
@@ -108,26 +112,26 @@ def check_keras_file(path: Path) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        raise UnusableModel(f"There is no model file at {path}.")
+        raise UnusableModel(N_("There is no model file at {path}.").format(path=path))
     size = path.stat().st_size
     if size == 0:
-        raise UnusableModel("The model file is empty (0 bytes). Save the model again and use the new file.")
+        raise UnusableModel(N_("The model file is empty (0 bytes). Save the model again and use the new file."))
     if size > MAX_MODEL_BYTES:
         raise UnusableModel(
-            f"The model file is {size / 2**20:.0f} MB; the limit is {MAX_MODEL_BYTES // 2**20} MB. "
-            "Models that train in this app are far smaller."
+            N_("The model file is {size:.0f} MB; the limit is {limit} MB. Models that train in this app are far "
+               "smaller.").format(size=size / 2**20, limit=MAX_MODEL_BYTES // 2**20)
         )
     with path.open("rb") as handle:
         head = handle.read(8)
     if head.startswith(HDF5_SIGNATURE):
         raise UnusableModel(
-            "This is an old-style HDF5 (.h5) Keras model. Load it in Keras and save it again in the "
-            "current format with model.save('name.keras'), then use that file."
+            N_("This is an old-style HDF5 (.h5) Keras model. Load it in Keras and save it again in the current "
+               "format with model.save('name.keras'), then use that file.")
         )
     if not head.startswith(ZIP_SIGNATURE):
         raise UnusableModel(
-            "This is not a Keras model file. A .keras file is what model.save('name.keras') writes "
-            "(a zip archive holding the architecture and the weights)."
+            N_("This is not a Keras model file. A .keras file is what model.save('name.keras') writes (a zip "
+               "archive holding the architecture and the weights).")
         )
     try:
         with zipfile.ZipFile(path) as archive:
@@ -137,8 +141,8 @@ def check_keras_file(path: Path) -> dict:
             missing = [name for name in REQUIRED_ENTRIES if name not in names]
             if missing:
                 raise UnusableModel(
-                    f"This zip file is not a Keras model: it has no {' and no '.join(missing)}. "
-                    "Use the file that model.save('name.keras') writes."
+                    N_("This zip file is not a Keras model: it has no {names}. Use the file that "
+                       "model.save('name.keras') writes.").format(names=" and no ".join(missing))
                 )
             config_text = archive.read("config.json")
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as error:
@@ -146,11 +150,11 @@ def check_keras_file(path: Path) -> dict:
     try:
         config = json.loads(config_text)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise UnusableModel(damaged_message("config.json is not valid JSON")) from None
+        raise UnusableModel(damaged_message(N_("config.json is not valid JSON"))) from None
     except RecursionError:
         raise UnusableModel(too_deep_message()) from None
     if not isinstance(config, dict):
-        raise UnusableModel(damaged_message("config.json holds no model"))
+        raise UnusableModel(damaged_message(N_("config.json holds no model")))
     problem = config_problem(config)
     if problem:
         raise UnusableModel(problem)
@@ -173,37 +177,33 @@ def describe_load_error(error: Exception) -> str:
     """Keras' load errors in the user's words (the checks above catch most problems first)."""
     text = str(error)
     if isinstance(error, MemoryError) or "OOM when allocating" in text or "ResourceExhausted" in type(error).__name__:
-        return ("This model needs more memory to load than the app may use: its layers are far bigger than "
-                "the models this app trains. Import a smaller model.")
+        return N_("This model needs more memory to load than the app may use: its layers are far bigger than the "
+                  "models this app trains. Import a smaller model.")
     if "Lambda" in text or "safe_mode" in text:
-        return custom_code_message("a Lambda layer")
+        return custom_code_message(UNSAFE_CLASSES["Lambda"])
     if "custom_objects" in text or "register_keras_serializable" in text or "could not be deserialized" in text \
             or "Could not locate" in text:
-        return custom_code_message("a custom class")
+        return custom_code_message(N_("a custom class"))
     if "File not found" in text or "Unable to synchronously open" in text or "truncated" in text.lower():
         return damaged_message(error)
-    return (
-        f"Keras could not rebuild the model from this file ({type(error).__name__}: {text[:300]}). "
-        "It may have been saved by an incompatible Keras version; save it again with Keras 3 as .keras."
-    )
+    return N_("Keras could not rebuild the model from this file ({error}). It may have been saved by an "
+              "incompatible Keras version; save it again with Keras 3 as .keras.").format(
+        error=f"{type(error).__name__}: {text[:300]}")
 
 
 def damaged_message(detail) -> str:
-    return (
-        f"The model file is damaged or incomplete ({detail}); it may have been cut off while downloading "
-        "or copying. Download or save it again and use the new file."
-    )
+    return N_("The model file is damaged or incomplete ({detail}); it may have been cut off while downloading or "
+              "copying. Download or save it again and use the new file.").format(detail=detail)
 
 
 def custom_code_message(what: str) -> str:
-    return (
-        f"This model contains custom Python code ({what}), which the app will not run for safety; {REBUILD_HINT}"
-    )
+    return N_("This model contains custom Python code ({what}), which the app will not run for safety; "
+              "{hint}").format(what=what, hint=REBUILD_HINT)
 
 
 def too_deep_message() -> str:
-    return (f"The model's config.json is nested more than {MAX_CONFIG_DEPTH} levels deep; no Keras model is. "
-            "It was not opened.")
+    return N_("The model's config.json is nested more than {limit} levels deep; no Keras model is. It was not "
+              "opened.").format(limit=MAX_CONFIG_DEPTH)
 
 
 def config_problem(config) -> str:
@@ -225,17 +225,15 @@ def config_problem(config) -> str:
             return problem
         for key, value in node.items():
             if key in FUNCTION_KEYS and isinstance(value, str) and value not in ALLOWED_FUNCTIONS:
-                return not_allowed_message(f"the function {value!r}")
+                return not_allowed_message(N_("the function {name!r}").format(name=value))
             stack.append((value, depth + 1))
     return ""
 
 
 def not_allowed_message(what: str) -> str:
-    return (
-        f"This model uses {what}, which is not among the built-in Keras layers and settings the app loads "
-        f"(Dense, Conv2D, pooling, Flatten, Reshape, Dropout, BatchNormalization, the usual activations, ...); "
-        f"{REBUILD_HINT}"
-    )
+    return N_("This model uses {what}, which is not among the built-in Keras layers and settings the app loads "
+              "(Dense, Conv2D, pooling, Flatten, Reshape, Dropout, BatchNormalization, the usual activations, ...); "
+              "{hint}").format(what=what, hint=REBUILD_HINT)
 
 
 def _custom_code(node: dict) -> str:
@@ -246,14 +244,14 @@ def _custom_code(node: dict) -> str:
     if class_name in UNSAFE_CLASSES:
         return UNSAFE_CLASSES[class_name]
     if class_name == "__lambda__":
-        return "a Python lambda function"
+        return N_("a Python lambda function")
     module = node.get("module")
     registered = node.get("registered_name")
     custom_module = isinstance(module, str) and module != "keras" and not module.startswith("keras.") \
         and not (class_name == "function" and module == "builtins")
     if custom_module or (isinstance(registered, str) and registered not in ("", class_name, "function")):
-        return f"a custom function {node.get('config')!r}" if class_name == "function" else \
-            f"a custom class {class_name!r}"
+        return N_("a custom function {name!r}").format(name=node.get("config")) if class_name == "function" else \
+            N_("a custom class {name!r}").format(name=class_name)
     return ""
 
 
@@ -263,7 +261,7 @@ def _object_problem(node: dict) -> str:
         return ""
     class_name, module = node.get("class_name"), node.get("module")
     if not isinstance(class_name, str):
-        return damaged_message("config.json names an object by something other than a name")
+        return damaged_message(N_("config.json names an object by something other than a name"))
     unsafe = _custom_code(node)
     if unsafe:
         return custom_code_message(unsafe)
@@ -273,28 +271,31 @@ def _object_problem(node: dict) -> str:
         name = node.get("config")
         if module in FUNCTION_MODULES and isinstance(name, str) and name in ALLOWED_FUNCTIONS:
             return ""
-        return not_allowed_message(f"the function {name!r}" if isinstance(name, str) else "a function")
+        return not_allowed_message(N_("the function {name!r}").format(name=name) if isinstance(name, str) else
+                                   N_("a function"))
     if class_name in ALLOWED_CLASSES.get(module, ()):
         return ""
-    return not_allowed_message(f"the Keras class {class_name!r}" + (f" from {module}" if isinstance(module, str)
-                                                                     else ""))
+    return not_allowed_message(N_("the Keras class {name!r} from {module}").format(name=class_name, module=module)
+                               if isinstance(module, str) else N_("the Keras class {name!r}").format(name=class_name))
 
 
 def _check_entries(entries: list[zipfile.ZipInfo]) -> None:
     if len(entries) > MAX_ENTRIES:
-        raise UnusableModel(f"This zip file holds {len(entries)} files; a Keras model holds three. It is not a model.")
+        raise UnusableModel(N_("This zip file holds {count} files; a Keras model holds three. It is not a model.").format(
+            count=len(entries)))
     total = 0
     for entry in entries:
         total += entry.file_size
         ratio = entry.file_size / max(entry.compress_size, 1)
         if entry.file_size > RATIO_CHECK_FROM_BYTES and ratio > MAX_COMPRESSION_RATIO:
             raise UnusableModel(
-                f"The model file unpacks to far more than it holds ({entry.filename}: {ratio:.0f}x); "
-                "it looks like a zip bomb and was not opened."
+                N_("The model file unpacks to far more than it holds ({name}: {ratio:.0f}x); it looks like a zip "
+                   "bomb and was not opened.").format(name=entry.filename, ratio=ratio)
             )
         if entry.filename == "config.json" and entry.file_size > MAX_CONFIG_BYTES:
-            raise UnusableModel("The model's config.json is over 10 MB; that is no model architecture.")
+            raise UnusableModel(N_("The model's config.json is over 10 MB; that is no model architecture."))
     if total > MAX_UNCOMPRESSED_BYTES:
         raise UnusableModel(
-            f"The model file unpacks to {total / 2**30:.1f} GB; the limit is {MAX_UNCOMPRESSED_BYTES // 2**30} GB."
+            N_("The model file unpacks to {size:.1f} GB; the limit is {limit} GB.").format(
+                size=total / 2**30, limit=MAX_UNCOMPRESSED_BYTES // 2**30)
         )

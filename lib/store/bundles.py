@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from lib.data import catalog, datasets
+from lib.i18n import N_
 from lib.models import inference, modelfiles
 from lib.store import runs
 from lib.training.config import TrainConfig
@@ -118,7 +119,7 @@ def import_bundle(data: bytes, runs_dir: Path, *, data_dir=None) -> runs.RunInfo
     _check_history(contents[runs.HISTORY_FILE])
     problem = runs.meta_problem(meta)  # the checks every listing makes: refused now, not listed as damaged later
     if problem:
-        raise InvalidBundle(f"meta.json in the bundle cannot make a run: {problem}.")
+        raise InvalidBundle(N_("meta.json in the bundle cannot make a run: {problem}.").format(problem=problem))
     shape = tuple(meta["dataset"]["input_shape"])
     num_classes = len(meta["dataset"]["class_names"])
 
@@ -127,7 +128,7 @@ def import_bundle(data: bytes, runs_dir: Path, *, data_dir=None) -> runs.RunInfo
         model = _load(folder / runs.MODEL_FILE)
         problem = fit_problem(model, shape, num_classes, meta["dataset"].get("title") or meta["dataset"]["name"])
         if problem:
-            raise InvalidBundle(f"The bundle's model does not match its own run: {problem}")
+            raise InvalidBundle(N_("The bundle's model does not match its own run: {problem}").format(problem=problem))
         (folder / runs.HISTORY_FILE).write_bytes(contents[runs.HISTORY_FILE])
         return {
             **meta,
@@ -174,7 +175,8 @@ def import_keras(data: bytes, dataset: str, runs_dir: Path, *, data_dir=None, fi
     """Check a bare .keras model against `dataset`, score it on its test set, store it as a new run."""
     if len(data) > modelfiles.MAX_MODEL_BYTES:
         raise InvalidBundle(
-            f"The model file is {len(data) / 2**20:.0f} MB; the limit is {modelfiles.MAX_MODEL_BYTES // 2**20} MB."
+            N_("The model file is {size:.0f} MB; the limit is {limit} MB.").format(
+                size=len(data) / 2**20, limit=modelfiles.MAX_MODEL_BYTES // 2**20)
         )
     loaded = catalog.load_dataset(dataset, data_dir, datasets.uploads_dir(runs_dir))
     info = loaded.info
@@ -191,7 +193,7 @@ def import_keras(data: bytes, dataset: str, runs_dir: Path, *, data_dir=None, fi
         normalize = _pick_normalization(model, loaded.x_test, loaded.y_test, info.num_classes)
         probs = inference.predict_proba(model, loaded.x_test, normalize=normalize)
         scores = inference.score(probs, loaded.y_test, info.num_classes)
-        notes.append("It is fed pixels scaled to [0, 1]." if normalize else "It is fed raw 0..255 pixels.")
+        notes.append(N_("It is fed pixels scaled to [0, 1].") if normalize else N_("It is fed raw 0..255 pixels."))
         model.save(folder / runs.MODEL_FILE)
         upload.unlink()
         (folder / runs.HISTORY_FILE).write_text(runs.history_csv([]), encoding="utf-8")
@@ -207,17 +209,18 @@ def check_import_file(path: Path, dataset: str | None = None, *, filename: str |
     path = Path(path)
     name = filename or path.name
     if not path.is_file():
-        raise InvalidBundle(f"There is no file at {path}.")
+        raise InvalidBundle(N_("There is no file at {path}.").format(path=path))
     if path.stat().st_size > MAX_BUNDLE_BYTES:
-        raise InvalidBundle(f"{name} is over {MAX_BUNDLE_BYTES // 2**20} MB; that is no run bundle or model.")
+        raise InvalidBundle(N_("{name} is over {limit} MB; that is no run bundle or model.").format(
+            name=name, limit=MAX_BUNDLE_BYTES // 2**20))
     if is_bundle(path):
         return True
     if not zipfile.is_zipfile(path):  # both a bundle and a .keras file are zip archives
-        raise InvalidBundle(f"{name} is neither a run bundle (.studio.zip) nor a Keras model (.keras).")
+        raise InvalidBundle(N_("{name} is neither a run bundle (.studio.zip) nor a Keras model (.keras).").format(name=name))
     if not dataset:
         raise InvalidBundle(
-            f"{name} is a bare model, not a run bundle: say which dataset to check and score it on "
-            "(--dataset mnist, for example)."
+            N_("{name} is a bare model, not a run bundle: say which dataset to check and score it on (--dataset "
+               "mnist, for example).").format(name=name)
         )
     return False
 
@@ -242,36 +245,38 @@ def describe_input(shape) -> str:
     shape = tuple(shape)
     if len(shape) == 3:
         height, width, channels = shape
-        colour = {1: "grayscale", 3: "colour"}.get(channels, f"{channels}-channel")
+        colour = {1: N_("grayscale"), 3: N_("colour")}.get(channels) or N_("{count}-channel").format(count=channels)
         if height is None or width is None:
-            return f"{colour} images of any size"
-        return f"{height}x{width} {colour} images"
+            return N_("{colour} images of any size").format(colour=colour)
+        return N_("{height}x{width} {colour} images").format(height=height, width=width, colour=colour)
     if len(shape) == 2:
-        return f"{_side(shape[0])}x{_side(shape[1])} grayscale images"
+        return N_("{height}x{width} grayscale images").format(height=_side(shape[0]), width=_side(shape[1]))
     if len(shape) == 1:
-        return f"flat vectors of {_side(shape[0])} values"
-    return f"inputs of shape {shape}"
+        return N_("flat vectors of {count} values").format(count=_side(shape[0]))
+    return N_("inputs of shape {shape}").format(shape=shape)
 
 
 def fit_problem(model, input_shape, num_classes: int, dataset_title: str) -> str:
     """Why this model cannot take the dataset's images or name its classes; '' if it can."""
     inputs, outputs = getattr(model, "inputs", None) or [], getattr(model, "outputs", None) or []
     if len(inputs) != 1 or len(outputs) != 1:
-        return (f"This model has {len(inputs)} inputs and {len(outputs)} outputs; the app needs one image "
-                "input and one output with a probability per class.")
+        return N_("This model has {inputs} inputs and {outputs} outputs; the app needs one image input and one "
+                  "output with a probability per class.").format(inputs=len(inputs), outputs=len(outputs))
     height, width, channels = input_shape
     wanted = describe_input(input_shape)
     model_in = tuple(model.input_shape[1:])
     if not _input_fits(model_in, (height, width, channels)):
-        return (f"This model takes {describe_input(model_in)}, but {dataset_title} has {wanted}. "
-                "Pick the dataset it was trained on, or train a model for this one.")
+        return N_("This model takes {takes}, but {dataset} has {wanted}. Pick the dataset it was trained on, or "
+                  "train a model for this one.").format(takes=describe_input(model_in), dataset=dataset_title,
+                                                        wanted=wanted)
     model_out = tuple(model.output_shape[1:])
     if len(model_out) != 1:
-        return (f"This model outputs shape {model_out}, not one score per class; the app needs a last "
-                "Dense layer with one unit per class.")
+        return N_("This model outputs shape {shape}, not one score per class; the app needs a last Dense layer "
+                  "with one unit per class.").format(shape=model_out)
     if model_out[0] != num_classes:
-        return (f"This model has {model_out[0]} outputs, but {dataset_title} has {num_classes} classes. "
-                "Pick a dataset with as many classes as the model has outputs.")
+        return N_("This model has {outputs} outputs, but {dataset} has {count} classes. Pick a dataset with as many "
+                  "classes as the model has outputs.").format(outputs=model_out[0], dataset=dataset_title,
+                                                               count=num_classes)
     return ""
 
 
@@ -285,12 +290,12 @@ def adapt(model, input_shape, x_sample: np.ndarray):
     x = inputs
     if model_in != tuple(input_shape) and None not in model_in:
         x = keras.layers.Reshape(model_in, name="reshape_to_model_input")(x)
-        notes.append(f"It takes {describe_input(model_in)}: the app reshapes each image for it.")
+        notes.append(N_("It takes {takes}: the app reshapes each image for it.").format(takes=describe_input(model_in)))
     outputs = model(x)
     probe = np.asarray(keras.Model(inputs, outputs)(inference.model_input(x_sample[:8], normalize=True)), dtype=np.float64)
     if not (np.allclose(probe.sum(axis=1), 1.0, atol=PROBABILITY_TOLERANCE) and probe.min() >= 0):
         outputs = keras.layers.Softmax(name="probabilities")(outputs)
-        notes.append("Its outputs are not probabilities (logits): the app adds a softmax.")
+        notes.append(N_("Its outputs are not probabilities (logits): the app adds a softmax."))
     if not notes:
         return model, notes
     return keras.Model(inputs, outputs, name="imported"), notes
@@ -309,7 +314,8 @@ def imported_meta(run_id: str, model, info: datasets.DatasetInfo, scores: dict, 
         "display_name": runs.clean_name(name or f"{Path(source).stem} (imported)"),
         "created_at": runs.timestamp(),
         "status": IMPORTED,
-        "stop_reason": f"from {source}, scored on the {info.title} test set. " + " ".join(notes),
+        "stop_reason": N_("from {source}, scored on the {dataset} test set. {notes}").format(
+            source=source, dataset=info.title, notes=" ".join(notes)),
         "config": config,
         "dataset": runs.dataset_meta(info),
         "arch": IMPORTED,
@@ -368,45 +374,49 @@ def _pick_normalization(model, x_test, y_test, num_classes: int) -> bool:
 def _read_bundle(data: bytes) -> tuple[dict[str, bytes], dict]:
     """The bundle's files, checked against its manifest; InvalidBundle for anything odd."""
     if len(data) > MAX_BUNDLE_BYTES:
-        raise InvalidBundle(f"The bundle is {len(data) / 2**20:.0f} MB; the limit is {MAX_BUNDLE_BYTES // 2**20} MB.")
+        raise InvalidBundle(N_("The bundle is {size:.0f} MB; the limit is {limit} MB.").format(
+            size=len(data) / 2**20, limit=MAX_BUNDLE_BYTES // 2**20))
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         entries = {entry.filename: entry for entry in archive.infolist()}
     except (zipfile.BadZipFile, EOFError, ValueError):
         raise InvalidBundle(
-            "This is not a run bundle: not a readable zip file (or it was cut off while downloading). "
-            "Download the run again with the Run bundle button and use the new file."
+            N_("This is not a run bundle: not a readable zip file (or it was cut off while downloading). Download "
+               "the run again with the Run bundle button and use the new file.")
         ) from None
     expected = {MANIFEST_FILE, *BUNDLE_FILES}
     if set(entries) != expected:
         odd = sorted(set(entries) - expected)
         lacking = sorted(expected - set(entries))
-        detail = "; ".join(filter(None, [f"unexpected {', '.join(odd)}" if odd else "",
-                                         f"missing {', '.join(lacking)}" if lacking else ""]))
-        raise InvalidBundle(f"This is not a run bundle the app made ({detail}). A bundle holds exactly "
-                            f"{', '.join(sorted(expected))}.")
+        detail = (N_("unexpected {odd}; missing {lacking}") if odd and lacking else
+                  N_("unexpected {odd}") if odd else N_("missing {lacking}")).format(odd=", ".join(odd),
+                                                                                      lacking=", ".join(lacking))
+        raise InvalidBundle(N_("This is not a run bundle the app made ({detail}). A bundle holds exactly "
+                               "{names}.").format(detail=detail, names=", ".join(sorted(expected))))
     for name, entry in entries.items():
         limit = modelfiles.MAX_MODEL_BYTES if name == runs.MODEL_FILE else MAX_TEXT_BYTES
         if entry.file_size > limit or entry.file_size > max(entry.compress_size, 1) * modelfiles.MAX_COMPRESSION_RATIO \
                 and entry.file_size > modelfiles.RATIO_CHECK_FROM_BYTES:
-            raise InvalidBundle(f"{name} in the bundle unpacks to {entry.file_size / 2**20:.0f} MB; it was not opened.")
+            raise InvalidBundle(N_("{name} in the bundle unpacks to {size:.0f} MB; it was not opened.").format(
+                name=name, size=entry.file_size / 2**20))
     try:
         contents = {name: archive.read(name) for name in expected}
     except (zipfile.BadZipFile, EOFError, OSError) as error:
-        raise InvalidBundle(f"The bundle is damaged ({error}); download the run again.") from None
+        raise InvalidBundle(N_("The bundle is damaged ({error}); download the run again.").format(error=error)) from None
     manifest = _json(contents.pop(MANIFEST_FILE), MANIFEST_FILE)
     if manifest.get("format") != FORMAT:
-        raise InvalidBundle("This zip's manifest is not an MNIST Studio run bundle's.")
+        raise InvalidBundle(N_("This zip's manifest is not an MNIST Studio run bundle's."))
     version = manifest.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise InvalidBundle(
-            f"This bundle has format version {version!r}, newer than this app reads ({FORMAT_VERSION}); "
-            "update the app, or export the run again from this version."
+            N_("This bundle has format version {version!r}, newer than this app reads ({readable}); update the "
+               "app, or export the run again from this version.").format(version=version, readable=FORMAT_VERSION)
         )
     sums = manifest.get("files") or {}
     for name, content in contents.items():
         if sums.get(name) != hashlib.sha256(content).hexdigest():
-            raise InvalidBundle(f"{name} in the bundle does not match its checksum: the file was changed or damaged.")
+            raise InvalidBundle(N_("{name} in the bundle does not match its checksum: the file was changed or "
+                                   "damaged.").format(name=name))
     return contents, manifest
 
 
@@ -414,9 +424,9 @@ def _json(data: bytes, name: str) -> dict:
     try:
         value = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidBundle(f"{name} in the bundle is not valid JSON.") from None
+        raise InvalidBundle(N_("{name} in the bundle is not valid JSON.").format(name=name)) from None
     if not isinstance(value, dict):
-        raise InvalidBundle(f"{name} in the bundle holds no object.")
+        raise InvalidBundle(N_("{name} in the bundle holds no object.").format(name=name))
     return value
 
 
@@ -425,16 +435,16 @@ def _checked_meta(data: bytes) -> dict:
     meta = _json(data, runs.META_FILE)
     dataset = meta.get("dataset")
     if not isinstance(meta.get("config"), dict) or not isinstance(dataset, dict):
-        raise InvalidBundle("meta.json in the bundle lacks the run's config or dataset.")
+        raise InvalidBundle(N_("meta.json in the bundle lacks the run's config or dataset."))
     names, shape = dataset.get("class_names"), dataset.get("input_shape")
     if not (isinstance(dataset.get("name"), str) and datasets.NAME_PATTERN.match(dataset["name"])):
-        raise InvalidBundle("meta.json in the bundle does not name its dataset.")
+        raise InvalidBundle(N_("meta.json in the bundle does not name its dataset."))
     if not (isinstance(names, list) and 2 <= len(names) <= datasets.MAX_CLASSES and all(isinstance(n, str) for n in names)):
-        raise InvalidBundle("meta.json in the bundle has no usable class names (2 to 100 strings).")
+        raise InvalidBundle(N_("meta.json in the bundle has no usable class names (2 to 100 strings)."))
     if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) for v in shape)
             and datasets.MIN_SIDE <= shape[0] <= datasets.MAX_SIDE and datasets.MIN_SIDE <= shape[1] <= datasets.MAX_SIDE
             and shape[2] in (1, 3)):
-        raise InvalidBundle(f"meta.json in the bundle has an unusable input shape {shape!r}.")
+        raise InvalidBundle(N_("meta.json in the bundle has an unusable input shape {shape!r}.").format(shape=shape))
     if dataset.get("kind") not in datasets.KINDS:
         dataset["kind"] = "object"
     for key in ("test_accuracy", "test_loss", "best_val_accuracy", "training_seconds", "samples_per_s",
@@ -462,13 +472,14 @@ def _check_history(data: bytes) -> None:
         rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
         header = csv.DictReader(io.StringIO(data.decode("utf-8"))).fieldnames or []
     except (UnicodeDecodeError, csv.Error):
-        raise InvalidBundle("history.csv in the bundle is not readable text.") from None
+        raise InvalidBundle(N_("history.csv in the bundle is not readable text.")) from None
     if "epoch" not in header or not set(header) <= set(runs.HISTORY_COLUMNS):
-        raise InvalidBundle(f"history.csv in the bundle has columns {header}; expected {list(runs.HISTORY_COLUMNS)}.")
+        raise InvalidBundle(N_("history.csv in the bundle has columns {header}; expected {expected}.").format(
+            header=header, expected=list(runs.HISTORY_COLUMNS)))
     for row in rows:
         for value in row.values():
             if value not in ("", None):
                 try:
                     float(value)
                 except ValueError:
-                    raise InvalidBundle(f"history.csv in the bundle has a non-number {value!r}.") from None
+                    raise InvalidBundle(N_("history.csv in the bundle has a non-number {value!r}.").format(value=value)) from None

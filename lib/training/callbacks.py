@@ -69,8 +69,8 @@ class ProgressReporter(keras.callbacks.Callback):
             self.peak_loss = max(self.peak_loss, loss)
         if not math.isfinite(loss) or loss > DIVERGED_LOSS:
             self.nan_seen = True
-            self._stop_diverged(f"the loss became {loss:.3g} in epoch {self.epoch + 1}" if math.isfinite(loss)
-                                else f"the loss became {loss} (not a number) in epoch {self.epoch + 1}")
+            self._stop_diverged(reasons.LOSS_BECAME.format(loss=f"{loss:.3g}", epoch=self.epoch + 1) if math.isfinite(loss)
+                                else reasons.LOSS_NOT_A_NUMBER.format(loss=loss, epoch=self.epoch + 1))
         elapsed_epoch = time.perf_counter() - self.epoch_started
         rate = self.epoch_samples / max(elapsed_epoch, 1e-9)
         remaining = (self.epochs - self.epoch - 1) * self.samples + (self.samples - seen)
@@ -129,13 +129,12 @@ class ProgressReporter(keras.callbacks.Callback):
         loss, accuracy, start = row["loss"], row["accuracy"], self.start_loss
         if loss is None or accuracy is None or not start or accuracy >= CHANCE_MARGIN / self.num_classes:
             return
-        chance = f"{accuracy:.0%} accuracy (chance is {1 / self.num_classes:.0%})"
+        values = {"accuracy": f"{accuracy:.0%}", "chance": f"{1 / self.num_classes:.0%}", "start": f"{start:.3g}",
+                  "epoch": epoch + 1}
         if loss > DIVERGED_RATIO * start:
-            self._stop_diverged(f"the loss rose from {start:.3g} to {loss:.3g} by the end of epoch {epoch + 1}, "
-                                f"with {chance}")
+            self._stop_diverged(reasons.LOSS_ROSE.format(loss=f"{loss:.3g}", **values))
         elif self.peak_loss > DIVERGED_PEAK_RATIO * start:
-            self._stop_diverged(f"the loss shot up from {start:.3g} to {self.peak_loss:.3g} in epoch {epoch + 1} "
-                                f"and the model ended it at {chance}")
+            self._stop_diverged(reasons.LOSS_SHOT_UP.format(loss=f"{self.peak_loss:.3g}", **values))
 
     def _emit(self, event):
         if self.on_progress is not None:

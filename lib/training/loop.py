@@ -173,8 +173,8 @@ def train(
 def divergence_reason(config: TrainConfig, what: str) -> str:
     """Why a run diverged and how to fix it, in words a learner can act on."""
     usual = default_learning_rate(config.optimizer)
-    fix = (f"try {usual:g}, the usual start for {config.optimizer}" if config.learning_rate > usual
-           else f"try ten times lower, {config.learning_rate / 10:g}")
+    fix = (reasons.FIX_USUAL.format(usual=f"{usual:g}", optimizer=config.optimizer) if config.learning_rate > usual
+           else reasons.FIX_LOWER.format(lower=f"{config.learning_rate / 10:g}"))
     template = reasons.DIVERGED if config.normalize else reasons.DIVERGED_RAW  # raw pixels: normalizing helps too
     return template.format(what=what, optimizer=config.optimizer, learning_rate=f"{config.learning_rate:g}", fix=fix)
 

@@ -18,7 +18,7 @@ from lib.data import catalog, datasets, paths
 from lib.execution import jobs, managers, raycluster
 from lib.store import backend, profile, runs, workspaces
 from lib.ui import layout, workspace as ui_workspace
-from lib.ui.i18n import N_, _, class_names, labels, language_switch, number, percent, stop_reason
+from lib.ui.i18n import N_, _, class_names, engine_text, labels, language_switch, number, percent, stop_reason
 
 # Session-state keys: declared once, used by every page.
 SESSION_ID = "session_id"
@@ -273,14 +273,14 @@ def rerun_when_ended(key: str, active: bool, *, initially: bool = False) -> None
 
 def error(what: str, todo: str) -> None:
     """An error a user can act on: what happened, then what to do."""
-    st.error(f"**{what}**  \n{todo}", icon=":material/error:")
+    st.error(f"**{what}**  \n{engine_text(todo)}", icon=":material/error:")
 
 
 def dataset_error(name: str, problem: Exception) -> None:
     if isinstance(problem, datasets.DatasetUnavailable):
         error(_("The dataset {name!r} is not available here.").format(name=name), str(problem))
     else:
-        error(_("The dataset {name!r} cannot be used.").format(name=name), _("{problem} Pick another dataset in the sidebar or fix the file.").format(problem=problem))
+        error(_("The dataset {name!r} cannot be used.").format(name=name), _("{problem} Pick another dataset in the sidebar or fix the file.").format(problem=engine_text(problem)))
 
 
 def selected_dataset() -> datasets.DatasetInfo:
@@ -470,8 +470,11 @@ def run_report(run: runs.RunInfo, *, key: str = "report") -> None:
         error(_("This run failed.") if status == "failed" else _("This run diverged."), stop_reason(reason))
     else:
         word = _(STATUS_WORDS[status]) if status in STATUS_WORDS else status
-        st.success(_("{status}: {reason}").format(status=word[:1].upper() + word[1:], reason=stop_reason(reason)),
-                   icon=":material/check_circle:")
+        word = word[:1].upper() + word[1:]
+        # A trained run's reason says how it ended ("Completed 1 epoch."); the status word would only repeat it.
+        shown = stop_reason(reason) if reason and status in ("finished", "stopped") else \
+            _("{status}: {reason}").format(status=word, reason=stop_reason(reason))
+        st.success(shown, icon=":material/check_circle:")
     cols = st.columns(5)
     accuracy, loss, params = meta.get("test_accuracy"), meta.get("test_loss"), meta.get("params")
     claimed = "" if run.scores_verified else f" ({_(runs.CLAIMED_NOTE)})"

@@ -16,7 +16,7 @@ from lib.execution import imports, jobs
 from lib.store import backend, bundles, runs, workspaces
 from lib.training import presets
 from lib.ui import common as ui, draw as ui_draw, train as ui_train
-from lib.ui.i18n import N_, _, labels, number, percent
+from lib.ui.i18n import N_, _, engine_text, labels, number, percent
 
 # Session-state and widget keys.
 NOTICE = "data_own_notice"  # (section, "ok" | "error", text[, todo]) shown once under that section
@@ -94,7 +94,7 @@ def unusable_files() -> None:
     just be missing from the dataset list, with no hint why."""
     problems = _unusable(ui.data_key())
     if problems:
-        st.warning(_("**Not in the dataset list:**\n") + "\n".join(f"- {problem}" for problem in problems.values()),
+        st.warning(_("**Not in the dataset list:**\n") + "\n".join(f"- {engine_text(problem)}" for problem in problems.values()),
                    icon=":material/warning:")
 
 
@@ -184,15 +184,16 @@ def scan_report(scan: imagefolder.FolderScan, *, size: int, colour: bool) -> Non
                _("{TEST_SHARE:.0%} of each class (seeded, stratified) will be the test set.").format(TEST_SHARE=imagefolder.TEST_SHARE))
     st.info(scan.resize_note(size, colour), icon=":material/photo_size_select_large:")
     for warning in scan.warnings:
-        st.warning(warning, icon=":material/warning:")
+        st.warning(engine_text(warning), icon=":material/warning:")
     for name in scan.class_names:
         thumbs = scan.samples.get(name) or []
         if thumbs:
             st.image(thumbs, width=SAMPLE_PX, caption=[name] * len(thumbs))
     if scan.skipped:
         with st.expander(_("Skipped files ({count}): ").format(count=len(scan.skipped))
-                         + "; ".join(f"{n} {why}" for why, n in scan.skipped_summary().items())):
-            st.dataframe(pd.DataFrame(scan.skipped, columns=[_("file"), _("why")]), hide_index=True,
+                         + "; ".join(f"{n} {engine_text(why)}" for why, n in scan.skipped_summary().items())):
+            st.dataframe(pd.DataFrame([(path, engine_text(why)) for path, why in scan.skipped],
+                                      columns=[_("file"), _("why")]), hide_index=True,
                          key="data_zip_skipped")
 
 
@@ -218,7 +219,7 @@ def _save_folder(file_id: str, filename: str) -> None:
     _notice("folder", "ok", _("Saved {name}: {classes} classes, {train} training and {test} test images ({sizes}). "
                               "It is selected in the sidebar: train on it on the Train page.").format(
         name=info.name, classes=info.num_classes, train=number(len(converted.arrays["y_train"])),
-        test=number(len(converted.arrays["y_test"])), sizes=sizes) + " " + " ".join(converted.notes[1:]))
+        test=number(len(converted.arrays["y_test"])), sizes=sizes) + " " + " ".join(map(engine_text, converted.notes[1:])))
 
 
 # ---------------------------------------------------------------- drawn classes

@@ -16,7 +16,6 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from lib import i18n
 from lib.i18n import N_, _, ngettext, number, percent  # noqa: F401  (the names lib/ui and pages use)
-from lib.training import reasons
 
 LANGUAGE_PARAM = "lang"
 LANGUAGE = "language"  # session state: the language in use
@@ -63,9 +62,15 @@ def language_switch(container=None, key: str = LANGUAGE_SWITCH) -> None:
         on_change=_switch_language, args=(key,), label_visibility="collapsed")
 
 
+def engine_text(text) -> str:
+    """A text the engine made in English (a file's refusal, a job's failure, a cluster's answer), in the
+    visitor's language where the catalog knows its template (lib.i18n.translate_filled)."""
+    return i18n.translate_filled(str(text or ""))
+
+
 def stop_reason(reason: str) -> str:
-    """Why a run ended, kept in English in its meta.json, in the visitor's language where its template is known."""
-    return i18n.translate_filled(reason or "", reasons.STOP_REASONS)
+    """Why a run ended, kept in English in its meta.json, in the visitor's language."""
+    return engine_text(reason)
 
 
 def class_names(names) -> list[str]:

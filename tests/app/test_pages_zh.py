@@ -133,3 +133,83 @@ def test_lessons_speak_chinese_down_to_the_builders_messages(app_runs):
     shown = texts(at)
     assert "第 6 课：归一化很重要" in shown
     assert "像素 / 255" in shown and "原始 0-255 像素" in shown  # the two recipes' lines, side by side
+
+
+# ---------------------------------------------------------------- what the engine says, in Chinese on the page
+
+
+def report_zh(run_path: str) -> None:
+    """A run's report on a Chinese page (the session's language, as the router sets it)."""
+    from pathlib import Path
+
+    import streamlit as st
+
+    from lib.store import runs
+    from lib.ui import common as ui
+
+    ui.apply_session_defaults()
+    st.session_state["language"] = "zh"
+    ui.run_report(runs.read_run(Path(run_path)))
+
+
+def test_a_hostile_zip_is_refused_in_chinese_while_the_engine_raises_english(app_runs):
+    """As a Chinese visitor uploading a zip that tries to write outside its folder, I read the refusal in Chinese;
+    the same refusal raised for the CLI stays English."""
+    from lib.data import imagefolder
+    from lib.ui import data as ui_data
+    from tests.app.test_own_data import png, shapes_zip
+
+    bad = shapes_zip(extra={"../../evil.png": png((0, 0, 0))})
+    at = open_page_zh("pages/data.py")
+    at.file_uploader(key=ui_data.FOLDER_ZIP).set_value(("bad.zip", bad, "application/zip")).run()
+    shown = " ".join(str(error.value) for error in at.error)
+    assert "该 zip 含有指向其文件夹之外的路径（'../../evil.png'）" in shown and "出于安全考虑" in shown, shown
+    assert "points outside" not in shown
+    with pytest.raises(imagefolder.InvalidImageFolder, match="points outside its folder"):
+        imagefolder.scan_zip(bad)
+
+
+def test_a_damaged_npz_upload_is_refused_in_chinese(app_runs):
+    """As a Chinese visitor uploading a file that is no .npz, I read why in Chinese."""
+    at = open_page_zh("pages/data.py")
+    at.text_input(key="data_upload_name").set_value("letters")
+    at.file_uploader(key="data_upload_file").set_value(("letters.npz", b"not a zip at all", "application/zip")).run()
+    at.button(key="data_upload_add").click().run()
+    shown = " ".join(str(error.value) for error in at.error)
+    assert "这不是 .npz 文件（请用 numpy.savez_compressed 保存你的数据）。" in shown, shown
+
+
+def test_a_diverged_runs_reason_reads_chinese_down_to_its_details(app_runs):
+    """As a Chinese visitor whose run diverged, the report says in Chinese what happened and what to try
+    (the cause quoted from the training and the fix, not only the sentence around them); meta.json stays English."""
+    from lib.store import runs
+    from lib.training import loop
+
+    run = next(run for run in runs.list_runs(app_runs, include_bundled=False)[0] if run.display_name == GOOD_RUN)
+    config = runs.read_config(run)
+    what = "the loss rose from 2.3 to 9.1 by the end of epoch 1, with 10% accuracy (chance is 10%)"
+    reason = loop.divergence_reason(config, what)
+    meta = {**run.meta, "status": "diverged", "stop_reason": reason}
+    (run.path / runs.META_FILE).write_text(json.dumps(meta))
+    at = AppTest.from_function(report_zh, args=(str(run.path),), default_timeout=APP_TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    shown = " ".join(str(error.value) for error in at.error)
+    assert "到第 1 轮结束时，损失从 2.3 升到了 9.1，准确率为 10%（随机猜测为 10%）" in shown, shown
+    assert "试试" in shown and "the loss" not in shown and "try " not in shown, shown
+    assert json.loads((run.path / runs.META_FILE).read_text())["stop_reason"].startswith("Training diverged: the loss")
+
+
+def test_a_finished_report_says_so_once_in_both_languages(app_runs):
+    """As a visitor, the finished run's banner reads "Completed 1 epoch." / "已完成 1 轮训练。", not the status twice."""
+    from lib.store import runs
+    from tests.app.test_run_report import open_report
+
+    run = next(run for run in runs.list_runs(app_runs, include_bundled=False)[0] if run.display_name == GOOD_RUN)
+    assert [success.value for success in open_report(run).success] == ["Completed 1 epoch."]
+    at = AppTest.from_function(report_zh, args=(str(run.path),), default_timeout=APP_TIMEOUT)
+    at.run()
+    assert [success.value for success in at.success] == ["已完成 1 轮训练。"]
+    layouts = [json.loads(chart.proto.spec)["layout"] for chart in at.get("plotly_chart")]
+    axis = [layout["xaxis"]["title"]["text"] for layout in layouts if layout["title"]["text"] == "各类别准确率"]
+    assert axis == ["类别"], axis

@@ -45,7 +45,7 @@ def test_an_unknown_language_falls_back_to_english():
     ("Completed 1 epoch.", "已完成 1 轮训练。"),
     ("Completed 5 epochs.", "已完成 5 轮训练。"),
     ("Stopped by request after 12,800 images; weights so far kept.", "按请求在训练 12,800 张图像后停止；保留了到目前为止的权重。"),
-    ("Target reached at epoch 3: accuracy 0.9512 >= 0.95.", "在第 3 轮达到目标：accuracy 0.9512 >= 0.95。"),
+    ("Target reached at epoch 3: accuracy 0.9512 >= 0.95.", "在第 3 轮达到目标：准确率 0.9512 >= 0.95。"),
     ("A reason no template made.", "A reason no template made."),
 ])
 def test_a_stored_stop_reason_is_shown_in_chinese(chinese, stored, shown):

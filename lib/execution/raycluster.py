@@ -19,7 +19,9 @@ snapshot, jobs_for, ...), so pages follow a cluster training exactly like a loca
 - **Imports** (a `.studio.zip` bundle or a bare `.keras` model) queue with the trainings, under the
   same caps: submit puts the staged upload on the store (`.jobs/uploads/<id>.upload`; a node cannot read
   this server's temporary folder) and deletes the staged copy; the job imports it as this server would
-  (a child process under imports.IMPORT_LIMITS) and the upload object is deleted when the job ends.
+  (a child process under imports.IMPORT_LIMITS) and the upload object is deleted when the job ends. An
+  upload orphaned by a server that died before writing its record is swept where old jobs are forgotten
+  (`_sweep_uploads`: no live record, older than UPLOAD_GRACE_S; at most once per SWEEP_EVERY_S).
 - **Quotas.** On a public server a submit is refused with the local message when the workspace is over
   its quota or the run's estimate (an import: its size) would take it over: the job saves elsewhere.
 - **Stop** is `stop_job`: a training gets SIGTERM and saves the model so far as a stopped run; an
@@ -60,6 +62,10 @@ LIST_EVERY_S = 10.0  # the whole board is re-listed this often (jobs of other se
 VANISHED_AFTER_S = 60.0  # a cluster unreachable this long has lost its running jobs
 STOP_RETRY_S = 30.0  # a running job asked to stop is asked again this often until it ends
 STOP_WAIT_S = 120  # after stop_job, time the job has to save the model so far (RAY_JOB_STOP_WAIT_TIME_S)
+SWEEP_EVERY_S = 600.0  # orphaned uploads are looked for at most this often per server (one listing call)
+# An upload with no job record this old is orphaned (its server died between putting it and writing the
+# record). Generous: S3 dates a multipart upload by its start, and the store's clock is not this server's.
+UPLOAD_GRACE_S = 3600.0
 WORKING_DIR_EXCLUDES = [".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".ruff_cache", "/runs", "/data", "/tests",
                         "/bench", "/docs", "/models"]  # code only: lib/ (and the small top-level files)
 ENTRYPOINT = "python -m lib.execution.clusterjob"
@@ -182,7 +188,8 @@ class ClusterJobManager:
     def __init__(self, cluster: ClusterSettings, *, local: jobs.JobManager | None = None,
                  current: profile.Profile | None = None, max_active_per_session: int | None = None,
                  max_queue: int | None = None, data_dir=None, ray_jobs: RayJobs | None = None,
-                 poll_s: float = POLL_S, vanished_after_s: float = VANISHED_AFTER_S):
+                 poll_s: float = POLL_S, vanished_after_s: float = VANISHED_AFTER_S,
+                 sweep_every_s: float = SWEEP_EVERY_S, upload_grace_s: float = UPLOAD_GRACE_S):
         self.cluster = cluster
         self.local = local or jobs.JobManager()
         self.profile = current
@@ -191,6 +198,8 @@ class ClusterJobManager:
         self.ray = ray_jobs or RayJobs(cluster.address)
         self.problem = ""  # the cluster's last failure, in words ("" while it answers)
         self._poll_s, self._vanished_after_s = poll_s, vanished_after_s
+        self._sweep_every_s, self._upload_grace_s = sweep_every_s, upload_grace_s
+        self._swept: float | None = None  # when orphaned uploads were last looked for (monotonic)
         self._store = backend.current()
         self._jobs: dict[str, jobs.Job] = {}
         self._unreachable_since: float | None = None
@@ -456,6 +465,33 @@ class ClusterJobManager:
                 self._release_next(job.after)
             self._renumber()
             self._forget_old_jobs()
+        self._sweep_uploads({key.rsplit("/", 1)[-1].removesuffix(".json") for key in keys})
+
+    def _sweep_uploads(self, on_board: set[str]) -> None:
+        """Delete the import uploads no live job needs: those with no record on the board (`on_board`, listed
+        before the uploads) or whose job has ended, once older than the grace period (a submit puts its
+        upload first, then writes the record). At most once per sweep_every_s."""
+        now = time.monotonic()
+        if self._swept is not None and now - self._swept < self._sweep_every_s:
+            return
+        self._swept = now
+        try:
+            uploads = self._store.list_objects(f"{backend.JOBS_PREFIX}/uploads")
+        except backend.StoreError as error:
+            self.problem = str(error)
+            return
+        cutoff = time.time() - self._upload_grace_s
+        with self._lock:
+            ended = {job_id for job_id, job in self._jobs.items() if not job.active}
+        for key, modified in uploads.items():
+            job_id = key.rsplit("/", 1)[-1].removesuffix(".upload")
+            if (job_id in on_board and job_id not in ended) or modified is None or modified > cutoff:
+                continue
+            try:
+                self._store.remove_object(key)
+            except backend.StoreError:
+                return
+            print(f"deleted the orphaned upload {key}")
 
     def _from_record(self, record: dict) -> jobs.Job:
         workspace = record.get("workspace", "")

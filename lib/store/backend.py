@@ -49,6 +49,7 @@ REMOTE_FILE = ".remote.json"  # in a pulled run folder: {file name: {"size", "et
 MODEL_CACHE = ".model-cache"  # under the runs folder: <size>-<etag digest> files, hard-linked into run folders
 CACHE_KEEP = 16  # cached files no run folder links any more, kept for a run pulled again (newest first)
 ETAG_KEYS = ("ETag", "etag", "md5Hash", "crc32c", "checksum")  # what s3fs, gcsfs and others call a content tag
+MODIFIED_KEYS = ("LastModified", "updated", "mtime", "last_modified")  # and when an object was written
 JOBS_PREFIX = ".jobs"  # small JSON objects of jobs run elsewhere (lib.execution.raycluster); hidden: never a run
 
 
@@ -132,6 +133,18 @@ class LocalStore:
         """Relative paths of the .json objects directly under `prefix`."""
         folder = paths.runs_dir() / prefix
         return sorted(f"{prefix}/{p.name}" for p in folder.glob("*.json")) if folder.is_dir() else []
+
+    def list_objects(self, prefix: str) -> dict[str, float | None]:
+        """{relative path: when it was last written (epoch seconds)} of the files directly under `prefix`."""
+        folder = paths.runs_dir() / prefix
+        found = {}
+        for path in (folder.iterdir() if folder.is_dir() else ()):
+            try:
+                if path.is_file():
+                    found[f"{prefix}/{path.name}"] = path.stat().st_mtime
+            except OSError:  # deleted meanwhile
+                continue
+        return found
 
     def remove_object(self, relative: str) -> None:
         """A job board object (JSON or a file); gone already is fine."""
@@ -510,6 +523,19 @@ class FsspecStore:
             return []
         return sorted(f"{prefix}/{name.rstrip('/').rsplit('/', 1)[-1]}" for name in names if name.endswith(".json"))
 
+    def list_objects(self, prefix: str) -> dict[str, float | None]:
+        """{relative path: when it was last written (epoch seconds; None if the store does not say)} of the
+        objects directly under `prefix` (one listing call)."""
+        fs = self.fs  # first: it sets self._base
+        key = f"{self._base}/{prefix}"
+        fs.invalidate_cache(key)
+        try:
+            found = self._call(fs.ls, key, detail=True)
+        except FileNotFoundError:
+            return {}
+        return {f"{prefix}/{info['name'].rstrip('/').rsplit('/', 1)[-1]}": _modified(info)
+                for info in found if info.get("type") == "file"}
+
     def remove_object(self, relative: str) -> None:
         """A job board object (JSON or a file); gone already is fine."""
         try:
@@ -588,6 +614,26 @@ def cache_name(size: int, etag: str, key: str) -> str:
 
     tag = etag.strip('"') or f"path:{key}"
     return f"{size}-{hashlib.sha256(tag.encode()).hexdigest()[:32]}"
+
+
+def _modified(info: dict) -> float | None:
+    """When a listed object was last written, in epoch seconds: s3fs says LastModified (a datetime),
+    gcsfs `updated` (ISO text), a local filesystem `mtime`; None when the listing does not say."""
+    import datetime
+
+    for name in MODIFIED_KEYS:
+        value = info.get(name)
+        if isinstance(value, datetime.datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)).timestamp()
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)).timestamp()
+    return None
 
 
 def _etag(info: dict) -> str:

@@ -91,6 +91,13 @@ def uploads_on_the_store():
     return [item["Key"].rsplit("/", 1)[-1] for item in listed.get("Contents", [])]
 
 
+def put_upload(job_id):
+    """An import upload on the job board, as a server puts one before writing the job's record."""
+    bucket, prefix = os.environ[backend.STORE_ENV].removeprefix("s3://").split("/", 1)
+    s3 = boto3.client("s3", endpoint_url=os.environ[backend.ENDPOINT_ENV], region_name="us-east-1")
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/{backend.JOBS_PREFIX}/uploads/{job_id}.upload", Body=b"model bytes")
+
+
 def wait_for(condition, timeout_s, what):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -284,6 +291,36 @@ def test_stop_ends_a_cluster_import_with_nothing_saved(server, tmp_path):
     assert jobs.describe_state(job) == f"Cancelled: {job.error}"
     assert ray_jobs.status(f"mnist-studio-{job_id}")[0] == "STOPPED"
     assert trained_runs(folder) == [] and uploads_on_the_store() == []
+
+
+def test_uploads_orphaned_by_a_dead_server_are_swept_and_live_ones_kept(server, tmp_path):
+    """A server that died between putting an import's upload and writing its job record leaves the upload
+    on the store: a server loading the board deletes it once it is older than the grace period, keeps a
+    young one (its record may be on its way) and one whose job is on the board, and looks at most once
+    per sweep period."""
+    import keras
+
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")])
+    model.save(tmp_path / "fine.keras")
+    first, _ = server()
+    live = first.submit(imports.stage_upload((tmp_path / "fine.keras").read_bytes(), "fine.keras",
+                                             dataset="mnist"), "visitor")
+    put_upload("c-orphan000001")
+    assert sorted(uploads_on_the_store()) == sorted([f"{live}.upload", "c-orphan000001.upload"])
+    server()  # default grace: the orphan was put just now, its record could still be coming
+    assert "c-orphan000001.upload" in uploads_on_the_store()
+    time.sleep(1.1)  # the store dates objects to the second
+    sweeper, _ = server(upload_grace_s=1.0)
+    assert uploads_on_the_store() == [f"{live}.upload"]  # the orphan is gone, the live job's upload kept
+    put_upload("c-orphan000002")
+    time.sleep(1.1)
+    sweeper._listed = 0.0
+    sweeper.follow()  # the board is loaded again, but within the sweep period: nothing is looked for
+    assert "c-orphan000002.upload" in uploads_on_the_store()
+    first.stop(live)
+    assert first.wait(live, timeout=JOB_TIMEOUT_S).state == jobs.CANCELLED
+    server(upload_grace_s=1.0, sweep_every_s=0.0)
+    assert uploads_on_the_store() == []
 
 
 def test_cluster_jobs_past_the_workspace_quota_are_refused_with_the_local_message(server):

@@ -10,8 +10,8 @@ snapshot, jobs_for, ...), so pages follow a cluster training exactly like a loca
   the store count in the same limits (per-visitor active jobs, queue length). One server dispatches.
 - **The queue is ours, the work is Ray's.** A queued job is submitted, oldest first, once fewer than
   `max_running` of the board's jobs run: `python -m lib.execution.clusterjob <id>` with the
-  project's code as the job's working directory and `entrypoint_num_cpus` / `entrypoint_num_gpus`
-  declared. Queue order holds whatever Ray's scheduler does with pending jobs.
+  project's code as the job's working directory and `entrypoint_num_cpus` / `entrypoint_num_gpus` /
+  `entrypoint_memory` declared (an import: its child's memory cap). Queue order holds whatever Ray's scheduler does with pending jobs.
 - **Progress comes back through the store**: the job writes `.jobs/progress/<id>.json` about once a
   second and `.jobs/result/<id>.json` at its end; the app reads those and the job's status, never
   its logs while it runs. A job that fails without a result is described by Ray's message and the
@@ -55,6 +55,10 @@ ADDRESS_ENV = "MNIST_STUDIO_RAY_ADDRESS"  # the cluster's dashboard, e.g. http:/
 MAX_RUNNING_ENV = "MNIST_STUDIO_RAY_MAX_RUNNING"  # trainings on the cluster at once (all servers)
 CPUS_ENV = "MNIST_STUDIO_RAY_CPUS"  # CPUs a training declares (entrypoint_num_cpus)
 GPUS_ENV = "MNIST_STUDIO_RAY_GPUS"  # GPUs a training declares (entrypoint_num_gpus); 0: none
+MEMORY_ENV = "MNIST_STUDIO_RAY_MEMORY_MB"  # MiB of memory a training declares (entrypoint_memory); 0: none
+# A training's default: bench/RESULTS.md measured a peak RSS of 1,249 MB for a full-MNIST epoch (target 1,500).
+TRAINING_MEMORY_MB = 1536
+MIB = 1024 * 1024
 DATA_DIR_ENV = "MNIST_STUDIO_RAY_DATA_DIR"  # where the cluster's nodes find mnist.npz; default the app's
 POLL_S = 0.5  # a running job's progress object is read this often (the pages poll every second)
 STATUS_EVERY_S = 2.0  # and its status on the cluster this often
@@ -78,6 +82,7 @@ class ClusterSettings:
     max_running: int = 2
     cpus: float = 1.0
     gpus: float = 0.0
+    memory_mb: int = TRAINING_MEMORY_MB  # a training's; an import declares its child's cap (IMPORT_MEMORY_MB)
     data_dir: str | None = None
 
 
@@ -102,6 +107,7 @@ def settings(environ=None) -> ClusterSettings | None:
     return ClusterSettings(address=address if "://" in address else f"http://{address}",
                            max_running=number(MAX_RUNNING_ENV, int, 2, 1), cpus=number(CPUS_ENV, float, 1.0, 0),
                            gpus=number(GPUS_ENV, float, 0.0, 0),
+                           memory_mb=number(MEMORY_ENV, int, TRAINING_MEMORY_MB, 0),
                            data_dir=(environ.get(DATA_DIR_ENV) or environ.get(paths.DATA_DIR_ENV) or None))
 
 
@@ -129,10 +135,11 @@ class RayJobs:
         self.client  # noqa: B018 - the property makes it
 
     def submit(self, submission_id: str, entrypoint: str, runtime_env: dict, cpus: float, gpus: float,
-               metadata: dict) -> None:
+               memory_mb: int, metadata: dict) -> None:
         try:
             self.client.submit_job(entrypoint=entrypoint, submission_id=submission_id, runtime_env=runtime_env,
-                                   entrypoint_num_cpus=cpus, entrypoint_num_gpus=gpus or None, metadata=metadata)
+                                   entrypoint_num_cpus=cpus, entrypoint_num_gpus=gpus or None,
+                                   entrypoint_memory=memory_mb * MIB or None, metadata=metadata)
         except RuntimeError as error:
             if "already exists" not in str(error):  # submitted before a restart: it is on its way
                 raise
@@ -664,7 +671,7 @@ class ClusterJobManager:
                 job = queued[0]
             try:
                 self.ray.submit(_submission_id(job.job_id), f"{ENTRYPOINT} {job.job_id}", runtime_env(self.cluster),
-                                self.cluster.cpus, self.cluster.gpus,
+                                self.cluster.cpus, self.cluster.gpus, _memory_mb(job, self.cluster),
                                 {"app": "mnist-studio", "job": job.job_id, "kind": job.kind})
             except (RuntimeError, OSError, ValueError) as error:
                 if isinstance(error, OSError) or "connect" in str(error).lower():
@@ -738,6 +745,12 @@ def _import_request(fields: dict) -> imports.ImportRequest:
     """An import from its board record: no local file (path ""), nothing to discard here."""
     return imports.ImportRequest(filename=str(fields["filename"]), path="", nbytes=int(fields["nbytes"]),
                                  dataset=fields.get("dataset"), name=str(fields.get("name") or ""), staged=False)
+
+
+def _memory_mb(job: jobs.Job, cluster: ClusterSettings) -> int:
+    """The memory a job declares to Ray: an import, its child's address-space cap (the job's own process, without
+    TensorFlow, fits in what the child's RSS leaves of it); a training, the setting."""
+    return imports.IMPORT_MEMORY_MB if job.kind == jobs.IMPORT else cluster.memory_mb
 
 
 def _submission_id(job_id: str) -> str:

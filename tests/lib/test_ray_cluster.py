@@ -91,6 +91,17 @@ def uploads_on_the_store():
     return [item["Key"].rsplit("/", 1)[-1] for item in listed.get("Contents", [])]
 
 
+def reserved(head, job_id):
+    """What the real head reserved for a job's entrypoint: the resources of its supervisor actor (Ray's
+    JobDetails, what get_job_info returns, drops entrypoint_memory), e.g. {"CPU": 1.0, "memory": ...}."""
+    from ray.util.state import list_actors
+
+    name = f"_ray_internal_job_actor_mnist-studio-{job_id}"
+    found = list_actors(address=head.address, filters=[("name", "=", name)], detail=True, raise_on_missing_output=False)
+    assert len(found) == 1, found
+    return found[0].required_resources
+
+
 def put_upload(job_id):
     """An import upload on the job board, as a server puts one before writing the job's record."""
     bucket, prefix = os.environ[backend.STORE_ENV].removeprefix("s3://").split("/", 1)
@@ -108,9 +119,11 @@ def wait_for(condition, timeout_s, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_a_training_on_the_cluster_finishes_and_its_run_is_listed(server):
-    """A visitor's training runs as a Ray job: live progress comes back through the store, the run
-    is listed here when it ends, and another server reading the same store lists it too."""
+def test_a_training_on_the_cluster_finishes_and_its_run_is_listed(server, monkeypatch):
+    """A visitor's training runs as a Ray job declaring the memory the settings give it: live progress
+    comes back through the store, the run is listed here when it ends, and another server reading the
+    same store lists it too."""
+    monkeypatch.setenv(raycluster.MEMORY_ENV, "1000")
     manager, folder = server()
     job_id = manager.submit(TrainConfig(name="on the cluster", **TINY), "visitor")
     assert manager.snapshot(job_id).where == raycluster.CLUSTER
@@ -126,6 +139,7 @@ def test_a_training_on_the_cluster_finishes_and_its_run_is_listed(server):
     assert [run.run_id for run in trained_runs(other)] == [job.run_id]
     status, _ = raycluster.RayJobs(server.head.address).status(f"mnist-studio-{job_id}")
     assert status == "SUCCEEDED"
+    assert reserved(server.head, job_id) == {"CPU": 1.0, "memory": 1000 * 1024 * 1024}
 
 
 def test_stop_ends_a_cluster_training_and_keeps_the_model_so_far(server):
@@ -284,6 +298,7 @@ def test_stop_ends_a_cluster_import_with_nothing_saved(server, tmp_path):
     ray_jobs = raycluster.RayJobs(server.head.address)
     wait_for(lambda: manager.snapshot(job_id).state == jobs.RUNNING
              and ray_jobs.status(f"mnist-studio-{job_id}")[0] == "RUNNING", 60, "the import to run on the cluster")
+    assert reserved(server.head, job_id) == {"CPU": 1.0, "memory": imports.IMPORT_MEMORY_MB * 1024 * 1024}
     manager.stop(job_id)
     job = manager.wait(job_id, timeout=JOB_TIMEOUT_S)
     assert job.state == jobs.CANCELLED and job.run_id is None
@@ -389,5 +404,9 @@ def test_cluster_settings_are_checked():
     assert raycluster.settings({}) is None
     chosen = raycluster.settings({raycluster.ADDRESS_ENV: "127.0.0.1:8265", raycluster.CPUS_ENV: "2"})
     assert chosen.address == "http://127.0.0.1:8265" and chosen.cpus == 2.0 and chosen.max_running == 2
+    assert chosen.memory_mb == raycluster.TRAINING_MEMORY_MB
+    assert raycluster.settings({raycluster.ADDRESS_ENV: "x:1", raycluster.MEMORY_ENV: "0"}).memory_mb == 0
+    with pytest.raises(profile.SettingError, match=raycluster.MEMORY_ENV):
+        raycluster.settings({raycluster.ADDRESS_ENV: "x:1", raycluster.MEMORY_ENV: "1.5 GB"})
     with pytest.raises(profile.SettingError, match=raycluster.MAX_RUNNING_ENV):
         raycluster.settings({raycluster.ADDRESS_ENV: "x:1", raycluster.MAX_RUNNING_ENV: "none"})

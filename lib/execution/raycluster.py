@@ -7,9 +7,10 @@ snapshot, jobs_for, ...), so pages follow a cluster training exactly like a loca
   (MNIST_STUDIO_STORE): its kind ("training" or "import"), its config (an import's filename, dataset,
   name and size: never this server's path), workspace, state and Ray submission id. A restarted app server
   reads the board and finds every waiting, queued and running job again; other app servers sharing
-  the store count in the same limits (per-visitor active jobs, queue length). One server dispatches.
+  the store count in the same limits (per-visitor active jobs, queue length) and dispatch from it.
 - **The queue is ours, the work is Ray's.** A queued job is submitted, oldest first, once fewer than
-  `max_running` of the board's jobs run: `python -m lib.execution.clusterjob <id>` with the
+  `max_running` of the board's jobs run and it holds one of the `max_running` places on the board
+  (`.jobs/places/`, taken with a conditional write: the limit holds when servers dispatch at once): `python -m lib.execution.clusterjob <id>` with the
   project's code as the job's working directory and `entrypoint_num_cpus` / `entrypoint_num_gpus` /
   `entrypoint_memory` declared (an import: its child's memory cap). Queue order holds whatever Ray's scheduler does with pending jobs.
 - **Progress comes back through the store**: the job writes `.jobs/progress/<id>.json` about once a
@@ -73,6 +74,8 @@ UPLOAD_GRACE_S = 3600.0
 WORKING_DIR_EXCLUDES = [".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".ruff_cache", "/runs", "/data", "/tests",
                         "/bench", "/docs", "/models"]  # code only: lib/ (and the small top-level files)
 ENTRYPOINT = "python -m lib.execution.clusterjob"
+PLACES_PREFIX = f"{backend.JOBS_PREFIX}/places"  # <place>-<generation>.json: which job holds each running place
+TAKEN, FULL, MOVED = "taken", "full", "moved"  # what asking for a place answers
 CLUSTER = "cluster"  # Job.where
 
 
@@ -213,6 +216,7 @@ class ClusterJobManager:
         self._stop_asked: dict[str, float] = {}  # job id -> when stop_job was last sent (monotonic)
         self._status_read: dict[str, float] = {}  # job id -> when its status was last asked (monotonic)
         self._listed = 0.0
+        self._places_full_at: float | None = None  # when every place was last found held (monotonic)
         self._lock = threading.Lock()  # the jobs in memory
         self._board_lock = threading.Lock()  # one thread at a time follows the cluster
         self._wake = threading.Event()
@@ -660,7 +664,8 @@ class ClusterJobManager:
         self.problem = ""
 
     def _dispatch(self) -> None:
-        """Submit queued jobs, oldest first, while fewer than max_running run."""
+        """Submit queued jobs, oldest first, while fewer than max_running run: each once it holds a place
+        (`_take_place`), so the limit holds over every server on the store, even two dispatching at once."""
         while True:
             with self._lock:
                 running = sum(1 for job in self._jobs.values() if job.state == jobs.RUNNING)
@@ -669,6 +674,15 @@ class ClusterJobManager:
                 if running >= self.cluster.max_running or not queued:
                     return
                 job = queued[0]
+            if self._places_full_at is not None and time.monotonic() - self._places_full_at < STATUS_EVERY_S:
+                return  # every place was held a moment ago: ask the store again in a while, not every round
+            answer = self._take_place(job)
+            if answer == MOVED:
+                continue
+            if answer == FULL:
+                self._places_full_at = time.monotonic()
+                return
+            self._places_full_at = None
             try:
                 self.ray.submit(_submission_id(job.job_id), f"{ENTRYPOINT} {job.job_id}", runtime_env(self.cluster),
                                 self.cluster.cpus, self.cluster.gpus, _memory_mb(job, self.cluster),
@@ -694,6 +708,71 @@ class ClusterJobManager:
                     waiting.note = ""
                 self._renumber()
             self._save(job)
+
+    def _take_place(self, job: jobs.Job) -> str:
+        """Whether the queued `job` may be submitted now: TAKEN when it holds one of the max_running places on
+        the board, FULL when every place is held by an active job, MOVED when its record says another server
+        started or ended it (this server's copy is updated).
+
+        Place n is the object `places/<n>-<g>.json` of highest generation g, naming the job holding it. A
+        place whose job has ended is taken by creating generation g + 1 only if it does not exist
+        (backend's create_json: a conditional PUT): of servers racing for it, one wins. Nothing is deleted
+        that another server could still be deciding on, and a job that ends frees its place without anyone
+        writing: the next taker sees it ended. A job holding a place but not submitted (its server stopped
+        in between) is submitted by whichever server picks it next (the submission id is fixed)."""
+        try:
+            record = self._store.get_json(clusterjob.record_key(job.job_id))
+            if record is None:  # its submit has not written it yet: a holder without a record counts as ended
+                return FULL
+            if record.get("state") != jobs.QUEUED:
+                self._adopt(job, record)
+                return MOVED
+            newest: dict[int, int] = {}
+            for key in self._store.list_json(PLACES_PREFIX):
+                place, _, generation = key.rsplit("/", 1)[-1].removesuffix(".json").partition("-")
+                if place.isdigit() and generation.isdigit():
+                    newest[int(place)] = max(newest.get(int(place), -1), int(generation))
+            free = []
+            for place in range(self.cluster.max_running):
+                generation = newest.get(place, -1)
+                holder = None
+                if generation >= 0:
+                    holder = (self._store.get_json(_place_key(place, generation)) or {}).get("job_id")
+                    if holder == job.job_id:
+                        return TAKEN
+                if holder is None or self._has_ended(holder):
+                    free.append((place, generation + 1))
+            for place, generation in free:
+                claim = {"job_id": job.job_id, "claimed": time.time(), "cluster": self.cluster.address}
+                if self._store.create_json(_place_key(place, generation), claim):
+                    if generation:
+                        self._store.remove_object(_place_key(place, generation - 1))  # superseded: read by no one
+                    return TAKEN
+        except backend.StoreError as error:
+            self.problem = str(error)
+        return FULL
+
+    def _has_ended(self, job_id: str) -> bool:
+        """Whether a place's holder has ended (a job with no record has: records go only after their job ended)."""
+        with self._lock:
+            known = self._jobs.get(job_id)
+        if known is not None and not known.active:
+            return True
+        record = self._store.get_json(clusterjob.record_key(job_id))
+        return record is None or record.get("state") not in jobs.ACTIVE_STATES
+
+    def _adopt(self, job: jobs.Job, record: dict) -> None:
+        """The board's newer state of a job this server holds as queued (another server started, stopped
+        or cancelled it)."""
+        with self._lock:
+            job.state, job.started, job.ended = record["state"], record.get("started"), record.get("ended")
+            job.run_id, job.error = record.get("run_id"), record.get("error") or ""
+            job.summary = record.get("summary") or {}
+            if record.get("stop"):
+                job.stop_event.set()
+            if not job.active:
+                self._release_next(job.job_id)
+            self._renumber()
 
     def _release_next(self, ended_id: str) -> None:
         """Called under the lock: the job chained after `ended_id` joins the queue (at its end)."""
@@ -745,6 +824,10 @@ def _import_request(fields: dict) -> imports.ImportRequest:
     """An import from its board record: no local file (path ""), nothing to discard here."""
     return imports.ImportRequest(filename=str(fields["filename"]), path="", nbytes=int(fields["nbytes"]),
                                  dataset=fields.get("dataset"), name=str(fields.get("name") or ""), staged=False)
+
+
+def _place_key(place: int, generation: int) -> str:
+    return f"{PLACES_PREFIX}/{place}-{generation}.json"
 
 
 def _memory_mb(job: jobs.Job, cluster: ClusterSettings) -> int:

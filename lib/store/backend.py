@@ -122,6 +122,21 @@ class LocalStore:
         tmp.write_text(json.dumps(value))
         os.replace(tmp, target)
 
+    def create_json(self, relative: str, value: dict) -> bool:
+        """Write the object only if there is none yet (atomically: a hard link fails on an existing name);
+        whether this call created it."""
+        target = paths.runs_dir() / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(value))
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+        return True
+
     def get_json(self, relative: str) -> dict | None:
         """The object, or None when there is none (or it is not JSON: a half-written one never is)."""
         try:
@@ -225,7 +240,7 @@ class FsspecStore:
         self.requests += 1
         try:
             result = what(*args, **kwargs)
-        except FileNotFoundError:
+        except (FileNotFoundError, FileExistsError):  # answers, not failures
             self._down = None
             raise
         except Exception as error:  # noqa: BLE001 - every failure of the store becomes one message
@@ -502,6 +517,16 @@ class FsspecStore:
     # each whole, so a reader sees the old or the new one, never half.
     def put_json(self, relative: str, value: dict) -> None:
         self._call(self.fs.pipe_file, f"{self._base}/{relative}", json.dumps(value).encode())
+
+    def create_json(self, relative: str, value: dict) -> bool:
+        """Write the object only if there is none yet; whether this call created it. On S3 one conditional
+        PUT (If-None-Match: *, s3fs's mode="create"): of servers racing for one name exactly one wins. Other
+        fsspec stores fall back to fsspec's check-then-write, which is not atomic."""
+        try:
+            self._call(self.fs.pipe_file, f"{self._base}/{relative}", json.dumps(value).encode(), mode="create")
+        except FileExistsError:
+            return False
+        return True
 
     def get_json(self, relative: str) -> dict | None:
         """The object, or None when there is none."""

@@ -12,8 +12,10 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import numpy as np
@@ -206,6 +208,48 @@ def test_limits_hold_over_servers_and_the_queue_says_where_a_job_runs(server):
     first.stop(running)
     assert first.wait(running, timeout=JOB_TIMEOUT_S).state == jobs.STOPPED
     assert second.wait(queued, timeout=JOB_TIMEOUT_S).state == jobs.FINISHED
+
+
+def test_two_servers_dispatching_at_once_start_no_more_than_max_running(server):
+    """Two app servers on one store, a place on the cluster (max_running 1): two visitors click Train on
+    each at the same instant, each server sees only its own job (the board is re-listed every 10 s) and
+    dispatches it at once. One job starts; the other is never submitted while it runs, and starts when
+    it ends."""
+    first, _ = server(max_running=1)
+    second, _ = server(max_running=1)
+    ray_jobs = raycluster.RayJobs(server.head.address)
+    at_once = threading.Barrier(2)
+
+    def on_ray(job_id):
+        """Ray's status of the job, "" while it was never submitted."""
+        try:
+            return ray_jobs.status(f"mnist-studio-{job_id}")[0]
+        except raycluster.ClusterGone:
+            return ""
+
+    def click(manager, visitor):
+        at_once.wait()
+        return manager.submit(TrainConfig(arch="softmax", epochs=400, limit=200), visitor)
+
+    with ThreadPoolExecutor(2) as pool:
+        ids = list(pool.map(click, (first, second), ("alice", "bob")))
+    managers = dict(zip(ids, (first, second)))
+    started = wait_for(lambda: [job_id for job_id, manager in managers.items()
+                                if manager.snapshot(job_id).state == jobs.RUNNING], 120, "a job to be submitted")
+    assert len(started) == 1
+    [waiting] = [job_id for job_id in ids if job_id not in started]
+    time.sleep(5)  # ten rounds of its server's dispatcher: it would have been submitted by now
+    assert managers[waiting].snapshot(waiting).state == jobs.QUEUED
+    assert on_ray(waiting) == "" and on_ray(started[0]) in ("PENDING", "RUNNING")  # never submitted to Ray
+    managers[waiting]._listed = 0.0
+    managers[waiting].follow()  # its server reads the board: the other's job runs, its own waits behind it
+    assert jobs.describe_state(managers[waiting].snapshot(waiting)) == "Queued on the cluster, 1 job ahead of yours."
+    managers[started[0]].stop(started[0])
+    assert managers[started[0]].wait(started[0], timeout=JOB_TIMEOUT_S).state == jobs.STOPPED
+    wait_for(lambda: on_ray(waiting) in ("PENDING", "RUNNING"), 60,
+             "the waiting job to be submitted once the place is free")
+    managers[waiting].stop(waiting)
+    assert managers[waiting].wait(waiting, timeout=JOB_TIMEOUT_S).state in (jobs.STOPPED, jobs.CANCELLED)
 
 
 def test_a_visitors_own_dataset_trains_on_the_cluster_into_their_workspace(server, tiny_data_dir):

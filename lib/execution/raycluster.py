@@ -7,11 +7,12 @@ snapshot, jobs_for, ...), so pages follow a cluster training exactly like a loca
   (MNIST_STUDIO_STORE): its kind ("training" or "import"), its config (an import's filename, dataset,
   name and size: never this server's path), workspace, state and Ray submission id. A restarted app server
   reads the board and finds every waiting, queued and running job again; other app servers sharing
-  the store count in the same limits (per-visitor active jobs, queue length). One server dispatches.
+  the store count in the same limits (per-visitor active jobs, queue length) and dispatch from it.
 - **The queue is ours, the work is Ray's.** A queued job is submitted, oldest first, once fewer than
-  `max_running` of the board's jobs run: `python -m lib.execution.clusterjob <id>` with the
-  project's code as the job's working directory and `entrypoint_num_cpus` / `entrypoint_num_gpus`
-  declared. Queue order holds whatever Ray's scheduler does with pending jobs.
+  `max_running` of the board's jobs run and it holds one of the `max_running` places on the board
+  (`.jobs/places/`, taken with a conditional write: the limit holds when servers dispatch at once): `python -m lib.execution.clusterjob <id>` with the
+  project's code as the job's working directory and `entrypoint_num_cpus` / `entrypoint_num_gpus` /
+  `entrypoint_memory` declared (an import: its child's memory cap). Queue order holds whatever Ray's scheduler does with pending jobs.
 - **Progress comes back through the store**: the job writes `.jobs/progress/<id>.json` about once a
   second and `.jobs/result/<id>.json` at its end; the app reads those and the job's status, never
   its logs while it runs. A job that fails without a result is described by Ray's message and the
@@ -19,7 +20,9 @@ snapshot, jobs_for, ...), so pages follow a cluster training exactly like a loca
 - **Imports** (a `.studio.zip` bundle or a bare `.keras` model) queue with the trainings, under the
   same caps: submit puts the staged upload on the store (`.jobs/uploads/<id>.upload`; a node cannot read
   this server's temporary folder) and deletes the staged copy; the job imports it as this server would
-  (a child process under imports.IMPORT_LIMITS) and the upload object is deleted when the job ends.
+  (a child process under imports.IMPORT_LIMITS) and the upload object is deleted when the job ends. An
+  upload orphaned by a server that died before writing its record is swept where old jobs are forgotten
+  (`_sweep_uploads`: no live record, older than UPLOAD_GRACE_S; at most once per SWEEP_EVERY_S).
 - **Quotas.** On a public server a submit is refused with the local message when the workspace is over
   its quota or the run's estimate (an import: its size) would take it over: the job saves elsewhere.
 - **Stop** is `stop_job`: a training gets SIGTERM and saves the model so far as a stopped run; an
@@ -53,6 +56,10 @@ ADDRESS_ENV = "MNIST_STUDIO_RAY_ADDRESS"  # the cluster's dashboard, e.g. http:/
 MAX_RUNNING_ENV = "MNIST_STUDIO_RAY_MAX_RUNNING"  # trainings on the cluster at once (all servers)
 CPUS_ENV = "MNIST_STUDIO_RAY_CPUS"  # CPUs a training declares (entrypoint_num_cpus)
 GPUS_ENV = "MNIST_STUDIO_RAY_GPUS"  # GPUs a training declares (entrypoint_num_gpus); 0: none
+MEMORY_ENV = "MNIST_STUDIO_RAY_MEMORY_MB"  # MiB of memory a training declares (entrypoint_memory); 0: none
+# A training's default: bench/RESULTS.md measured a peak RSS of 1,249 MB for a full-MNIST epoch (target 1,500).
+TRAINING_MEMORY_MB = 1536
+MIB = 1024 * 1024
 DATA_DIR_ENV = "MNIST_STUDIO_RAY_DATA_DIR"  # where the cluster's nodes find mnist.npz; default the app's
 POLL_S = 0.5  # a running job's progress object is read this often (the pages poll every second)
 STATUS_EVERY_S = 2.0  # and its status on the cluster this often
@@ -60,9 +67,15 @@ LIST_EVERY_S = 10.0  # the whole board is re-listed this often (jobs of other se
 VANISHED_AFTER_S = 60.0  # a cluster unreachable this long has lost its running jobs
 STOP_RETRY_S = 30.0  # a running job asked to stop is asked again this often until it ends
 STOP_WAIT_S = 120  # after stop_job, time the job has to save the model so far (RAY_JOB_STOP_WAIT_TIME_S)
+SWEEP_EVERY_S = 600.0  # orphaned uploads are looked for at most this often per server (one listing call)
+# An upload with no job record this old is orphaned (its server died between putting it and writing the
+# record). Generous: S3 dates a multipart upload by its start, and the store's clock is not this server's.
+UPLOAD_GRACE_S = 3600.0
 WORKING_DIR_EXCLUDES = [".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".ruff_cache", "/runs", "/data", "/tests",
                         "/bench", "/docs", "/models"]  # code only: lib/ (and the small top-level files)
 ENTRYPOINT = "python -m lib.execution.clusterjob"
+PLACES_PREFIX = f"{backend.JOBS_PREFIX}/places"  # <place>-<generation>.json: which job holds each running place
+TAKEN, FULL, MOVED = "taken", "full", "moved"  # what asking for a place answers
 CLUSTER = "cluster"  # Job.where
 
 
@@ -72,6 +85,7 @@ class ClusterSettings:
     max_running: int = 2
     cpus: float = 1.0
     gpus: float = 0.0
+    memory_mb: int = TRAINING_MEMORY_MB  # a training's; an import declares its child's cap (IMPORT_MEMORY_MB)
     data_dir: str | None = None
 
 
@@ -96,6 +110,7 @@ def settings(environ=None) -> ClusterSettings | None:
     return ClusterSettings(address=address if "://" in address else f"http://{address}",
                            max_running=number(MAX_RUNNING_ENV, int, 2, 1), cpus=number(CPUS_ENV, float, 1.0, 0),
                            gpus=number(GPUS_ENV, float, 0.0, 0),
+                           memory_mb=number(MEMORY_ENV, int, TRAINING_MEMORY_MB, 0),
                            data_dir=(environ.get(DATA_DIR_ENV) or environ.get(paths.DATA_DIR_ENV) or None))
 
 
@@ -123,10 +138,11 @@ class RayJobs:
         self.client  # noqa: B018 - the property makes it
 
     def submit(self, submission_id: str, entrypoint: str, runtime_env: dict, cpus: float, gpus: float,
-               metadata: dict) -> None:
+               memory_mb: int, metadata: dict) -> None:
         try:
             self.client.submit_job(entrypoint=entrypoint, submission_id=submission_id, runtime_env=runtime_env,
-                                   entrypoint_num_cpus=cpus, entrypoint_num_gpus=gpus or None, metadata=metadata)
+                                   entrypoint_num_cpus=cpus, entrypoint_num_gpus=gpus or None,
+                                   entrypoint_memory=memory_mb * MIB or None, metadata=metadata)
         except RuntimeError as error:
             if "already exists" not in str(error):  # submitted before a restart: it is on its way
                 raise
@@ -182,7 +198,8 @@ class ClusterJobManager:
     def __init__(self, cluster: ClusterSettings, *, local: jobs.JobManager | None = None,
                  current: profile.Profile | None = None, max_active_per_session: int | None = None,
                  max_queue: int | None = None, data_dir=None, ray_jobs: RayJobs | None = None,
-                 poll_s: float = POLL_S, vanished_after_s: float = VANISHED_AFTER_S):
+                 poll_s: float = POLL_S, vanished_after_s: float = VANISHED_AFTER_S,
+                 sweep_every_s: float = SWEEP_EVERY_S, upload_grace_s: float = UPLOAD_GRACE_S):
         self.cluster = cluster
         self.local = local or jobs.JobManager()
         self.profile = current
@@ -191,12 +208,15 @@ class ClusterJobManager:
         self.ray = ray_jobs or RayJobs(cluster.address)
         self.problem = ""  # the cluster's last failure, in words ("" while it answers)
         self._poll_s, self._vanished_after_s = poll_s, vanished_after_s
+        self._sweep_every_s, self._upload_grace_s = sweep_every_s, upload_grace_s
+        self._swept: float | None = None  # when orphaned uploads were last looked for (monotonic)
         self._store = backend.current()
         self._jobs: dict[str, jobs.Job] = {}
         self._unreachable_since: float | None = None
         self._stop_asked: dict[str, float] = {}  # job id -> when stop_job was last sent (monotonic)
         self._status_read: dict[str, float] = {}  # job id -> when its status was last asked (monotonic)
         self._listed = 0.0
+        self._places_full_at: float | None = None  # when every place was last found held (monotonic)
         self._lock = threading.Lock()  # the jobs in memory
         self._board_lock = threading.Lock()  # one thread at a time follows the cluster
         self._wake = threading.Event()
@@ -457,6 +477,33 @@ class ClusterJobManager:
                 self._release_next(job.after)
             self._renumber()
             self._forget_old_jobs()
+        self._sweep_uploads({key.rsplit("/", 1)[-1].removesuffix(".json") for key in keys})
+
+    def _sweep_uploads(self, on_board: set[str]) -> None:
+        """Delete the import uploads no live job needs: those with no record on the board (`on_board`, listed
+        before the uploads) or whose job has ended, once older than the grace period (a submit puts its
+        upload first, then writes the record). At most once per sweep_every_s."""
+        now = time.monotonic()
+        if self._swept is not None and now - self._swept < self._sweep_every_s:
+            return
+        self._swept = now
+        try:
+            uploads = self._store.list_objects(f"{backend.JOBS_PREFIX}/uploads")
+        except backend.StoreError as error:
+            self.problem = str(error)
+            return
+        cutoff = time.time() - self._upload_grace_s
+        with self._lock:
+            ended = {job_id for job_id, job in self._jobs.items() if not job.active}
+        for key, modified in uploads.items():
+            job_id = key.rsplit("/", 1)[-1].removesuffix(".upload")
+            if (job_id in on_board and job_id not in ended) or modified is None or modified > cutoff:
+                continue
+            try:
+                self._store.remove_object(key)
+            except backend.StoreError:
+                return
+            print(f"deleted the orphaned upload {key}")
 
     def _from_record(self, record: dict) -> jobs.Job:
         workspace = record.get("workspace", "")
@@ -623,7 +670,8 @@ class ClusterJobManager:
         self.problem = ""
 
     def _dispatch(self) -> None:
-        """Submit queued jobs, oldest first, while fewer than max_running run."""
+        """Submit queued jobs, oldest first, while fewer than max_running run: each once it holds a place
+        (`_take_place`), so the limit holds over every server on the store, even two dispatching at once."""
         while True:
             with self._lock:
                 running = sum(1 for job in self._jobs.values() if job.state == jobs.RUNNING)
@@ -632,9 +680,18 @@ class ClusterJobManager:
                 if running >= self.cluster.max_running or not queued:
                     return
                 job = queued[0]
+            if self._places_full_at is not None and time.monotonic() - self._places_full_at < STATUS_EVERY_S:
+                return  # every place was held a moment ago: ask the store again in a while, not every round
+            answer = self._take_place(job)
+            if answer == MOVED:
+                continue
+            if answer == FULL:
+                self._places_full_at = time.monotonic()
+                return
+            self._places_full_at = None
             try:
                 self.ray.submit(_submission_id(job.job_id), f"{ENTRYPOINT} {job.job_id}", runtime_env(self.cluster),
-                                self.cluster.cpus, self.cluster.gpus,
+                                self.cluster.cpus, self.cluster.gpus, _memory_mb(job, self.cluster),
                                 {"app": "mnist-studio", "job": job.job_id, "kind": job.kind})
             except (RuntimeError, OSError, ValueError) as error:
                 if isinstance(error, OSError) or "connect" in str(error).lower():
@@ -658,6 +715,71 @@ class ClusterJobManager:
                     waiting.note = ""
                 self._renumber()
             self._save(job)
+
+    def _take_place(self, job: jobs.Job) -> str:
+        """Whether the queued `job` may be submitted now: TAKEN when it holds one of the max_running places on
+        the board, FULL when every place is held by an active job, MOVED when its record says another server
+        started or ended it (this server's copy is updated).
+
+        Place n is the object `places/<n>-<g>.json` of highest generation g, naming the job holding it. A
+        place whose job has ended is taken by creating generation g + 1 only if it does not exist
+        (backend's create_json: a conditional PUT): of servers racing for it, one wins. Nothing is deleted
+        that another server could still be deciding on, and a job that ends frees its place without anyone
+        writing: the next taker sees it ended. A job holding a place but not submitted (its server stopped
+        in between) is submitted by whichever server picks it next (the submission id is fixed)."""
+        try:
+            record = self._store.get_json(clusterjob.record_key(job.job_id))
+            if record is None:  # its submit has not written it yet: a holder without a record counts as ended
+                return FULL
+            if record.get("state") != jobs.QUEUED:
+                self._adopt(job, record)
+                return MOVED
+            newest: dict[int, int] = {}
+            for key in self._store.list_json(PLACES_PREFIX):
+                place, _, generation = key.rsplit("/", 1)[-1].removesuffix(".json").partition("-")
+                if place.isdigit() and generation.isdigit():
+                    newest[int(place)] = max(newest.get(int(place), -1), int(generation))
+            free = []
+            for place in range(self.cluster.max_running):
+                generation = newest.get(place, -1)
+                holder = None
+                if generation >= 0:
+                    holder = (self._store.get_json(_place_key(place, generation)) or {}).get("job_id")
+                    if holder == job.job_id:
+                        return TAKEN
+                if holder is None or self._has_ended(holder):
+                    free.append((place, generation + 1))
+            for place, generation in free:
+                claim = {"job_id": job.job_id, "claimed": time.time(), "cluster": self.cluster.address}
+                if self._store.create_json(_place_key(place, generation), claim):
+                    if generation:
+                        self._store.remove_object(_place_key(place, generation - 1))  # superseded: read by no one
+                    return TAKEN
+        except backend.StoreError as error:
+            self.problem = str(error)
+        return FULL
+
+    def _has_ended(self, job_id: str) -> bool:
+        """Whether a place's holder has ended (a job with no record has: records go only after their job ended)."""
+        with self._lock:
+            known = self._jobs.get(job_id)
+        if known is not None and not known.active:
+            return True
+        record = self._store.get_json(clusterjob.record_key(job_id))
+        return record is None or record.get("state") not in jobs.ACTIVE_STATES
+
+    def _adopt(self, job: jobs.Job, record: dict) -> None:
+        """The board's newer state of a job this server holds as queued (another server started, stopped
+        or cancelled it)."""
+        with self._lock:
+            job.state, job.started, job.ended = record["state"], record.get("started"), record.get("ended")
+            job.run_id, job.error = record.get("run_id"), record.get("error") or ""
+            job.summary = record.get("summary") or {}
+            if record.get("stop"):
+                job.stop_event.set()
+            if not job.active:
+                self._release_next(job.job_id)
+            self._renumber()
 
     def _release_next(self, ended_id: str) -> None:
         """Called under the lock: the job chained after `ended_id` joins the queue (at its end)."""
@@ -709,6 +831,16 @@ def _import_request(fields: dict) -> imports.ImportRequest:
     """An import from its board record: no local file (path ""), nothing to discard here."""
     return imports.ImportRequest(filename=str(fields["filename"]), path="", nbytes=int(fields["nbytes"]),
                                  dataset=fields.get("dataset"), name=str(fields.get("name") or ""), staged=False)
+
+
+def _place_key(place: int, generation: int) -> str:
+    return f"{PLACES_PREFIX}/{place}-{generation}.json"
+
+
+def _memory_mb(job: jobs.Job, cluster: ClusterSettings) -> int:
+    """The memory a job declares to Ray: an import, its child's address-space cap (the job's own process, without
+    TensorFlow, fits in what the child's RSS leaves of it); a training, the setting."""
+    return imports.IMPORT_MEMORY_MB if job.kind == jobs.IMPORT else cluster.memory_mb
 
 
 def _submission_id(job_id: str) -> str:

@@ -53,6 +53,7 @@ REMOTE_FILE = ".remote.json"  # in a pulled run folder: {file name: {"size", "et
 MODEL_CACHE = ".model-cache"  # under the runs folder: <size>-<etag digest> files, hard-linked into run folders
 CACHE_KEEP = 16  # cached files no run folder links any more, kept for a run pulled again (newest first)
 ETAG_KEYS = ("ETag", "etag", "md5Hash", "crc32c", "checksum")  # what s3fs, gcsfs and others call a content tag
+MODIFIED_KEYS = ("LastModified", "updated", "mtime", "last_modified")  # and when an object was written
 PENDING_FILE = ".push-pending"  # in a run folder while its upload has not finished: the next listing sends it
 JOBS_PREFIX = ".jobs"  # small JSON objects of jobs run elsewhere (lib.execution.raycluster); hidden: never a run
 
@@ -126,6 +127,21 @@ class LocalStore:
         tmp.write_text(json.dumps(value))
         os.replace(tmp, target)
 
+    def create_json(self, relative: str, value: dict) -> bool:
+        """Write the object only if there is none yet (atomically: a hard link fails on an existing name);
+        whether this call created it."""
+        target = paths.runs_dir() / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(value))
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+        return True
+
     def get_json(self, relative: str) -> dict | None:
         """The object, or None when there is none (or it is not JSON: a half-written one never is)."""
         try:
@@ -137,6 +153,18 @@ class LocalStore:
         """Relative paths of the .json objects directly under `prefix`."""
         folder = paths.runs_dir() / prefix
         return sorted(f"{prefix}/{p.name}" for p in folder.glob("*.json")) if folder.is_dir() else []
+
+    def list_objects(self, prefix: str) -> dict[str, float | None]:
+        """{relative path: when it was last written (epoch seconds)} of the files directly under `prefix`."""
+        folder = paths.runs_dir() / prefix
+        found = {}
+        for path in (folder.iterdir() if folder.is_dir() else ()):
+            try:
+                if path.is_file():
+                    found[f"{prefix}/{path.name}"] = path.stat().st_mtime
+            except OSError:  # deleted meanwhile
+                continue
+        return found
 
     def remove_object(self, relative: str) -> None:
         """A job board object (JSON or a file); gone already is fine."""
@@ -218,7 +246,7 @@ class FsspecStore:
         self.requests += 1
         try:
             result = what(*args, **kwargs)
-        except FileNotFoundError:
+        except (FileNotFoundError, FileExistsError):  # answers, not failures
             self._down = None
             raise
         except Exception as error:  # noqa: BLE001 - every failure of the store becomes one message
@@ -523,6 +551,16 @@ class FsspecStore:
     def put_json(self, relative: str, value: dict) -> None:
         self._call(self.fs.pipe_file, f"{self._base}/{relative}", json.dumps(value).encode())
 
+    def create_json(self, relative: str, value: dict) -> bool:
+        """Write the object only if there is none yet; whether this call created it. On S3 one conditional
+        PUT (If-None-Match: *, s3fs's mode="create"): of servers racing for one name exactly one wins. Other
+        fsspec stores fall back to fsspec's check-then-write, which is not atomic."""
+        try:
+            self._call(self.fs.pipe_file, f"{self._base}/{relative}", json.dumps(value).encode(), mode="create")
+        except FileExistsError:
+            return False
+        return True
+
     def get_json(self, relative: str) -> dict | None:
         """The object, or None when there is none."""
         try:
@@ -542,6 +580,19 @@ class FsspecStore:
         except FileNotFoundError:
             return []
         return sorted(f"{prefix}/{name.rstrip('/').rsplit('/', 1)[-1]}" for name in names if name.endswith(".json"))
+
+    def list_objects(self, prefix: str) -> dict[str, float | None]:
+        """{relative path: when it was last written (epoch seconds; None if the store does not say)} of the
+        objects directly under `prefix` (one listing call)."""
+        fs = self.fs  # first: it sets self._base
+        key = f"{self._base}/{prefix}"
+        fs.invalidate_cache(key)
+        try:
+            found = self._call(fs.ls, key, detail=True)
+        except FileNotFoundError:
+            return {}
+        return {f"{prefix}/{info['name'].rstrip('/').rsplit('/', 1)[-1]}": _modified(info)
+                for info in found if info.get("type") == "file"}
 
     def remove_object(self, relative: str) -> None:
         """A job board object (JSON or a file); gone already is fine."""
@@ -621,6 +672,26 @@ def cache_name(size: int, etag: str, key: str) -> str:
 
     tag = etag.strip('"') or f"path:{key}"
     return f"{size}-{hashlib.sha256(tag.encode()).hexdigest()[:32]}"
+
+
+def _modified(info: dict) -> float | None:
+    """When a listed object was last written, in epoch seconds: s3fs says LastModified (a datetime),
+    gcsfs `updated` (ISO text), a local filesystem `mtime`; None when the listing does not say."""
+    import datetime
+
+    for name in MODIFIED_KEYS:
+        value = info.get(name)
+        if isinstance(value, datetime.datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)).timestamp()
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)).timestamp()
+    return None
 
 
 def _etag(info: dict) -> str:

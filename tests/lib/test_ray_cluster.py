@@ -12,8 +12,10 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import numpy as np
@@ -91,6 +93,24 @@ def uploads_on_the_store():
     return [item["Key"].rsplit("/", 1)[-1] for item in listed.get("Contents", [])]
 
 
+def reserved(head, job_id):
+    """What the real head reserved for a job's entrypoint: the resources of its supervisor actor (Ray's
+    JobDetails, what get_job_info returns, drops entrypoint_memory), e.g. {"CPU": 1.0, "memory": ...}."""
+    from ray.util.state import list_actors
+
+    name = f"_ray_internal_job_actor_mnist-studio-{job_id}"
+    found = list_actors(address=head.address, filters=[("name", "=", name)], detail=True, raise_on_missing_output=False)
+    assert len(found) == 1, found
+    return found[0].required_resources
+
+
+def put_upload(job_id):
+    """An import upload on the job board, as a server puts one before writing the job's record."""
+    bucket, prefix = os.environ[backend.STORE_ENV].removeprefix("s3://").split("/", 1)
+    s3 = boto3.client("s3", endpoint_url=os.environ[backend.ENDPOINT_ENV], region_name="us-east-1")
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/{backend.JOBS_PREFIX}/uploads/{job_id}.upload", Body=b"model bytes")
+
+
 def wait_for(condition, timeout_s, what):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -101,9 +121,11 @@ def wait_for(condition, timeout_s, what):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_a_training_on_the_cluster_finishes_and_its_run_is_listed(server):
-    """A visitor's training runs as a Ray job: live progress comes back through the store, the run
-    is listed here when it ends, and another server reading the same store lists it too."""
+def test_a_training_on_the_cluster_finishes_and_its_run_is_listed(server, monkeypatch):
+    """A visitor's training runs as a Ray job declaring the memory the settings give it: live progress
+    comes back through the store, the run is listed here when it ends, and another server reading the
+    same store lists it too."""
+    monkeypatch.setenv(raycluster.MEMORY_ENV, "1000")
     manager, folder = server()
     job_id = manager.submit(TrainConfig(name="on the cluster", **TINY), "visitor")
     assert manager.snapshot(job_id).where == raycluster.CLUSTER
@@ -119,6 +141,7 @@ def test_a_training_on_the_cluster_finishes_and_its_run_is_listed(server):
     assert [run.run_id for run in trained_runs(other)] == [job.run_id]
     status, _ = raycluster.RayJobs(server.head.address).status(f"mnist-studio-{job_id}")
     assert status == "SUCCEEDED"
+    assert reserved(server.head, job_id) == {"CPU": 1.0, "memory": 1000 * 1024 * 1024}
 
 
 def test_stop_ends_a_cluster_training_and_keeps_the_model_so_far(server):
@@ -185,6 +208,48 @@ def test_limits_hold_over_servers_and_the_queue_says_where_a_job_runs(server):
     first.stop(running)
     assert first.wait(running, timeout=JOB_TIMEOUT_S).state == jobs.STOPPED
     assert second.wait(queued, timeout=JOB_TIMEOUT_S).state == jobs.FINISHED
+
+
+def test_two_servers_dispatching_at_once_start_no_more_than_max_running(server):
+    """Two app servers on one store, a place on the cluster (max_running 1): two visitors click Train on
+    each at the same instant, each server sees only its own job (the board is re-listed every 10 s) and
+    dispatches it at once. One job starts; the other is never submitted while it runs, and starts when
+    it ends."""
+    first, _ = server(max_running=1)
+    second, _ = server(max_running=1)
+    ray_jobs = raycluster.RayJobs(server.head.address)
+    at_once = threading.Barrier(2)
+
+    def on_ray(job_id):
+        """Ray's status of the job, "" while it was never submitted."""
+        try:
+            return ray_jobs.status(f"mnist-studio-{job_id}")[0]
+        except raycluster.ClusterGone:
+            return ""
+
+    def click(manager, visitor):
+        at_once.wait()
+        return manager.submit(TrainConfig(arch="softmax", epochs=400, limit=200), visitor)
+
+    with ThreadPoolExecutor(2) as pool:
+        ids = list(pool.map(click, (first, second), ("alice", "bob")))
+    managers = dict(zip(ids, (first, second)))
+    started = wait_for(lambda: [job_id for job_id, manager in managers.items()
+                                if manager.snapshot(job_id).state == jobs.RUNNING], 120, "a job to be submitted")
+    assert len(started) == 1
+    [waiting] = [job_id for job_id in ids if job_id not in started]
+    time.sleep(5)  # ten rounds of its server's dispatcher: it would have been submitted by now
+    assert managers[waiting].snapshot(waiting).state == jobs.QUEUED
+    assert on_ray(waiting) == "" and on_ray(started[0]) in ("PENDING", "RUNNING")  # never submitted to Ray
+    managers[waiting]._listed = 0.0
+    managers[waiting].follow()  # its server reads the board: the other's job runs, its own waits behind it
+    assert jobs.describe_state(managers[waiting].snapshot(waiting)) == "Queued on the cluster, 1 job ahead of yours."
+    managers[started[0]].stop(started[0])
+    assert managers[started[0]].wait(started[0], timeout=JOB_TIMEOUT_S).state == jobs.STOPPED
+    wait_for(lambda: on_ray(waiting) in ("PENDING", "RUNNING"), 60,
+             "the waiting job to be submitted once the place is free")
+    managers[waiting].stop(waiting)
+    assert managers[waiting].wait(waiting, timeout=JOB_TIMEOUT_S).state in (jobs.STOPPED, jobs.CANCELLED)
 
 
 def test_a_visitors_own_dataset_trains_on_the_cluster_into_their_workspace(server, tiny_data_dir):
@@ -277,6 +342,7 @@ def test_stop_ends_a_cluster_import_with_nothing_saved(server, tmp_path):
     ray_jobs = raycluster.RayJobs(server.head.address)
     wait_for(lambda: manager.snapshot(job_id).state == jobs.RUNNING
              and ray_jobs.status(f"mnist-studio-{job_id}")[0] == "RUNNING", 60, "the import to run on the cluster")
+    assert reserved(server.head, job_id) == {"CPU": 1.0, "memory": imports.IMPORT_MEMORY_MB * 1024 * 1024}
     manager.stop(job_id)
     job = manager.wait(job_id, timeout=JOB_TIMEOUT_S)
     assert job.state == jobs.CANCELLED and job.run_id is None
@@ -284,6 +350,36 @@ def test_stop_ends_a_cluster_import_with_nothing_saved(server, tmp_path):
     assert jobs.describe_state(job) == f"Cancelled: {job.error}"
     assert ray_jobs.status(f"mnist-studio-{job_id}")[0] == "STOPPED"
     assert trained_runs(folder) == [] and uploads_on_the_store() == []
+
+
+def test_uploads_orphaned_by_a_dead_server_are_swept_and_live_ones_kept(server, tmp_path):
+    """A server that died between putting an import's upload and writing its job record leaves the upload
+    on the store: a server loading the board deletes it once it is older than the grace period, keeps a
+    young one (its record may be on its way) and one whose job is on the board, and looks at most once
+    per sweep period."""
+    import keras
+
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10, "softmax")])
+    model.save(tmp_path / "fine.keras")
+    first, _ = server()
+    live = first.submit(imports.stage_upload((tmp_path / "fine.keras").read_bytes(), "fine.keras",
+                                             dataset="mnist"), "visitor")
+    put_upload("c-orphan000001")
+    assert sorted(uploads_on_the_store()) == sorted([f"{live}.upload", "c-orphan000001.upload"])
+    server()  # default grace: the orphan was put just now, its record could still be coming
+    assert "c-orphan000001.upload" in uploads_on_the_store()
+    time.sleep(1.1)  # the store dates objects to the second
+    sweeper, _ = server(upload_grace_s=1.0)
+    assert uploads_on_the_store() == [f"{live}.upload"]  # the orphan is gone, the live job's upload kept
+    put_upload("c-orphan000002")
+    time.sleep(1.1)
+    sweeper._listed = 0.0
+    sweeper.follow()  # the board is loaded again, but within the sweep period: nothing is looked for
+    assert "c-orphan000002.upload" in uploads_on_the_store()
+    first.stop(live)
+    assert first.wait(live, timeout=JOB_TIMEOUT_S).state == jobs.CANCELLED
+    server(upload_grace_s=1.0, sweep_every_s=0.0)
+    assert uploads_on_the_store() == []
 
 
 def test_cluster_jobs_past_the_workspace_quota_are_refused_with_the_local_message(server):
@@ -352,5 +448,9 @@ def test_cluster_settings_are_checked():
     assert raycluster.settings({}) is None
     chosen = raycluster.settings({raycluster.ADDRESS_ENV: "127.0.0.1:8265", raycluster.CPUS_ENV: "2"})
     assert chosen.address == "http://127.0.0.1:8265" and chosen.cpus == 2.0 and chosen.max_running == 2
+    assert chosen.memory_mb == raycluster.TRAINING_MEMORY_MB
+    assert raycluster.settings({raycluster.ADDRESS_ENV: "x:1", raycluster.MEMORY_ENV: "0"}).memory_mb == 0
+    with pytest.raises(profile.SettingError, match=raycluster.MEMORY_ENV):
+        raycluster.settings({raycluster.ADDRESS_ENV: "x:1", raycluster.MEMORY_ENV: "1.5 GB"})
     with pytest.raises(profile.SettingError, match=raycluster.MAX_RUNNING_ENV):
         raycluster.settings({raycluster.ADDRESS_ENV: "x:1", raycluster.MAX_RUNNING_ENV: "none"})

@@ -456,3 +456,26 @@ def test_after_the_first_listing_pages_do_not_wait_for_the_store_and_see_other_s
     assert sorted(own_ids(runs.list_runs()[0])) == sorted([third.run_id, second.run_id, first.run_id])
     assert len(requests(store.log, since)) >= 1
     assert runs.get_run(third.run_id).display_name == "big"
+
+
+@pytest.mark.parametrize("where", ["s3", "folder"])
+def test_of_servers_creating_one_job_board_object_at_once_exactly_one_wins(store, tmp_path, monkeypatch, where):
+    """The dispatchers' places on the cluster (lib.execution.raycluster) rest on create_json: of eight
+    servers racing to create one object, exactly one succeeds and its content stays; put_json still
+    overwrites. On S3 a conditional PUT, in a plain folder a hard link."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if where == "folder":
+        monkeypatch.setenv(backend.STORE_ENV, str(tmp_path / "runs"))
+    store()
+    stores = [backend.FsspecStore(backend.store_url(), tmp_path / f"server-{n}") if where == "s3"
+              else backend.LocalStore() for n in range(8)]
+    key = f"{backend.JOBS_PREFIX}/places/0-0.json"
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda n: stores[n].create_json(key, {"job_id": f"c-{n}"}), range(8)))
+    assert won.count(True) == 1
+    assert stores[0].get_json(key) == {"job_id": f"c-{won.index(True)}"}
+    assert stores[0].create_json(key, {"job_id": "late"}) is False
+    stores[0].put_json(key, {"job_id": "overwritten"})
+    assert stores[1].get_json(key) == {"job_id": "overwritten"}
+    assert stores[0].list_objects(f"{backend.JOBS_PREFIX}/places").keys() == {key}

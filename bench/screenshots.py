@@ -3,7 +3,7 @@
 Serves the app (`streamlit run`, local profile) on a fresh runs folder holding one small trained run
 beside the bundled model, opens each page with `?lang=<lang>` in headless Chromium (Debian's
 /usr/bin/chromium; Chinese needs the fonts-noto-cjk package, or the glyphs are boxes), draws a digit
-on Draw and Inside, and saves a full-page PNG. Run it after changing the pages or the catalogs:
+on Draw and Inside, trains with Home's one click for train-result, and saves a full-page PNG. Run it after changing the pages or the catalogs:
 
     MNIST_STUDIO_DATA_DIR=... python bench/screenshots.py            # every page, en and zh
     python bench/screenshots.py --languages zh --pages draw compare   # some of them
@@ -19,12 +19,15 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+from lib.i18n import translation
 from tests.e2e.studio import Studio, line
 
 OUT_DIR = PROJECT / "docs" / "screenshots"
 # URL path -> what the visitor does there before the picture (None: nothing).
 PAGES = {"home": "", "lessons": "lessons", "data": "data", "train": "train", "predictions": "predictions",
-         "draw": "draw", "inside": "inside", "compare": "compare"}
+         "draw": "draw", "inside": "inside", "compare": "compare",
+         "train-result": ""}  # Home's one-click training, shot on Train once its report is there
+TRAIN_TIMEOUT_MS = 600_000  # one epoch of the fast CNN on full MNIST: about a minute on 2 cores
 DEMO_RUN = dict(dataset="mnist", arch="cnn-tf-tutorial", epochs=2, limit=3000, name="demo cnn")
 SEVEN = [line((70, 70), (210, 70)), line((210, 70), (120, 220))]  # a 7, drawn with the mouse
 
@@ -41,6 +44,11 @@ def shoot(app: Studio, page: str, path: str, language: str, out_dir: Path) -> Pa
     app.page.goto(f"{app.url}/{path}?lang={language}")
     app.page.get_by_role("heading", level=1).first.wait_for(timeout=120_000)
     app.wait_idle()
+    if page == "train-result":
+        text = translation(language).gettext
+        app.page.get_by_role("button", name=text("Train a model now")).click()
+        app.heading(text("4 · Results"), level=3).wait_for(timeout=TRAIN_TIMEOUT_MS)
+        app.wait_idle()
     if page in ("draw", "inside"):
         app.draw(SEVEN)
         app.settle()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lib.i18n import N_, _
 from lib.models import inference
 
 SALIENCY_SHARE = 0.10  # the box bounds the pixels that hold this share of the saliency mass
@@ -32,8 +33,8 @@ CAM_MIN_SCALE = 0.25
 # (2 of 500 drawn digits on the bundled CNN), instead of an empty map.
 GXI_TRACE = 0.01
 GRAD_CAM = "Grad-CAM"
-GRADIENT_X_INPUT = "gradient x input"
-GRAD_CAM_X_INPUT = "Grad-CAM x input"
+GRADIENT_X_INPUT = N_("gradient x input")  # method names: keys (HOW_TO_READ, --json) in English, shown through _()
+GRAD_CAM_X_INPUT = N_("Grad-CAM x input")
 MAP_POINTS = 2000  # test images in the embedding map
 MAP_SEED = 0
 FEATURE_BATCH = 256
@@ -65,7 +66,8 @@ class LayerInfo:
     @property
     def title(self) -> str:
         shape = " x ".join(str(n) for n in self.output_shape)
-        return f"{self.index}. {self.type} · {shape} · {self.params:,} params"
+        return _("{index}. {type} · {shape} · {params:,} params").format(index=self.index, type=self.type, shape=shape,
+                                                                       params=self.params)
 
 
 @dataclass(frozen=True)
@@ -112,19 +114,21 @@ class Analysis:
         """Where the map comes from, for a title: e.g. "Grad-CAM on conv2d_9 (7x7) x input (28x28)"."""
         if self.grad_cam_conv is None:
             return self.gradient_x_input_source
-        return f"{self.grad_cam_source} x input ({_size_text(self.gradient_x_input.shape)})"
+        return _("{grad_cam} x input ({size})").format(grad_cam=self.grad_cam_source,
+                                                       size=_size_text(self.gradient_x_input.shape))
 
     @property
     def gradient_x_input_source(self) -> str:
         """e.g. "gradient x input (28x28)"."""
-        return f"{GRADIENT_X_INPUT} ({_size_text(self.gradient_x_input.shape)})"
+        return _("gradient x input ({size})").format(size=_size_text(self.gradient_x_input.shape))
 
     @property
     def grad_cam_source(self) -> str | None:
         """e.g. "Grad-CAM on conv2d_9 (7x7)"; None for models without a convolution."""
         if self.grad_cam_conv is None:
             return None
-        return f"{GRAD_CAM} on {self.grad_cam_conv.name} ({_size_text(self.saliency_resolution)})"
+        return _("Grad-CAM on {layer} ({size})").format(layer=self.grad_cam_conv.name,
+                                                        size=_size_text(self.saliency_resolution))
 
 
 @dataclass(frozen=True)
@@ -404,7 +408,7 @@ def first_layer_weights(model, class_names=None, max_images: int = 64) -> FirstL
         if info.type == "Conv2D":
             kernel = np.asarray(layer.kernel, dtype=np.float32)  # (kh, kw, in, filters)
             images = kernel.mean(axis=2).transpose(2, 0, 1)[:max_images]
-            return FirstLayerWeights("conv_filters", info.name, images, [f"filter {i}" for i in range(len(images))])
+            return FirstLayerWeights("conv_filters", info.name, images, [_("filter {i}").format(i=i) for i in range(len(images))])
         if info.type == "Dense":
             if not all(earlier.type in _PIXEL_PRESERVING for earlier in layers[: info.index - 1]):
                 return None
@@ -416,8 +420,8 @@ def first_layer_weights(model, class_names=None, max_images: int = 64) -> FirstL
             images = kernel.T.reshape(-1, height, width, channels).mean(axis=-1)[:max_images]
             if is_softmax_regression(model):
                 names = list(class_names) if class_names is not None else [str(i) for i in range(len(images))]
-                return FirstLayerWeights("class_templates", info.name, images, [f"class {n}" for n in names])
-            return FirstLayerWeights("unit_weights", info.name, images, [f"unit {i}" for i in range(len(images))])
+                return FirstLayerWeights("class_templates", info.name, images, [_("class {name}").format(name=n) for n in names])
+            return FirstLayerWeights("unit_weights", info.name, images, [_("unit {i}").format(i=i) for i in range(len(images))])
         if info.params > 0:
             return None
     return None

@@ -162,7 +162,7 @@ def saliency(analysis: inside.Analysis, processed: np.ndarray, class_names: list
 
 def _saliency_chart(where, method: str, values: np.ndarray, source: str, analysis: inside.Analysis,
                     processed: np.ndarray, class_names: list[str]) -> None:
-    title = _("{method} for class {name}").format(method=method, name=class_names[analysis.target])
+    title = _("{method} for class {name}").format(method=_(method), name=class_names[analysis.target])
     fig = inside_charts.saliency_figure(processed, values, title, box=inside.saliency_box(values), subtitle=source)
     where.plotly_chart(fig, key=f"inside_saliency_{method}")
     where.caption(_(HOW_TO_READ[method]).format(source=source))

@@ -60,7 +60,7 @@ def feature_maps_figure(activation: np.ndarray, title: str, *, max_channels: int
         channels = channels[:max_channels]
     cols = cols or grid_columns(len(channels))
     mosaic, which = tile(channels, cols)
-    fig = _mosaic_figure(mosaic, which, title, colorscale=FEATURE_COLORSCALE, tile_name="channel",
+    fig = _mosaic_figure(mosaic, which, title, colorscale=FEATURE_COLORSCALE, tile_name=_("channel"),
                          zmin=float(np.nanmin(mosaic)), zmax=float(np.nanmax(mosaic)) or 1.0,
                          tile_px=max(CELL_PX, 3 * values.shape[0]) if len(channels) <= 4 else CELL_PX, cols=cols)
     return fig
@@ -88,7 +88,7 @@ def dense_figure(values: np.ndarray, title: str, *, max_bars: int = 512) -> go.F
                 if len(values) > max_bars else None)
     fig = go.Figure(go.Bar(
         x=np.arange(len(shown)), y=shown, marker=dict(color=charts.PREDICTED_COLOR),
-        hovertemplate="unit %{x}: %{y:.3f}<extra></extra>", name="activation",
+        hovertemplate=_("unit {x}: {y}").format(x="%{x}", y="%{y:.3f}") + "<extra></extra>", name=_("activation"),
     ))
     charts._apply_layout(fig, title, height=220, subtitle=subtitle)
     fig.update_layout(bargap=0.05 if len(shown) < 64 else 0)
@@ -107,16 +107,18 @@ def saliency_figure(image01: np.ndarray, saliency: np.ndarray, title: str, *, bo
     peak = float(heat.max()) if heat.size else 0.0
     heat = heat / peak if peak > 0 else heat
     fig = go.Figure([
-        go.Heatmap(z=image, colorscale="gray", zmin=0, zmax=1, showscale=False, name="input",
-                   hovertemplate="row %{y}, col %{x}: ink %{z:.2f}<extra></extra>"),
-        go.Heatmap(z=heat, colorscale=SALIENCY_COLORSCALE, zmin=0, zmax=1, showscale=True, name="saliency",
-                   colorbar=dict(title=dict(text="looks here"), thickness=10, len=0.8),
-                   hovertemplate="row %{y}, col %{x}: saliency %{z:.2f}<extra></extra>"),
+        go.Heatmap(z=image, colorscale="gray", zmin=0, zmax=1, showscale=False, name=_("input"),
+                   hovertemplate=_("row {y}, column {x}: ink {z}").format(y="%{y}", x="%{x}", z="%{z:.2f}")
+                   + "<extra></extra>"),
+        go.Heatmap(z=heat, colorscale=SALIENCY_COLORSCALE, zmin=0, zmax=1, showscale=True, name=_("saliency"),
+                   colorbar=dict(title=dict(text=_("looks here")), thickness=10, len=0.8),
+                   hovertemplate=_("row {y}, column {x}: saliency {z}").format(y="%{y}", x="%{x}", z="%{z:.2f}")
+                   + "<extra></extra>"),
     ])
     if box is not None:
         top, left, bottom, right = box
         fig.add_shape(type="rect", x0=left - 0.5, x1=right + 0.5, y0=top - 0.5, y1=bottom + 0.5,
-                      line=dict(color=BOX_COLOR, width=2), name="top 10% of the saliency")
+                      line=dict(color=BOX_COLOR, width=2), name=_("top 10% of the saliency"))
     charts._apply_layout(fig, title, height=height, subtitle=subtitle)
     fig.update_xaxes(visible=False, constrain="domain")
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
@@ -150,7 +152,8 @@ def embedding_figure(coords: np.ndarray, labels: np.ndarray, predicted: np.ndarr
     indices = np.arange(len(coords)) if indices is None else np.asarray(indices)
     names = [str(name) for name in class_names]
     fig = go.Figure()
-    hover = "test image %{customdata[0]}<br>true %{customdata[1]} · predicted %{customdata[2]}<extra></extra>"
+    hover = _("test image {index}<br>true {true} · predicted {predicted}").format(
+        index="%{customdata[0]}", true="%{customdata[1]}", predicted="%{customdata[2]}") + "<extra></extra>"
     for k, name in enumerate(names):
         mask = labels == k
         if not mask.any():

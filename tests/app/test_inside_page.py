@@ -100,6 +100,29 @@ def test_a_cnn_saliency_says_which_layer_and_grid_it_comes_from(bundled_cnn, mon
                for caption in at.caption)
 
 
+
+def test_a_chinese_visitor_reads_the_maps_and_layers_in_chinese(bundled_cnn, monkeypatch):
+    """As a learner reading Chinese, the saliency maps' titles, scale and hover, and every layer's title are
+    in Chinese (layer and Keras class names stay as Keras calls them)."""
+    from tests.app.test_pages_zh import open_page_zh
+
+    monkeypatch.setattr(ui_draw, "canvas", lambda stroke_width, key=None: a_drawn_seven())
+    at = open_page_zh("pages/inside.py")
+    at.selectbox(key=ui_inside.RUN_KEY).set_value(bundled_cnn.run_id).run()
+    charts = saliency_titles(at)
+    title, subtitle = charts["inside_saliency_Grad-CAM x input"]
+    assert title.startswith("Grad-CAM × 输入"), title
+    assert subtitle == "conv2d_9（7x7）上的 Grad-CAM × 输入（28x28）"
+    assert charts["inside_saliency_gradient x input"][1] == "梯度 × 输入（28x28）"
+    spec = json.loads(next(c for c in at.get("plotly_chart") if c.key == "inside_saliency_Grad-CAM").proto.spec)
+    heat = spec["data"][1]
+    assert heat["colorbar"]["title"]["text"] == "关注这里"
+    assert heat["hovertemplate"].startswith("第 %{y} 行，第 %{x} 列：显著性"), heat["hovertemplate"]
+    titles = layer_titles(at)
+    assert titles[0].startswith("1. Conv2D · ") and titles[0].endswith(" 个参数"), titles[0]
+    assert not any("params" in title for title in titles), titles
+
+
 def test_an_empty_canvas_invites_a_drawing(bundled_run, monkeypatch):
     """As a visitor who has not drawn yet, I am asked to draw, not shown an error."""
     monkeypatch.setattr(ui_draw, "canvas", lambda stroke_width, key=None: None)

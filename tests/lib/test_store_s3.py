@@ -479,3 +479,46 @@ def test_of_servers_creating_one_job_board_object_at_once_exactly_one_wins(store
     stores[0].put_json(key, {"job_id": "overwritten"})
     assert stores[1].get_json(key) == {"job_id": "overwritten"}
     assert stores[0].list_objects(f"{backend.JOBS_PREFIX}/places").keys() == {key}
+
+
+def on_server(monkeypatch, folder):
+    """Act as the app server whose runs folder is `folder` (each keeps its own store connection)."""
+    monkeypatch.setenv("MNIST_STUDIO_RUNS_DIR", str(folder))
+
+
+def relist():
+    """A listing once LIST_TTL_S has passed, its background refresh waited for, then what it brought."""
+    backend.current().expire_listings()
+    runs.list_runs()
+    backend.current().settle()
+    return [run for run in runs.list_runs()[0] if not run.read_only]
+
+
+def meta_gets(store, since):
+    """GET requests of meta.json files in the store's bucket the server answered after its `since`-th request."""
+    return [r for r in requests(store.log, since) if r.method == "GET" and r.path.startswith(f"/{store.bucket}/")
+            and r.path.split("?")[0].endswith(f"/{runs.META_FILE}")]
+
+
+def test_a_rename_on_one_server_reaches_another_that_pulled_the_run_already(store, monkeypatch):
+    """Server B lists a run A saved; A renames it; B's next listing (after its 5 s) shows the new name,
+    with one GET of meta.json. A listing with nothing changed downloads no meta.json."""
+    server_a = store()
+    run = fake_run(None, "first name")
+    server_b = store()
+    assert [found.display_name for found in relist()] == ["first name"]
+
+    on_server(monkeypatch, server_a)
+    runs.rename_run(run.run_id, "renamed on A")
+    on_server(monkeypatch, server_b)
+    since = logged(store)
+    assert [found.display_name for found in relist()] == ["renamed on A"]
+    assert len(meta_gets(store, since)) == 1
+    assert runs.get_run(run.run_id).display_name == "renamed on A"
+
+    meta = server_b / run.run_id / runs.META_FILE
+    inode = meta.stat().st_ino
+    since = logged(store)
+    assert [found.display_name for found in relist()] == ["renamed on A"]
+    assert meta_gets(store, since) == [] and len(requests(store.log, since)) >= 1  # listed, nothing downloaded
+    assert meta.stat().st_ino == inode

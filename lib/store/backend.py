@@ -12,7 +12,9 @@ commit object first, then the rest: retrying either is safe. Runs missing locall
 run made by another server or the CLI) are pulled on listing, at most once per `LIST_TTL_S` per
 folder: one listing call, then the files of the runs not here yet (once; kept locally after). The same
 listing brings other servers' changes to runs that are here: a run whose meta.json there has another size
-or ETag than the one last seen here (`STORED_FILE`) gets it again (a rename: one GET).
+or ETag than the one last seen here (`STORED_FILE`) gets it again (a rename: one GET), and a run the store
+held committed and lists no more was deleted there, so it is removed here too. A run the store never held
+(saved before it was set, or its upload not finished) is never removed.
 
 A pulled run's model file is not downloaded with it: the run folder records its size and ETag
 (`REMOTE_FILE`), and the first page that opens the model (`fetch`) downloads it once into a cache
@@ -61,8 +63,8 @@ ETAG_KEYS = ("ETag", "etag", "md5Hash", "crc32c", "checksum")  # what s3fs, gcsf
 MODIFIED_KEYS = ("LastModified", "updated", "mtime", "last_modified")  # and when an object was written
 PENDING_FILE = ".push-pending"  # in a run folder while its upload has not finished: the next listing sends it
 # In a run folder the store held committed (pulled, or pushed whole by this server): {"store": its URL, "since":
-# when this server knew (epoch s), "meta": meta.json's size and ETag last seen there}. A changed "meta" downloads
-# meta.json again (a rename elsewhere).
+# when this server knew (epoch s), "meta": meta.json's size and ETag last seen there}. Only such a run is removed
+# here when the store no longer lists it; a changed "meta" downloads meta.json again (a rename elsewhere).
 STORED_FILE = ".stored.json"
 JOBS_PREFIX = ".jobs"  # small JSON objects of jobs run elsewhere (lib.execution.raycluster); hidden: never a run
 
@@ -215,6 +217,7 @@ class FsspecStore:
         self.requests = 0  # store calls made (listings, reads, writes): what a page costs
         self._down: tuple[float, str] | None = None  # (since when, message) after the store could not be reached
         self._pushing: set[Path] = set()  # run folders being uploaded now
+        self._marked: dict[Path, float] = {}  # run folder -> time.monotonic() when this process wrote its STORED_FILE
 
     @property
     def fs(self):
@@ -379,6 +382,7 @@ class FsspecStore:
         if key is None:
             return
         fs.invalidate_cache(key)  # another server (or the CLI) may have written since
+        started = (time.time(), time.monotonic())  # a run committed after this may be missing from the listing
         try:
             # One flat listing (s3fs, gcsfs: a paginated list of every object under the prefix, never from
             # the listing cache); with maxdepth it would list each run folder separately, from a stale cache.
@@ -392,6 +396,7 @@ class FsspecStore:
             except FileNotFoundError:
                 raise StoreError(f"The run store {self.url} does not exist: create the bucket {bucket!r} "
                                  f"or fix {STORE_ENV}.") from None
+            self._sync_runs(folder, key, {}, set(), started)  # the bucket answered: the store holds no run here
             self._push_pending(folder, set())
             return
         by_dir: dict[str, dict[str, int]] = {}
@@ -412,13 +417,15 @@ class FsspecStore:
                         if leaf in LAZY_FILES or leaf == META_FILE}
                 self._download_run(f"{key}/{parent}", local, files, tags)
         committed = {parent for parent, files in by_dir.items() if COMMIT_FILE in files}
-        self._sync_runs(folder, key, found, committed)
+        self._sync_runs(folder, key, found, committed, started)
         self._push_pending(folder, committed)
 
-    def _sync_runs(self, folder: Path, key: str, found: dict, committed: set[str]) -> None:
+    def _sync_runs(self, folder: Path, key: str, found: dict, committed: set[str],
+                   started: tuple[float, float]) -> None:
         """What other servers did to the runs here, from one successful listing of `folder` (`found`):
         a run whose meta.json there differs from the one last seen here was renamed, so its meta.json is
-        downloaded again."""
+        downloaded again; a run the store held committed and lists no more was deleted, so it goes here too.
+        A run the store never held (saved before it was set, or its upload not finished) is never removed."""
         if not folder.is_dir():
             return
         with self._lock:
@@ -431,6 +438,8 @@ class FsspecStore:
                 if info is not None:
                     self._sync_meta(run, f"{key}/{run.name}/{META_FILE}",
                                     _meta_tag(int(info.get("size") or 0), _etag(info)))
+            else:
+                self._drop_deleted(run, started)
 
     def _sync_meta(self, run: Path, key: str, meta_tag: str) -> None:
         """meta.json from the store when its size or ETag is not the one last seen here (one GET)."""
@@ -443,6 +452,29 @@ class FsspecStore:
         except FileNotFoundError:
             pass  # deleted since the listing, there or here: the next listing removes it
 
+    def _drop_deleted(self, run: Path, started: tuple[float, float]) -> None:
+        """Remove `run` here, deleted on the store by another server: only if this store held it committed
+        before the listing began, and no upload of it is pending or under way. Moved out of sight first
+        (atomic), so a page never reads half a folder."""
+        import shutil
+
+        record = stored_record(run)
+        since = record.get("since")
+        if record.get("store") != self.url or not isinstance(since, int | float) or since >= started[0]:
+            return  # never held by this store, or committed after the listing began (it may not show yet)
+        trash = run.parent / f".trash-{run.name}-{os.getpid()}-{threading.get_ident()}"
+        resolved = run.resolve()
+        with self._lock:
+            if self._marked.get(resolved, -1.0) >= started[1] or (run / PENDING_FILE).exists() \
+                    or resolved in {path.resolve() for path in self._pushing}:
+                return  # marked here after the listing began (whatever the wall clock says), or being sent
+            try:
+                os.replace(run, trash)
+            except FileNotFoundError:
+                return  # deleted here meanwhile
+            self._marked.pop(resolved, None)
+        shutil.rmtree(trash, ignore_errors=True)
+
     def _mark_stored(self, run: Path, *, meta_tag: str | None, into: Path | None = None) -> None:
         """Record in `run` (or in `into`, its folder being assembled) that this store holds it committed;
         `meta_tag`: meta.json's size and ETag there (None: not known yet)."""
@@ -454,6 +486,8 @@ class FsspecStore:
         tmp = target.with_name(f"{STORED_FILE}.{os.getpid()}-{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(record), encoding="utf-8")
         os.replace(tmp, target)
+        with self._lock:
+            self._marked[run.resolve()] = time.monotonic()
 
     def _download_run(self, key: str, local: Path, files: dict[str, int], tags: dict[str, str]) -> None:
         """A committed run's small files into a hidden folder, renamed into place once complete; its

@@ -10,10 +10,16 @@ A run is uploaded file by file, then its commit object (`COMMITTED`) last; a lis
 runs whose commit object exists, so a save cut off half-way lists nothing. Deleting removes the
 commit object first, then the rest: retrying either is safe. Runs missing locally (a restart, a
 run made by another server or the CLI) are pulled on listing, at most once per `LIST_TTL_S` per
-folder: one listing call, then the files of the runs not here yet (once; kept locally after). A pulled run's model file is not downloaded with it:
-the run folder records its size and ETag (`REMOTE_FILE`), and the first page that opens the model
-(`fetch`) downloads it once into a cache keyed by that content (`MODEL_CACHE`, under the runs
-folder), hard-linked into the run folder; every later rerun, page or visitor reads the local file.
+folder: one listing call, then the files of the runs not here yet (once; kept locally after). The same
+listing brings other servers' changes to runs that are here: a run whose meta.json there has another size
+or ETag than the one last seen here (`STORED_FILE`) gets it again (a rename: one GET), and a run the store
+held committed and lists no more was deleted there, so it is removed here too. A run the store never held
+(saved before it was set, or its upload not finished) is never removed.
+
+A pulled run's model file is not downloaded with it: the run folder records its size and ETag
+(`REMOTE_FILE`), and the first page that opens the model (`fetch`) downloads it once into a cache
+keyed by that content (`MODEL_CACHE`, under the runs folder), hard-linked into the run folder; every
+later rerun, page or visitor reads the local file.
 
 A run whose upload did not finish (the store was down, the server stopped half-way) keeps a
 `PENDING_FILE` in its folder; every listing that reaches the store sends such runs again, so a
@@ -47,7 +53,8 @@ RETRIES = 2  # retries of a failed store request (botocore backs off up to 1 s, 
 DOWN_RETRY_S = 15.0  # after a store could not be reached, calls fail at once for this long, then it is asked again
 ATTEMPTS_ENV = "AWS_MAX_ATTEMPTS"  # the standard AWS setting, total attempts per request: overrides RETRIES
 UPLOADS = ".datasets"  # lib.data.datasets.UPLOADS_SUBDIR: uploaded and drawn datasets, image-folder caches
-RUN_FILES_LAST = ("meta.json",)  # uploaded after the other files of a run, right before the commit object
+META_FILE = "meta.json"  # runs.META_FILE: a run's name and scores (a few kB), what a rename rewrites
+RUN_FILES_LAST = (META_FILE,)  # uploaded after the other files of a run, right before the commit object
 LAZY_FILES = ("model.keras",)  # runs.MODEL_FILE: pulled on first use, not with the listing (megabytes each)
 REMOTE_FILE = ".remote.json"  # in a pulled run folder: {file name: {"size", "etag"}} of its files not here yet
 MODEL_CACHE = ".model-cache"  # under the runs folder: <size>-<etag digest> files, hard-linked into run folders
@@ -55,6 +62,10 @@ CACHE_KEEP = 16  # cached files no run folder links any more, kept for a run pul
 ETAG_KEYS = ("ETag", "etag", "md5Hash", "crc32c", "checksum")  # what s3fs, gcsfs and others call a content tag
 MODIFIED_KEYS = ("LastModified", "updated", "mtime", "last_modified")  # and when an object was written
 PENDING_FILE = ".push-pending"  # in a run folder while its upload has not finished: the next listing sends it
+# In a run folder the store held committed (pulled, or pushed whole by this server): {"store": its URL, "since":
+# when this server knew (epoch s), "meta": meta.json's size and ETag last seen there}. Only such a run is removed
+# here when the store no longer lists it; a changed "meta" downloads meta.json again (a rename elsewhere).
+STORED_FILE = ".stored.json"
 JOBS_PREFIX = ".jobs"  # small JSON objects of jobs run elsewhere (lib.execution.raycluster); hidden: never a run
 
 
@@ -206,6 +217,7 @@ class FsspecStore:
         self.requests = 0  # store calls made (listings, reads, writes): what a page costs
         self._down: tuple[float, str] | None = None  # (since when, message) after the store could not be reached
         self._pushing: set[Path] = set()  # run folders being uploaded now
+        self._marked: dict[Path, float] = {}  # run folder -> time.monotonic() when this process wrote its STORED_FILE
 
     @property
     def fs(self):
@@ -277,6 +289,7 @@ class FsspecStore:
                 self._call(fs.put_file, str(path), f"{key}/{path.name}", try_anyway=True)
             manifest = {p.name: p.stat().st_size for p in files}
             self._call(fs.pipe_file, f"{key}/{COMMIT_FILE}", json.dumps(manifest).encode(), try_anyway=True)
+            self._mark_stored(folder, meta_tag=None)  # meta.json's ETag unknown: the next listing reads it once
             pending.unlink(missing_ok=True)
         finally:
             with self._lock:
@@ -369,6 +382,7 @@ class FsspecStore:
         if key is None:
             return
         fs.invalidate_cache(key)  # another server (or the CLI) may have written since
+        started = (time.time(), time.monotonic())  # a run committed after this may be missing from the listing
         try:
             # One flat listing (s3fs, gcsfs: a paginated list of every object under the prefix, never from
             # the listing cache); with maxdepth it would list each run folder separately, from a stale cache.
@@ -382,6 +396,7 @@ class FsspecStore:
             except FileNotFoundError:
                 raise StoreError(f"The run store {self.url} does not exist: create the bucket {bucket!r} "
                                  f"or fix {STORE_ENV}.") from None
+            self._sync_runs(folder, key, {}, set(), started)  # the bucket answered: the store holds no run here
             self._push_pending(folder, set())
             return
         by_dir: dict[str, dict[str, int]] = {}
@@ -398,9 +413,81 @@ class FsspecStore:
                     if not target.is_file() or target.stat().st_size != size:
                         self._download(f"{key}/{parent}/{leaf}", target)
             elif COMMIT_FILE in files and not parent.startswith(".") and not local.exists():
-                tags = {leaf: _etag(found[f"{key}/{parent}/{leaf}"]) for leaf in files if leaf in LAZY_FILES}
+                tags = {leaf: _etag(found[f"{key}/{parent}/{leaf}"]) for leaf in files
+                        if leaf in LAZY_FILES or leaf == META_FILE}
                 self._download_run(f"{key}/{parent}", local, files, tags)
-        self._push_pending(folder, {parent for parent, files in by_dir.items() if COMMIT_FILE in files})
+        committed = {parent for parent, files in by_dir.items() if COMMIT_FILE in files}
+        self._sync_runs(folder, key, found, committed, started)
+        self._push_pending(folder, committed)
+
+    def _sync_runs(self, folder: Path, key: str, found: dict, committed: set[str],
+                   started: tuple[float, float]) -> None:
+        """What other servers did to the runs here, from one successful listing of `folder` (`found`):
+        a run whose meta.json there differs from the one last seen here was renamed, so its meta.json is
+        downloaded again; a run the store held committed and lists no more was deleted, so it goes here too.
+        A run the store never held (saved before it was set, or its upload not finished) is never removed."""
+        if not folder.is_dir():
+            return
+        with self._lock:
+            pushing = {path.resolve() for path in self._pushing}
+        for run in sorted(folder.iterdir()):
+            if run.name.startswith(".") or not run.is_dir() or run.resolve() in pushing:
+                continue
+            if run.name in committed:
+                info = found.get(f"{key}/{run.name}/{META_FILE}")
+                if info is not None:
+                    self._sync_meta(run, f"{key}/{run.name}/{META_FILE}",
+                                    _meta_tag(int(info.get("size") or 0), _etag(info)))
+            else:
+                self._drop_deleted(run, started)
+
+    def _sync_meta(self, run: Path, key: str, meta_tag: str) -> None:
+        """meta.json from the store when its size or ETag is not the one last seen here (one GET)."""
+        record = stored_record(run)
+        if record.get("store") == self.url and record.get("meta") == meta_tag:
+            return
+        try:
+            self._download(key, run / META_FILE)
+            self._mark_stored(run, meta_tag=meta_tag)
+        except FileNotFoundError:
+            pass  # deleted since the listing, there or here: the next listing removes it
+
+    def _drop_deleted(self, run: Path, started: tuple[float, float]) -> None:
+        """Remove `run` here, deleted on the store by another server: only if this store held it committed
+        before the listing began, and no upload of it is pending or under way. Moved out of sight first
+        (atomic), so a page never reads half a folder."""
+        import shutil
+
+        record = stored_record(run)
+        since = record.get("since")
+        if record.get("store") != self.url or not isinstance(since, int | float) or since >= started[0]:
+            return  # never held by this store, or committed after the listing began (it may not show yet)
+        trash = run.parent / f".trash-{run.name}-{os.getpid()}-{threading.get_ident()}"
+        resolved = run.resolve()
+        with self._lock:
+            if self._marked.get(resolved, -1.0) >= started[1] or (run / PENDING_FILE).exists() \
+                    or resolved in {path.resolve() for path in self._pushing}:
+                return  # marked here after the listing began (whatever the wall clock says), or being sent
+            try:
+                os.replace(run, trash)
+            except FileNotFoundError:
+                return  # deleted here meanwhile
+            self._marked.pop(resolved, None)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _mark_stored(self, run: Path, *, meta_tag: str | None, into: Path | None = None) -> None:
+        """Record in `run` (or in `into`, its folder being assembled) that this store holds it committed;
+        `meta_tag`: meta.json's size and ETag there (None: not known yet)."""
+        record = stored_record(run)
+        if record.get("store") != self.url:
+            record = {"store": self.url, "since": time.time()}
+        record["meta"] = meta_tag
+        target = Path(into or run) / STORED_FILE
+        tmp = target.with_name(f"{STORED_FILE}.{os.getpid()}-{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(record), encoding="utf-8")
+        os.replace(tmp, target)
+        with self._lock:
+            self._marked[run.resolve()] = time.monotonic()
 
     def _download_run(self, key: str, local: Path, files: dict[str, int], tags: dict[str, str]) -> None:
         """A committed run's small files into a hidden folder, renamed into place once complete; its
@@ -423,6 +510,8 @@ class FsspecStore:
                     self._call(self.fs.get_file, f"{key}/{leaf}", str(tmp / leaf))
             if remote:
                 (tmp / REMOTE_FILE).write_text(json.dumps(remote), encoding="utf-8")
+            meta_tag = _meta_tag(files[META_FILE], tags.get(META_FILE, "")) if META_FILE in files else None
+            self._mark_stored(local, meta_tag=meta_tag, into=tmp)
             try:
                 os.replace(tmp, local)
             except OSError:
@@ -624,7 +713,7 @@ class FsspecStore:
             return
         by_leaf = {info["name"].rstrip("/").rsplit("/", 1)[-1]: info for info in found if info.get("type") == "file"}
         files = {leaf: int(info.get("size") or 0) for leaf, info in by_leaf.items()}
-        tags = {leaf: _etag(info) for leaf, info in by_leaf.items() if leaf in LAZY_FILES}
+        tags = {leaf: _etag(info) for leaf, info in by_leaf.items() if leaf in LAZY_FILES or leaf == META_FILE}
         if COMMIT_FILE in files:
             self._download_run(key, folder, files, tags)
 
@@ -658,6 +747,20 @@ def remote_files(folder: Path) -> dict[str, dict]:
         return {}
     return {name: info for name, info in described.items() if isinstance(info, dict)} \
         if isinstance(described, dict) else {}
+
+
+def stored_record(folder: Path) -> dict:
+    """A run folder's STORED_FILE ({} when the store never held it committed, as far as this server knows)."""
+    try:
+        record = json.loads((Path(folder) / STORED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _meta_tag(size: int, etag: str) -> str:
+    """A listed meta.json's size and ETag: what tells a rename elsewhere without downloading it."""
+    return f"{size}:{etag}"
 
 
 def declared_bytes(folder: Path) -> int:

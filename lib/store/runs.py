@@ -252,6 +252,8 @@ def list_runs(runs_dir: Path | None = None, *, include_bundled: bool = True) -> 
             try:
                 runs.append(read_run(folder))
             except DamagedRun as problem:  # the folder is named once, by the DamagedFolder
+                if not folder.exists():
+                    continue  # deleted while listed (here, or on another server and then here)
                 damaged.append(DamagedFolder(folder.name, folder, str(problem).removeprefix(f"{folder.name}: ")))
     runs.sort(key=lambda run: (str(run.meta.get("created_at") or ""), run.run_id), reverse=True)
     if include_bundled:
@@ -336,7 +338,10 @@ def delete_run(run_id: str, runs_dir: Path | None = None) -> None:
         raise ReadOnlyRun("The bundled default model cannot be deleted.")
     backend.current().remove(run.path)  # first: a failure leaves the run here, and retrying is safe
     trash = run.path.parent / f".trash-{run.run_id}"
-    os.replace(run.path, trash)
+    try:
+        os.replace(run.path, trash)
+    except FileNotFoundError:
+        return  # a listing saw it gone from the store meanwhile and removed it here
     shutil.rmtree(trash, ignore_errors=True)
 
 

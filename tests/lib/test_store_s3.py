@@ -4,6 +4,7 @@ A "restart" is a fresh runs folder (this server's working copy) with the same st
 """
 
 import json
+import os
 import shutil
 import time
 import uuid
@@ -479,3 +480,108 @@ def test_of_servers_creating_one_job_board_object_at_once_exactly_one_wins(store
     stores[0].put_json(key, {"job_id": "overwritten"})
     assert stores[1].get_json(key) == {"job_id": "overwritten"}
     assert stores[0].list_objects(f"{backend.JOBS_PREFIX}/places").keys() == {key}
+
+
+def on_server(monkeypatch, folder):
+    """Act as the app server whose runs folder is `folder` (each keeps its own store connection)."""
+    monkeypatch.setenv("MNIST_STUDIO_RUNS_DIR", str(folder))
+
+
+def relist():
+    """A listing once LIST_TTL_S has passed, its background refresh waited for, then what it brought."""
+    backend.current().expire_listings()
+    runs.list_runs()
+    backend.current().settle()
+    return [run for run in runs.list_runs()[0] if not run.read_only]
+
+
+def meta_gets(store, since):
+    """GET requests of meta.json files in the store's bucket the server answered after its `since`-th request."""
+    return [r for r in requests(store.log, since) if r.method == "GET" and r.path.startswith(f"/{store.bucket}/")
+            and r.path.split("?")[0].endswith(f"/{runs.META_FILE}")]
+
+
+def test_a_rename_on_one_server_reaches_another_that_pulled_the_run_already(store, monkeypatch):
+    """Server B lists a run A saved; A renames it; B's next listing (after its 5 s) shows the new name,
+    with one GET of meta.json. A listing with nothing changed downloads no meta.json."""
+    server_a = store()
+    run = fake_run(None, "first name")
+    server_b = store()
+    assert [found.display_name for found in relist()] == ["first name"]
+
+    on_server(monkeypatch, server_a)
+    runs.rename_run(run.run_id, "renamed on A")
+    on_server(monkeypatch, server_b)
+    since = logged(store)
+    assert [found.display_name for found in relist()] == ["renamed on A"]
+    assert len(meta_gets(store, since)) == 1
+    assert runs.get_run(run.run_id).display_name == "renamed on A"
+
+    meta = server_b / run.run_id / runs.META_FILE
+    inode = meta.stat().st_ino
+    since = logged(store)
+    assert [found.display_name for found in relist()] == ["renamed on A"]
+    assert meta_gets(store, since) == [] and len(requests(store.log, since)) >= 1  # listed, nothing downloaded
+    assert meta.stat().st_ino == inode
+
+
+def test_a_run_deleted_on_one_server_disappears_from_another(store, monkeypatch):
+    """Server B lists two runs A saved (and opens one's model); A deletes them one by one; each of B's next
+    listings drops the deleted run and its folder, the last one too (the store then lists nothing)."""
+    server_a = store()
+    kept = fake_run(None, "kept")
+    gone = fake_run(None, "deleted on A")
+    server_b = store()
+    assert sorted(found.run_id for found in relist()) == sorted([kept.run_id, gone.run_id])
+    assert runs.get_run(gone.run_id).model_path.read_bytes() == b"weights" * 100  # in B's model cache now
+
+    on_server(monkeypatch, server_a)
+    runs.delete_run(gone.run_id)
+    on_server(monkeypatch, server_b)
+    assert [found.run_id for found in relist()] == [kept.run_id]
+    assert not (server_b / gone.run_id).exists()
+    assert [entry.name for entry in server_b.iterdir() if entry.name.startswith(".trash")] == []
+    with pytest.raises(runs.RunNotFound):
+        runs.get_run(gone.run_id)
+
+    on_server(monkeypatch, server_a)
+    runs.delete_run(kept.run_id)
+    on_server(monkeypatch, server_b)
+    assert relist() == [] and backend.current().problem == ""
+    assert not (server_b / kept.run_id).exists()
+
+
+def test_runs_the_store_never_held_are_never_removed_by_a_listing(store, monkeypatch):
+    """A listing that drops a run deleted on another server keeps the runs the store never held: one saved
+    before the store was set, one saved while the store was down (then uploaded by that listing)."""
+    url = backend.store_url()
+    here = store()
+    monkeypatch.delenv(backend.STORE_ENV)  # runs folder only, as before the store was set
+    before = fake_run(None, "saved before the store was set")
+    monkeypatch.setenv(backend.STORE_ENV, url)
+    doomed = fake_run(None, "deleted on another server")
+
+    endpoint = os.environ[backend.ENDPOINT_ENV]
+    monkeypatch.setenv(backend.ENDPOINT_ENV, f"http://127.0.0.1:{free_port()}")  # the store is down
+    monkeypatch.setenv(backend.ATTEMPTS_ENV, "1")
+    backend._STORES.clear()
+    with pytest.raises(backend.StoreError, match="cannot be reached"):
+        fake_run(None, "saved while the store was down")
+    (pending,) = [p for p in here.iterdir() if (p / backend.PENDING_FILE).is_file()]
+    monkeypatch.setenv(backend.ENDPOINT_ENV, endpoint)  # back
+
+    elsewhere = store()  # another server deletes one run
+    assert own_ids(runs.list_runs()[0]) == [doomed.run_id]
+    runs.delete_run(doomed.run_id)
+
+    on_server(monkeypatch, here)
+    backend._STORES.clear()
+    for _ in range(2):
+        assert sorted(found.run_id for found in relist()) == sorted([before.run_id, pending.name])
+    assert not (here / doomed.run_id).exists() and (here / before.run_id / runs.MODEL_FILE).is_file()
+    assert not (pending / backend.PENDING_FILE).exists()
+    assert store.fs.exists(f"{store.bucket}/studio/{pending.name}/{backend.COMMIT_FILE}")
+    assert not store.fs.exists(f"{store.bucket}/studio/{before.run_id}")
+
+    on_server(monkeypatch, elsewhere)
+    assert [found.run_id for found in relist()] == [pending.name]

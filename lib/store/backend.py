@@ -7,14 +7,15 @@ the runs folder has the same relative path on the store, so workspaces, share li
 uploaded datasets map one to one.
 
 A run is uploaded file by file, then its commit object (`COMMITTED`) last; a listing counts only
-runs whose commit object exists, so a save cut off half-way lists nothing. Deleting removes the
-commit object first, then the rest: retrying either is safe. Runs missing locally (a restart, a
+runs whose commit object exists, so a save cut off half-way lists nothing. Deleting a run writes
+its tombstone, removes the commit object, then the rest: retrying either is safe. Runs missing locally (a restart, a
 run made by another server or the CLI) are pulled on listing, at most once per `LIST_TTL_S` per
 folder: one listing call, then the files of the runs not here yet (once; kept locally after). The same
 listing brings other servers' changes to runs that are here: a run whose meta.json there has another size
 or ETag than the one last seen here (`STORED_FILE`) gets it again (a rename: one GET), and a run the store
-held committed and lists no more was deleted there, so it is removed here too. A run the store never held
-(saved before it was set, or its upload not finished) is never removed.
+held committed, lists no more and names in its tombstones (`DELETED`: written by the server that deleted it)
+is removed here too. A run the store never held (saved before it was set, or its upload not finished), or
+that vanished from the store without a tombstone (a bucket emptied by hand), is never removed.
 
 A pulled run's model file is not downloaded with it: the run folder records its size and ETag
 (`REMOTE_FILE`), and the first page that opens the model (`fetch`) downloads it once into a cache
@@ -66,6 +67,11 @@ PENDING_FILE = ".push-pending"  # in a run folder while its upload has not finis
 # when this server knew (epoch s), "meta": meta.json's size and ETag last seen there}. Only such a run is removed
 # here when the store no longer lists it; a changed "meta" downloads meta.json again (a rename elsewhere).
 STORED_FILE = ".stored.json"
+# Beside the runs of a folder on the store: an empty object per run deleted by a server (written before its commit
+# object goes). Only a run named here is removed from other servers' folders: a run that merely vanished (a bucket
+# emptied by hand, a store restored from a backup) is kept where it still is. Swept after TOMBSTONE_KEEP_S.
+DELETED = ".deleted"
+TOMBSTONE_KEEP_S = 30 * 24 * 3600.0
 JOBS_PREFIX = ".jobs"  # small JSON objects of jobs run elsewhere (lib.execution.raycluster); hidden: never a run
 
 
@@ -100,7 +106,7 @@ class LocalStore:
     def push_files(self, files) -> None:
         pass
 
-    def remove(self, path: Path) -> None:
+    def remove(self, path: Path, *, run: bool = False) -> None:
         pass
 
     def pull(self, folder: Path, *, wait: bool = False) -> None:
@@ -321,11 +327,14 @@ class FsspecStore:
             elif Path(path).is_file():
                 self._call(fs.put_file, str(path), key)
 
-    def remove(self, path: Path) -> None:
-        """Delete a run (its commit object first) or a file from the store; gone already is fine."""
+    def remove(self, path: Path, *, run: bool = False) -> None:
+        """Delete a run (its tombstone written, then its commit object, then the rest) or a file from the
+        store; gone already is fine. The tombstone tells other servers holding the run to drop it."""
         fs, key = self.fs, self._key(path)
         if key is None:
             return
+        if run:
+            self._call(fs.pipe_file, f"{self._key(Path(path).parent)}/{DELETED}/{Path(path).name}", b"")
         try:
             self._call(fs.rm_file, f"{key}/{COMMIT_FILE}")
         except FileNotFoundError:
@@ -396,8 +405,7 @@ class FsspecStore:
             except FileNotFoundError:
                 raise StoreError(f"The run store {self.url} does not exist: create the bucket {bucket!r} "
                                  f"or fix {STORE_ENV}.") from None
-            self._sync_runs(folder, key, {}, set(), started)  # the bucket answered: the store holds no run here
-            self._push_pending(folder, set())
+            self._push_pending(folder, set())  # nothing is removed here: no tombstone says a run was deleted
             return
         by_dir: dict[str, dict[str, int]] = {}
         for name, info in found.items():
@@ -417,14 +425,16 @@ class FsspecStore:
                         if leaf in LAZY_FILES or leaf == META_FILE}
                 self._download_run(f"{key}/{parent}", local, files, tags)
         committed = {parent for parent, files in by_dir.items() if COMMIT_FILE in files}
-        self._sync_runs(folder, key, found, committed, started)
+        self._sync_runs(folder, key, found, committed, set(by_dir.get(DELETED, {})), started)
+        self._sweep_tombstones(key, found)
         self._push_pending(folder, committed)
 
-    def _sync_runs(self, folder: Path, key: str, found: dict, committed: set[str],
+    def _sync_runs(self, folder: Path, key: str, found: dict, committed: set[str], deleted: set[str],
                    started: tuple[float, float]) -> None:
         """What other servers did to the runs here, from one successful listing of `folder` (`found`):
         a run whose meta.json there differs from the one last seen here was renamed, so its meta.json is
-        downloaded again; a run the store held committed and lists no more was deleted, so it goes here too.
+        downloaded again; a run the store held committed, lists no more and has a tombstone for was deleted
+        there, so it goes here too.
         A run the store never held (saved before it was set, or its upload not finished) is never removed."""
         if not folder.is_dir():
             return
@@ -438,7 +448,7 @@ class FsspecStore:
                 if info is not None:
                     self._sync_meta(run, f"{key}/{run.name}/{META_FILE}",
                                     _meta_tag(int(info.get("size") or 0), _etag(info)))
-            else:
+            elif run.name in deleted:
                 self._drop_deleted(run, started)
 
     def _sync_meta(self, run: Path, key: str, meta_tag: str) -> None:
@@ -451,6 +461,18 @@ class FsspecStore:
             self._mark_stored(run, meta_tag=meta_tag)
         except FileNotFoundError:
             pass  # deleted since the listing, there or here: the next listing removes it
+
+    def _sweep_tombstones(self, key: str, found: dict) -> None:
+        """Delete tombstones older than TOMBSTONE_KEEP_S (a server away that long kept nothing here); a failure
+        waits for the next listing."""
+        cutoff = time.time() - TOMBSTONE_KEEP_S
+        old = [name for name, info in found.items() if name.startswith(f"{key}/{DELETED}/")
+               and (_modified(info) or cutoff) < cutoff]
+        if old:
+            try:
+                self._call(self.fs.rm, old)
+            except (FileNotFoundError, StoreError):
+                pass
 
     def _drop_deleted(self, run: Path, started: tuple[float, float]) -> None:
         """Remove `run` here, deleted on the store by another server: only if this store held it committed

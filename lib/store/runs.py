@@ -336,7 +336,7 @@ def delete_run(run_id: str, runs_dir: Path | None = None) -> None:
     run = get_run(run_id, runs_dir)
     if run.read_only:
         raise ReadOnlyRun("The bundled default model cannot be deleted.")
-    backend.current().remove(run.path)  # first: a failure leaves the run here, and retrying is safe
+    backend.current().remove(run.path, run=True)  # first: a failure leaves the run here, and retrying is safe
     trash = run.path.parent / f".trash-{run.run_id}"
     try:
         os.replace(run.path, trash)

@@ -551,6 +551,26 @@ def test_a_run_deleted_on_one_server_disappears_from_another(store, monkeypatch)
     assert not (server_b / kept.run_id).exists()
 
 
+
+def test_a_run_that_vanished_from_the_store_without_a_tombstone_is_kept_here(store, monkeypatch):
+    """A run B holds and the store lost without any server deleting it (its objects removed by hand, a bucket
+    emptied) stays on B: only a run another server deleted, which leaves a tombstone, is dropped."""
+    server_a = store()
+    lost = fake_run(None, "lost by the store")
+    server_b = store()
+    assert [found.run_id for found in relist()] == [lost.run_id]
+    fs = backend.current().fs
+    fs.rm(backend.current()._key(server_b / lost.run_id), recursive=True)  # gone from the store, no tombstone
+    assert [found.run_id for found in relist()] == [lost.run_id] and (server_b / lost.run_id).is_dir()
+
+    on_server(monkeypatch, server_a)
+    other = fake_run(None, "deleted on A")
+    runs.delete_run(other.run_id)  # a tombstone for this one only
+    on_server(monkeypatch, server_b)
+    assert [found.run_id for found in relist()] == [lost.run_id]
+    assert fs.exists(f"{backend.current()._key(server_b)}/{backend.DELETED}/{other.run_id}")
+
+
 def test_runs_the_store_never_held_are_never_removed_by_a_listing(store, monkeypatch):
     """A listing that drops a run deleted on another server keeps the runs the store never held: one saved
     before the store was set, one saved while the store was down (then uploaded by that listing)."""

@@ -25,7 +25,14 @@ from lib.data.datasets import (
     uploads_dir,
     validate_arrays,
 )
+from lib.i18n import N_
 
+# A built-in dataset neither in the data directory nor downloadable; English (the CLI, the logs), shown
+# translated on a page (lib.i18n.translate_filled: `dataset`, its title, is translated too).
+NOT_AVAILABLE = N_("{dataset} is not available: no {name}.npz in the data directory {folder} and the download failed "
+                   "({error}). Put {name}.npz (keys x_train, y_train, x_test, y_test, as "
+                   "keras.datasets.{name}.load_data() returns them) into {folder}, or point {setting} at the folder "
+                   "that has it.")
 UPLOADS_LABEL = "your uploads"  # where a visitor's own files are, in messages (not the server's path)
 
 
@@ -148,12 +155,8 @@ def load_dataset(name: str, data_dir: Path | None = None, uploads: Path | None =
     try:
         arrays = _keras_load(name)
     except Exception as error:  # noqa: BLE001 - any download failure means the same to a user
-        raise DatasetUnavailable(
-            f"{info.title} is not available: no {name}.npz in the data directory {folder} and "
-            f"the download failed ({type(error).__name__}). Put {name}.npz (keys x_train, y_train, "
-            f"x_test, y_test, as keras.datasets.{name}.load_data() returns them) into {folder}, "
-            f"or point MNIST_STUDIO_DATA_DIR at the folder that has it."
-        ) from None
+        raise DatasetUnavailable(NOT_AVAILABLE.format(dataset=info.title, name=name, folder=folder,
+                                                      error=type(error).__name__, setting=paths.DATA_DIR_ENV)) from None
     validate_arrays(arrays)
     return as_dataset(arrays, info)
 

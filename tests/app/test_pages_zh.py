@@ -213,3 +213,105 @@ def test_a_finished_report_says_so_once_in_both_languages(app_runs):
     layouts = [json.loads(chart.proto.spec)["layout"] for chart in at.get("plotly_chart")]
     axis = [layout["xaxis"]["title"]["text"] for layout in layouts if layout["title"]["text"] == "各类别准确率"]
     assert axis == ["类别"], axis
+
+
+def test_a_missing_dataset_is_explained_in_chinese(app_runs, data_env, tmp_path, monkeypatch):
+    """As a Chinese visitor offline on a server whose data folder lacks fashion_mnist.npz, the Data page tells me
+    in Chinese which file to put where."""
+    import shutil
+
+    from lib.data import catalog
+
+    data_dir = tmp_path / "only_mnist"
+    data_dir.mkdir()
+    shutil.copy(data_env / "mnist.npz", data_dir)
+    monkeypatch.setenv("MNIST_STUDIO_DATA_DIR", str(data_dir))
+    monkeypatch.setattr(catalog, "_keras_load", lambda name: (_ for _ in ()).throw(OSError("offline")))
+    at = open_page_zh("pages/data.py")
+    at.session_state["dataset"] = "fashion_mnist"
+    at.run()
+    assert not at.exception, at.exception
+    shown = " ".join(str(error.value) for error in at.error)
+    assert "Fashion-MNIST 服装 不可用：数据目录" in shown and "请把 fashion_mnist.npz" in shown, shown
+    assert str(data_dir) in shown and "MNIST_STUDIO_DATA_DIR 指向包含它的文件夹" in shown, shown
+    assert "is not available" not in shown and "Put fashion_mnist.npz" not in shown, shown
+
+
+def test_an_unreachable_store_is_named_in_chinese(bundled_run, monkeypatch):
+    """As a Chinese visitor while the class's S3 bucket is down, Home says in Chinese that the run store cannot be
+    reached and what still works."""
+    from tests.app.test_store_pages import unreachable_store
+
+    unreachable_store(monkeypatch)
+    at = open_page_zh("pages/home.py")
+    shown = " ".join(str(error.value) for error in at.error)
+    assert "无法连接运行存储 s3://class-runs/studio（" in shown and "自带模型和“手写”页面仍可使用" in shown, shown
+    assert "cannot be reached" not in shown and "still work" not in shown, shown
+
+
+def test_a_dataset_uploaded_while_the_store_is_down_is_explained_in_chinese(bundled_run, monkeypatch):
+    """As a Chinese teacher uploading a dataset while the bucket is down, I read in Chinese that it stayed on this
+    server, why, and what to do."""
+    import io
+
+    import numpy as np
+
+    from tests.app.test_store_pages import unreachable_store
+    from tests.conftest import synthetic_arrays
+
+    unreachable_store(monkeypatch)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **synthetic_arrays(40, 20, num_classes=3))
+    at = open_page_zh("pages/data.py")
+    at.text_input(key="data_upload_name").set_value("letters").run()
+    at.file_uploader(key="data_upload_file").set_value(("letters.npz", buffer.getvalue(), "application/zip")).run()
+    at.button(key="data_upload_add").click().run()
+    assert not at.exception, at.exception
+    upload = next(str(error.value) for error in at.error if "数据集已添加到这里" in str(error.value))
+    assert "无法连接运行存储" in upload and "在应用重启之前它在这里仍可使用" in upload, upload
+    assert "cannot be reached" not in upload and "until the app restarts" not in upload, upload
+
+
+def noise_zip(images: int = 40, side: int = 8) -> bytes:
+    """An image folder of tiny random-colour PNGs: a small zip that grows once converted (noise compresses badly)."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index in range(images):
+            image = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(image, "PNG")
+            archive.writestr(f"noise/{('a', 'b')[index % 2]}/{index}.png", image.getvalue())
+    return buffer.getvalue()
+
+
+def test_a_dataset_past_the_quota_once_converted_is_refused_in_chinese(app_runs, monkeypatch):
+    """As a Chinese visitor on a shared server that is almost full, the image folder I save fits by its zip's size
+    but not once converted: I read in Chinese that it was not kept, and why."""
+    from lib.store import profile
+    from lib.ui import common as ui, data as ui_data
+
+    monkeypatch.setenv(profile.PROFILE_ENV, "public")
+    monkeypatch.setenv(profile.ENV["total_quota_mb"], "1")
+    ui.job_manager.clear()
+    upload = noise_zip()
+    app_runs.mkdir(parents=True, exist_ok=True)
+    held = sum(path.stat().st_size for path in app_runs.rglob("*") if path.is_file())
+    (app_runs / "filler.bin").write_bytes(b"\0" * (profile.MB - held - len(upload) - 2048))
+    try:
+        at = open_page_zh("pages/data.py")
+        at.file_uploader(key=ui_data.FOLDER_ZIP).set_value(("noise.zip", upload, "application/zip")).run()
+        at.segmented_control(key=ui_data.FOLDER_SIZE).set_value(32).run()
+        at.toggle(key=ui_data.FOLDER_COLOUR).set_value(True).run()
+        at.button(key="data_zip_save").click().run()
+        assert not at.exception, at.exception
+    finally:
+        ui.job_manager.clear()
+    shown = " ".join(str(error.value) for error in at.error)
+    assert "它没有被保留：它在磁盘上占" in shown and "本共享应用的存储空间已满" in shown, shown
+    assert "It was not kept" not in shown and "more than there is room" not in shown, shown

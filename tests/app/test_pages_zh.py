@@ -315,3 +315,25 @@ def test_a_dataset_past_the_quota_once_converted_is_refused_in_chinese(app_runs,
     shown = " ".join(str(error.value) for error in at.error)
     assert "它没有被保留：它在磁盘上占" in shown and "本共享应用的存储空间已满" in shown, shown
     assert "It was not kept" not in shown and "more than there is room" not in shown, shown
+
+
+def test_an_unusable_dataset_file_is_explained_in_chinese(app_runs, data_env, tmp_path, monkeypatch):
+    """As a Chinese visitor whose data folder holds a letters.npz with labels past its class names and a file that
+    is no npz at all, the Data page says in Chinese why each is not in the dataset list."""
+    import shutil
+
+    import numpy as np
+
+    from tests.conftest import synthetic_arrays
+
+    data_dir = tmp_path / "my_data"
+    data_dir.mkdir()
+    shutil.copy(data_env / "mnist.npz", data_dir / "mnist.npz")
+    np.savez(data_dir / "letters.npz", **synthetic_arrays(40, 20, num_classes=4), class_names=np.array(["a", "b"]))
+    (data_dir / "notes.npz").write_bytes(b"not a zip at all")
+    monkeypatch.setenv("MNIST_STUDIO_DATA_DIR", str(data_dir))
+    at = open_page_zh("pages/data.py")
+    shown = " ".join(str(warning.value) for warning in at.warning)
+    assert f"letters.npz（位于 {data_dir}）不是可用的数据集：y_train 的标签最大到 3" in shown, shown
+    assert f"notes.npz（位于 {data_dir}）不是可用的数据集：不是可读的 npz 数据集（" in shown, shown
+    assert "is not a usable dataset" not in shown and "labels up to" not in shown, shown

@@ -150,3 +150,24 @@ def test_a_missing_builtin_dataset_and_a_passed_quota_are_shown_in_chinese(chine
     shown = i18n.translate_filled(not_kept)
     assert shown.startswith("它没有被保留：它在磁盘上占 2.5 MB，超出了剩余空间。本共享应用的存储空间已满"), shown
     assert "storage" not in shown
+
+
+def test_an_unusable_dataset_reads_chinese_down_to_its_reason(chinese, tmp_path):
+    """A dataset file that is there but unusable is listed in English ("<file> in <where> is not a usable
+    dataset: <reason>", the reason without its "<file>: " lead); a Chinese page reads wrapper and reason in
+    Chinese, and the reason's own template does not take the wrapper for its file name."""
+    from lib.data import catalog
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    (uploads / "mine.npz").write_bytes(b"not a zip")
+    (tmp_path / "My Data.npz").write_bytes(b"x")
+    i18n.use_language_source(lambda: None)
+    problems = catalog.unusable_datasets(tmp_path, uploads)
+    i18n.use_language_source(lambda: "zh")
+    assert problems["mine"] == "mine.npz in your uploads is not a usable dataset: not a readable npz dataset (File is not a zip file)."
+    assert i18n.translate_filled(problems["mine"]) == (
+        "mine.npz（位于 你上传的文件）不是可用的数据集：不是可读的 npz 数据集（File is not a zip file）。")
+    assert i18n.translate_filled(problems["my data"]) == (
+        f"My Data.npz（位于 {tmp_path}）不是可用的数据集：它的名称只能包含小写字母、数字、'-' 和 '_'（最多 41 个字符，"
+        "以字母或数字开头）；请重命名该文件。")

@@ -99,6 +99,9 @@ NESTED_FIELDS = frozenset({"what", "fix", "reason", "reasons", "problem", "detai
                            "colour", "takes", "wanted", "memory", "metric", "dataset", "where"})
 # A refusal quoted inside another may come without its "<file>: " lead (the outer text names the file already):
 # it is looked up again behind this stand-in lead, which the translation then loses with its separator.
+# Fields holding several marked sentences joined by spaces (an imported model's notes): each is looked up.
+JOINED_FIELDS = frozenset({"notes"})
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?]) +(?=[A-Z])")
 _LEAD = "\0"
 _SOURCE_WORD = re.compile(r"[A-Za-z]{2,}")  # an English word left in a translation (or data: a file name, a URL)
 _LEAD_SEPARATOR = re.compile(r"\0\s*[:：]\s*")
@@ -154,7 +157,7 @@ def translate_filled(text: str, templates=None, _depth: int = 0) -> str:
         pattern, names = _pattern(template)
         found = pattern.fullmatch(text)
         if found:
-            values = [_translate_quoted(value, templates, _depth + 1) if name in NESTED_FIELDS and _depth < MAX_NESTING
+            values = [_translate_quoted(name, value, templates, _depth + 1) if name in NESTED_FIELDS and _depth < MAX_NESTING
                       else value for name, value in zip(names, found.groups())]
             translated = _FIELD.sub(lambda field: "{" + field.group(1) + "}", catalog.gettext(template))
             shown = translated.format(**dict(zip(names, values)))
@@ -168,10 +171,17 @@ def translate_filled(text: str, templates=None, _depth: int = 0) -> str:
     return best
 
 
-def _translate_quoted(value: str, templates, depth: int) -> str:
-    """A field's value that is itself a marked text, translated; also one quoted without its "<file>: " lead."""
+def _translate_quoted(name: str, value: str, templates, depth: int) -> str:
+    """A field's value that is itself a marked text, translated; also one quoted without its "<file>: " lead, and
+    (JOINED_FIELDS) several marked sentences one by one."""
     shown = translate_filled(value, templates, depth)
     if shown != value or not value:
+        return shown
+    if name in JOINED_FIELDS and _SENTENCE_BREAK.search(value):
+        shown = ""
+        for sentence in _SENTENCE_BREAK.split(value):
+            part = _translate_quoted("", sentence, templates, depth)
+            shown += (" " if shown and (shown[-1].isascii() or part[:1].isascii()) else "") + part
         return shown
     led = translate_filled(f"{_LEAD}: {value}", templates, depth)
     stripped = _LEAD_SEPARATOR.match(led)

@@ -337,3 +337,74 @@ def test_an_unusable_dataset_file_is_explained_in_chinese(app_runs, data_env, tm
     assert f"letters.npz（位于 {data_dir}）不是可用的数据集：y_train 的标签最大到 3" in shown, shown
     assert f"notes.npz（位于 {data_dir}）不是可用的数据集：不是可读的 npz 数据集（" in shown, shown
     assert "is not a usable dataset" not in shown and "labels up to" not in shown, shown
+
+
+def exports_zh(run_path: str) -> None:
+    """A run's export checks on a Chinese page, as the engine cached them (English): ONNX offered after a check on
+    the run's test images, TFLite refused because it disagreed with Keras."""
+    from pathlib import Path
+
+    import streamlit as st
+
+    from lib.models import exports
+    from lib.store import runs
+    from lib.ui import common as ui, exports as ui_exports
+
+    ui.apply_session_defaults()
+    st.session_state["language"] = "zh"
+    run = runs.read_run(Path(run_path))
+    source = exports.TEST_IMAGES.format(count=100, dataset=run.dataset["title"])
+    measured = {"images": 100, "agree": 97, "near_ties": 0, "max_prob_diff": 0.31}
+    checks = {
+        "onnx": exports.ExportCheck("onnx", True, bytes=4096, max_prob_diff=2e-7, agree=100, images=100,
+                                    image_source=source),
+        "tflite": exports.ExportCheck("tflite", False, exports.disagreement(measured, 1e-4, lossy=False),
+                                      image_source=source, **measured),
+    }
+    ui_exports.show_exports(run, exports.export_dir(run.path), checks, key="zh")
+
+
+def test_an_export_checks_details_read_chinese(app_runs):
+    """As a Chinese visitor looking at a run's exports, what each check ran on and why an export is not offered
+    are in Chinese (the checks are cached in English, as the CLI prints them)."""
+    from lib.store import runs
+
+    run = next(run for run in runs.list_runs(app_runs, include_bundled=False)[0] if run.display_name == GOOD_RUN)
+    at = AppTest.from_function(exports_zh, args=(str(run.path),), default_timeout=APP_TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    shown = texts(at)
+    title = i18n.translation("zh").gettext(run.dataset["title"])
+    assert title == "MNIST 手写数字"
+    assert f"每个文件都用它自己的运行时重新加载，并在 {title} 的 100 张测试图像 上运行" in shown, shown
+    assert f"已用 onnxruntime 在 {title} 的 100 张测试图像 上检查" in shown, shown
+    assert "在 100 张检查图像中，它有 3 张预测的类别与 Keras 不同" in shown, shown
+    assert "test images of" not in shown and "another class than Keras" not in shown, shown
+
+
+def test_an_imported_runs_notes_read_chinese(app_runs):
+    """As a Chinese visitor who imported a model taking flat vectors and giving logits, its report says in Chinese
+    what the app did to fit it, every note (meta.json keeps the English)."""
+    from types import SimpleNamespace
+
+    from lib.data import catalog
+    from lib.i18n import N_
+    from lib.store import bundles, runs
+
+    run = next(run for run in runs.list_runs(app_runs, include_bundled=False)[0] if run.display_name == GOOD_RUN)
+    notes = [N_("It takes {takes}: the app reshapes each image for it.").format(takes=bundles.describe_input((784,))),
+             N_("Its outputs are not probabilities (logits): the app adds a softmax."),
+             N_("It is fed pixels scaled to [0, 1].")]
+    scores = {key: run.meta[key] for key in ("per_class_accuracy", "confusion")}
+    meta = bundles.imported_meta(run.run_id, SimpleNamespace(count_params=lambda: 7850), catalog.get_info("mnist"),
+                                 {**scores, "loss": 0.3, "accuracy": 0.9}, normalize=True, source="flat.keras",
+                                 notes=notes)
+    assert meta["stop_reason"].startswith("from flat.keras, scored on the MNIST handwritten digits test set. It takes")
+    (run.path / runs.META_FILE).write_text(json.dumps({**run.meta, **meta}))
+    at = AppTest.from_function(report_zh, args=(str(run.path),), default_timeout=APP_TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    shown = " ".join(str(success.value) for success in at.success)
+    assert ("来自 flat.keras，在MNIST 手写数字的测试集上评分。它接收含 784 个值的扁平向量：应用会为它改变每张图像的形状。"
+            "它的输出不是概率（logits）：应用为它加上 softmax。输入的像素缩放到 [0, 1]。") in shown, shown
+    assert "It takes" not in shown and "the app adds" not in shown and "It is fed" not in shown, shown

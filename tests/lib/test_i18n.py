@@ -171,3 +171,37 @@ def test_an_unusable_dataset_reads_chinese_down_to_its_reason(chinese, tmp_path)
     assert i18n.translate_filled(problems["my data"]) == (
         f"My Data.npz（位于 {tmp_path}）不是可用的数据集：它的名称只能包含小写字母、数字、'-' 和 '_'（最多 41 个字符，"
         "以字母或数字开头）；请重命名该文件。")
+
+
+def test_an_export_checks_details_are_english_and_shown_in_chinese(chinese):
+    """What an export check ran on and why an export is refused are cached English (the CLI prints them);
+    a Chinese page reads them in Chinese, the dataset's title included."""
+    from lib.models import exports
+
+    lossy = {"images": 100, "agree": 97, "near_ties": 1, "max_prob_diff": 0.3}
+    cases = [
+        (exports.TEST_IMAGES.format(count=100, dataset="MNIST handwritten digits"), "MNIST 手写数字 的 100 张测试图像"),
+        (exports.GENERATED_IMAGES.format(count=100), "100 张生成的图像（它的数据集在这里不可用）"),
+        (exports.disagreement(lossy, 0.05, lossy=True),
+         "在 100 张检查图像中，它有 3 张预测的类别与 Keras 不同，其中 2 张是 Keras 很有把握的"),
+        (exports.disagreement({**lossy, "agree": 100, "near_ties": 0, "max_prob_diff": 0.06}, 0.001, lossy=False),
+         "它的概率与 Keras 的最多相差 0.06，超过了允许的 0.001"),
+        (exports.ANSWERS_NAN, "模型的输出是 NaN（它的训练发散了）：没有值得导出的东西；请用更低的学习率重新训练它"),
+        (exports.CONVERSION_FAILED.format(title="TFLite (float32)", error="RuntimeError: op not supported: Foo"),
+         "TFLite (float32) 转换失败（RuntimeError: op not supported: Foo）"),
+        (exports.DOES_NOT_RUN.format(runtime="onnxruntime", error="InvalidGraph: bad"),
+         "导出的文件无法在 onnxruntime 中运行（InvalidGraph: bad）"),
+        (exports.WRONG_SHAPE.format(shape=(3, 5), expected=(3, 10)), "它给出的形状是 (3, 5)，而 Keras 给出的是 (3, 10)"),
+    ]
+    assert cases[2][0] == "it predicts another class than Keras on 3 of 100 check images, 2 of them where Keras is sure"
+    for english, chinese_text in cases:
+        assert i18n.translate_filled(english) == chinese_text
+
+
+def test_an_imported_runs_several_notes_are_each_shown_in_chinese(chinese):
+    """An imported run's stop reason quotes all its notes joined in one field; each reads in Chinese."""
+    reason = ("from flat.keras, scored on the MNIST handwritten digits test set. It takes flat vectors of 784 values: "
+              "the app reshapes each image for it. It is fed raw 0..255 pixels.")
+    assert i18n.translate_filled(reason) == (
+        "来自 flat.keras，在MNIST 手写数字的测试集上评分。它接收含 784 个值的扁平向量：应用会为它改变每张图像的形状。"
+        + i18n.translation("zh").gettext("It is fed raw 0..255 pixels."))

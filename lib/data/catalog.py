@@ -25,8 +25,19 @@ from lib.data.datasets import (
     uploads_dir,
     validate_arrays,
 )
+from lib.i18n import N_
 
-UPLOADS_LABEL = "your uploads"  # where a visitor's own files are, in messages (not the server's path)
+# A built-in dataset neither in the data directory nor downloadable; English (the CLI, the logs), shown
+# translated on a page (lib.i18n.translate_filled: `dataset`, its title, is translated too).
+NOT_AVAILABLE = N_("{dataset} is not available: no {name}.npz in the data directory {folder} and the download failed "
+                   "({error}). Put {name}.npz (keys x_train, y_train, x_test, y_test, as "
+                   "keras.datasets.{name}.load_data() returns them) into {folder}, or point {setting} at the folder "
+                   "that has it.")
+UPLOADS_LABEL = N_("your uploads")  # where a visitor's own files are, in messages (not the server's path)
+# A dataset file or folder that is there but cannot be used: `reason` is its refusal without the "<file>: " lead.
+UNUSABLE = N_("{what} in {where} is not a usable dataset: {reason}")
+BAD_NAME = N_("its name must be lowercase letters, digits, '-' and '_' (up to 41, starting with a letter or digit); "
+              "rename the file.")
 
 
 def available_datasets(data_dir: Path | None = None, uploads: Path | None = None) -> dict[str, DatasetInfo]:
@@ -57,9 +68,7 @@ def _survey(data_dir: Path | None, uploads: Path | None) -> tuple[dict[str, Data
                 continue  # a save in progress
             name = path.stem.lower()
             if not NAME_PATTERN.match(name):
-                unusable[name] = unusable_message(path.name, where, InvalidDataset(
-                    "its name must be lowercase letters, digits, '-' and '_' (up to 41, starting with a letter "
-                    "or digit); rename the file."))
+                unusable[name] = unusable_message(path.name, where, InvalidDataset(BAD_NAME))
                 continue
             try:
                 found[name] = file_info(name, path)
@@ -74,7 +83,7 @@ def _survey(data_dir: Path | None, uploads: Path | None) -> tuple[dict[str, Data
 def unusable_message(what: str, where: str, problem: Exception) -> str:
     """The one way a present-but-broken dataset is reported: "<what> in <where> is not a usable dataset: <reason>"."""
     reason = str(problem).removeprefix(f"{what}: ")
-    return f"{what} in {where} is not a usable dataset: {reason}"
+    return UNUSABLE.format(what=what, where=where, reason=reason)
 
 
 def _where(folder: Path, uploads: Path) -> str:
@@ -148,12 +157,8 @@ def load_dataset(name: str, data_dir: Path | None = None, uploads: Path | None =
     try:
         arrays = _keras_load(name)
     except Exception as error:  # noqa: BLE001 - any download failure means the same to a user
-        raise DatasetUnavailable(
-            f"{info.title} is not available: no {name}.npz in the data directory {folder} and "
-            f"the download failed ({type(error).__name__}). Put {name}.npz (keys x_train, y_train, "
-            f"x_test, y_test, as keras.datasets.{name}.load_data() returns them) into {folder}, "
-            f"or point MNIST_STUDIO_DATA_DIR at the folder that has it."
-        ) from None
+        raise DatasetUnavailable(NOT_AVAILABLE.format(dataset=info.title, name=name, folder=folder,
+                                                      error=type(error).__name__, setting=paths.DATA_DIR_ENV)) from None
     validate_arrays(arrays)
     return as_dataset(arrays, info)
 

@@ -96,7 +96,15 @@ MAX_NESTING = 3  # a filled-in field is itself looked up (a refusal quoting a re
 # The fields whose value is itself a marked text (a reason, a phrase, a dataset's title), looked up in turn;
 # any other field (a file name, a number, a shape, "train") is data and kept as it is.
 NESTED_FIELDS = frozenset({"what", "fix", "reason", "reasons", "problem", "detail", "found", "skipped", "notes", "hint",
-                           "colour", "takes", "wanted", "memory", "metric", "dataset"})
+                           "colour", "takes", "wanted", "memory", "metric", "dataset", "where"})
+# A refusal quoted inside another may come without its "<file>: " lead (the outer text names the file already):
+# it is looked up again behind this stand-in lead, which the translation then loses with its separator.
+# Fields holding several marked sentences joined by spaces (an imported model's notes): each is looked up.
+JOINED_FIELDS = frozenset({"notes"})
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?]) +(?=[A-Z])")
+_LEAD = "\0"
+_SOURCE_WORD = re.compile(r"[A-Za-z]{2,}")  # an English word left in a translation (or data: a file name, a URL)
+_LEAD_SEPARATOR = re.compile(r"\0\s*[:：]\s*")
 
 
 def _literal_letters(template: str) -> int:
@@ -133,9 +141,9 @@ def translate_filled(text: str, templates=None, _depth: int = 0) -> str:
     For texts that stay English where they are made, travel and are stored: a file's refusal raised in the
     engine (maybe in a child process or on a Ray node), a run's stop reason in its meta.json, a job's
     failure. The template that produced `text` is found again (among `templates`, else the catalog's, the
-    most specific first) and its translation is filled with the same values; a value in one of NESTED_FIELDS
-    is looked up in turn (a refusal quoting a skipped image's reason). A text with no field is the catalog's
-    plain lookup.
+    most specific first; of several that match, the one leaving the fewest English words) and its translation
+    is filled with the same values; a value in one of NESTED_FIELDS is looked up in turn (a refusal quoting a
+    skipped image's reason, also without its "<file>: " lead). A text with no field is the catalog's plain lookup.
     """
     language = current_language()
     if not text or language == SOURCE_LANGUAGE:
@@ -144,12 +152,37 @@ def translate_filled(text: str, templates=None, _depth: int = 0) -> str:
     exact = catalog.gettext(text)
     if exact != text:
         return exact
+    best, best_left = text, None
     for template in (_catalog_templates(language) if templates is None else templates):
         pattern, names = _pattern(template)
         found = pattern.fullmatch(text)
         if found:
-            values = [translate_filled(value, templates, _depth + 1) if name in NESTED_FIELDS and _depth < MAX_NESTING
+            values = [_translate_quoted(name, value, templates, _depth + 1) if name in NESTED_FIELDS and _depth < MAX_NESTING
                       else value for name, value in zip(names, found.groups())]
             translated = _FIELD.sub(lambda field: "{" + field.group(1) + "}", catalog.gettext(template))
-            return translated.format(**dict(zip(names, values)))
-    return text
+            shown = translated.format(**dict(zip(names, values)))
+            # A quoted refusal's own template may match its quote too ("{source}: ..." taking the wrapper as
+            # its source): of the templates that match, the one leaving the fewest source words wins.
+            left = len(_SOURCE_WORD.findall(shown))
+            if best_left is None or left < best_left:
+                best, best_left = shown, left
+            if left == 0:
+                break
+    return best
+
+
+def _translate_quoted(name: str, value: str, templates, depth: int) -> str:
+    """A field's value that is itself a marked text, translated; also one quoted without its "<file>: " lead, and
+    (JOINED_FIELDS) several marked sentences one by one."""
+    shown = translate_filled(value, templates, depth)
+    if shown != value or not value:
+        return shown
+    if name in JOINED_FIELDS and _SENTENCE_BREAK.search(value):
+        shown = ""
+        for sentence in _SENTENCE_BREAK.split(value):
+            part = _translate_quoted("", sentence, templates, depth)
+            shown += (" " if shown and (shown[-1].isascii() or part[:1].isascii()) else "") + part
+        return shown
+    led = translate_filled(f"{_LEAD}: {value}", templates, depth)
+    stripped = _LEAD_SEPARATOR.match(led)
+    return led[stripped.end():] if stripped else value

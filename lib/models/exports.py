@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from lib.data import catalog
-from lib.i18n import N_, _
+from lib.i18n import N_, _, translate_filled
 
 CHECK_IMAGES = 100  # test images each export is run on against Keras
 FLOAT_TOLERANCE = 1e-4  # float32 exports compute what Keras computes, in another order (seen: ~1e-7)
@@ -136,7 +136,7 @@ class ExportCheck:
     def check_text(self) -> str:
         """What the check of an offered export found."""
         return _("checked with {runtime} on {source}: largest probability difference {difference:.1e}, same class "
-                 "on {agree}/{images}").format(runtime=FORMATS[self.format].runtime, source=self.image_source,
+                 "on {agree}/{images}").format(runtime=FORMATS[self.format].runtime, source=translate_filled(self.image_source),
                                                difference=self.max_prob_diff, agree=self.agree,
                                                images=self.images) + self.ties_note
 
@@ -144,6 +144,22 @@ class ExportCheck:
     def ties_note(self) -> str:
         return (" " + _("(the other {count}: Keras' top two classes within {gap:g} of each other)").format(
             count=self.near_ties, gap=NEAR_TIE) if self.near_ties else "")
+
+
+# What a check ran on, and why an export is not offered: English (the CLI, the cached check files), marked for
+# the catalog and shown translated on a page (lib.i18n.translate_filled; `dataset` is a title, translated too).
+TEST_IMAGES = N_("{count} test images of {dataset}")
+GENERATED_IMAGES = N_("{count} generated images (its dataset is not available here)")
+ANSWERS_NAN = N_("the model answers NaN (its training diverged): there is nothing worth exporting; train it again "
+                 "with a lower learning rate")
+CONVERSION_FAILED = N_("{title} conversion failed ({error})")
+DOES_NOT_RUN = N_("the exported file does not run in {runtime} ({error})")
+WRONG_SHAPE = N_("it answers with shape {shape}, Keras with {expected}")
+OTHER_CLASS = N_("it predicts another class than Keras on {differ} of {images} check images")
+OTHER_CLASS_SURE = N_("it predicts another class than Keras on {differ} of {images} check images, {sure} of them where "
+                      "Keras is sure")
+PROBABILITIES_DIFFER = N_("its probabilities differ from Keras' by up to {difference:.2g}, more than the {tolerance:g} "
+                          "allowed")
 
 
 class ExportFailed(RuntimeError):
@@ -248,22 +264,19 @@ def _export_and_check(model, name: str, out_dir: Path, x: np.ndarray, reference:
     final = out_dir / spec.file_name
     if not np.isfinite(reference).all():
         final.unlink(missing_ok=True)
-        return ExportCheck(name, False, "the model answers NaN (its training diverged): there is nothing worth "
-                           "exporting; train it again with a lower learning rate", tolerance=tolerance)
+        return ExportCheck(name, False, ANSWERS_NAN, tolerance=tolerance)
     tmp = out_dir / f".tmp-{secrets.token_hex(4)}-{spec.file_name}"
     try:
         try:
             write_format(model, name, tmp)
         except Exception as error:  # noqa: BLE001 - any converter failure is reported, not raised
-            return _refused(name, final, f"{spec.title} conversion failed ({_short(error)})", tolerance)
+            return _refused(name, final, CONVERSION_FAILED.format(title=spec.title, error=_short(error)), tolerance)
         try:
             probs = np.asarray(load_runtime(name, tmp)(x), dtype=np.float32)
         except Exception as error:  # noqa: BLE001 - a file that does not load is exactly what we check for
-            return _refused(name, final, f"the exported file does not run in {spec.runtime} ({_short(error)})",
-                            tolerance)
+            return _refused(name, final, DOES_NOT_RUN.format(runtime=spec.runtime, error=_short(error)), tolerance)
         if probs.shape != reference.shape:
-            return _refused(name, final, f"it answers with shape {probs.shape}, Keras with {reference.shape}",
-                            tolerance)
+            return _refused(name, final, WRONG_SHAPE.format(shape=probs.shape, expected=reference.shape), tolerance)
         measured = compare(probs, reference, lossy=spec.lossy)
         problem = disagreement(measured, tolerance, lossy=spec.lossy)
         if problem:
@@ -290,11 +303,10 @@ def disagreement(measured: dict, tolerance: float, *, lossy: bool) -> str:
     """Why an export with these measurements is not offered ("" if it is)."""
     differ = measured["images"] - measured["agree"]
     if differ > measured["near_ties"]:
-        sure = f", {differ - measured['near_ties']} of them where Keras is sure" if lossy else ""
-        return f"it predicts another class than Keras on {differ} of {measured['images']} check images{sure}"
+        return (OTHER_CLASS_SURE if lossy else OTHER_CLASS).format(differ=differ, images=measured["images"],
+                                                                   sure=differ - measured["near_ties"])
     if not measured["max_prob_diff"] <= tolerance:
-        return (f"its probabilities differ from Keras' by up to {measured['max_prob_diff']:.2g}, more than the "
-                f"{tolerance:g} allowed")
+        return PROBABILITIES_DIFFER.format(difference=measured["max_prob_diff"], tolerance=tolerance)
     return ""
 
 
@@ -403,12 +415,12 @@ def check_images(facts: ModelFacts, data_dir=None, uploads_dir=None) -> tuple[np
         if tuple(x_test.shape[1:]) == tuple(facts.input_shape) and len(x_test):
             picks = np.linspace(0, len(x_test) - 1, min(CHECK_IMAGES, len(x_test))).round().astype(int)
             title = dataset.info.title or facts.dataset
-            return x_test[picks], f"{len(picks)} test images of {title}"
+            return x_test[picks], TEST_IMAGES.format(count=len(picks), dataset=title)
     except Exception:  # noqa: BLE001 - any dataset problem: fall back to generated images, and say so
         pass
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(CHECK_IMAGES, *facts.input_shape), dtype=np.uint8)
-    return images, f"{CHECK_IMAGES} generated images (its dataset is not available here)"
+    return images, GENERATED_IMAGES.format(count=CHECK_IMAGES)
 
 
 @functools.lru_cache(maxsize=1)

@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 from lib.data import datasets, paths
+from lib.i18n import N_
 
 STORE_ENV = paths.STORE_ENV
 ENDPOINT_ENV = "MNIST_STUDIO_STORE_ENDPOINT"  # an S3-compatible service's URL (MinIO, R2, ...)
@@ -80,8 +81,23 @@ class StoreError(OSError, RuntimeError):
     report a file that cannot be read report a store that cannot be read the same way)."""
 
 
-NOT_STORED = ("It is kept on this server and sent to the store by itself once the store answers again; "
-              "if the app restarts before that, it is lost: download its Run bundle to be safe.")
+# The store's failures in the user's words: what happened and what to do. English (the CLI, the logs, a
+# job's failure), marked for the catalog: pages show them translated (lib.i18n.translate_filled), the
+# technical `error` quoted as it is.
+CANNOT_USE = N_("The run store {url!r} cannot be used: {error}. Check {setting} (s3://bucket/prefix, gs://bucket/prefix "
+                "or a folder).")
+NO_BUCKET = N_("The run store {url} does not exist: create the bucket {bucket!r} or fix {setting}.")
+NO_SUCH_BUCKET = N_("The run store {url} does not exist ({error}). Create the bucket or fix {setting}.")
+SHORT_DOWNLOAD = N_("The run store {url} sent {file} with {size} bytes, not the {listed} it listed; open the page again.")
+REFUSED = N_("The run store {url} refused the credentials ({error}). Check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+             "(or the GCS credentials) in the app's secrets; the bundled model and Draw still work.")
+FULL = N_("The run store {url} is full ({error}). Free space there or raise its quota; runs cannot be saved until then.")
+UNREACHABLE = N_("The run store {url} cannot be reached ({error}). Runs cannot be saved to it or listed from it until it "
+                 "is back; check {setting}, {endpoint_setting} and the network. The bundled model and Draw still work.")
+# A trained run kept here only (lib.store.runs); `problem` is one of the texts above.
+NOT_STORED = N_("The run was saved, but not to the run store. {problem} It is kept on this server and sent to the store "
+                "by itself once the store answers again; if the app restarts before that, it is lost: download its Run "
+                "bundle to be safe.")
 
 
 def store_url() -> str:
@@ -241,8 +257,7 @@ class FsspecStore:
             try:
                 self._fs, self._base = fsspec.core.url_to_fs(self.url, **options)
             except (ImportError, ValueError) as error:
-                raise StoreError(f"The run store {self.url!r} cannot be used: {error}. "
-                                 f"Check {STORE_ENV} (s3://bucket/prefix, gs://bucket/prefix or a folder).") from None
+                raise StoreError(CANNOT_USE.format(url=self.url, error=error, setting=STORE_ENV)) from None
             self._base = self._base.rstrip("/")
         return self._fs
 
@@ -403,8 +418,7 @@ class FsspecStore:
             try:
                 self._call(fs.ls, bucket)
             except FileNotFoundError:
-                raise StoreError(f"The run store {self.url} does not exist: create the bucket {bucket!r} "
-                                 f"or fix {STORE_ENV}.") from None
+                raise StoreError(NO_BUCKET.format(url=self.url, bucket=bucket, setting=STORE_ENV)) from None
             self._push_pending(folder, set())  # nothing is removed here: no tombstone says a run was deleted
             return
         by_dir: dict[str, dict[str, int]] = {}
@@ -584,8 +598,8 @@ class FsspecStore:
                 try:
                     self._call(self.fs.get_file, key, str(tmp))
                     if tmp.stat().st_size != size:
-                        raise StoreError(f"The run store {self.url} sent {path.parent.name}/{path.name} with "
-                                         f"{tmp.stat().st_size} bytes, not the {size} it listed; open the page again.")
+                        raise StoreError(SHORT_DOWNLOAD.format(url=self.url, file=f"{path.parent.name}/{path.name}",
+                                                               size=tmp.stat().st_size, listed=size))
                     os.replace(tmp, cached)
                 finally:
                     tmp.unlink(missing_ok=True)
@@ -855,22 +869,17 @@ def describe(url: str, error: BaseException) -> str:
     if isinstance(error, PermissionError) or re.search(r"\b403\b", lowered) or any(word in lowered for word in (
             "accessdenied", "access denied", "invalidaccesskeyid", "signaturedoesnotmatch", "forbidden",
             "credentials")):
-        return (f"The run store {url} refused the credentials ({_short(text)}). Check AWS_ACCESS_KEY_ID and "
-                f"AWS_SECRET_ACCESS_KEY (or the GCS credentials) in the app's secrets; the bundled model and "
-                f"Draw still work.")
+        return REFUSED.format(url=url, error=_short(text))
     if getattr(error, "errno", None) == 28 or any(word in lowered for word in ("quotaexceeded", "no space",
                                                                                "entitytoolarge", "storage full")):
-        return (f"The run store {url} is full ({_short(text)}). Free space there or raise its quota; runs "
-                f"cannot be saved until then.")
+        return FULL.format(url=url, error=_short(text))
     if "nosuchbucket" in lowered or "bucket does not exist" in lowered:
-        return f"The run store {url} does not exist ({_short(text)}). Create the bucket or fix {STORE_ENV}."
+        return NO_SUCH_BUCKET.format(url=url, error=_short(text), setting=STORE_ENV)
     return _unreachable(url, text)
 
 
 def _unreachable(url: str, text: str) -> str:
-    return (f"The run store {url} cannot be reached ({_short(text)}). Runs cannot be saved to it or listed from "
-            f"it until it is back; check {STORE_ENV}, {ENDPOINT_ENV} and the network. The bundled model and "
-            f"Draw still work.")
+    return UNREACHABLE.format(url=url, error=_short(text), setting=STORE_ENV, endpoint_setting=ENDPOINT_ENV)
 
 
 def _short(text: str) -> str:

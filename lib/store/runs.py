@@ -227,7 +227,7 @@ def write_run(write, runs_dir: Path | None = None) -> RunInfo:
     try:
         backend.current().push_run(final)
     except backend.StoreError as error:
-        raise backend.StoreError(f"The run was saved, but not to the run store. {error} {backend.NOT_STORED}") from None
+        raise backend.StoreError(backend.NOT_STORED.format(problem=error)) from None
     return RunInfo(run_id, final, meta)
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from lib.data import catalog, datasets, paths
+from lib.i18n import N_
 from lib.models import architectures
 from lib.store import backend, profile, runs
 
@@ -51,6 +52,11 @@ UNDO_PREFIX = ".undo-"  # a save's hard-linked copies of the datasets it may rep
 
 class WorkspaceNotFound(LookupError):
     """A workspace key or share link that is not valid here; the message says what to do."""
+
+
+# A save that passed a quota once written (its estimate was too small): English, shown translated on a page
+# (lib.i18n.translate_filled); `problem` is profile.check_disk's reason.
+NOT_KEPT = N_("It was not kept: on disk it takes {size:,.1f} MB, more than there is room for. {problem}")
 
 
 class QuotaExceeded(RuntimeError):
@@ -438,8 +444,7 @@ def _over_quota(workspace: Workspace, written: list[Path], reservation: int, cur
     )
     if not message:
         return ""
-    return (f"It was not kept: on disk it takes {added / profile.MB:,.1f} MB, more than there is room for. "
-            f"{message}")
+    return NOT_KEPT.format(size=added / profile.MB, problem=message)
 
 
 class _Undo:

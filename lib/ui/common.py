@@ -257,7 +257,7 @@ def show_store_problem() -> None:
     with what is here and the bundled model."""
     problem = backend.current().problem
     if problem:
-        st.error(problem, icon=":material/cloud_off:")
+        st.error(engine_text(problem), icon=":material/cloud_off:")
 
 
 def rerun_when_ended(key: str, active: bool, *, initially: bool = False) -> None:

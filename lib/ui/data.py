@@ -115,7 +115,7 @@ def npz_section() -> None:
             ui.error(_("This file cannot be used as a dataset."), str(problem))
         except backend.StoreError as problem:
             ui.dataset_infos.clear()
-            ui.error(_("The dataset was added here but not to the run store."), f"{problem} {_(STORE_TODO)}")
+            ui.error(_("The dataset was added here but not to the run store."), f"{engine_text(problem)} {_(STORE_TODO)}")
         else:
             ui.dataset_infos.clear()
             _unusable.clear()
@@ -212,7 +212,7 @@ def _save_folder(file_id: str, filename: str) -> None:
         _notice("folder", "error", _("The dataset was not saved."), str(problem))
         return
     except backend.StoreError as problem:
-        _notice("folder", "error", _("The dataset was saved here but not to the run store."), f"{problem} {_(STORE_TODO)}")
+        _notice("folder", "error", _("The dataset was saved here but not to the run store."), f"{engine_text(problem)} {_(STORE_TODO)}")
         return
     _use_dataset(info)
     sizes = " x ".join(map(str, info.input_shape))
@@ -360,7 +360,7 @@ def _save_and_train() -> None:
         _notice("draw", "error", _("The drawings were not saved."), str(problem))
         return
     except backend.StoreError as problem:
-        _notice("draw", "error", _("The drawings were saved here but not to the run store."), f"{problem} {_(STORE_TODO)}")
+        _notice("draw", "error", _("The drawings were saved here but not to the run store."), f"{engine_text(problem)} {_(STORE_TODO)}")
         return
     _use_dataset(info)
     st.session_state[DRAW_JOB] = ui_train.submit(config)

@@ -9,7 +9,7 @@ from lib.data import drawing
 from lib.models import inference
 from lib.store import backend, runs
 from lib.ui import common as ui
-from lib.ui.i18n import N_, _, class_names, stop_reason
+from lib.ui.i18n import N_, _, class_names, engine_text, stop_reason
 from lib.viz import charts
 
 CANVAS_PX = 280  # 10x MNIST's 28: fine strokes, and the size the preprocessing is tuned on
@@ -136,7 +136,7 @@ def show_answers(image: np.ndarray, chosen: list[runs.RunInfo]) -> None:
             try:
                 model = ui.model_for(run)
             except (runs.DamagedRun, backend.StoreError) as problem:
-                ui.error(_("This model could not be loaded."), _("{problem} Pick another run.").format(problem=problem))
+                ui.error(_("This model could not be loaded."), _("{problem} Pick another run.").format(problem=engine_text(problem)))
                 continue
             if not warn_if_diverged(run, model):
                 continue

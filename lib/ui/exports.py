@@ -16,7 +16,7 @@ from lib.execution import exporting
 from lib.models import exports, snippets, webpage
 from lib.store import profile, runs
 from lib.ui import common as ui
-from lib.ui.i18n import _
+from lib.ui.i18n import _, engine_text
 
 POLL_SECONDS = 1.0
 REFUSED = "exports_refused"  # session state: why the last request was not queued, shown once
@@ -106,7 +106,7 @@ def show_exports(run: runs.RunInfo, out_dir, checks: dict[str, exports.ExportChe
     source = next(iter(checks.values())).image_source
     mixed = (" " + _("This run computes in 16-bit floats; its exports compute in float32, so their probabilities "
                      "differ a little more.") if exports.ModelFacts.of(run).mixed_precision else "")
-    st.caption(_("Each file was loaded back with its own runtime and run on {source}; the table compares its class probabilities with the Keras model's.{mixed}").format(source=source, mixed=mixed))
+    st.caption(_("Each file was loaded back with its own runtime and run on {source}; the table compares its class probabilities with the Keras model's.{mixed}").format(source=engine_text(source), mixed=mixed))
     st.dataframe(check_table(checks), hide_index=True, key=f"{key}_exports_table")
     facts = exports.ModelFacts.of(run)
     tabs = st.tabs([exports.FORMATS[name].title for name in checks])
@@ -115,7 +115,7 @@ def show_exports(run: runs.RunInfo, out_dir, checks: dict[str, exports.ExportChe
         with tab:
             st.caption(_(spec.note))
             if not check.ok:
-                ui.error(_("{title} is not offered.").format(title=spec.title), _("Its check failed: {reason}.").format(reason=check.reason))
+                ui.error(_("{title} is not offered.").format(title=spec.title), _("Its check failed: {reason}.").format(reason=engine_text(check.reason)))
                 continue
             download_name = f"{run.run_id}-{spec.file_name}"
             st.download_button(f"{spec.title} · {exports.human_bytes(check.bytes)}",

@@ -9,7 +9,7 @@ from lib.data import datasets
 from lib.models import inference, inside
 from lib.store import runs
 from lib.ui import common as ui, draw as ui_draw
-from lib.ui.i18n import N_, _, class_names, labels
+from lib.ui.i18n import N_, _, class_names, engine_text, labels
 from lib.viz import charts, inside_charts
 
 SOURCE_KEY = "inside_source"
@@ -52,7 +52,7 @@ def load_model(run: runs.RunInfo):
     try:
         model = ui.model_for(run)
     except (runs.DamagedRun, runs.RunNotFound, OSError) as problem:
-        ui.error(_("This run's model cannot be loaded."), _("{problem} Pick another run.").format(problem=problem))
+        ui.error(_("This run's model cannot be loaded."), _("{problem} Pick another run.").format(problem=engine_text(problem)))
         return None
     if not ui_draw.warn_if_diverged(run, model):
         return None

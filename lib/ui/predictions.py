@@ -17,7 +17,7 @@ from lib.data import datasets, paths
 from lib.models import inference, predictions
 from lib.store import profile, runs
 from lib.ui import common as ui, draw as ui_draw
-from lib.ui.i18n import _, labels
+from lib.ui.i18n import _, engine_text, labels
 from lib.viz import charts
 
 # Session-state and widget keys of the page.
@@ -100,14 +100,14 @@ def load_test_predictions(run: runs.RunInfo) -> tuple[predictions.TestPrediction
         )
         ui.error(
             _("This run was trained on {value}, which is not available here.").format(value=run.dataset.get('title') or name),
-            _("{problem}{where} The **Data** page lists the datasets found; or pick another run.").format(problem=problem, where=where),
+            _("{problem}{where} The **Data** page lists the datasets found; or pick another run.").format(problem=engine_text(problem), where=where),
         )
         return None
     try:
         model = ui.model_for(run)
     except (runs.DamagedRun, runs.RunNotFound, OSError) as problem:
         ui.error(_("This run's model cannot be loaded."),
-                 _("{problem} Pick another run, or delete this one on **Compare**.").format(problem=problem))
+                 _("{problem} Pick another run, or delete this one on **Compare**.").format(problem=engine_text(problem)))
         return None
     if not ui_draw.warn_if_diverged(run, model):
         return None

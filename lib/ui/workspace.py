@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import streamlit as st
 
 from lib.store import backend, profile, runs, workspaces
-from lib.ui.i18n import _
+from lib.ui.i18n import _, engine_text
 
 WORKSPACE_PARAM = "ws"
 SHARE_PARAM = "share"
@@ -111,7 +111,7 @@ def share_button(workspace: workspaces.Workspace, run: runs.RunInfo, *, key: str
         try:
             token = workspace.share(run.run_id)
         except backend.StoreError as problem:
-            st.error(_("The link was not made: {problem}").format(problem=problem), icon=":material/cloud_off:")
+            st.error(_("The link was not made: {problem}").format(problem=engine_text(problem)), icon=":material/cloud_off:")
             return
         st.code(link(**{SHARE_PARAM: token}), language=None, wrap_lines=True)
         st.caption(_("Whoever opens this link sees this one run, read-only; never your other runs."))

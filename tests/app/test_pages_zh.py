@@ -213,3 +213,198 @@ def test_a_finished_report_says_so_once_in_both_languages(app_runs):
     layouts = [json.loads(chart.proto.spec)["layout"] for chart in at.get("plotly_chart")]
     axis = [layout["xaxis"]["title"]["text"] for layout in layouts if layout["title"]["text"] == "各类别准确率"]
     assert axis == ["类别"], axis
+
+
+def test_a_missing_dataset_is_explained_in_chinese(app_runs, data_env, tmp_path, monkeypatch):
+    """As a Chinese visitor offline on a server whose data folder lacks fashion_mnist.npz, the Data page tells me
+    in Chinese which file to put where."""
+    import shutil
+
+    from lib.data import catalog
+
+    data_dir = tmp_path / "only_mnist"
+    data_dir.mkdir()
+    shutil.copy(data_env / "mnist.npz", data_dir)
+    monkeypatch.setenv("MNIST_STUDIO_DATA_DIR", str(data_dir))
+    monkeypatch.setattr(catalog, "_keras_load", lambda name: (_ for _ in ()).throw(OSError("offline")))
+    at = open_page_zh("pages/data.py")
+    at.session_state["dataset"] = "fashion_mnist"
+    at.run()
+    assert not at.exception, at.exception
+    shown = " ".join(str(error.value) for error in at.error)
+    assert "Fashion-MNIST 服装 不可用：数据目录" in shown and "请把 fashion_mnist.npz" in shown, shown
+    assert str(data_dir) in shown and "MNIST_STUDIO_DATA_DIR 指向包含它的文件夹" in shown, shown
+    assert "is not available" not in shown and "Put fashion_mnist.npz" not in shown, shown
+
+
+def test_an_unreachable_store_is_named_in_chinese(bundled_run, monkeypatch):
+    """As a Chinese visitor while the class's S3 bucket is down, Home says in Chinese that the run store cannot be
+    reached and what still works."""
+    from tests.app.test_store_pages import unreachable_store
+
+    unreachable_store(monkeypatch)
+    at = open_page_zh("pages/home.py")
+    shown = " ".join(str(error.value) for error in at.error)
+    assert "无法连接运行存储 s3://class-runs/studio（" in shown and "自带模型和“手写”页面仍可使用" in shown, shown
+    assert "cannot be reached" not in shown and "still work" not in shown, shown
+
+
+def test_a_dataset_uploaded_while_the_store_is_down_is_explained_in_chinese(bundled_run, monkeypatch):
+    """As a Chinese teacher uploading a dataset while the bucket is down, I read in Chinese that it stayed on this
+    server, why, and what to do."""
+    import io
+
+    import numpy as np
+
+    from tests.app.test_store_pages import unreachable_store
+    from tests.conftest import synthetic_arrays
+
+    unreachable_store(monkeypatch)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **synthetic_arrays(40, 20, num_classes=3))
+    at = open_page_zh("pages/data.py")
+    at.text_input(key="data_upload_name").set_value("letters").run()
+    at.file_uploader(key="data_upload_file").set_value(("letters.npz", buffer.getvalue(), "application/zip")).run()
+    at.button(key="data_upload_add").click().run()
+    assert not at.exception, at.exception
+    upload = next(str(error.value) for error in at.error if "数据集已添加到这里" in str(error.value))
+    assert "无法连接运行存储" in upload and "在应用重启之前它在这里仍可使用" in upload, upload
+    assert "cannot be reached" not in upload and "until the app restarts" not in upload, upload
+
+
+def noise_zip(images: int = 40, side: int = 8) -> bytes:
+    """An image folder of tiny random-colour PNGs: a small zip that grows once converted (noise compresses badly)."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index in range(images):
+            image = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(image, "PNG")
+            archive.writestr(f"noise/{('a', 'b')[index % 2]}/{index}.png", image.getvalue())
+    return buffer.getvalue()
+
+
+def test_a_dataset_past_the_quota_once_converted_is_refused_in_chinese(app_runs, monkeypatch):
+    """As a Chinese visitor on a shared server that is almost full, the image folder I save fits by its zip's size
+    but not once converted: I read in Chinese that it was not kept, and why."""
+    from lib.store import profile
+    from lib.ui import common as ui, data as ui_data
+
+    monkeypatch.setenv(profile.PROFILE_ENV, "public")
+    monkeypatch.setenv(profile.ENV["total_quota_mb"], "1")
+    ui.job_manager.clear()
+    upload = noise_zip()
+    app_runs.mkdir(parents=True, exist_ok=True)
+    held = sum(path.stat().st_size for path in app_runs.rglob("*") if path.is_file())
+    (app_runs / "filler.bin").write_bytes(b"\0" * (profile.MB - held - len(upload) - 2048))
+    try:
+        at = open_page_zh("pages/data.py")
+        at.file_uploader(key=ui_data.FOLDER_ZIP).set_value(("noise.zip", upload, "application/zip")).run()
+        at.segmented_control(key=ui_data.FOLDER_SIZE).set_value(32).run()
+        at.toggle(key=ui_data.FOLDER_COLOUR).set_value(True).run()
+        at.button(key="data_zip_save").click().run()
+        assert not at.exception, at.exception
+    finally:
+        ui.job_manager.clear()
+    shown = " ".join(str(error.value) for error in at.error)
+    assert "它没有被保留：它在磁盘上占" in shown and "本共享应用的存储空间已满" in shown, shown
+    assert "It was not kept" not in shown and "more than there is room" not in shown, shown
+
+
+def test_an_unusable_dataset_file_is_explained_in_chinese(app_runs, data_env, tmp_path, monkeypatch):
+    """As a Chinese visitor whose data folder holds a letters.npz with labels past its class names and a file that
+    is no npz at all, the Data page says in Chinese why each is not in the dataset list."""
+    import shutil
+
+    import numpy as np
+
+    from tests.conftest import synthetic_arrays
+
+    data_dir = tmp_path / "my_data"
+    data_dir.mkdir()
+    shutil.copy(data_env / "mnist.npz", data_dir / "mnist.npz")
+    np.savez(data_dir / "letters.npz", **synthetic_arrays(40, 20, num_classes=4), class_names=np.array(["a", "b"]))
+    (data_dir / "notes.npz").write_bytes(b"not a zip at all")
+    monkeypatch.setenv("MNIST_STUDIO_DATA_DIR", str(data_dir))
+    at = open_page_zh("pages/data.py")
+    shown = " ".join(str(warning.value) for warning in at.warning)
+    assert f"letters.npz（位于 {data_dir}）不是可用的数据集：y_train 的标签最大到 3" in shown, shown
+    assert f"notes.npz（位于 {data_dir}）不是可用的数据集：不是可读的 npz 数据集（" in shown, shown
+    assert "is not a usable dataset" not in shown and "labels up to" not in shown, shown
+
+
+def exports_zh(run_path: str) -> None:
+    """A run's export checks on a Chinese page, as the engine cached them (English): ONNX offered after a check on
+    the run's test images, TFLite refused because it disagreed with Keras."""
+    from pathlib import Path
+
+    import streamlit as st
+
+    from lib.models import exports
+    from lib.store import runs
+    from lib.ui import common as ui, exports as ui_exports
+
+    ui.apply_session_defaults()
+    st.session_state["language"] = "zh"
+    run = runs.read_run(Path(run_path))
+    source = exports.TEST_IMAGES.format(count=100, dataset=run.dataset["title"])
+    measured = {"images": 100, "agree": 97, "near_ties": 0, "max_prob_diff": 0.31}
+    checks = {
+        "onnx": exports.ExportCheck("onnx", True, bytes=4096, max_prob_diff=2e-7, agree=100, images=100,
+                                    image_source=source),
+        "tflite": exports.ExportCheck("tflite", False, exports.disagreement(measured, 1e-4, lossy=False),
+                                      image_source=source, **measured),
+    }
+    ui_exports.show_exports(run, exports.export_dir(run.path), checks, key="zh")
+
+
+def test_an_export_checks_details_read_chinese(app_runs):
+    """As a Chinese visitor looking at a run's exports, what each check ran on and why an export is not offered
+    are in Chinese (the checks are cached in English, as the CLI prints them)."""
+    from lib.store import runs
+
+    run = next(run for run in runs.list_runs(app_runs, include_bundled=False)[0] if run.display_name == GOOD_RUN)
+    at = AppTest.from_function(exports_zh, args=(str(run.path),), default_timeout=APP_TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    shown = texts(at)
+    title = i18n.translation("zh").gettext(run.dataset["title"])
+    assert title == "MNIST 手写数字"
+    assert f"每个文件都用它自己的运行时重新加载，并在 {title} 的 100 张测试图像 上运行" in shown, shown
+    assert f"已用 onnxruntime 在 {title} 的 100 张测试图像 上检查" in shown, shown
+    assert "在 100 张检查图像中，它有 3 张预测的类别与 Keras 不同" in shown, shown
+    assert "test images of" not in shown and "another class than Keras" not in shown, shown
+
+
+def test_an_imported_runs_notes_read_chinese(app_runs):
+    """As a Chinese visitor who imported a model taking flat vectors and giving logits, its report says in Chinese
+    what the app did to fit it, every note (meta.json keeps the English)."""
+    from types import SimpleNamespace
+
+    from lib.data import catalog
+    from lib.i18n import N_
+    from lib.store import bundles, runs
+
+    run = next(run for run in runs.list_runs(app_runs, include_bundled=False)[0] if run.display_name == GOOD_RUN)
+    notes = [N_("It takes {takes}: the app reshapes each image for it.").format(takes=bundles.describe_input((784,))),
+             N_("Its outputs are not probabilities (logits): the app adds a softmax."),
+             N_("It is fed pixels scaled to [0, 1].")]
+    scores = {key: run.meta[key] for key in ("per_class_accuracy", "confusion")}
+    meta = bundles.imported_meta(run.run_id, SimpleNamespace(count_params=lambda: 7850), catalog.get_info("mnist"),
+                                 {**scores, "loss": 0.3, "accuracy": 0.9}, normalize=True, source="flat.keras",
+                                 notes=notes)
+    assert meta["stop_reason"].startswith("from flat.keras, scored on the MNIST handwritten digits test set. It takes")
+    (run.path / runs.META_FILE).write_text(json.dumps({**run.meta, **meta}))
+    at = AppTest.from_function(report_zh, args=(str(run.path),), default_timeout=APP_TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    shown = " ".join(str(success.value) for success in at.success)
+    assert ("来自 flat.keras，在MNIST 手写数字的测试集上评分。它接收含 784 个值的扁平向量：应用会为它改变每张图像的形状。"
+            "它的输出不是概率（logits）：应用为它加上 softmax。输入的像素缩放到 [0, 1]。") in shown, shown
+    assert "It takes" not in shown and "the app adds" not in shown and "It is fed" not in shown, shown

@@ -77,3 +77,131 @@ def test_numbers_follow_the_language():
         assert i18n.number(1234.5, 1) == "1,234.5"
     finally:
         i18n.use_language_source(previous)
+
+
+STORE = "s3://class-runs/studio"
+UNREACHABLE_ZH = (f"无法连接运行存储 {STORE}（ConnectionRefusedError: [Errno 111] Connection refused）。在它恢复之前，"
+                  "运行既不能保存到它那里，也不能从它那里列出；请检查 MNIST_STUDIO_STORE、MNIST_STUDIO_STORE_ENDPOINT 和网络。"
+                  "自带模型和“手写”页面仍可使用。")
+
+
+def _store_texts():
+    """The run store's failures as the engine words them (English), each with what a Chinese page shows."""
+    from lib.store import backend
+
+    unreachable = backend.describe(STORE, ConnectionRefusedError(111, "Connection refused"))
+    return [
+        (unreachable, UNREACHABLE_ZH),
+        (backend.describe(STORE, PermissionError("Access Denied for studio/20261203")),
+         f"运行存储 {STORE} 拒绝了凭据（PermissionError: Access Denied for studio/20261203）。请检查应用 secrets 中的 "
+         "AWS_ACCESS_KEY_ID 和 AWS_SECRET_ACCESS_KEY（或 GCS 凭据）；自带模型和“手写”页面仍可使用。"),
+        (backend.describe(STORE, OSError(28, "No space left on device")),
+         f"运行存储 {STORE} 已满（OSError: [Errno 28] No space left on device）。请在那里腾出空间或提高它的配额；在此之前无法保存运行。"),
+        (backend.describe(STORE, RuntimeError("NoSuchBucket")),
+         f"运行存储 {STORE} 不存在（RuntimeError: NoSuchBucket）。请创建该存储桶，或修正 MNIST_STUDIO_STORE。"),
+        (backend.NO_BUCKET.format(url=STORE, bucket="class-runs", setting=backend.STORE_ENV),
+         f"运行存储 {STORE} 不存在：请创建存储桶 'class-runs'，或修正 MNIST_STUDIO_STORE。"),
+        (backend.CANNOT_USE.format(url="nope://x", error="Protocol not known: nope", setting=backend.STORE_ENV),
+         "运行存储 'nope://x' 无法使用：Protocol not known: nope。请检查 MNIST_STUDIO_STORE（s3://bucket/prefix、"
+         "gs://bucket/prefix 或一个文件夹）。"),
+        (backend.SHORT_DOWNLOAD.format(url=STORE, file="r1/model.keras", size=10, listed=1000),
+         f"运行存储 {STORE} 发来的 r1/model.keras 有 10 字节，而不是它列出的 1000 字节；请重新打开页面。"),
+        (backend.NOT_STORED.format(problem=unreachable),
+         f"运行已保存，但没有保存到运行存储中。{UNREACHABLE_ZH}它保留在本服务器上，等运行存储重新响应后会自动发送过去；"
+         "如果应用在那之前重启，它就会丢失：为保险起见，请下载它的运行包。"),
+    ]
+
+
+def test_the_run_stores_failures_are_english_and_shown_in_chinese():
+    """The store's failures stay English for the CLI and the logs; a Chinese page reads each one in Chinese
+    (the technical detail in brackets quoted as it is)."""
+    cases = _store_texts()
+    assert cases[0][0].startswith(f"The run store {STORE} cannot be reached (ConnectionRefusedError")
+    previous = i18n._language_source
+    i18n.use_language_source(lambda: "zh")
+    try:
+        for english, chinese in cases:
+            assert i18n.translate_filled(english) == chinese
+    finally:
+        i18n.use_language_source(previous)
+
+
+def test_a_missing_builtin_dataset_and_a_passed_quota_are_shown_in_chinese(chinese, tmp_path, monkeypatch):
+    """The refusals as the engine raises them (English, even while a Chinese page is open: no session in a
+    plain call), then as a Chinese page shows them."""
+    from lib.data import catalog, datasets
+    from lib.store import profile, workspaces
+
+    monkeypatch.setattr(catalog, "_keras_load", lambda name: (_ for _ in ()).throw(OSError("offline")))
+    with pytest.raises(datasets.DatasetUnavailable) as missing:
+        catalog.load_dataset("fashion_mnist", tmp_path, tmp_path / "uploads")
+    english = str(missing.value)
+    assert english.startswith("Fashion-MNIST") and "is not available: no fashion_mnist.npz" in english
+    assert i18n.translate_filled(english) == (
+        f"Fashion-MNIST 服装 不可用：数据目录 {tmp_path} 中没有 fashion_mnist.npz，下载也失败了（OSError）。请把 "
+        "fashion_mnist.npz（含 x_train、y_train、x_test、y_test 这几个键，与 keras.datasets.fashion_mnist.load_data() "
+        f"返回的一致）放进 {tmp_path}，或者把 MNIST_STUDIO_DATA_DIR 指向包含它的文件夹。")
+    i18n.use_language_source(lambda: None)  # the engine's side: English
+    public = profile.current({profile.PROFILE_ENV: profile.PUBLIC})
+    full = profile.check_disk(public, workspace_bytes=0, total_bytes=10**12, adding_bytes=1)
+    not_kept = workspaces.NOT_KEPT.format(size=2.5, problem=full)
+    assert not_kept.startswith("It was not kept: on disk it takes 2.5 MB") and "storage is full" in not_kept
+    i18n.use_language_source(lambda: "zh")
+    shown = i18n.translate_filled(not_kept)
+    assert shown.startswith("它没有被保留：它在磁盘上占 2.5 MB，超出了剩余空间。本共享应用的存储空间已满"), shown
+    assert "storage" not in shown
+
+
+def test_an_unusable_dataset_reads_chinese_down_to_its_reason(chinese, tmp_path):
+    """A dataset file that is there but unusable is listed in English ("<file> in <where> is not a usable
+    dataset: <reason>", the reason without its "<file>: " lead); a Chinese page reads wrapper and reason in
+    Chinese, and the reason's own template does not take the wrapper for its file name."""
+    from lib.data import catalog
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    (uploads / "mine.npz").write_bytes(b"not a zip")
+    (tmp_path / "My Data.npz").write_bytes(b"x")
+    i18n.use_language_source(lambda: None)
+    problems = catalog.unusable_datasets(tmp_path, uploads)
+    i18n.use_language_source(lambda: "zh")
+    assert problems["mine"] == "mine.npz in your uploads is not a usable dataset: not a readable npz dataset (File is not a zip file)."
+    assert i18n.translate_filled(problems["mine"]) == (
+        "mine.npz（位于 你上传的文件）不是可用的数据集：不是可读的 npz 数据集（File is not a zip file）。")
+    assert i18n.translate_filled(problems["my data"]) == (
+        f"My Data.npz（位于 {tmp_path}）不是可用的数据集：它的名称只能包含小写字母、数字、'-' 和 '_'（最多 41 个字符，"
+        "以字母或数字开头）；请重命名该文件。")
+
+
+def test_an_export_checks_details_are_english_and_shown_in_chinese(chinese):
+    """What an export check ran on and why an export is refused are cached English (the CLI prints them);
+    a Chinese page reads them in Chinese, the dataset's title included."""
+    from lib.models import exports
+
+    lossy = {"images": 100, "agree": 97, "near_ties": 1, "max_prob_diff": 0.3}
+    cases = [
+        (exports.TEST_IMAGES.format(count=100, dataset="MNIST handwritten digits"), "MNIST 手写数字 的 100 张测试图像"),
+        (exports.GENERATED_IMAGES.format(count=100), "100 张生成的图像（它的数据集在这里不可用）"),
+        (exports.disagreement(lossy, 0.05, lossy=True),
+         "在 100 张检查图像中，它有 3 张预测的类别与 Keras 不同，其中 2 张是 Keras 很有把握的"),
+        (exports.disagreement({**lossy, "agree": 100, "near_ties": 0, "max_prob_diff": 0.06}, 0.001, lossy=False),
+         "它的概率与 Keras 的最多相差 0.06，超过了允许的 0.001"),
+        (exports.ANSWERS_NAN, "模型的输出是 NaN（它的训练发散了）：没有值得导出的东西；请用更低的学习率重新训练它"),
+        (exports.CONVERSION_FAILED.format(title="TFLite (float32)", error="RuntimeError: op not supported: Foo"),
+         "TFLite (float32) 转换失败（RuntimeError: op not supported: Foo）"),
+        (exports.DOES_NOT_RUN.format(runtime="onnxruntime", error="InvalidGraph: bad"),
+         "导出的文件无法在 onnxruntime 中运行（InvalidGraph: bad）"),
+        (exports.WRONG_SHAPE.format(shape=(3, 5), expected=(3, 10)), "它给出的形状是 (3, 5)，而 Keras 给出的是 (3, 10)"),
+    ]
+    assert cases[2][0] == "it predicts another class than Keras on 3 of 100 check images, 2 of them where Keras is sure"
+    for english, chinese_text in cases:
+        assert i18n.translate_filled(english) == chinese_text
+
+
+def test_an_imported_runs_several_notes_are_each_shown_in_chinese(chinese):
+    """An imported run's stop reason quotes all its notes joined in one field; each reads in Chinese."""
+    reason = ("from flat.keras, scored on the MNIST handwritten digits test set. It takes flat vectors of 784 values: "
+              "the app reshapes each image for it. It is fed raw 0..255 pixels.")
+    assert i18n.translate_filled(reason) == (
+        "来自 flat.keras，在MNIST 手写数字的测试集上评分。它接收含 784 个值的扁平向量：应用会为它改变每张图像的形状。"
+        + i18n.translation("zh").gettext("It is fed raw 0..255 pixels."))

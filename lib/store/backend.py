@@ -122,6 +122,9 @@ class LocalStore:
     def push_files(self, files) -> None:
         pass
 
+    def push_datasets(self, files) -> None:
+        pass
+
     def remove(self, path: Path, *, run: bool = False) -> None:
         pass
 
@@ -342,6 +345,28 @@ class FsspecStore:
             elif Path(path).is_file():
                 self._call(fs.put_file, str(path), key)
 
+    def push_datasets(self, files) -> None:
+        """Upload a visitor's new datasets (uploaded, drawn, converted). Each keeps a marker beside it
+        (`dataset_marker`) until it is on the store: when the store cannot take it now (StoreError, raised),
+        the next listing that reaches the store sends it, as for a run."""
+        files = [Path(path) for path in files]
+        for path in files:
+            dataset_marker(path).touch()
+        self.push_files(files)
+        for path in files:
+            dataset_marker(path).unlink(missing_ok=True)
+
+    def _push_pending_datasets(self, folder: Path) -> None:
+        """Send the datasets of `folder` whose upload did not happen (a listing just reached the store)."""
+        uploads = folder / UPLOADS
+        if not uploads.is_dir():
+            return
+        for marker in sorted(uploads.rglob(f".*{PENDING_FILE}")):
+            target = marker.with_name(marker.name[1:-len(PENDING_FILE)])
+            if target.exists():
+                self.push_files([target])
+            marker.unlink(missing_ok=True)
+
     def remove(self, path: Path, *, run: bool = False) -> None:
         """Delete a run (its tombstone written, then its commit object, then the rest) or a file from the
         store; gone already is fine. The tombstone tells other servers holding the run to drop it."""
@@ -420,6 +445,7 @@ class FsspecStore:
             except FileNotFoundError:
                 raise StoreError(NO_BUCKET.format(url=self.url, bucket=bucket, setting=STORE_ENV)) from None
             self._push_pending(folder, set())  # nothing is removed here: no tombstone says a run was deleted
+            self._push_pending_datasets(folder)
             return
         by_dir: dict[str, dict[str, int]] = {}
         for name, info in found.items():
@@ -432,6 +458,8 @@ class FsspecStore:
             if parent == UPLOADS:
                 for leaf, size in files.items():
                     target = local / leaf
+                    if dataset_marker(target).exists():
+                        continue  # changed here while the store was down: this one goes there, not back
                     if not target.is_file() or target.stat().st_size != size:
                         self._download(f"{key}/{parent}/{leaf}", target)
             elif COMMIT_FILE in files and not parent.startswith(".") and not local.exists():
@@ -441,6 +469,7 @@ class FsspecStore:
         committed = {parent for parent, files in by_dir.items() if COMMIT_FILE in files}
         self._sync_runs(folder, key, found, committed, set(by_dir.get(DELETED, {})), started)
         self._sweep_tombstones(key, found)
+        self._push_pending_datasets(folder)
         self._push_pending(folder, committed)
 
     def _sync_runs(self, folder: Path, key: str, found: dict, committed: set[str], deleted: set[str],
@@ -783,6 +812,11 @@ def remote_files(folder: Path) -> dict[str, dict]:
         return {}
     return {name: info for name, info in described.items() if isinstance(info, dict)} \
         if isinstance(described, dict) else {}
+
+
+def dataset_marker(path: Path) -> Path:
+    """The hidden file beside an uploaded dataset (or conversion folder) while it is not on the store yet."""
+    return Path(path).with_name(f".{Path(path).name}{PENDING_FILE}")
 
 
 def stored_record(folder: Path) -> dict:

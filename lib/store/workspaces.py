@@ -137,8 +137,9 @@ class Workspace:
                         if problem:
                             undo.roll_back()
                             raise QuotaExceeded(problem)
-                # Runs went to the store as they were written; uploaded, drawn and converted datasets go now.
-                backend.current().push_files([path for path in written if path.parent != self.folder])
+                # Runs went to the store as they were written; uploaded, drawn and converted datasets go now
+                # (or, the store being down, with the next listing that reaches it).
+                backend.current().push_datasets([path for path in written if path.parent != self.folder])
                 return result
             finally:
                 undo.close()

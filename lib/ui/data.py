@@ -33,7 +33,8 @@ DEFAULTS = {DRAFT: None, DRAW_CLEARS: 0, DRAW_JOB: None, DRAW_PENDING: None}
 DEFAULT_CLASSES = "circle, square, triangle"
 SUGGESTED_PER_CLASS = 20
 DRAW_MAX_EPOCHS = 200  # as the Train page's Epochs box
-STORE_TODO = N_("It can be used here until the app restarts; add it again once the store is back.")
+STORE_TODO = N_("It can be used here now and is sent to the run store by itself once the store answers again; "
+                "if the app restarts before that, add it again.")
 DRAWN_SET_BYTES = 1024 * 1024  # what a saved set of drawings may take, for the disk quota (a few 28x28 images)
 STROKE_PX = 18
 THUMB_PX = 56

@@ -268,8 +268,8 @@ def test_a_dataset_uploaded_while_the_store_is_down_is_explained_in_chinese(bund
     at.button(key="data_upload_add").click().run()
     assert not at.exception, at.exception
     upload = next(str(error.value) for error in at.error if "数据集已添加到这里" in str(error.value))
-    assert "无法连接运行存储" in upload and "在应用重启之前它在这里仍可使用" in upload, upload
-    assert "cannot be reached" not in upload and "until the app restarts" not in upload, upload
+    assert "无法连接运行存储" in upload and "运行存储重新响应后会自动发送过去" in upload, upload
+    assert "cannot be reached" not in upload and "by itself once the store answers again" not in upload, upload
 
 
 def noise_zip(images: int = 40, side: int = 8) -> bytes:

@@ -41,8 +41,8 @@ def unreachable_store(monkeypatch) -> None:
 
 
 def test_a_dataset_uploaded_while_the_store_is_down_is_named_and_still_usable_here(bundled_run, monkeypatch):
-    """A teacher uploads a dataset while the bucket is down: the Data page says it went nowhere but
-    this server, what to do, and shows no traceback."""
+    """A teacher uploads a dataset while the bucket is down: the Data page says it is on this server only
+    for now and will be sent once the store is back, and shows no traceback."""
     from tests.conftest import synthetic_arrays
 
     unreachable_store(monkeypatch)
@@ -56,7 +56,7 @@ def test_a_dataset_uploaded_while_the_store_is_down_is_named_and_still_usable_he
     assert not at.exception
     errors = [error.value for error in at.error]
     assert any("added here but not to the run store" in text and "cannot be reached" in text
-               and "until the app restarts" in text for text in errors), errors
+               and "sent to the run store by itself once the store answers again" in text for text in errors), errors
 
 
 def test_a_model_the_store_cannot_send_is_named_on_draw_and_inside(app_runs, monkeypatch, tmp_path):

@@ -243,6 +243,45 @@ def test_a_run_trained_while_the_store_is_down_is_sent_there_once_it_is_back(tmp
         process.wait(10)
 
 
+
+def test_a_dataset_added_while_the_store_is_down_is_sent_there_once_it_is_back(tmp_path, monkeypatch):
+    """A visitor's dataset saved while the store cannot be reached is kept here, marked; the first listing
+    of the workspace that reaches the store sends it, so after a restart on an empty disk the visitor has it
+    again."""
+    from lib.data import catalog, datasets
+    from tests.conftest import synthetic_arrays
+
+    port = free_port()
+    use_store(monkeypatch, f"http://127.0.0.1:{port}", "s3://back-soon/studio",
+              **{backend.ATTEMPTS_ENV: "1", "MNIST_STUDIO_RUNS_DIR": str(tmp_path / "server-1"),
+                 "MNIST_STUDIO_PROFILE": "public"})
+    backend._STORES.clear()
+    key = workspaces.new_key()
+    workspace = workspaces.open_workspace(key)
+    arrays = synthetic_arrays(40, 20, num_classes=3)
+    with pytest.raises(backend.StoreError, match="cannot be reached"):
+        workspace.store(100_000, lambda folder: datasets.save_arrays(
+            "letters", arrays, class_names=["a", "b", "c"], folder=datasets.uploads_dir(folder)))
+    saved = datasets.uploads_dir(workspace.folder) / "letters.npz"
+    assert saved.is_file() and backend.dataset_marker(saved).is_file()
+    process, endpoint = start_moto(port=port)
+    try:
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="back-soon")
+        monkeypatch.setattr(backend, "DOWN_RETRY_S", 0.0)
+        backend.current().pull(workspace.folder, wait=True)
+        assert backend.current().problem == "" and not backend.dataset_marker(saved).exists()
+
+        monkeypatch.setenv("MNIST_STUDIO_RUNS_DIR", str(tmp_path / "server-2"))  # a restart on an empty disk
+        backend._STORES.clear()
+        mine = workspaces.open_workspace(key)
+        backend.current().pull(mine.folder, wait=True)
+        loaded = catalog.load_dataset("letters", tmp_path, mine.uploads_dir)
+        np.testing.assert_array_equal(loaded.x_test.reshape(arrays["x_test"].shape), arrays["x_test"])
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 def test_an_upload_cut_off_half_way_is_finished_by_the_next_listing_and_deleted_runs_stay_deleted(store, monkeypatch):
     """A server stopped between a run's files and its commit object leaves the run marked here: the
     next listing sends it whole. A run whose upload finished is never sent again, so a run another

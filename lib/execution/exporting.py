@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lib.data import paths
-from lib.i18n import _
+from lib.i18n import N_, _
 from lib.models import exports
 from lib.store import runs, workspaces
 
@@ -72,6 +72,15 @@ class ExportTask:
         return _("Done.")
 
 
+# Why an export was not made: English (the logs), marked for the catalog and shown translated on the page
+# (lib.i18n.translate_filled); an error quoted in brackets stays as it is.
+TIMED_OUT = N_("Making the exports took longer than {minutes:.0f} minutes and was stopped. Try again when the app is "
+               "less busy.")
+ENDED_UNEXPECTEDLY = N_("The export process ended unexpectedly (exit code {code}; most likely it ran out of memory). "
+                        "Try again later, or download the .keras file.")
+FAILED_UNEXPECTEDLY = N_("Exporting failed unexpectedly ({error}).")
+
+
 def cache_dir(run: runs.RunInfo, workspace: workspaces.Workspace) -> Path:
     """Where `run`'s exports are cached for a visitor of `workspace`: its own run's `exports/` folder,
     or for a read-only run a folder in the visitor's workspace named by the model's digest."""
@@ -86,13 +95,11 @@ def run_child(request: str, *, timeout: float = CHILD_TIMEOUT_S) -> None:
         result = subprocess.run([sys.executable, "-m", "lib.models.exports", request], cwd=paths.PROJECT_DIR,
                                 capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        raise exports.ExportFailed(f"Making the exports took longer than {timeout / 60:.0f} minutes and was "
-                                   "stopped. Try again when the app is less busy.") from None
+        raise exports.ExportFailed(TIMED_OUT.format(minutes=timeout / 60)) from None
     if result.returncode != 0:
         said = [line[len("error: "):] for line in result.stderr.splitlines() if line.startswith("error: ")]
         raise exports.ExportFailed(said[-1] if said else (
-            f"The export process ended unexpectedly (exit code {result.returncode}; most likely it ran out of "
-            "memory). Try again later, or download the .keras file."))
+            ENDED_UNEXPECTEDLY.format(code=result.returncode)))
 
 
 def export_run(run: runs.RunInfo, workspace: workspaces.Workspace, formats=tuple(exports.FORMATS), *,
@@ -186,7 +193,7 @@ class ExportManager:
                 state, error = FAILED, str(problem)
             except Exception as problem:  # noqa: BLE001 - the worker must survive any request
                 traceback.print_exc()
-                state, error = FAILED, f"Exporting failed unexpectedly ({type(problem).__name__}: {problem})."
+                state, error = FAILED, FAILED_UNEXPECTEDLY.format(error=f"{type(problem).__name__}: {problem}")
             with self._lock:
                 task.state, task.error, task.ended = state, error, time.time()
                 self._forget_old()

@@ -141,7 +141,7 @@ def translate_filled(text: str, templates=None, _depth: int = 0) -> str:
     For texts that stay English where they are made, travel and are stored: a file's refusal raised in the
     engine (maybe in a child process or on a Ray node), a run's stop reason in its meta.json, a job's
     failure. The template that produced `text` is found again (among `templates`, else the catalog's, the
-    most specific first; of several that match, the one leaving the fewest English words) and its translation
+    most specific first; of several that match, the one leaving the fewest English words, then ASCII signs) and its translation
     is filled with the same values; a value in one of NESTED_FIELDS is looked up in turn (a refusal quoting a
     skipped image's reason, also without its "<file>: " lead). A text with no field is the catalog's plain lookup.
     """
@@ -163,12 +163,26 @@ def translate_filled(text: str, templates=None, _depth: int = 0) -> str:
             shown = translated.format(**dict(zip(names, values)))
             # A quoted refusal's own template may match its quote too ("{source}: ..." taking the wrapper as
             # its source): of the templates that match, the one leaving the fewest source words wins.
-            left = len(_SOURCE_WORD.findall(shown))
+            # Of as many words, the one leaving the fewest ASCII signs (a quoted reason's own "meta.json: ... 1."
+            # against a looser template that took its lead and final stop as data).
+            left = (len(_SOURCE_WORD.findall(shown)),
+                    sum(character.isascii() and not character.isspace() for character in shown))
             if best_left is None or left < best_left:
                 best, best_left = shown, left
-            if left == 0:
+            if left[0] == 0:
                 break
     return best
+
+
+def translate_unled(text: str, templates=None) -> str:
+    """`text`, a marked "<name>: ..." text quoted without its lead (a damaged run folder's reason after its id), in
+    the current language: looked up behind the stand-in lead first (a looser template could match the text alone,
+    "{key} is not a number from {low} to {high}" taking "meta.json: ..." as its key), then as it is."""
+    if not text or current_language() == SOURCE_LANGUAGE:
+        return text
+    led = translate_filled(f"{_LEAD}: {text}", templates)
+    stripped = _LEAD_SEPARATOR.match(led)
+    return led[stripped.end():] if stripped else translate_filled(text, templates)
 
 
 def _translate_quoted(name: str, value: str, templates, depth: int) -> str:

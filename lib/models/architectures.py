@@ -92,6 +92,46 @@ class LayerRow:
 
 # ---------------------------------------------------------------- normalization
 
+# Why a layer list is refused: English (the CLI, the logs), marked for the catalog and shown translated on a
+# page (lib.i18n.translate_filled; `where` is itself a marked text, translated too). Values quoted from the
+# user (`value`, `name`) and JSON examples stay as they are.
+LAYER = N_("Layer {index} ({type})")
+NOT_WHOLE_NUMBER = N_("{where}: {name} must be a whole number from {low} to {high:,}; got {value}.")
+BAD_UNITS = N_('{where}: units must be a whole number or "{token}"; got {value}.')
+BAD_PADDING = N_('{where}: padding must be "valid" or "same"; got {value}.')
+BAD_ACTIVATION = N_("{where}: activation must be one of {options}; got {value}.")
+BAD_MOMENTUM = N_("{where}: momentum is the share of the running statistics kept at each batch and must be at least 0 "
+                  "and below 1; got {value}.")
+BAD_RATE = N_("{where}: rate is the fraction of values dropped and must be at least 0 and below 1; got {value}.")
+UNKNOWN_TYPE = N_("Layer {index} has unknown type {value}. Known layer types: {known}.")
+UNKNOWN_TYPE_HINT = N_("Layer {index} has unknown type {value}. Did you mean {match}? Known layer types: {known}.")
+NOT_A_LIST = N_('A model must be a list of layers, e.g. [{"type": "Flatten"}, ...].')
+NO_LAYERS = N_("The model has no layers. Add at least a Flatten and a Dense output layer.")
+TOO_MANY_LAYERS = N_("The model has {count} layers; the limit is {limit}. Remove some layers.")
+NOT_A_LAYER = N_('Layer {index} must be a dict with a "type", e.g. {example}; got {value}.')
+NO_SUCH_ARGUMENT = N_("{where} has no argument {name}. Its arguments: {options}.")
+NO_ARGUMENTS = N_("{where} has no argument {name}. Its arguments: none.")
+NEEDS_ARGUMENT = N_("{where} needs {argument}, e.g. {name}={example}.")
+WINDOW_TOO_BIG_KERNEL = N_('{where} has a {size}x{size} kernel, but its input is only {height}x{width}: the images '
+                           'have shrunk too much by this point. Use a smaller size, padding="same" in earlier layers, '
+                           'or fewer pooling layers.')
+WINDOW_TOO_BIG_POOL = N_('{where} has a {size}x{size} pooling window, but its input is only {height}x{width}: the '
+                         'images have shrunk too much by this point. Use a smaller size, padding="same" in earlier '
+                         'layers, or fewer pooling layers.')
+TOO_SLOW = N_("This model would need {macs:,} multiply-adds per image, far too slow to train here (the limit is "
+              "{limit:,}). Use fewer filters or pool earlier.")
+NOT_UTF8 = N_("This is not UTF-8 text; save the layer list as plain JSON text.")
+JSON_TOO_LONG = N_("This JSON is {length:,} characters long; the limit is {limit:,} (a {layers}-layer model takes about "
+                   "5,500). Paste only the layer list.")
+JSON_TOO_DEEP = N_("This JSON nests brackets more than {depth} levels deep. A layer list is one list of layer objects "
+                   "with plain values, e.g. {example}.")
+NOT_JSON = N_("This is not valid JSON (line {line}, column {column}: {error}). Check for missing commas, quotes or "
+              "brackets.")
+NUMBER_TOO_LONG = N_("This JSON holds a number far too long to be a layer setting.")
+JSON_NOT_A_LIST = N_("The JSON must be a list of layers, e.g. {example}.")
+DEEP_EXAMPLE = '[{"type": "Flatten"}, {"type": "Dense", "units": 10}]'
+LIST_EXAMPLE = '[{"type": "Flatten"}, {"type": "Dense", "units": "num_classes", "activation": "softmax"}]'
+
 
 def _shown(value) -> str:
     """repr of a value from the user, cut short: a message stays one readable line."""
@@ -107,7 +147,8 @@ def _whole_number(value, where, name, low, high):
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # JSON and number widgets may write 32 as 32.0
     if not _is_int(value) or not low <= value <= high:
-        raise InvalidArchitecture(f"{where}: {name} must be a whole number from {low} to {high:,}; got {_shown(value)}.")
+        raise InvalidArchitecture(NOT_WHOLE_NUMBER.format(where=where, name=name, low=low, high=high,
+                                                          value=_shown(value)))
     return int(value)
 
 
@@ -119,9 +160,7 @@ def _check_arg(layer_type, name, value, where):
         if value == NUM_CLASSES_TOKEN:
             return value
         if isinstance(value, str):
-            raise InvalidArchitecture(
-                f'{where}: units must be a whole number or "{NUM_CLASSES_TOKEN}"; got {_shown(value)}.'
-            )
+            raise InvalidArchitecture(BAD_UNITS.format(where=where, token=NUM_CLASSES_TOKEN, value=_shown(value)))
         return _whole_number(value, where, name, 1, MAX_UNITS)
     if name in ("kernel_size", "pool_size"):
         return _whole_number(value, where, name, 1, 64)
@@ -131,37 +170,32 @@ def _check_arg(layer_type, name, value, where):
         return _whole_number(value, where, name, 1, 64)
     if name == "padding":
         if value not in PADDINGS:
-            raise InvalidArchitecture(f'{where}: padding must be "valid" or "same"; got {_shown(value)}.')
+            raise InvalidArchitecture(BAD_PADDING.format(where=where, value=_shown(value)))
         return value
     if name == "activation":
         if value is None and layer_type != "Activation":
             return None
         if value not in ACTIVATIONS:
-            raise InvalidArchitecture(
-                f"{where}: activation must be one of {', '.join(ACTIVATIONS)}; got {_shown(value)}."
-            )
+            raise InvalidArchitecture(BAD_ACTIVATION.format(where=where, options=", ".join(ACTIVATIONS),
+                                                            value=_shown(value)))
         return value
     if name == "momentum":
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-            raise InvalidArchitecture(
-                f"{where}: momentum is the share of the running statistics kept at each batch and must "
-                f"be at least 0 and below 1; got {_shown(value)}."
-            )
+            raise InvalidArchitecture(BAD_MOMENTUM.format(where=where, value=_shown(value)))
         return float(value)
     if name == "rate":
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-            raise InvalidArchitecture(
-                f"{where}: rate is the fraction of values dropped and must be at least 0 and below 1; got {_shown(value)}."
-            )
+            raise InvalidArchitecture(BAD_RATE.format(where=where, value=_shown(value)))
         return float(value)
     raise AssertionError(f"no rule for argument {name!r}")  # LAYER_TYPES and this function disagree
 
 
-def _unknown_type_message(where, layer_type):
+def _unknown_type_message(index, layer_type):
     known = ", ".join(LAYER_TYPES)
     matches = [name for name in LAYER_TYPES if name.lower() == str(layer_type).lower()]
-    hint = f" Did you mean {matches[0]!r}?" if matches else ""
-    return f"{where} has unknown type {_shown(layer_type)}.{hint} Known layer types: {known}."
+    if matches:
+        return UNKNOWN_TYPE_HINT.format(index=index, value=_shown(layer_type), match=repr(matches[0]), known=known)
+    return UNKNOWN_TYPE.format(index=index, value=_shown(layer_type), known=known)
 
 
 def normalize_layers(layers) -> list[dict]:
@@ -170,30 +204,30 @@ def normalize_layers(layers) -> list[dict]:
     Raises InvalidArchitecture naming the layer number and the problem.
     """
     if isinstance(layers, (str, bytes, dict)) or not hasattr(layers, "__iter__"):
-        raise InvalidArchitecture("A model must be a list of layers, e.g. [{\"type\": \"Flatten\"}, ...].")
+        raise InvalidArchitecture(NOT_A_LIST)
     layers = list(layers)
     if not layers:
-        raise InvalidArchitecture("The model has no layers. Add at least a Flatten and a Dense output layer.")
+        raise InvalidArchitecture(NO_LAYERS)
     if len(layers) > MAX_LAYERS:
-        raise InvalidArchitecture(f"The model has {len(layers)} layers; the limit is {MAX_LAYERS}. Remove some layers.")
+        raise InvalidArchitecture(TOO_MANY_LAYERS.format(count=len(layers), limit=MAX_LAYERS))
     normalized = []
     for index, spec in enumerate(layers, start=1):
         if not isinstance(spec, dict) or "type" not in spec:
-            raise InvalidArchitecture(
-                f'Layer {index} must be a dict with a "type", e.g. {{"type": "Dense", "units": 10}}; got {_shown(spec)}.'
-            )
+            raise InvalidArchitecture(NOT_A_LAYER.format(index=index, example='{"type": "Dense", "units": 10}',
+                                                         value=_shown(spec)))
         layer_type = spec["type"]
         if not isinstance(layer_type, str) or layer_type not in LAYER_TYPES:
-            raise InvalidArchitecture(_unknown_type_message(f"Layer {index}", layer_type))
-        where = f"Layer {index} ({layer_type})"
+            raise InvalidArchitecture(_unknown_type_message(index, layer_type))
+        where = LAYER.format(index=index, type=layer_type)
         allowed = LAYER_TYPES[layer_type]
         for name in spec:
             if name != "type" and name not in allowed:
-                options = ", ".join(allowed) or "none"
-                raise InvalidArchitecture(f"{where} has no argument {_shown(name)}. Its arguments: {options}.")
+                raise InvalidArchitecture(NO_SUCH_ARGUMENT.format(where=where, name=_shown(name), options=", ".join(allowed))
+                                          if allowed else NO_ARGUMENTS.format(where=where, name=_shown(name)))
         for name in REQUIRED_ARGS.get(layer_type, ()):
             if name not in spec:
-                raise InvalidArchitecture(f"{where} needs {name!r}, e.g. {name}={allowed[name]!r}.")
+                raise InvalidArchitecture(NEEDS_ARGUMENT.format(where=where, argument=repr(name), name=name,
+                                                                example=repr(allowed[name])))
         clean = {"type": layer_type}
         for name, default in allowed.items():
             clean[name] = _check_arg(layer_type, name, spec.get(name, default), where)
@@ -263,7 +297,7 @@ def _infer(layers, input_shape, num_classes):
     rows, total_macs = [], 0
     for index, spec in enumerate(specs, start=1):
         layer_type = spec["type"]
-        where = _("Layer {index} ({type})").format(index=index, type=layer_type)
+        where = _(LAYER).format(index=index, type=layer_type)
         params, macs, formula = 0, 0, _("0 (no weights)")
         if layer_type in SPATIAL_TYPES and len(shape) == 1:
             raise InvalidArchitecture(_(
@@ -280,16 +314,12 @@ def _infer(layers, input_shape, num_classes):
         if layer_type in ("Conv2D", *POOLING_TYPES):
             height, width, channels = shape
             if layer_type == "Conv2D":
-                window, stride, noun = spec["kernel_size"], spec["strides"], "kernel"
+                window, stride, too_big = spec["kernel_size"], spec["strides"], WINDOW_TOO_BIG_KERNEL
             else:
-                window, noun = spec["pool_size"], "pooling window"
+                window, too_big = spec["pool_size"], WINDOW_TOO_BIG_POOL
                 stride = spec["strides"] or window
             if window > min(height, width):
-                raise InvalidArchitecture(
-                    f"{where} has a {window}x{window} {noun}, but its input is only {height}x{width}: "
-                    "the images have shrunk too much by this point. Use a smaller size, "
-                    'padding="same" in earlier layers, or fewer pooling layers.'
-                )
+                raise InvalidArchitecture(too_big.format(where=where, size=window, height=height, width=width))
             out_h = _out_size(height, window, stride, spec["padding"])
             out_w = _out_size(width, window, stride, spec["padding"])
             if layer_type == "Conv2D":
@@ -341,10 +371,7 @@ def _infer(layers, input_shape, num_classes):
             "pooling before Flatten."
         ).format(params=total_params, limit=MAX_PARAMS))
     if total_macs > MAX_FORWARD_MACS:
-        raise InvalidArchitecture(
-            f"This model would need {total_macs:,} multiply-adds per image, far too slow to train here "
-            f"(the limit is {MAX_FORWARD_MACS:,}). Use fewer filters or pool earlier."
-        )
+        raise InvalidArchitecture(TOO_SLOW.format(macs=total_macs, limit=MAX_FORWARD_MACS))
     return specs, rows, total_macs
 
 
@@ -439,33 +466,21 @@ def layers_from_json(text: str) -> list[dict]:
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidArchitecture("This is not UTF-8 text; save the layer list as plain JSON text.") from None
+            raise InvalidArchitecture(NOT_UTF8) from None
     if not isinstance(text, str):
         raise InvalidArchitecture(f"Expected JSON text; got {type(text).__name__}.")
     if len(text) > MAX_JSON_CHARS:
-        raise InvalidArchitecture(
-            f"This JSON is {len(text):,} characters long; the limit is {MAX_JSON_CHARS:,} (a {MAX_LAYERS}-layer "
-            "model takes about 5,500). Paste only the layer list."
-        )
+        raise InvalidArchitecture(JSON_TOO_LONG.format(length=len(text), limit=MAX_JSON_CHARS, layers=MAX_LAYERS))
     if _json_depth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-        raise InvalidArchitecture(
-            f"This JSON nests brackets more than {MAX_JSON_DEPTH} levels deep. A layer list is one list of "
-            'layer objects with plain values, e.g. [{"type": "Flatten"}, {"type": "Dense", "units": 10}].'
-        )
+        raise InvalidArchitecture(JSON_TOO_DEEP.format(depth=MAX_JSON_DEPTH, example=DEEP_EXAMPLE))
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise InvalidArchitecture(
-            f"This is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg}). "
-            "Check for missing commas, quotes or brackets."
-        ) from None
+        raise InvalidArchitecture(NOT_JSON.format(line=error.lineno, column=error.colno, error=error.msg)) from None
     except ValueError:  # a number of thousands of digits (Python's int conversion limit)
-        raise InvalidArchitecture("This JSON holds a number far too long to be a layer setting.") from None
+        raise InvalidArchitecture(NUMBER_TOO_LONG) from None
     if not isinstance(data, list):
-        raise InvalidArchitecture(
-            'The JSON must be a list of layers, e.g. [{"type": "Flatten"}, '
-            '{"type": "Dense", "units": "num_classes", "activation": "softmax"}].'
-        )
+        raise InvalidArchitecture(JSON_NOT_A_LIST.format(example=LIST_EXAMPLE))
     return normalize_layers(data)
 
 

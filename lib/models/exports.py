@@ -158,6 +158,7 @@ WRONG_SHAPE = N_("it answers with shape {shape}, Keras with {expected}")
 OTHER_CLASS = N_("it predicts another class than Keras on {differ} of {images} check images")
 OTHER_CLASS_SURE = N_("it predicts another class than Keras on {differ} of {images} check images, {sure} of them where "
                       "Keras is sure")
+RUN_GONE = N_("{folder} is gone (the run was deleted?); nothing was exported.")
 PROBABILITIES_DIFFER = N_("its probabilities differ from Keras' by up to {difference:.2g}, more than the {tolerance:g} "
                           "allowed")
 
@@ -231,7 +232,7 @@ def make_exports(model_path: Path, out_dir: Path, facts: ModelFacts, formats=tup
 
     out_dir = Path(out_dir)
     if not out_dir.parent.is_dir():  # never recreate a run folder deleted meanwhile: it would list as damaged
-        raise ExportFailed(f"{out_dir.parent} is gone (the run was deleted?); nothing was exported.")
+        raise ExportFailed(RUN_GONE.format(folder=out_dir.parent))
     out_dir.mkdir(exist_ok=True)
     try:
         model = modelfiles.load_keras_file(model_path)

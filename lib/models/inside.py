@@ -159,6 +159,19 @@ class EmbeddingMap:
 
 # ---------------------------------------------------------------- structure
 
+# Why Inside cannot look into a model: English (the CLI), marked for the catalog and shown translated on the
+# Inside page (lib.i18n.translate_filled). The model's own names and shapes stay as they are.
+NOT_SEQUENTIAL = N_("This model is a {kind}, not a keras.Sequential stack of layers, so Inside cannot tell which layer "
+                    "feeds which. Missing: a Sequential model (one chain of layers, one input, one output), as every "
+                    "model trained in this app is.")
+NO_LAYERS = N_("This model has no layers. Missing: at least one layer after its input.")
+NO_INPUT_SHAPE = N_("This model was saved without an input shape. Missing: a known input shape (height, width[, "
+                    "channels]).")
+NOT_IMAGES = N_("This model takes inputs of shape {shape}. Missing: an image input of shape (height, width) or (height, "
+                "width, channels).")
+NO_OUTPUT_SHAPE = N_("Layer {index} ({name}) has no known output shape. Missing: a model built on a fixed input shape.")
+SINGLE_LAYER = N_("This model has a single layer. Missing: a layer before the output layer.")
+
 
 def layer_chain(model) -> list[LayerInfo]:
     """The model's layers in forward order; NotIntrospectable when it is not one chain of layers."""
@@ -169,32 +182,21 @@ def layer_chain(model) -> list[LayerInfo]:
 
     kind = type(model).__name__
     if not isinstance(model, keras.Sequential):
-        raise NotIntrospectable(
-            f"This model is a {kind}, not a keras.Sequential stack of layers, so Inside cannot tell "
-            "which layer feeds which. Missing: a Sequential model (one chain of layers, one input, "
-            "one output), as every model trained in this app is."
-        )
+        raise NotIntrospectable(NOT_SEQUENTIAL.format(kind=kind))
     if not model.layers:
-        raise NotIntrospectable("This model has no layers. Missing: at least one layer after its input.")
+        raise NotIntrospectable(NO_LAYERS)
     try:
         input_shape = tuple(model.input_shape)
     except (AttributeError, ValueError):
-        raise NotIntrospectable(
-            "This model was saved without an input shape. Missing: a known input shape (height, width[, channels])."
-        ) from None
+        raise NotIntrospectable(NO_INPUT_SHAPE) from None
     if len(input_shape) not in (3, 4) or any(n is None for n in input_shape[1:]):
-        raise NotIntrospectable(
-            f"This model takes inputs of shape {input_shape[1:]}. Missing: an image input of shape "
-            "(height, width) or (height, width, channels)."
-        )
+        raise NotIntrospectable(NOT_IMAGES.format(shape=input_shape[1:]))
     infos = []
     for index, layer in enumerate(model.layers, start=1):
         try:
             shape = tuple(int(n) for n in layer.output.shape[1:])
         except (AttributeError, ValueError, TypeError):
-            raise NotIntrospectable(
-                f"Layer {index} ({layer.name}) has no known output shape. Missing: a model built on a fixed input shape."
-            ) from None
+            raise NotIntrospectable(NO_OUTPUT_SHAPE.format(index=index, name=layer.name)) from None
         infos.append(LayerInfo(index, layer.name, type(layer).__name__, shape, int(layer.count_params())))
     _cache(model)["layers"] = infos
     return infos
@@ -436,7 +438,7 @@ def penultimate_features(model, images: np.ndarray, *, normalize: bool,
     test images, in batches: one forward pass gives both."""
     layers = layer_chain(model)
     if len(layers) < 2:
-        raise NotIntrospectable("This model has a single layer. Missing: a layer before the output layer.")
+        raise NotIntrospectable(SINGLE_LAYER)
     forward = _feature_graph(model)
     features, probs = [], []
     for start in range(0, len(images), FEATURE_BATCH):

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lib.data import datasets, paths
+from lib.i18n import N_
 from lib.models import modelfiles
 from lib.store import backend
 from lib.training.config import TrainConfig
@@ -52,6 +53,24 @@ SCORE_RANGES = {
     "params": (0, math.inf),
 }
 TEXT_FIELDS = ("display_name", "stop_reason", "created_at", "arch", "precision")  # text, or null
+
+
+# Why a run cannot be used or changed: English (the CLI, the logs), marked for the catalog and shown translated on
+# a page (lib.i18n.translate_filled; a meta.json or history.csv `problem`, marked below, is translated too).
+NO_BUNDLED = N_("The bundled default model is missing from models/default/.")
+NOT_A_RUN_ID = N_("No run {run_id}: run ids look like 20261124-101500-a1b2c3 (see `python -m lib runs`).")
+NO_SUCH_RUN = N_("No run {run_id} in {folder} (see `python -m lib runs`).")
+BUNDLED_NOT_RENAMED = N_("The bundled default model is read-only; train your own run to name it.")
+BUNDLED_NOT_DELETED = N_("The bundled default model cannot be deleted.")
+EMPTY_NAME = N_("A run name cannot be empty.")
+# A damaged folder's reason: "<run id>: ..." (a DamagedFolder's `problem` is the part after the lead).
+META_MISSING = N_("{run}: meta.json is missing.")
+META_TOO_LARGE = N_("{run}: meta.json is larger than a run's ({limit} MB).")
+META_NOT_JSON = N_("{run}: meta.json is not valid JSON ({error}).")
+META_PROBLEM = N_("{run}: meta.json: {problem}.")
+MODEL_MISSING = N_("{run}: model.keras is missing or empty.")
+HISTORY_MISSING = N_("{run}: history.csv is missing.")
+HISTORY_PROBLEM = N_("{run}: history.csv {problem}.")
 
 
 class RunNotFound(LookupError):
@@ -276,15 +295,15 @@ def get_run(run_id: str, runs_dir: Path | None = None) -> RunInfo:
     if run_id == BUNDLED_ID:
         run = bundled_run()
         if run is None:
-            raise RunNotFound("The bundled default model is missing from models/default/.")
+            raise RunNotFound(NO_BUNDLED)
         return run
     if not RUN_ID_PATTERN.match(run_id or ""):
-        raise RunNotFound(f"No run {run_id!r}: run ids look like 20261124-101500-a1b2c3 (see `python -m lib runs`).")
+        raise RunNotFound(NOT_A_RUN_ID.format(run_id=repr(run_id)))
     folder = (Path(runs_dir) if runs_dir else paths.runs_dir()) / run_id
     if not folder.is_dir():
         backend.current().pull(folder.parent, wait=True)
     if not folder.is_dir():
-        raise RunNotFound(f"No run {run_id!r} in {folder.parent} (see `python -m lib runs`).")
+        raise RunNotFound(NO_SUCH_RUN.format(run_id=repr(run_id), folder=folder.parent))
     return read_run(folder)
 
 
@@ -321,10 +340,10 @@ def rename_run(run_id: str, new_name: str, runs_dir: Path | None = None) -> RunI
     """Change the display name only; the id and folder stay."""
     run = get_run(run_id, runs_dir)
     if run.read_only:
-        raise ReadOnlyRun("The bundled default model is read-only; train your own run to name it.")
+        raise ReadOnlyRun(BUNDLED_NOT_RENAMED)
     name = clean_name(new_name)
     if not name:
-        raise ValueError("A run name cannot be empty.")
+        raise ValueError(EMPTY_NAME)
     meta = {**run.meta, "display_name": name}
     _write_json(run.path / META_FILE, meta)
     backend.current().push_files([run.path / META_FILE])
@@ -335,7 +354,7 @@ def delete_run(run_id: str, runs_dir: Path | None = None) -> None:
     """Remove a run: first renamed out of sight (atomic), then deleted."""
     run = get_run(run_id, runs_dir)
     if run.read_only:
-        raise ReadOnlyRun("The bundled default model cannot be deleted.")
+        raise ReadOnlyRun(BUNDLED_NOT_DELETED)
     backend.current().remove(run.path, run=True)  # first: a failure leaves the run here, and retrying is safe
     trash = run.path.parent / f".trash-{run.run_id}"
     try:
@@ -392,25 +411,25 @@ def read_run(folder: Path) -> RunInfo:
     """The run in `folder`, checked to be complete and readable by every page; DamagedRun names the problem."""
     meta_path = folder / META_FILE
     if not meta_path.is_file():
-        raise DamagedRun(f"{folder.name}: meta.json is missing.")
+        raise DamagedRun(META_MISSING.format(run=folder.name))
     try:
         if meta_path.stat().st_size > MAX_META_BYTES:
-            raise DamagedRun(f"{folder.name}: meta.json is larger than a run's ({MAX_META_BYTES // 2**20} MB).")
+            raise DamagedRun(META_TOO_LARGE.format(run=folder.name, limit=MAX_META_BYTES // 2**20))
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise DamagedRun(f"{folder.name}: meta.json is not valid JSON ({error}).") from None
+        raise DamagedRun(META_NOT_JSON.format(run=folder.name, error=error)) from None
     problem = meta_problem(meta)
     if problem:
-        raise DamagedRun(f"{folder.name}: meta.json: {problem}.")
+        raise DamagedRun(META_PROBLEM.format(run=folder.name, problem=problem))
     model = folder / MODEL_FILE
     on_store = int(backend.remote_files(folder).get(MODEL_FILE, {}).get("size") or 0)  # pulled, fetched on use
     if not on_store and (not model.is_file() or model.stat().st_size == 0):
-        raise DamagedRun(f"{folder.name}: model.keras is missing or empty.")
+        raise DamagedRun(MODEL_MISSING.format(run=folder.name))
     if not (folder / HISTORY_FILE).is_file():
-        raise DamagedRun(f"{folder.name}: history.csv is missing.")
+        raise DamagedRun(HISTORY_MISSING.format(run=folder.name))
     problem = history_problem(folder / HISTORY_FILE)
     if problem:
-        raise DamagedRun(f"{folder.name}: history.csv {problem}.")
+        raise DamagedRun(HISTORY_PROBLEM.format(run=folder.name, problem=problem))
     return RunInfo(folder.name, folder, meta)
 
 
@@ -422,10 +441,10 @@ def meta_problem(meta) -> str | None:
     a known status, text where text is shown, per-class scores sized to the classes.
     """
     if not isinstance(meta, dict):
-        return "it holds no object"
+        return N_("it holds no object")
     for key in ("config", "dataset"):
         if not isinstance(meta.get(key), dict):
-            return f"{key} is {'missing' if meta.get(key) is None else 'not an object'}"
+            return (N_("{key} is missing") if meta.get(key) is None else N_("{key} is not an object")).format(key=key)
     return (_config_problem(meta["config"]) or _dataset_problem(meta["dataset"]) or _fields_problem(meta)
             or _per_class_problem(meta, len(meta["dataset"].get("class_names") or range(10))))
 
@@ -440,13 +459,13 @@ def _is_number(value) -> bool:
 
 # TrainConfig's field types (as annotated) -> (check of a stored value, what it must be, in words).
 _CONFIG_TYPES = {
-    "str": (lambda value: isinstance(value, str), "text"),
-    "int": (_is_int, "a whole number"),
-    "float": (_is_number, "a number"),
-    "bool": (lambda value: isinstance(value, bool), "true or false"),
+    "str": (lambda value: isinstance(value, str), N_("text")),
+    "int": (_is_int, N_("a whole number")),
+    "float": (_is_number, N_("a number")),
+    "bool": (lambda value: isinstance(value, bool), N_("true or false")),
     "tuple": (lambda value: isinstance(value, list) and all(isinstance(layer, dict) for layer in value),
-              "a list of layers"),
-    "int | None": (lambda value: value is None or _is_int(value), "a whole number or null"),
+              N_("a list of layers")),
+    "int | None": (lambda value: value is None or _is_int(value), N_("a whole number or null")),
 }
 # Built at import: a TrainConfig field of a new type fails loudly here, not in a page.
 CONFIG_FIELD_CHECKS = {field.name: _CONFIG_TYPES[str(field.type)] for field in dataclasses.fields(TrainConfig)}
@@ -457,49 +476,46 @@ def _config_problem(config: dict) -> str | None:
     for name, (check, words) in CONFIG_FIELD_CHECKS.items():
         if name in config:
             if not check(config[name]):
-                return f"config.{name} is not {words}"
+                return N_("config.{name} is not {wanted}").format(name=name, wanted=words)
     return None
 
 
 def _dataset_problem(dataset: dict) -> str | None:
     name, names, shape = dataset.get("name"), dataset.get("class_names"), dataset.get("input_shape")
     if "name" in dataset and not (isinstance(name, str) and datasets.NAME_PATTERN.match(name)):
-        return "dataset.name is not a dataset name"  # absent (early runs): listed, and pages say the data is missing
+        return N_("dataset.name is not a dataset name")  # absent (early runs): listed, and pages say the data is missing
     if not isinstance(dataset.get("title", ""), (str, type(None))):
-        return "dataset.title is not text"
+        return N_("dataset.title is not text")
     if "class_names" in dataset and not (isinstance(names, list) and 2 <= len(names) <= datasets.MAX_CLASSES
                                          and all(isinstance(item, str) for item in names)):
-        return f"dataset.class_names is not a list of 2 to {datasets.MAX_CLASSES} names"
+        return N_("dataset.class_names is not a list of 2 to {limit} names").format(limit=datasets.MAX_CLASSES)
     if shape is not None and not (
             isinstance(shape, list) and len(shape) == 3 and all(_is_int(side) for side in shape)
             and all(datasets.MIN_SIDE <= side <= datasets.MAX_SIDE for side in shape[:2]) and shape[2] in (1, 3)):
-        return "dataset.input_shape is not an image shape [height, width, 1 or 3]"
+        return N_("dataset.input_shape is not an image shape [height, width, 1 or 3]")
     if dataset.get("kind") is not None and dataset["kind"] not in datasets.KINDS:
-        return f"dataset.kind is not one of {', '.join(datasets.KINDS)}"
+        return N_("dataset.kind is not one of {options}").format(options=", ".join(datasets.KINDS))
     return None
 
 
 def _fields_problem(meta: dict) -> str | None:
     if meta.get("status") is not None and meta["status"] not in STATUSES:  # none: an early run, shown as "?"
-        return f"status is not one of {', '.join(STATUSES)}"
+        return N_("status is not one of {options}").format(options=", ".join(STATUSES))
     if meta.get("scores") is not None and meta["scores"] not in (MEASURED, CLAIMED):
-        return f"scores is not {MEASURED!r} or {CLAIMED!r}"
+        return N_("scores is not {measured} or {claimed}").format(measured=repr(MEASURED), claimed=repr(CLAIMED))
     if "imported_from" in meta and not isinstance(meta["imported_from"], dict):
-        return "imported_from is not an object"
+        return N_("{key} is not an object").format(key="imported_from")
     for key in TEXT_FIELDS:
         if meta.get(key) is not None and not isinstance(meta[key], str):
-            return f"{key} is not text"
+            return N_("{key} is not text").format(key=key)
     for key, (low, high) in SCORE_RANGES.items():
         value = meta.get(key)
         if value is not None and not (_is_number(value) and low <= value <= high):
-            return f"{key} is not a number {_range_words(low, high)}"
+            return (N_("{key} is not a number of {low} or more") if high == math.inf else
+                    N_("{key} is not a number from {low} to {high}")).format(key=key, low=low, high=high)
     if meta.get("params") is not None and not _is_int(meta["params"]):
-        return "params is not a whole number"
+        return N_("{key} is not a whole number").format(key="params")
     return None
-
-
-def _range_words(low: float, high: float) -> str:
-    return f"of {low} or more" if high == math.inf else f"from {low} to {high}"
 
 
 def _per_class_problem(meta: dict, num_classes: int) -> str | None:
@@ -507,11 +523,11 @@ def _per_class_problem(meta: dict, num_classes: int) -> str | None:
     per_class, confusion = meta.get("per_class_accuracy"), meta.get("confusion")
     if per_class and not (isinstance(per_class, list) and len(per_class) == num_classes and all(
             value is None or (_is_number(value) and 0 <= value <= 1) for value in per_class)):
-        return f"per_class_accuracy is not {num_classes} numbers from 0 to 1, one per class"
+        return N_("per_class_accuracy is not {count} numbers from 0 to 1, one per class").format(count=num_classes)
     if confusion and not (isinstance(confusion, list) and len(confusion) == num_classes and all(
             isinstance(row, list) and len(row) == num_classes and all(type(v) is int for v in row) and min(row) >= 0
             for row in confusion)):  # `type(v) is int`: fast on 100 x 100, and true/false are not counts
-        return f"confusion is not a {num_classes} x {num_classes} table of counts"
+        return N_("confusion is not a {count} x {count} table of counts").format(count=num_classes)
     return None
 
 
@@ -519,24 +535,24 @@ def history_problem(path: Path) -> str | None:
     """What keeps history.csv from being charted, in words (after "history.csv"); None when it reads."""
     try:
         if path.stat().st_size > MAX_HISTORY_BYTES:
-            return f"is larger than a run's ({MAX_HISTORY_BYTES // 2**20} MB)"
+            return N_("is larger than a run's ({limit} MB)").format(limit=MAX_HISTORY_BYTES // 2**20)
         rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
     except OSError:
-        return "cannot be read"
+        return N_("cannot be read")
     except (UnicodeDecodeError, csv.Error):
-        return "is not readable text"
+        return N_("is not readable text")
     header = rows[0] if rows else []
     if "epoch" not in header or not set(header) <= set(HISTORY_COLUMNS) or len(set(header)) < len(header):
-        return f"does not have the columns {', '.join(HISTORY_COLUMNS)}"
+        return N_("does not have the columns {columns}").format(columns=", ".join(HISTORY_COLUMNS))
     for row in rows[1:]:
         if len(row) > len(header):
-            return "has a row longer than its header"
+            return N_("has a row longer than its header")
         for value in row:
             try:
                 if value:
                     float(value)
             except ValueError:
-                return "holds a value that is not a number"
+                return N_("holds a value that is not a number")
     return None
 
 

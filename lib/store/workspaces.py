@@ -56,6 +56,9 @@ class WorkspaceNotFound(LookupError):
 
 # A save that passed a quota once written (its estimate was too small): English, shown translated on a page
 # (lib.i18n.translate_filled); `problem` is profile.check_disk's reason.
+# A read-only run refused (English for the CLI; shown translated on a page through lib.i18n.translate_filled).
+SHARED_READ_ONLY = N_("{name} is read-only: it is shared with every visitor.")
+NO_LINK_NEEDED = N_("The bundled and gallery models are visible to everyone already; no link needed.")
 NOT_KEPT = N_("It was not kept: on disk it takes {size:,.1f} MB, more than there is room for. {problem}")
 
 
@@ -164,7 +167,7 @@ class Workspace:
         """A read-only share token for one of this workspace's runs (the same run gets the same token)."""
         run = self.get_run(run_id)
         if run.read_only:
-            raise runs.ReadOnlyRun("The bundled and gallery models are visible to everyone already; no link needed.")
+            raise runs.ReadOnlyRun(NO_LINK_NEEDED)
         shares = _root_of(self) / SHARES_SUBDIR
         shares.mkdir(parents=True, exist_ok=True)
         backend.current().sync(shares)  # links made before a restart: the same run keeps its link
@@ -182,7 +185,7 @@ class Workspace:
         """Changes only to this workspace's own runs; a gallery or bundled run is read-only."""
         run = self.get_run(run_id)
         if run.read_only:
-            raise runs.ReadOnlyRun(f"{run.display_name!r} is read-only: it is shared with every visitor.")
+            raise runs.ReadOnlyRun(SHARED_READ_ONLY.format(name=repr(run.display_name)))
 
 
 def new_key() -> str:

@@ -10,6 +10,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from lib.i18n import N_
 from lib.models import architectures
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -35,9 +36,37 @@ FIELD_TYPES = {
     "target_value": (int, float), "early_stopping_patience": (int,), "augment": (bool,), "precision": (str,),
     "limit": (int, type(None)), "name": (str,),
 }
-FIELD_TYPE_WORDS = {name: {(str,): "text", (tuple, list): "a list of layers", (int,): "a whole number",
-                           (int, float): "a number", (bool,): "true or false",
-                           (int, type(None)): "a whole number or none"}[kinds] for name, kinds in FIELD_TYPES.items()}
+FIELD_TYPE_WORDS = {name: {(str,): N_("text"), (tuple, list): N_("a list of layers"), (int,): N_("a whole number"),
+                           (int, float): N_("a number"), (bool,): N_("true or false"),
+                           (int, type(None)): N_("a whole number or none")}[kinds] for name, kinds in FIELD_TYPES.items()}
+
+# What is wrong with a config: English (the CLI, the logs), marked for the catalog and shown translated on the
+# Train page one by one (InvalidConfig.problems; lib.i18n.translate_filled). Setting names and values stay as they are.
+UNKNOWN_ARCH = N_("Unknown architecture: {name}.")
+NO_CUSTOM_LAYERS = N_("A custom architecture needs at least one layer.")
+BAD_EPOCHS = N_("Epochs must be between 1 and {limit}.")
+BAD_BATCH_SIZE = N_("Batch size must be between 1 and 4096.")
+BAD_OPTIMIZER = N_("Optimizer must be one of {options}.")
+BAD_LEARNING_RATE = N_("Learning rate must be above 0 and at most 10.")
+BAD_VALIDATION_SPLIT = N_("Validation split must be at least 0 and below 0.9.")
+BAD_SCHEDULE = N_("Learning-rate schedule must be one of {options}.")
+BAD_LABEL_ENCODING = N_("Label encoding must be one of {options}.")
+BAD_PRECISION = N_("Precision must be one of {options}.")
+BAD_TARGET_METRIC = N_("Target metric must be one of {options}.")
+TARGET_NEEDS_SPLIT = N_("A validation target needs a validation split above 0.")
+NEGATIVE_PATIENCE = N_("Early-stopping patience cannot be negative.")
+PATIENCE_NEEDS_SPLIT = N_("Early stopping watches val_loss: set a validation split above 0.")
+BAD_LIMIT = N_("Limit must be at least 20 images (or none).")
+WRONG_TYPE = N_("Setting {name} must be {wanted}, not {type}.")
+NOT_A_MAPPING = N_("A run's settings must be a mapping, not {type}.")
+
+
+class InvalidConfig(ValueError):
+    """A TrainConfig that cannot be used; the message is its problems joined, `problems` each one."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__(" ".join(problems))
+        self.problems = list(problems)
 
 
 @dataclass(frozen=True)
@@ -69,7 +98,7 @@ class TrainConfig:
     def __post_init__(self):
         problems = self.problems()
         if problems:
-            raise ValueError(" ".join(problems))
+            raise InvalidConfig(problems)
 
     def problems(self) -> list[str]:
         """What is wrong with this config, in words a user can act on (types first: a config read from
@@ -78,35 +107,35 @@ class TrainConfig:
         if found:
             return found
         if self.arch != "custom" and self.arch not in architectures.ZOO:
-            found.append(f"Unknown architecture: {self.arch!r}.")
+            found.append(UNKNOWN_ARCH.format(name=repr(self.arch)))
         if self.arch == "custom" and not self.layers:
-            found.append("A custom architecture needs at least one layer.")
+            found.append(NO_CUSTOM_LAYERS)
         if not 1 <= self.epochs <= MAX_EPOCHS:
-            found.append(f"Epochs must be between 1 and {MAX_EPOCHS}.")
+            found.append(BAD_EPOCHS.format(limit=MAX_EPOCHS))
         if not 1 <= self.batch_size <= 4096:
-            found.append("Batch size must be between 1 and 4096.")
+            found.append(BAD_BATCH_SIZE)
         if self.optimizer not in OPTIMIZERS:
-            found.append(f"Optimizer must be one of {', '.join(OPTIMIZERS)}.")
+            found.append(BAD_OPTIMIZER.format(options=", ".join(OPTIMIZERS)))
         if not 0 < self.learning_rate <= 10:
-            found.append("Learning rate must be above 0 and at most 10.")
+            found.append(BAD_LEARNING_RATE)
         if not 0 <= self.validation_split < 0.9:
-            found.append("Validation split must be at least 0 and below 0.9.")
+            found.append(BAD_VALIDATION_SPLIT)
         if self.lr_schedule not in LR_SCHEDULES:
-            found.append(f"Learning-rate schedule must be one of {', '.join(LR_SCHEDULES)}.")
+            found.append(BAD_SCHEDULE.format(options=", ".join(LR_SCHEDULES)))
         if self.label_encoding not in LABEL_ENCODINGS:
-            found.append(f"Label encoding must be one of {', '.join(LABEL_ENCODINGS)}.")
+            found.append(BAD_LABEL_ENCODING.format(options=", ".join(LABEL_ENCODINGS)))
         if self.precision not in PRECISIONS:
-            found.append(f"Precision must be one of {', '.join(PRECISIONS)}.")
+            found.append(BAD_PRECISION.format(options=", ".join(PRECISIONS)))
         if self.target_metric and self.target_metric not in TARGET_METRICS:
-            found.append(f"Target metric must be one of {', '.join(TARGET_METRICS)}.")
+            found.append(BAD_TARGET_METRIC.format(options=", ".join(TARGET_METRICS)))
         if self.target_metric.startswith("val_") and self.validation_split == 0:
-            found.append("A validation target needs a validation split above 0.")
+            found.append(TARGET_NEEDS_SPLIT)
         if self.early_stopping_patience < 0:
-            found.append("Early-stopping patience cannot be negative.")
+            found.append(NEGATIVE_PATIENCE)
         if self.early_stopping_patience and self.validation_split == 0:
-            found.append("Early stopping watches val_loss: set a validation split above 0.")
+            found.append(PATIENCE_NEEDS_SPLIT)
         if self.limit is not None and self.limit < 20:
-            found.append("Limit must be at least 20 images (or none).")
+            found.append(BAD_LIMIT)
         return found
 
     @property
@@ -132,14 +161,15 @@ class TrainConfig:
             wrong_bool = isinstance(value, bool) and bool not in kinds
             if wrong_bool or not isinstance(value, kinds) or (field.name == "layers" and not all(
                     isinstance(layer, dict) for layer in value)):
-                found.append(f"Setting {field.name!r} must be {FIELD_TYPE_WORDS[field.name]}, not {type(value).__name__}.")
+                found.append(WRONG_TYPE.format(name=repr(field.name), wanted=FIELD_TYPE_WORDS[field.name],
+                                               type=type(value).__name__))
         return found
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         """A config from stored data (meta.json, a bundle); ValueError naming what is wrong."""
         if not isinstance(data, dict):
-            raise ValueError(f"A run's settings must be a mapping, not {type(data).__name__}.")
+            raise InvalidConfig([NOT_A_MAPPING.format(type=type(data).__name__)])
         known = {f.name for f in dataclasses.fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
         layers = values.get("layers") or ()

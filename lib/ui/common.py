@@ -18,7 +18,18 @@ from lib.data import catalog, datasets, paths
 from lib.execution import jobs, managers, raycluster
 from lib.store import backend, profile, runs, workspaces
 from lib.ui import layout, workspace as ui_workspace
-from lib.ui.i18n import N_, _, class_names, engine_text, labels, language_switch, number, percent, stop_reason
+from lib.ui.i18n import (
+    N_,
+    _,
+    class_names,
+    engine_reason,
+    engine_text,
+    labels,
+    language_switch,
+    number,
+    percent,
+    stop_reason,
+)
 
 # Session-state keys: declared once, used by every page.
 SESSION_ID = "session_id"
@@ -245,7 +256,7 @@ def show_damaged(damaged: list[runs.DamagedFolder]) -> None:
     """Say which run folders were skipped, without hiding the good ones; and when the run store failed."""
     show_store_problem()
     if damaged:
-        names = "; ".join(f"{folder.run_id} ({folder.problem})" for folder in damaged)
+        names = "; ".join(f"{folder.run_id} ({engine_reason(folder.problem)})" for folder in damaged)
         st.warning(
             _("Skipped {count} damaged run folder(s): {names}. Your other runs are fine; delete or repair the folder(s) in {runs_dir}.").format(count=len(damaged), names=names, runs_dir=paths.runs_dir()),
             icon=":material/warning:",

@@ -68,6 +68,12 @@ def engine_text(text) -> str:
     return i18n.translate_filled(str(text or ""))
 
 
+def engine_reason(text) -> str:
+    """An engine text quoted without its "<name>: " lead (a damaged run folder's reason), in the visitor's
+    language (lib.i18n.translate_unled)."""
+    return i18n.translate_unled(str(text or ""))
+
+
 def stop_reason(reason: str) -> str:
     """Why a run ended, kept in English in its meta.json, in the visitor's language."""
     return engine_text(reason)

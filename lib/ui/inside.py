@@ -59,7 +59,7 @@ def load_model(run: runs.RunInfo):
     try:
         inside.layer_chain(model)
     except inside.NotIntrospectable as problem:
-        ui.error(_("Inside cannot look into this model."), _("{problem} Pick another run.").format(problem=problem))
+        ui.error(_("Inside cannot look into this model."), _("{problem} Pick another run.").format(problem=engine_text(problem)))
         return None
     return model
 

@@ -20,13 +20,14 @@ from lib.training.config import (
     PRECISIONS,
     QUICK_MIN_STEPS,
     TARGET_METRICS,
+    InvalidConfig,
     TrainConfig,
     config_defaults,
     default_learning_rate,
     epochs_for_steps,
 )
 from lib.ui import common as ui
-from lib.ui.i18n import N_, _, labels, number, stop_reason
+from lib.ui.i18n import N_, _, engine_text, labels, number, stop_reason
 from lib.viz import charts
 
 CUSTOM = "custom"
@@ -327,6 +328,9 @@ def settings_form(arch_name: str, layers: list[dict] | None) -> TrainConfig | No
             target_value=float(state[K["target_value"]]), early_stopping_patience=int(state[K["patience"]]),
             limit=int(state[K["limit"]]) or None, name=state[K["name"]],
         )
+    except InvalidConfig as problem:  # each problem translated on its own (ui.error would see them joined)
+        ui.error(_("These settings cannot be used."), " ".join(map(engine_text, problem.problems)))
+        return None
     except ValueError as problem:
         ui.error(_("These settings cannot be used."), str(problem))
         return None

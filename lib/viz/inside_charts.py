@@ -118,7 +118,7 @@ def saliency_figure(image01: np.ndarray, saliency: np.ndarray, title: str, *, bo
     if box is not None:
         top, left, bottom, right = box
         fig.add_shape(type="rect", x0=left - 0.5, x1=right + 0.5, y0=top - 0.5, y1=bottom + 0.5,
-                      line=dict(color=BOX_COLOR, width=2), name=_("top 10% of the saliency"))
+                      line=dict(color=BOX_COLOR, width=2), name=_("box: the top tenth of the saliency"))
     charts._apply_layout(fig, title, height=height, subtitle=subtitle)
     fig.update_xaxes(visible=False, constrain="domain")
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")

@@ -408,3 +408,107 @@ def test_an_imported_runs_notes_read_chinese(app_runs):
     assert ("来自 flat.keras，在MNIST 手写数字的测试集上评分。它接收含 784 个值的扁平向量：应用会为它改变每张图像的形状。"
             "它的输出不是概率（logits）：应用为它加上 softmax。输入的像素缩放到 [0, 1]。") in shown, shown
     assert "It takes" not in shown and "the app adds" not in shown and "It is fed" not in shown, shown
+
+
+def test_the_layer_list_editors_refusals_read_chinese(app_runs):
+    """As a Chinese learner pasting a layer list with a mistake on Train, I am told what is wrong in Chinese: a
+    misspelt layer type, an argument the layer does not take, a kernel larger than what reaches it."""
+    at = open_page_zh("pages/train.py")
+    at.selectbox(key="train_arch").set_value("custom").run()
+    at.text_area(key="train_json").set_value('[{"type": "dense", "units": 10}]').run()
+    shown = texts(at)
+    assert "第 1 层的类型 'dense' 未知。你是不是想写 'Dense'？已知的层类型：" in shown, shown
+    assert "has unknown type" not in shown and "Did you mean" not in shown, shown
+    at.text_area(key="train_json").set_value('[{"type": "Flatten", "units": 3}]').run()
+    shown = texts(at)
+    assert "第 1 层（Flatten）没有参数 'units'。它没有任何参数。" in shown, shown
+    assert "has no argument" not in shown, shown
+    at.text_area(key="train_json").set_value(
+        '[{"type": "Conv2D", "filters": 4, "kernel_size": 40}, {"type": "Flatten"},'
+        ' {"type": "Dense", "units": "num_classes", "activation": "softmax"}]').run()
+    shown = texts(at)
+    assert "第 1 层（Conv2D）的卷积核是 40x40，但它的输入只有 28x28：到这一层图像已经缩得太小了。" in shown, shown
+    assert "shrunk too much" not in shown, shown
+    assert at.button(key="train_start").disabled
+
+
+def test_settings_that_cannot_be_used_are_explained_in_chinese(app_runs):
+    """As a Chinese learner asking for a validation target and early stopping without a validation split, both
+    problems are explained in Chinese."""
+    at = open_page_zh("pages/train.py")
+    at.slider(key="train_validation_split").set_value(0.0).run()
+    at.toggle(key="train_target_on").set_value(True).run()
+    at.number_input(key="train_patience").set_value(3).run()
+    shown = texts(at)
+    assert "以验证集指标为目标，需要验证集比例大于 0。 早停看的是验证损失（val_loss）：请把验证集比例设为大于 0。" in shown, shown
+    assert "validation split above 0" not in shown and "Early stopping watches" not in shown, shown
+    assert at.button(key="train_start").disabled
+
+
+def test_damaged_run_folders_reasons_read_chinese(app_runs):
+    """As a Chinese visitor whose runs folder holds hand-edited run folders, Home says in Chinese why each one was
+    skipped (the folder names and meta.json's keys stay as they are)."""
+    from tests.app.test_damaged_runs import BAD_HISTORY, break_runs
+
+    break_runs(app_runs)
+    at = open_page_zh("pages/home.py")
+    (warning,) = [w.value for w in at.warning if "20200101-000001-aaaaa1" in w.value]
+    for reason in ("20200101-000001-aaaaa1 (meta.json：config 不是对象。)",
+                   "20200101-000003-aaaaa3 (meta.json：test_accuracy 不是 0 到 1 之间的数。)",
+                   "20200101-000004-aaaaa4 (meta.json：dataset.class_names 不是一个包含 2 到 100 个名称的列表。)",
+                   "20200101-000005-aaaaa5 (meta.json：display_name 不是文本。)",
+                   "20200101-000006-aaaaa6 (meta.json：config.normalize 不是布尔值（true 或 false）。)",
+                   "20200101-000007-aaaaa7 (meta.json：status 不是以下之一：finished,",
+                   f"{BAD_HISTORY} (history.csv 没有这些列：epoch,"):
+        assert reason in warning, warning
+    assert " is not " not in warning and "does not have the columns" not in warning, warning
+
+
+def test_the_bundled_model_and_a_vanished_run_are_refused_in_chinese(app_runs, bundled_run):
+    """As a Chinese visitor on Compare, deleting the bundled model (shared with every visitor), or renaming a run
+    whose folder vanished meanwhile, is refused in Chinese."""
+    import shutil
+
+    from lib.store import runs
+
+    at = open_page_zh("pages/compare.py")
+    at.selectbox(key="compare_manage_run").set_value(runs.BUNDLED_ID).run()
+    at.checkbox(key=f"compare_confirm_{runs.BUNDLED_ID}").check().run()
+    at.button(key="compare_delete").click().run()
+    assert not at.exception, at.exception
+    shown = texts(at)
+    assert f"'{bundled_run.display_name}' 是只读的：它由所有访问者共享。" in shown, shown
+    assert "is read-only" not in shown, shown
+
+    run = runs.list_runs(app_runs, include_bundled=False)[0][0]
+    at.selectbox(key="compare_manage_run").set_value(run.run_id).run()
+    shutil.rmtree(run.path)
+    at.button(key="compare_rename").click().run()
+    assert not at.exception, at.exception
+    shown = texts(at)
+    assert f"{app_runs} 中没有运行 '{run.run_id}'（见 `python -m lib runs`）。" in shown, shown
+    assert "No run" not in shown, shown
+
+
+def test_inside_says_in_chinese_why_it_cannot_look_into_a_model(app_runs, bundled_run, tmp_path):
+    """As a Chinese visitor picking a model with two branches on Inside, I am told in Chinese that it is no Sequential
+    stack of layers."""
+    import shutil
+
+    import keras
+
+    from lib.store import runs
+    from lib.ui import inside as ui_inside
+
+    source = runs.list_runs(app_runs, include_bundled=False)[0][0]
+    inputs = keras.Input((28, 28, 1))
+    flat = keras.layers.Flatten()(inputs)
+    merged = keras.layers.Concatenate()([keras.layers.Dense(4)(flat), keras.layers.Dense(4)(flat)])
+    keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(merged)).save(tmp_path / "branchy.keras")
+    shutil.copy(tmp_path / "branchy.keras", source.model_path)
+    at = open_page_zh("pages/inside.py")
+    at.selectbox(key=ui_inside.RUN_KEY).set_value(source.run_id).run()
+    assert not at.exception, at.exception
+    shown = "\n".join(error.value for error in at.error)
+    assert "这个模型是一个 Functional，不是由层堆叠而成的 keras.Sequential，所以“内部”无法判断" in shown, shown
+    assert "Missing:" not in shown and "Inside cannot tell" not in shown, shown

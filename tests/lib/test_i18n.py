@@ -205,3 +205,98 @@ def test_an_imported_runs_several_notes_are_each_shown_in_chinese(chinese):
     assert i18n.translate_filled(reason) == (
         "来自 flat.keras，在MNIST 手写数字的测试集上评分。它接收含 784 个值的扁平向量：应用会为它改变每张图像的形状。"
         + i18n.translation("zh").gettext("It is fed raw 0..255 pixels."))
+
+
+def _engine_templates():
+    """The templates of the layer-list editor's, TrainConfig's, the run store's, Inside's and the exports' refusals."""
+    from lib.execution import exporting
+    from lib.models import architectures, exports, inside
+    from lib.store import runs, workspaces
+    from lib.training import config
+
+    names = {
+        architectures: ["LAYER", "NOT_WHOLE_NUMBER", "BAD_UNITS", "BAD_PADDING", "BAD_ACTIVATION", "BAD_MOMENTUM",
+                        "BAD_RATE", "UNKNOWN_TYPE", "UNKNOWN_TYPE_HINT", "NOT_A_LIST", "NO_LAYERS", "TOO_MANY_LAYERS",
+                        "NOT_A_LAYER", "NO_SUCH_ARGUMENT", "NO_ARGUMENTS", "NEEDS_ARGUMENT", "WINDOW_TOO_BIG_KERNEL",
+                        "WINDOW_TOO_BIG_POOL", "TOO_SLOW", "NOT_UTF8", "JSON_TOO_LONG", "JSON_TOO_DEEP", "NOT_JSON",
+                        "NUMBER_TOO_LONG", "JSON_NOT_A_LIST"],
+        config: ["UNKNOWN_ARCH", "NO_CUSTOM_LAYERS", "BAD_EPOCHS", "BAD_BATCH_SIZE", "BAD_OPTIMIZER", "BAD_LEARNING_RATE",
+                 "BAD_VALIDATION_SPLIT", "BAD_SCHEDULE", "BAD_LABEL_ENCODING", "BAD_PRECISION", "BAD_TARGET_METRIC",
+                 "TARGET_NEEDS_SPLIT", "NEGATIVE_PATIENCE", "PATIENCE_NEEDS_SPLIT", "BAD_LIMIT", "WRONG_TYPE",
+                 "NOT_A_MAPPING"],
+        runs: ["NO_BUNDLED", "NOT_A_RUN_ID", "NO_SUCH_RUN", "BUNDLED_NOT_RENAMED", "BUNDLED_NOT_DELETED", "EMPTY_NAME",
+               "META_MISSING", "META_TOO_LARGE", "META_NOT_JSON", "META_PROBLEM", "MODEL_MISSING", "HISTORY_MISSING",
+               "HISTORY_PROBLEM"],
+        workspaces: ["SHARED_READ_ONLY", "NO_LINK_NEEDED"],
+        inside: ["NOT_SEQUENTIAL", "NO_LAYERS", "NO_INPUT_SHAPE", "NOT_IMAGES", "NO_OUTPUT_SHAPE", "SINGLE_LAYER"],
+        exporting: ["TIMED_OUT", "ENDED_UNEXPECTEDLY", "FAILED_UNEXPECTEDLY"],
+        exports: ["RUN_GONE"],
+    }
+    return [getattr(module, name) for module, listed in names.items() for name in listed]
+
+
+# A value for every field of those templates; the marked-text fields (where, problem, wanted) get data no
+# template matches, so that each template is checked on its own.
+SAMPLE_VALUES = {
+    "where": "X1", "problem": "X2", "wanted": "X3", "name": "'units'", "low": 1, "high": 4096, "value": "0",
+    "token": "num_classes", "options": "adam, sgd", "index": 3, "type": "Dense", "match": "'Dense'",
+    "known": "Conv2D, Dense", "count": 41, "limit": 40, "example": '{"type": "Dense", "units": 10}',
+    "argument": "'units'", "size": 5, "height": 4, "width": 4, "macs": 2_000_000_000, "length": 30_000, "layers": 40,
+    "depth": 3, "line": 1, "column": 2, "error": "Expecting value", "kind": "Functional", "shape": "(784,)",
+    "run_id": "'20200101-000001-aaaaa1'", "folder": "/srv/runs", "run": "20200101-000001-aaaaa1", "minutes": 10.0,
+    "code": -9,
+}
+
+
+@pytest.mark.parametrize("template", _engine_templates())
+def test_each_engine_refusal_template_is_shown_in_chinese(chinese, template):
+    """Every refusal the layer-list editor, TrainConfig, the run store, Inside and the exports raise in English is
+    found again by translate_filled and shown as its Chinese translation, filled with the same values."""
+    fields = set(i18n._FIELD.findall(template))  # the fields translate_filled sees (a JSON example is no field)
+    english = template.format(**{field: SAMPLE_VALUES[field] for field in fields}) if fields else template
+    chinese_text = i18n._(template)
+    assert chinese_text != template, template
+    if fields:
+        chinese_text = chinese_text.format(**{field: SAMPLE_VALUES[field] for field in fields})
+    assert i18n.translate_filled(english) == chinese_text
+
+
+def test_the_engines_refusals_are_english_and_read_chinese_down_to_their_reasons():
+    """The engine raises English (the CLI, the logs); a Chinese page reads each refusal whole, quoted layer names
+    and a damaged folder's reason included."""
+    from lib.models import architectures
+    from lib.store import runs
+    from lib.training.config import InvalidConfig, TrainConfig
+
+    found = []
+    for text in ('[{"type": "Dense", "units": 0}]', '{"type": "Flatten"}'):
+        with pytest.raises(architectures.InvalidArchitecture) as refused:
+            architectures.layers_from_json(text)
+        found.append(str(refused.value))
+    with pytest.raises(InvalidConfig) as refused:
+        TrainConfig(normalize=1, precision="half")
+    found += refused.value.problems
+    meta_problem = runs.meta_problem({"config": {}, "dataset": {}, "test_accuracy": 2})
+    found.append(runs.META_PROBLEM.format(run="20200101-000001-aaaaa1", problem=meta_problem))
+    assert found == [
+        "Layer 1 (Dense): units must be a whole number from 1 to 4,096; got 0.",
+        'The JSON must be a list of layers, e.g. [{"type": "Flatten"}, {"type": "Dense", "units": "num_classes", '
+        '"activation": "softmax"}].',
+        "Setting 'normalize' must be true or false, not int.",
+        "20200101-000001-aaaaa1: meta.json: test_accuracy is not a number from 0 to 1.",
+    ]
+    i18n.use_language_source(lambda: "zh")
+    try:
+        shown = [i18n.translate_filled(text) for text in found]
+        reason = i18n.translate_unled(found[-1].removeprefix("20200101-000001-aaaaa1: "))
+    finally:
+        i18n.use_language_source(lambda: None)
+    assert shown == [
+        "第 1 层（Dense）：units 必须是 1 到 4,096 之间的整数；实际得到的是 0。",
+        'JSON 必须是一个层列表，例如 [{"type": "Flatten"}, {"type": "Dense", "units": "num_classes", '
+        '"activation": "softmax"}]。',
+        "设置 'normalize' 必须是布尔值（true 或 false），而不是 int。",
+        "20200101-000001-aaaaa1：meta.json：test_accuracy 不是 0 到 1 之间的数。",
+    ]
+    assert reason == "meta.json：test_accuracy 不是 0 到 1 之间的数。"
+    assert all(text.isascii() for text in found)

@@ -30,6 +30,9 @@ from lib.ui import common as ui
 from lib.ui.i18n import N_, _, engine_text, labels, number, stop_reason
 from lib.viz import charts
 
+# The schedules as the radio shows them: the CLI's names in English, the Chinese term with the name beside it.
+SCHEDULE_NAMES = {"constant": N_("constant"), "cosine": N_("cosine"), "one_cycle": N_("one_cycle")}
+
 CUSTOM = "custom"
 SUBMIT_PROBLEM = "train_submit_problem"  # why the last Train click started nothing
 KEEP = "session"  # settings survive visits to other pages
@@ -292,6 +295,7 @@ def settings_form(arch_name: str, layers: list[dict] | None) -> TrainConfig | No
                      help=_("Changing it sets its usual learning rate (RMSprop 1e-4, as in its tutorials)."))
         st.select_slider(_("Learning rate"), LEARNING_RATES, key=K["learning_rate"], persist_state=KEEP, format_func=lambda v: f"{v:g}")
         st.radio(_("Learning-rate schedule"), LR_SCHEDULES, key=K["lr_schedule"], persist_state=KEEP, horizontal=True,
+                 format_func=labels(LR_SCHEDULES, lambda name: _(SCHEDULE_NAMES[name])),
                  help=_("cosine: start at the rate above and glide down to 1/100 of it by the last batch. "
                       "one_cycle: climb from 1/25 of the rate to the rate in the first fifth (20%) of the batches, "
                       "then glide down: large steps early, fine ones at the end; the fastest way to 99%."))

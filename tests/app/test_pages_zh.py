@@ -512,3 +512,12 @@ def test_inside_says_in_chinese_why_it_cannot_look_into_a_model(app_runs, bundle
     shown = "\n".join(error.value for error in at.error)
     assert "这个模型是一个 Functional，不是由层堆叠而成的 keras.Sequential，所以“内部”无法判断" in shown, shown
     assert "Missing:" not in shown and "Inside cannot tell" not in shown, shown
+
+
+def test_the_learning_rate_schedules_are_named_in_chinese_beside_their_settings_names(app_runs, bundled_run):
+    """As a learner reading Chinese, the schedule choices say what they are (恒定, 余弦, 单周期) and keep the names
+    the help text and the CLI use; the setting stored is still the name."""
+    at = open_page_zh("pages/train.py")
+    (schedule,) = [radio for radio in at.radio if radio.label == "学习率调度"]
+    assert list(schedule.options) == ["恒定（constant）", "余弦（cosine）", "单周期（one_cycle）"]
+    assert schedule.value in ("constant", "cosine", "one_cycle")

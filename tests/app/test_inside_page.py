@@ -200,16 +200,21 @@ def test_a_damaged_run_is_listed_and_the_page_still_works(bundled_run, app_runs,
     assert prediction(at) is not None and not at.exception
 
 
-def test_a_model_that_cannot_be_loaded_or_introspected_gets_a_clear_error(bundled_run, app_runs, tmp_path):
-    """As a user who picks a broken or imported model, I get a message naming the problem, never a traceback."""
+
+def give_a_branching_model(run: runs.RunInfo, tmp_path) -> None:
+    """Replace `run`'s model with a real Functional one whose two branches merge: not a stack of layers."""
     import keras
 
-    source = runs.list_runs(app_runs, include_bundled=False)[0][0]
     inputs = keras.Input((28, 28, 1))
     flat = keras.layers.Flatten()(inputs)
     merged = keras.layers.Concatenate()([keras.layers.Dense(4)(flat), keras.layers.Dense(4)(flat)])
     keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(merged)).save(tmp_path / "branchy.keras")
-    shutil.copy(tmp_path / "branchy.keras", source.model_path)
+    shutil.copy(tmp_path / "branchy.keras", run.model_path)
+
+def test_a_model_that_cannot_be_loaded_or_introspected_gets_a_clear_error(bundled_run, app_runs, tmp_path):
+    """As a user who picks a broken or imported model, I get a message naming the problem, never a traceback."""
+    source = runs.list_runs(app_runs, include_bundled=False)[0][0]
+    give_a_branching_model(source, tmp_path)
     at = open_page("pages/inside.py")
     at.selectbox(key=ui_inside.RUN_KEY).set_value(source.run_id).run()
     assert at.error and "Inside cannot look into this model" in at.error[0].value

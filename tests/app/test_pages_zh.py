@@ -493,19 +493,12 @@ def test_the_bundled_model_and_a_vanished_run_are_refused_in_chinese(app_runs, b
 def test_inside_says_in_chinese_why_it_cannot_look_into_a_model(app_runs, bundled_run, tmp_path):
     """As a Chinese visitor picking a model with two branches on Inside, I am told in Chinese that it is no Sequential
     stack of layers."""
-    import shutil
-
-    import keras
-
     from lib.store import runs
     from lib.ui import inside as ui_inside
+    from tests.app.test_inside_page import give_a_branching_model
 
     source = runs.list_runs(app_runs, include_bundled=False)[0][0]
-    inputs = keras.Input((28, 28, 1))
-    flat = keras.layers.Flatten()(inputs)
-    merged = keras.layers.Concatenate()([keras.layers.Dense(4)(flat), keras.layers.Dense(4)(flat)])
-    keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(merged)).save(tmp_path / "branchy.keras")
-    shutil.copy(tmp_path / "branchy.keras", source.model_path)
+    give_a_branching_model(source, tmp_path)
     at = open_page_zh("pages/inside.py")
     at.selectbox(key=ui_inside.RUN_KEY).set_value(source.run_id).run()
     assert not at.exception, at.exception

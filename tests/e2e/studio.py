@@ -136,6 +136,30 @@ class Studio:
         values = bars.evaluate_all("bars => bars.map(bar => bar.getAttribute('aria-valuenow'))")
         return [int(float(value)) for value in values if value is not None]
 
+    def model_input(self) -> str | None:
+        """The address of the first picture on the page (Draw: the 28x28 input the model was given; Streamlit
+        serves each image under its own address), or None while there is none."""
+        images = self.page.get_by_test_id("stMain").get_by_test_id("stImage").locator("img")
+        return images.first.get_attribute("src") if images.count() else None
+
+    def drawn_answer(self, strokes, what: str) -> str:
+        """Draw `strokes` and read the first model's answer to all of them. Each stroke reruns the page with an
+        answer of its own: the strokes before the last are answered first, then the answer is read once the
+        picture the model was given has followed the last stroke (not the earlier one still on screen)."""
+        seen = self.model_input()  # a picture from before (none on a cleared canvas)
+        if len(strokes) > 1:
+            self.draw(strokes[:-1])
+            self.wait_until(lambda: self.metric_values("Prediction") and self.model_input(),
+                            timeout_s=SLOW_MS / 1000, what=f"an answer to the first strokes of {what}")
+            self.wait_idle()
+            seen = self.model_input()
+        self.draw(strokes[-1:])
+        self.wait_until(lambda: self.model_input() not in (None, seen), timeout_s=SLOW_MS / 1000,
+                        what=f"the picture the model was given to follow the last stroke of {what}")
+        self.wait_until(lambda: self.metric_values("Prediction"), timeout_s=SLOW_MS / 1000, what=f"an answer to {what}")
+        self.wait_idle()
+        return self.metric_values("Prediction")[0]
+
     def metric_values(self, label: str) -> list[str]:
         metrics = self.page.get_by_test_id("stMetric").filter(
             has=self.page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True)

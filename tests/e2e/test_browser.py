@@ -187,11 +187,7 @@ def open_draw_page(studio):
 
 
 def drawn_answer(studio, strokes, digit: str) -> str:
-    studio.draw(strokes)
-    studio.wait_until(lambda: studio.metric_values("Prediction"), timeout_s=SLOW_MS / 1000,
-                      what=f"a prediction for the drawn {digit}")
-    studio.wait_idle()
-    return studio.metric_values("Prediction")[0]
+    return studio.drawn_answer(strokes, f"the drawn {digit}")
 
 
 def clear_canvas(studio) -> None:

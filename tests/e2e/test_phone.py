@@ -81,6 +81,7 @@ def inside_viewport(app: Studio, locator) -> bool:
         and box["x"] >= 0 and box["x"] + box["width"] <= size["width"]
 
 
+
 def test_a_digit_drawn_with_a_finger_is_answered_on_the_same_screen(phone, artifacts_dir):
     """As a visitor on a phone, I open Draw and draw a 7 with my finger, each stroke starting at the
     canvas's top right: both strokes are drawn, and the model's answer shows under the canvas on the
@@ -101,9 +102,16 @@ def test_a_digit_drawn_with_a_finger_is_answered_on_the_same_screen(phone, artif
     touch_stroke(app, box, first)
     app.wait_until(lambda: app.canvas_ink() > 0, timeout_s=10, what="ink from the stroke started at the top right")
     ink_after_first = app.canvas_ink()
+    # The first stroke alone gets an answer of its own: wait for it and for the picture the model saw, so the
+    # answer read below is the one to both strokes, not this one still on screen while the page reruns.
+    app.wait_until(lambda: app.metric_values("Prediction") and app.model_input(), timeout_s=SLOW_MS / 1000,
+                   what="the answer to the first stroke")
     app.wait_idle()
+    seen_first = app.model_input()
     touch_stroke(app, box, second)
     app.wait_until(lambda: app.canvas_ink() > ink_after_first, timeout_s=10, what="ink from the second stroke")
+    app.wait_until(lambda: app.model_input() not in (None, seen_first), timeout_s=SLOW_MS / 1000,
+                   what="the picture the model saw to follow the second stroke")
     app.wait_until(lambda: app.metric_values("Prediction"), timeout_s=SLOW_MS / 1000, what="the answer")
     app.wait_idle()
     app.page.screenshot(path=str(artifacts_dir / "phone-draw-7.png"))

@@ -93,6 +93,12 @@ def uploads_on_the_store():
     return [item["Key"].rsplit("/", 1)[-1] for item in listed.get("Contents", [])]
 
 
+
+def no_upload_left():
+    """True once the ended import's upload is gone from the store; the manager records the end (what waiters
+    see) and then deletes the upload, so it may take a moment after `wait` returns. Fails if it never goes."""
+    return wait_for(lambda: uploads_on_the_store() == [], 30, "the ended import's upload to be deleted")
+
 def reserved(head, job_id):
     """What the real head reserved for a job's entrypoint: the resources of its supervisor actor (Ray's
     JobDetails, what get_job_info returns, drops entrypoint_memory), e.g. {"CPU": 1.0, "memory": ...}."""
@@ -305,7 +311,7 @@ def test_a_bundle_imported_on_the_cluster_lands_in_the_visitors_workspace(server
     assert job.summary["test_accuracy"] == measured
     assert jobs.describe_state(job) == f"Imported · test accuracy {measured:.2%}"
     assert trained_runs(folder) == []  # in the visitor's workspace only
-    assert uploads_on_the_store() == []
+    assert no_upload_left()
 
 
 def test_a_hostile_model_fails_on_the_cluster_as_it_does_here_and_leaves_no_upload(server, tiny_data_dir, tmp_path):
@@ -326,7 +332,7 @@ def test_a_hostile_model_fails_on_the_cluster_as_it_does_here_and_leaves_no_uplo
     assert job.error == process.user_message(here.value, jobs.IMPORT)
     assert "a Lambda layer" in job.error and "Traceback" not in job.error
     assert jobs.describe_state(job) == f"Failed: {job.error}"
-    assert trained_runs(folder) == [] and uploads_on_the_store() == []
+    assert trained_runs(folder) == [] and no_upload_left()
 
 
 def test_stop_ends_a_cluster_import_with_nothing_saved(server, tmp_path):
@@ -349,7 +355,7 @@ def test_stop_ends_a_cluster_import_with_nothing_saved(server, tmp_path):
     assert job.error == process.stopped_message(jobs.IMPORT)
     assert jobs.describe_state(job) == f"Cancelled: {job.error}"
     assert ray_jobs.status(f"mnist-studio-{job_id}")[0] == "STOPPED"
-    assert trained_runs(folder) == [] and uploads_on_the_store() == []
+    assert trained_runs(folder) == [] and no_upload_left()
 
 
 def test_uploads_orphaned_by_a_dead_server_are_swept_and_live_ones_kept(server, tmp_path):

@@ -180,9 +180,8 @@ def translate_unled(text: str, templates=None) -> str:
     "{key} is not a number from {low} to {high}" taking "meta.json: ..." as its key), then as it is."""
     if not text or current_language() == SOURCE_LANGUAGE:
         return text
-    led = translate_filled(f"{_LEAD}: {text}", templates)
-    stripped = _LEAD_SEPARATOR.match(led)
-    return led[stripped.end():] if stripped else translate_filled(text, templates)
+    behind = _behind_lead(text, templates, 0)
+    return translate_filled(text, templates) if behind is None else behind
 
 
 def _translate_quoted(name: str, value: str, templates, depth: int) -> str:
@@ -197,6 +196,13 @@ def _translate_quoted(name: str, value: str, templates, depth: int) -> str:
             part = _translate_quoted("", sentence, templates, depth)
             shown += (" " if shown and (shown[-1].isascii() or part[:1].isascii()) else "") + part
         return shown
-    led = translate_filled(f"{_LEAD}: {value}", templates, depth)
+    behind = _behind_lead(value, templates, depth)
+    return value if behind is None else behind
+
+
+def _behind_lead(text: str, templates, depth: int) -> str | None:
+    """`text` translated as the part after a "<name>: " lead (looked up behind the stand-in lead, which the
+    translation then loses with its separator); None when no template made it so."""
+    led = translate_filled(f"{_LEAD}: {text}", templates, depth)
     stripped = _LEAD_SEPARATOR.match(led)
-    return led[stripped.end():] if stripped else value
+    return led[stripped.end():] if stripped else None
